@@ -1,0 +1,5 @@
+"""``python -m lin2net`` runs the command-line tool."""
+
+from lin2net.cli import main
+
+main()

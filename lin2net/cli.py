@@ -1,0 +1,204 @@
+"""Command-line interface: parses options, calls the library, reports errors.
+
+Library errors (:class:`~lin2net.errors.Lin2netError`) become one line on
+stderr and their exit code (2 for bad input); nothing else is caught here.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from lin2net import __version__
+from lin2net.config import load_config
+from lin2net.errors import ConfigError, Lin2netError
+from lin2net.grid import Cell, expand_grid
+from lin2net.summary import summarize as summarize_sweep
+from lin2net.sweep import run_sweep
+
+app = typer.Typer(
+    name="lin2net",
+    help="Sweep gradient descent on L(a, b) = 1/2 (a·b − Φ)² over grids of η, λ(0), Φ and d.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+stdout = Console()
+stderr = Console(stderr=True)
+T = TypeVar("T")
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """Print ``error: message`` as one line on stderr; return the Exit to raise."""
+    stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    try:
+        yield
+    except Lin2netError as exc:
+        raise fail(str(exc), exc.exit_code) from None
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        stdout.print(f"lin2net {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """lin2net: exact, batched gradient-descent sweeps on depth-2 linear networks."""
+
+
+@app.command()
+def sweep(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML sweep config (see README).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/<config name>].")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace results already in OUT.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one log line at the end.")] = False,
+) -> None:
+    """Run every cell of a grid and write one Parquet file per cell.
+
+    Example: lin2net sweep configs/smoke.yaml -o runs/smoke
+    """
+    with user_errors():
+        config = load_config(config_path)
+        out_dir = out if out is not None else Path("runs") / config.name
+        cells = expand_grid(config)
+        with _cell_progress(len(cells), enabled=not quiet and stderr.is_terminal) as advance:
+            try:
+                report = run_sweep(config, out_dir, overwrite=overwrite, on_cell_done=advance)
+            except KeyboardInterrupt:
+                raise fail(f"interrupted; finished cells are kept in {out_dir}/cells", 130) from None
+    stderr.print(
+        f"{report.cells} cells, {report.trajectories} trajectories in {report.seconds:.2f} s -> {out_dir}",
+        highlight=False,
+    )
+
+
+@contextmanager
+def _cell_progress(total: int, enabled: bool) -> Iterator[Callable[[Cell, float], None]]:
+    if not enabled:
+        yield lambda cell, seconds: None
+        return
+    progress = Progress(
+        TextColumn("cells"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+    )
+    task = progress.add_task("sweep", total=total)
+    with progress:
+        yield lambda cell, seconds: progress.advance(task)
+
+
+class SummaryFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    markdown = "markdown"
+    parquet = "parquet"
+
+
+SUFFIX_FORMATS = {".csv": SummaryFormat.csv, ".md": SummaryFormat.markdown, ".parquet": SummaryFormat.parquet}
+
+
+@app.command()
+def summarize(
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output directory of a sweep.")],
+    by: Annotated[
+        list[str] | None,
+        typer.Option("--by", help="Aggregate over all but these axes (repeat or comma-separate): eta, lambda0, phi, d."),
+    ] = None,
+    fmt: Annotated[
+        SummaryFormat | None,
+        typer.Option("--format", "-f", help="table (terminal), csv, markdown or parquet [default: from -o, else table]."),
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE instead of the terminal.")] = None,
+) -> None:
+    """Per-cell statistics of a sweep: fractions converged, medians and IQRs.
+
+    Example: lin2net summarize runs/smoke --by eta --format csv -o eta.csv
+    """
+    axes = [axis.strip() for item in by or [] for axis in item.split(",") if axis.strip()]
+    chosen = fmt or (SUFFIX_FORMATS.get(output.suffix, SummaryFormat.csv) if output else SummaryFormat.table)
+    with user_errors():
+        if chosen is SummaryFormat.parquet and output is None:
+            raise ConfigError("--format", "parquet output needs a file: add -o FILE.parquet")
+        frame = summarize_sweep(out, by=axes or None)
+    if chosen is SummaryFormat.table:
+        if output is not None:
+            raise fail("--format table prints to the terminal; use csv, markdown or parquet with -o", 2)
+        stdout.print(_rich_table(frame, title=f"lin2net summary of {out}"))
+        return
+    text = None
+    if chosen is SummaryFormat.csv:
+        text = frame.to_csv(index=False)
+    elif chosen is SummaryFormat.markdown:
+        text = to_markdown(frame)
+    if output is None:
+        sys.stdout.write(text or "")
+        return
+    _write_export(output, frame, text)
+
+
+def _write_export(path: Path, frame: pd.DataFrame, text: str | None) -> None:
+    from lin2net.store import atomic_write
+
+    with user_errors():
+        if text is None:
+            atomic_write(path, lambda temp: frame.to_parquet(temp, index=False))
+        else:
+            atomic_write(path, lambda temp: temp.write_text(text, encoding="utf-8"))
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (numbers to 6 significant digits)."""
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = [
+        "| " + " | ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row) + " |"
+        for row in frame.itertuples(index=False)
+    ]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def _rich_table(frame: pd.DataFrame, title: str) -> Table:
+    table = Table(title=title, header_style="bold")
+    for column in frame.columns:
+        table.add_column(str(column), justify="left" if frame[column].dtype == object else "right")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(_format_value(v) for v in row))
+    return table
+
+
+def main() -> None:
+    app()

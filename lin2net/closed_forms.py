@@ -1,0 +1,63 @@
+"""Closed forms of the depth-2 linear network L(a, b) = 1/2 (a·b − Φ)².
+
+Notation (see DESIGN.md): residual ε = a·b − Φ, scale λ = ‖a‖² + ‖b‖²,
+S = ‖a + b‖², P = ‖a − b‖², so that ε = (S − P)/4 − Φ and λ = (S + P)/2.
+All functions are elementwise over NumPy arrays (batch axis first) and pure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+FloatArray = NDArray[np.float64]
+
+
+def sharpness(eps: ArrayLike, lam: ArrayLike, phi: ArrayLike) -> FloatArray:
+    """Top eigenvalue of the Hessian at any point, not only at minima.
+
+    H = v vᵀ + ε [[0, I], [I, 0]] with v = (b, a) has top eigenvalue
+    S(ε, λ) = (λ + sqrt(λ² + 8ε(ε + Φ) + 4ε²)) / 2; at a minimum S = λ.
+    Since λ ≥ 2|ε + Φ| (Cauchy–Schwarz) the discriminant is at least
+    (4ε + 2Φ)² ≥ 0 in exact arithmetic; the clip only guards rounding.
+    """
+    eps = np.asarray(eps, dtype=np.float64)
+    lam = np.asarray(lam, dtype=np.float64)
+    disc = lam * lam + 8.0 * eps * (eps + phi) + 4.0 * eps * eps
+    return 0.5 * (lam + np.sqrt(np.maximum(disc, 0.0)))
+
+
+def gradient_flow_sharpness(eps0: ArrayLike, lam0: ArrayLike, phi: ArrayLike) -> FloatArray:
+    """Sharpness λ_GF of the gradient-flow limit from (ε0, λ0).
+
+    Gradient flow conserves λ² − 8ε(ε + Φ) + 4ε² (Lemma 2 of the seed paper),
+    and at the limit ε = 0, so λ_GF = sqrt(λ0² − 8ε0(ε0 + Φ) + 4ε0²)
+    = sqrt(4Φ² + S0 P0). The product form is used: S0 P0 = λ0² − 4(ε0 + Φ)²
+    is a difference of non-negative terms that does not cancel ε0 against Φ.
+    """
+    eps0 = np.asarray(eps0, dtype=np.float64)
+    lam0 = np.asarray(lam0, dtype=np.float64)
+    product = eps0 + phi
+    s0_p0 = (lam0 - 2.0 * product) * (lam0 + 2.0 * product)
+    return np.sqrt(4.0 * np.square(phi) + np.maximum(s0_p0, 0.0))
+
+
+def reduced_coordinates(a: ArrayLike, b: ArrayLike, phi: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(ε, λ, Q) of vectors a, b of shape (n, d): residual, scale, imbalance."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    eps = np.einsum("nd,nd->n", a, b) - phi
+    lam = np.einsum("nd,nd->n", a, a) + np.einsum("nd,nd->n", b, b)
+    imbalance = np.abs((a - b) * (a + b)).sum(axis=1)
+    return eps, lam, imbalance
+
+
+def full_hessian(a: ArrayLike, b: ArrayLike, phi: float) -> FloatArray:
+    """Hessian of L at one point (a, b) in R^{2d}, shape (2d, 2d); for tests and traces."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    d = a.shape[0]
+    eps = float(a @ b) - phi
+    v = np.concatenate([b, a])
+    swap = np.block([[np.zeros((d, d)), np.eye(d)], [np.eye(d), np.zeros((d, d))]])
+    return np.outer(v, v) + eps * swap

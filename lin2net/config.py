@@ -1,0 +1,331 @@
+"""Sweep configuration: YAML in, a validated, immutable :class:`SweepConfig` out.
+
+Every problem is reported as a :class:`~lin2net.errors.ConfigError` naming the
+dotted key and the offending value, so the CLI can print one line and exit 2.
+The accepted keys, their defaults and the axis forms are documented in the
+README ("Config reference").
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from lin2net.errors import ConfigError
+
+TOP_LEVEL_KEYS = (
+    "name",
+    "seed",
+    "trajectories",
+    "grid",
+    "init",
+    "loss_tol",
+    "max_steps",
+    "divergence_threshold",
+    "integrator",
+)
+GRID_KEYS = ("eta", "eta_lambda0", "lambda0", "phi", "d")
+INIT_KINDS = ("sphere", "gaussian", "explicit")
+INTEGRATORS = ("reduced", "full")
+AXIS_FORMS = ("linspace", "geomspace")
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "trajectories": 1000,
+    "init": "sphere",
+    "loss_tol": 1e-10,
+    "max_steps": 100_000,
+    "divergence_threshold": 1e30,
+    "integrator": "reduced",
+}
+GRID_DEFAULTS: dict[str, Any] = {"phi": 1.0, "d": 10}
+
+
+@dataclass(frozen=True)
+class ExplicitInit:
+    """One given initialization (a, b); d is its length, λ0 its squared norm."""
+
+    a: tuple[float, ...]
+    b: tuple[float, ...]
+
+    @property
+    def d(self) -> int:
+        return len(self.a)
+
+    @property
+    def lambda0(self) -> float:
+        return float(np.dot(self.a, self.a) + np.dot(self.b, self.b))
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A validated sweep. ``axes`` maps each grid key to its expanded values.
+
+    Exactly one of ``eta`` and ``eta_lambda0`` is an axis; ``lambda0`` and ``d``
+    are axes unless the init is explicit (then they come from the vectors).
+    """
+
+    name: str
+    axes: Mapping[str, tuple[float, ...] | tuple[int, ...]]
+    seed: int = 0
+    trajectories: int = 1000
+    init: str = "sphere"
+    explicit: ExplicitInit | None = None
+    loss_tol: float = 1e-10
+    max_steps: int = 100_000
+    divergence_threshold: float = 1e30
+    integrator: str = "reduced"
+    axis_specs: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def eta_key(self) -> str:
+        return "eta" if "eta" in self.axes else "eta_lambda0"
+
+    def resolved(self) -> dict[str, Any]:
+        """Plain-data form with defaults filled in and axes expanded; loads back
+        to an equal config with :func:`parse_config`."""
+        init: Any = self.init
+        if self.explicit is not None:
+            init = {"explicit": {"a": list(self.explicit.a), "b": list(self.explicit.b)}}
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "trajectories": self.trajectories,
+            "grid": {key: list(values) for key, values in self.axes.items()},
+            "init": init,
+            "loss_tol": self.loss_tol,
+            "max_steps": self.max_steps,
+            "divergence_threshold": self.divergence_threshold,
+            "integrator": self.integrator,
+        }
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-10`` as a float (YAML 1.1 wants ``1.0e-10``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_config(path: Path) -> SweepConfig:
+    """Read and validate a YAML config file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("", f"config file not found: {path}") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError("", f"cannot read config file {path}: {exc.__class__.__name__}") from None
+    return parse_config(parse_yaml(text, source=str(path)), default_name=Path(path).stem)
+
+
+def parse_yaml(text: str, source: str = "config") -> Any:
+    """YAML text to plain data; a syntax error becomes a one-line ConfigError."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise ConfigError("", f"malformed YAML in {source}{where}: {problem}") from None
+
+
+def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
+    """Validate plain data (as loaded from YAML) into a :class:`SweepConfig`."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("", f"config must be a mapping of keys to values, got {_describe(raw)}")
+    _reject_unknown(raw, TOP_LEVEL_KEYS, prefix="")
+    if "grid" not in raw:
+        raise ConfigError("grid", "missing: the grid of eta and lambda0 values to sweep is required")
+    settings = {**DEFAULTS, **raw}
+
+    name = settings.get("name", default_name)
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("name", f"must be a non-empty string, got {_describe(name)}")
+    init, explicit = _parse_init(settings["init"])
+    trajectories = _positive_int("trajectories", settings["trajectories"])
+    if explicit is not None:
+        if "trajectories" in raw and trajectories != 1:
+            raise ConfigError("trajectories", f"explicit init is one initialization; omit it or use 1, got {trajectories}")
+        trajectories = 1
+    integrator = settings["integrator"]
+    if integrator not in INTEGRATORS:
+        raise ConfigError("integrator", f"must be one of {', '.join(INTEGRATORS)}, got {_describe(integrator)}")
+    axes, specs = _parse_grid(raw["grid"], explicit)
+    return SweepConfig(
+        name=name,
+        axes=axes,
+        seed=_non_negative_int("seed", settings["seed"]),
+        trajectories=trajectories,
+        init=init,
+        explicit=explicit,
+        loss_tol=_positive_float("loss_tol", settings["loss_tol"]),
+        max_steps=_positive_int("max_steps", settings["max_steps"]),
+        divergence_threshold=_positive_float("divergence_threshold", settings["divergence_threshold"]),
+        integrator=integrator,
+        axis_specs=specs,
+    )
+
+
+def _parse_grid(grid: Any, explicit: ExplicitInit | None) -> tuple[dict[str, tuple[Any, ...]], dict[str, Any]]:
+    if not isinstance(grid, Mapping):
+        raise ConfigError("grid", f"must be a mapping of axis names to values, got {_describe(grid)}")
+    _reject_unknown(grid, GRID_KEYS, prefix="grid.")
+    if "eta" in grid and "eta_lambda0" in grid:
+        raise ConfigError("grid.eta_lambda0", "give either grid.eta or grid.eta_lambda0, not both")
+    if "eta" not in grid and "eta_lambda0" not in grid:
+        raise ConfigError("grid.eta", "missing: give the stepsize axis grid.eta (or grid.eta_lambda0)")
+    if explicit is not None:
+        for key in ("lambda0", "d"):
+            if key in grid:
+                raise ConfigError(f"grid.{key}", f"explicit init fixes {key} from the vectors; remove grid.{key}")
+    elif "lambda0" not in grid:
+        raise ConfigError("grid.lambda0", "missing: give the initial-scale axis grid.lambda0")
+
+    specs = {**({} if explicit is not None else GRID_DEFAULTS), **grid}
+    axes: dict[str, tuple[Any, ...]] = {}
+    for key in GRID_KEYS:
+        if key not in specs:
+            continue
+        values = _expand_axis(f"grid.{key}", specs[key])
+        if key == "d":
+            axes[key] = _integer_axis(f"grid.{key}", values, from_range=isinstance(specs[key], Mapping))
+        else:
+            allow_zero = key == "phi"
+            for value in values:
+                if value < 0 or (value == 0 and not allow_zero):
+                    raise ConfigError(f"grid.{key}", f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+            axes[key] = tuple(values)
+        duplicates = sorted({v for v in axes[key] if axes[key].count(v) > 1})
+        if duplicates:
+            raise ConfigError(f"grid.{key}", f"duplicate value {duplicates[0]!r}: every axis value must be distinct")
+    return axes, dict(specs)
+
+
+def _expand_axis(key: str, spec: Any) -> list[float]:
+    if isinstance(spec, Mapping):
+        if len(spec) != 1 or next(iter(spec)) not in AXIS_FORMS:
+            forms = ", ".join(f"{{{form}: [start, stop, num]}}" for form in AXIS_FORMS)
+            raise ConfigError(key, f"an axis mapping must be one of {forms}, got keys {sorted(map(str, spec))}")
+        form, args = next(iter(spec.items()))
+        sub = f"{key}.{form}"
+        if not isinstance(args, Sequence) or isinstance(args, str) or len(args) != 3:
+            raise ConfigError(sub, f"must be a list [start, stop, num], got {_describe(args)}")
+        start = _finite_float(f"{sub}[0] (start)", args[0])
+        stop = _finite_float(f"{sub}[1] (stop)", args[1])
+        num = _positive_int(f"{sub}[2] (num)", args[2])
+        if form == "geomspace":
+            for label, value in (("start", start), ("stop", stop)):
+                if value <= 0:
+                    raise ConfigError(sub, f"geomspace {label} must be > 0, got {value!r}")
+            values = np.geomspace(start, stop, num)
+        else:
+            values = np.linspace(start, stop, num)
+        return [float(v) for v in values]
+    if isinstance(spec, Sequence) and not isinstance(spec, str):
+        if len(spec) == 0:
+            raise ConfigError(key, "empty axis: give at least one value")
+        return [_finite_float(f"{key}[{i}]", value) for i, value in enumerate(spec)]
+    return [_finite_float(key, spec)]
+
+
+def _integer_axis(key: str, values: list[float], from_range: bool) -> tuple[int, ...]:
+    """Widths are positive integers. Listed values must be integers; values from
+    linspace/geomspace are rounded to the nearest integer and deduplicated."""
+    out: list[int] = []
+    for value in values:
+        if value < 1 or (not from_range and not value.is_integer()):
+            raise ConfigError(key, f"must be a positive integer, got {value!r}")
+        out.append(int(round(value)))
+    return tuple(dict.fromkeys(out)) if from_range else tuple(out)
+
+
+def _parse_init(spec: Any) -> tuple[str, ExplicitInit | None]:
+    if isinstance(spec, str):
+        if spec == "explicit":
+            raise ConfigError("init", "explicit init needs vectors: init: {explicit: {a: [...], b: [...]}}")
+        if spec not in INIT_KINDS:
+            raise ConfigError("init", f"must be one of {', '.join(INIT_KINDS)}, got {spec!r}{_suggest(spec, INIT_KINDS)}")
+        return spec, None
+    if isinstance(spec, Mapping):
+        if list(spec) != ["explicit"]:
+            raise ConfigError("init", f"a mapping init must be {{explicit: {{a: [...], b: [...]}}}}, got keys {sorted(map(str, spec))}")
+        vectors = spec["explicit"]
+        if not isinstance(vectors, Mapping) or set(vectors) != {"a", "b"}:
+            raise ConfigError("init.explicit", f"must be a mapping with exactly the keys a and b, got {_describe(vectors)}")
+        parsed = {}
+        for name in ("a", "b"):
+            vec = vectors[name]
+            if not isinstance(vec, Sequence) or isinstance(vec, str) or len(vec) == 0:
+                raise ConfigError(f"init.explicit.{name}", f"must be a non-empty list of numbers, got {_describe(vec)}")
+            parsed[name] = tuple(_finite_float(f"init.explicit.{name}[{i}]", v) for i, v in enumerate(vec))
+        if len(parsed["a"]) != len(parsed["b"]):
+            raise ConfigError("init.explicit", f"a and b must have the same length, got {len(parsed['a'])} and {len(parsed['b'])}")
+        explicit = ExplicitInit(parsed["a"], parsed["b"])
+        if explicit.lambda0 == 0:
+            raise ConfigError("init.explicit", "a = b = 0 is the saddle point: gradient descent never moves from it")
+        return "explicit", explicit
+    raise ConfigError("init", f"must be one of {', '.join(INIT_KINDS)}, got {_describe(spec)}")
+
+
+def _reject_unknown(mapping: Mapping[Any, Any], allowed: Sequence[str], prefix: str) -> None:
+    for key in mapping:
+        if key not in allowed:
+            raise ConfigError(f"{prefix}{key}", f"unknown key{_suggest(str(key), allowed)}; valid keys: {', '.join(allowed)}")
+
+
+def _suggest(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})" if not isinstance(value, (int, float)) or isinstance(value, bool) else text
+
+
+def _finite_float(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(key, f"must be a number, got {_describe(value)}")
+    result = float(value)
+    if not math.isfinite(result):
+        raise ConfigError(key, f"must be a finite number, got {value!r}")
+    return result
+
+
+def _positive_float(key: str, value: Any) -> float:
+    result = _finite_float(key, value)
+    if result <= 0:
+        raise ConfigError(key, f"must be > 0, got {value!r}")
+    return result
+
+
+def _non_negative_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer() and math.isfinite(value):
+            value = int(value)
+        else:
+            raise ConfigError(key, f"must be an integer, got {_describe(value)}")
+    if value < 0:
+        raise ConfigError(key, f"must be >= 0, got {value!r}")
+    return value
+
+
+def _positive_int(key: str, value: Any) -> int:
+    result = _non_negative_int(key, value)
+    if result == 0:
+        raise ConfigError(key, f"must be > 0, got {value!r}")
+    return result

@@ -1,0 +1,97 @@
+"""Per-cell (or per-group) statistics of a sweep's trajectory tables.
+
+Statistics, per group of trajectories:
+
+* ``trajectories`` and the fractions ``frac_converged``, ``frac_diverged``,
+  ``frac_max_steps``;
+* ``steps_median``, ``steps_iqr``: quantiles of the convergence time, with
+  trajectories that did not converge counted as never converging (T = ∞), so
+  the median is exact whenever at least half converged and ``inf`` otherwise;
+* ``q_ratio_*``, ``sharpness_T_*``: median and interquartile range over the
+  converged trajectories (where the limit was reached; NaN if none);
+* ``lambda_gf_median``: median gradient-flow limit sharpness, all trajectories.
+
+Cell files are read one at a time and only the needed columns; grouping over
+axes (``by``) keeps just those few columns of the grouped trajectories.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from lin2net.errors import ConfigError
+from lin2net.store import iter_cell_tables
+
+AXES = ("eta", "lambda0", "phi", "d", "eta_lambda0", "init")
+VALUE_COLUMNS = ("status", "steps", "q_ratio", "sharpness_T", "lambda_gf")
+
+
+def summarize(out: Path, by: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per cell, or per combination of the ``by`` axes, sorted by axes."""
+    if by:
+        unknown = [axis for axis in by if axis not in AXES]
+        if unknown:
+            raise ConfigError("--by", f"unknown axis {unknown[0]!r}; choose from {', '.join(AXES)}")
+    columns = ["cell_id", *AXES, *VALUE_COLUMNS]
+    rows: list[dict[str, Any]] = []
+    groups: dict[tuple[Any, ...], list[pa.Table]] = defaultdict(list)
+    for table in iter_cell_tables(out, columns):
+        if not by:
+            if table.num_rows:
+                first = table.slice(0, 1).to_pylist()[0]
+                rows.append({"cell_id": first["cell_id"], **{a: first[a] for a in AXES}, **statistics(table)})
+            continue
+        for key, part in _split(table.select([*by, *VALUE_COLUMNS]), list(by)):
+            groups[key].append(part)
+    for key, parts in groups.items():
+        rows.append({**dict(zip(by or (), key, strict=True)), **statistics(pa.concat_tables(parts))})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    return frame.sort_values([a for a in (by or AXES) if a in frame.columns], kind="stable").reset_index(drop=True)
+
+
+def _split(table: pa.Table, by: list[str]) -> list[tuple[tuple[Any, ...], pa.Table]]:
+    keys = table.select(by).to_pandas()
+    return [
+        ((key,) if not isinstance(key, tuple) else key, table.take(pa.array(index)))
+        for key, index in keys.groupby(by, sort=False).indices.items()
+    ]
+
+
+def statistics(table: pa.Table) -> dict[str, float | int]:
+    """The statistics of the module doc for one group of trajectories."""
+    status = np.asarray(table.column("status").to_numpy(zero_copy_only=False))
+    converged = status == "converged"
+    n = len(status)
+    steps = np.where(converged, table.column("steps").to_numpy().astype(np.float64), np.inf)
+    stats: dict[str, float | int] = {
+        "trajectories": n,
+        "frac_converged": float(converged.mean()) if n else float("nan"),
+        "frac_diverged": float((status == "diverged").mean()) if n else float("nan"),
+        "frac_max_steps": float((status == "max_steps").mean()) if n else float("nan"),
+    }
+    # 'inverted_cdf' returns observed step counts, so a censored (infinite)
+    # quantile stays inf instead of turning into NaN through interpolation.
+    stats.update(_median_iqr("steps", steps, method="inverted_cdf"))
+    for name in ("q_ratio", "sharpness_T"):
+        stats.update(_median_iqr(name, table.column(name).to_numpy()[converged], method="linear"))
+    lambda_gf = table.column("lambda_gf").to_numpy()
+    stats["lambda_gf_median"] = float(np.median(lambda_gf)) if n else float("nan")
+    return stats
+
+
+def _median_iqr(name: str, values: np.ndarray, method: str) -> dict[str, float]:
+    if values.size == 0:
+        return {f"{name}_median": float("nan"), f"{name}_iqr": float("nan")}
+    q25, q50, q75 = np.quantile(values, [0.25, 0.5, 0.75], method=method)  # type: ignore[call-overload]
+    with np.errstate(invalid="ignore"):
+        iqr = float(q75 - q25) if np.isfinite(q75) else float("inf")
+    return {f"{name}_median": float(q50), f"{name}_iqr": iqr}
