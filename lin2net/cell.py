@@ -48,6 +48,7 @@ TRAJECTORY_SCHEMA = pa.schema(
         ("sum_eps2", pa.float64()),
         ("max_eta_sharpness", pa.float64()),
         ("eos_steps", pa.int64()),
+        ("max_abs_eps", pa.float64()),
     ]
 )
 STATUS_LABELS = np.array([status.label for status in Status])
@@ -105,6 +106,7 @@ def cell_table(cell: Cell, initial: InitialConditions, results: TrajectoryResult
         "sum_eps2": results.sum_eps2,
         "max_eta_sharpness": results.max_eta_sharpness,
         "eos_steps": results.eos_steps,
+        "max_abs_eps": results.max_abs_eps,
     }
     return pa.Table.from_pydict(columns, schema=TRAJECTORY_SCHEMA)
 

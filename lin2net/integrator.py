@@ -11,9 +11,9 @@ and retires each one at its own stopping time T:
 Retired trajectories leave the working set, so the work done is proportional
 to the steps the trajectories actually need. Along the way the driver
 accumulates the diagnostics of DESIGN.md: log Q(T)/Q(0) = Σ_{t<T} log|1 − η²ε_t²|
-(log space: the product underflows on long runs), Σ_{t<T} ε_t², max_{t<=T} η·S(t)
-and the number of steps t < T taken with η·S(t) > 2, where S is the exact
-sharpness.
+(log space: the product underflows on long runs), Σ_{t<T} ε_t², max_{t<T} |ε_t|
+(0 when T = 0), max_{t<=T} η·S(t) and the number of steps t < T taken with
+η·S(t) > 2, where S is the exact sharpness.
 
 The state being stepped is pluggable (:class:`ReducedState`, :class:`FullState`):
 the reduced map is exact and costs O(1) per step whatever d; the full map steps
@@ -146,6 +146,7 @@ class TrajectoryResults:
     sum_eps2: FloatArray
     max_eta_sharpness: FloatArray
     eos_steps: IntArray
+    max_abs_eps: FloatArray
 
     @classmethod
     def empty(cls, n: int) -> TrajectoryResults:
@@ -160,6 +161,7 @@ class TrajectoryResults:
             sum_eps2=nan.copy(),
             max_eta_sharpness=nan.copy(),
             eos_steps=np.zeros(n, dtype=np.int64),
+            max_abs_eps=nan.copy(),
         )
 
     @property
@@ -179,6 +181,7 @@ def integrate(state: DynamicsState, eta: float, phi: float, rule: StopRule) -> T
     sum_eps2 = np.zeros(n)
     max_eta_sharp = np.full(n, -np.inf)
     eos_steps = np.zeros(n, dtype=np.int64)
+    max_abs_eps = np.zeros(n)
     eta2 = eta * eta
     t = 0
     # Overflow is an expected outcome (divergence), recorded in `status`.
@@ -205,17 +208,20 @@ def integrate(state: DynamicsState, eta: float, phi: float, rule: StopRule) -> T
                 out.sum_eps2[rows] = sum_eps2[done]
                 out.max_eta_sharpness[rows] = max_eta_sharp[done]
                 out.eos_steps[rows] = eos_steps[done]
+                out.max_abs_eps[rows] = max_abs_eps[done]
                 running = ~done
                 if not running.any():
                     break
                 state.keep(running)
                 index, log_q, sum_eps2 = index[running], log_q[running], sum_eps2[running]
                 max_eta_sharp, eos_steps = max_eta_sharp[running], eos_steps[running]
+                max_abs_eps = max_abs_eps[running]
                 eps, lam, eta_sharp = eps[running], lam[running], eta_sharp[running]
             eps2 = eps * eps
             eos_steps += eta_sharp > 2.0
             log_q += np.log(np.abs(1.0 - eta2 * eps2))
             sum_eps2 += eps2
+            np.fmax(max_abs_eps, np.abs(eps), out=max_abs_eps)
             state.step(eps, lam, eta, phi)
             t += 1
     return out
