@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -115,7 +115,7 @@ def _cell_progress(total: int, enabled: bool) -> Iterator[Callable[[Cell, float]
         yield lambda cell, seconds: progress.advance(task)
 
 
-class SummaryFormat(str, Enum):
+class SummaryFormat(StrEnum):
     table = "table"
     csv = "csv"
     markdown = "markdown"
@@ -130,13 +130,15 @@ def summarize(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Output directory of a sweep.")],
     by: Annotated[
         list[str] | None,
-        typer.Option("--by", help="Aggregate over all but these axes (repeat or comma-separate): eta, lambda0, phi, d."),
+        typer.Option("--by", help="Group by these axes, pooling the others (repeat or comma-separate)."),
     ] = None,
     fmt: Annotated[
         SummaryFormat | None,
-        typer.Option("--format", "-f", help="table (terminal), csv, markdown or parquet [default: from -o, else table]."),
+        typer.Option("--format", "-f", help="table, csv, markdown or parquet [default: from -o suffix, else table]."),
     ] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE instead of the terminal.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to FILE instead of the terminal.")
+    ] = None,
 ) -> None:
     """Per-cell statistics of a sweep: fractions converged, medians and IQRs.
 
@@ -174,6 +176,25 @@ def _write_export(path: Path, frame: pd.DataFrame, text: str | None) -> None:
             atomic_write(path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
 
+TERMINAL_COLUMNS = {
+    "eta": "η",
+    "lambda0": "λ0",
+    "phi": "Φ",
+    "d": "d",
+    "init": "init",
+    "trajectories": "n",
+    "frac_converged": "conv",
+    "frac_diverged": "div",
+    "frac_max_steps": "max",
+    "steps_median": "steps",
+    "q_ratio_median": "Q(T)/Q0",
+    "sharpness_T_median": "S(T)",
+    "lambda_gf_median": "λ_GF",
+}
+TABLE_CAPTION = "medians; Q(T)/Q0 and S(T) over converged trajectories; IQRs in --format csv"
+AXIS_COLUMNS = ("eta", "eta_lambda0", "lambda0", "phi", "d", "init")
+
+
 def _format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -192,10 +213,13 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 
 def _rich_table(frame: pd.DataFrame, title: str) -> Table:
-    table = Table(title=title, header_style="bold")
-    for column in frame.columns:
-        table.add_column(str(column), justify="left" if frame[column].dtype == object else "right")
-    for row in frame.itertuples(index=False):
+    """A compact terminal view: the axes that vary, fractions and medians.
+    Exports (csv, markdown, parquet) carry every column."""
+    shown = [c for c in TERMINAL_COLUMNS if c in frame.columns and (c not in AXIS_COLUMNS or frame[c].nunique() > 1)]
+    table = Table(title=title, header_style="bold", caption=TABLE_CAPTION)
+    for column in shown:
+        table.add_column(TERMINAL_COLUMNS[column], justify="left" if column == "init" else "right", overflow="fold")
+    for row in frame[shown].itertuples(index=False):
         table.add_row(*(_format_value(v) for v in row))
     return table
 

@@ -13,7 +13,7 @@ from numpy.typing import ArrayLike, NDArray
 FloatArray = NDArray[np.float64]
 
 
-def sharpness(eps: ArrayLike, lam: ArrayLike, phi: ArrayLike) -> FloatArray:
+def sharpness(eps: ArrayLike, lam: ArrayLike, phi: float) -> FloatArray:
     """Top eigenvalue of the Hessian at any point, not only at minima.
 
     H = v vᵀ + ε [[0, I], [I, 0]] with v = (b, a) has top eigenvalue
@@ -24,10 +24,11 @@ def sharpness(eps: ArrayLike, lam: ArrayLike, phi: ArrayLike) -> FloatArray:
     eps = np.asarray(eps, dtype=np.float64)
     lam = np.asarray(lam, dtype=np.float64)
     disc = lam * lam + 8.0 * eps * (eps + phi) + 4.0 * eps * eps
-    return 0.5 * (lam + np.sqrt(np.maximum(disc, 0.0)))
+    top: FloatArray = 0.5 * (lam + np.sqrt(np.maximum(disc, 0.0)))
+    return top
 
 
-def gradient_flow_sharpness(eps0: ArrayLike, lam0: ArrayLike, phi: ArrayLike) -> FloatArray:
+def gradient_flow_sharpness(eps0: ArrayLike, lam0: ArrayLike, phi: float) -> FloatArray:
     """Sharpness λ_GF of the gradient-flow limit from (ε0, λ0).
 
     Gradient flow conserves λ² − 8ε(ε + Φ) + 4ε² (Lemma 2 of the seed paper),
@@ -39,7 +40,8 @@ def gradient_flow_sharpness(eps0: ArrayLike, lam0: ArrayLike, phi: ArrayLike) ->
     lam0 = np.asarray(lam0, dtype=np.float64)
     product = eps0 + phi
     s0_p0 = (lam0 - 2.0 * product) * (lam0 + 2.0 * product)
-    return np.sqrt(4.0 * np.square(phi) + np.maximum(s0_p0, 0.0))
+    limit: FloatArray = np.sqrt(4.0 * phi * phi + np.maximum(s0_p0, 0.0))
+    return limit
 
 
 def reduced_coordinates(a: ArrayLike, b: ArrayLike, phi: float) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -48,8 +50,13 @@ def reduced_coordinates(a: ArrayLike, b: ArrayLike, phi: float) -> tuple[FloatAr
     b = np.asarray(b, dtype=np.float64)
     eps = np.einsum("nd,nd->n", a, b) - phi
     lam = np.einsum("nd,nd->n", a, a) + np.einsum("nd,nd->n", b, b)
-    imbalance = np.abs((a - b) * (a + b)).sum(axis=1)
-    return eps, lam, imbalance
+    return eps, lam, imbalance(a, b)
+
+
+def imbalance(a: FloatArray, b: FloatArray) -> FloatArray:
+    """Q = Σ_i |a_i² − b_i²| per row of (n, d) arrays, as a product to avoid cancellation."""
+    q: FloatArray = np.abs((a - b) * (a + b)).sum(axis=1)
+    return q
 
 
 def full_hessian(a: ArrayLike, b: ArrayLike, phi: float) -> FloatArray:

@@ -143,6 +143,8 @@ def parse_yaml(text: str, source: str = "config") -> Any:
 
 def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
     """Validate plain data (as loaded from YAML) into a :class:`SweepConfig`."""
+    if raw is None:
+        raise ConfigError("", "config is empty: it needs at least a grid with eta and lambda0")
     if not isinstance(raw, Mapping):
         raise ConfigError("", f"config must be a mapping of keys to values, got {_describe(raw)}")
     _reject_unknown(raw, TOP_LEVEL_KEYS, prefix="")
@@ -157,7 +159,8 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
     trajectories = _positive_int("trajectories", settings["trajectories"])
     if explicit is not None:
         if "trajectories" in raw and trajectories != 1:
-            raise ConfigError("trajectories", f"explicit init is one initialization; omit it or use 1, got {trajectories}")
+            problem = f"explicit init is one initialization; omit it or use 1, got {trajectories}"
+            raise ConfigError("trajectories", problem)
         trajectories = 1
     integrator = settings["integrator"]
     if integrator not in INTEGRATORS:
@@ -256,14 +259,17 @@ def _parse_init(spec: Any) -> tuple[str, ExplicitInit | None]:
         if spec == "explicit":
             raise ConfigError("init", "explicit init needs vectors: init: {explicit: {a: [...], b: [...]}}")
         if spec not in INIT_KINDS:
-            raise ConfigError("init", f"must be one of {', '.join(INIT_KINDS)}, got {spec!r}{_suggest(spec, INIT_KINDS)}")
+            choices = ", ".join(INIT_KINDS)
+            raise ConfigError("init", f"must be one of {choices}, got {spec!r}{_suggest(spec, INIT_KINDS)}")
         return spec, None
     if isinstance(spec, Mapping):
         if list(spec) != ["explicit"]:
-            raise ConfigError("init", f"a mapping init must be {{explicit: {{a: [...], b: [...]}}}}, got keys {sorted(map(str, spec))}")
+            keys = sorted(map(str, spec))
+            raise ConfigError("init", f"a mapping init must be {{explicit: {{a: [...], b: [...]}}}}, got keys {keys}")
         vectors = spec["explicit"]
         if not isinstance(vectors, Mapping) or set(vectors) != {"a", "b"}:
-            raise ConfigError("init.explicit", f"must be a mapping with exactly the keys a and b, got {_describe(vectors)}")
+            problem = f"must be a mapping with exactly the keys a and b, got {_describe(vectors)}"
+            raise ConfigError("init.explicit", problem)
         parsed = {}
         for name in ("a", "b"):
             vec = vectors[name]
@@ -271,7 +277,8 @@ def _parse_init(spec: Any) -> tuple[str, ExplicitInit | None]:
                 raise ConfigError(f"init.explicit.{name}", f"must be a non-empty list of numbers, got {_describe(vec)}")
             parsed[name] = tuple(_finite_float(f"init.explicit.{name}[{i}]", v) for i, v in enumerate(vec))
         if len(parsed["a"]) != len(parsed["b"]):
-            raise ConfigError("init.explicit", f"a and b must have the same length, got {len(parsed['a'])} and {len(parsed['b'])}")
+            lengths = f"{len(parsed['a'])} and {len(parsed['b'])}"
+            raise ConfigError("init.explicit", f"a and b must have the same length, got {lengths}")
         explicit = ExplicitInit(parsed["a"], parsed["b"])
         if explicit.lambda0 == 0:
             raise ConfigError("init.explicit", "a = b = 0 is the saddle point: gradient descent never moves from it")
@@ -282,7 +289,8 @@ def _parse_init(spec: Any) -> tuple[str, ExplicitInit | None]:
 def _reject_unknown(mapping: Mapping[Any, Any], allowed: Sequence[str], prefix: str) -> None:
     for key in mapping:
         if key not in allowed:
-            raise ConfigError(f"{prefix}{key}", f"unknown key{_suggest(str(key), allowed)}; valid keys: {', '.join(allowed)}")
+            hint = _suggest(str(key), allowed)
+            raise ConfigError(f"{prefix}{key}", f"unknown key{hint}; valid keys: {', '.join(allowed)}")
 
 
 def _suggest(word: str, choices: Sequence[str]) -> str:
@@ -294,7 +302,8 @@ def _describe(value: Any) -> str:
     text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
-    return f"{text} ({type(value).__name__})" if not isinstance(value, (int, float)) or isinstance(value, bool) else text
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return text if is_number else f"{text} ({type(value).__name__})"
 
 
 def _finite_float(key: str, value: Any) -> float:
@@ -321,7 +330,7 @@ def _non_negative_int(key: str, value: Any) -> int:
             raise ConfigError(key, f"must be an integer, got {_describe(value)}")
     if value < 0:
         raise ConfigError(key, f"must be >= 0, got {value!r}")
-    return value
+    return int(value)
 
 
 def _positive_int(key: str, value: Any) -> int:

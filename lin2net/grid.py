@@ -71,7 +71,8 @@ def _iter_cells(config: SweepConfig) -> Iterator[Cell]:
         if config.eta_key == "eta":
             yield Cell(eta=float(step), lambda0=lambda0, phi=float(phi), d=d, init=label)
         else:
-            yield Cell(eta=float(step) / lambda0, lambda0=lambda0, phi=float(phi), d=d, init=label, eta_lambda0=float(step))
+            eta = float(step) / lambda0
+            yield Cell(eta=eta, lambda0=lambda0, phi=float(phi), d=d, init=label, eta_lambda0=float(step))
 
 
 def initialization_rng(seed: int, init: str, d: int, block: int) -> np.random.Generator:

@@ -29,7 +29,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from lin2net.closed_forms import FloatArray, reduced_coordinates, sharpness
+from lin2net.closed_forms import FloatArray, imbalance, reduced_coordinates, sharpness
 
 IntArray = NDArray[np.int64]
 
@@ -111,17 +111,15 @@ class FullState:
         self.a = np.array(a, dtype=np.float64)
         self.b = np.array(b, dtype=np.float64)
         self.phi = phi
-        self.q0 = self.imbalance()
+        self.q0 = imbalance(self.a, self.b)
 
     def residual_and_scale(self) -> tuple[FloatArray, FloatArray]:
         eps, lam, _ = reduced_coordinates(self.a, self.b, self.phi)
         return eps, lam
 
-    def imbalance(self) -> FloatArray:
-        return np.abs((self.a - self.b) * (self.a + self.b)).sum(axis=1)
-
     def measured_log_q_ratio(self, rows: NDArray[np.bool_]) -> FloatArray | None:
-        return np.log(np.abs((self.a[rows] - self.b[rows]) * (self.a[rows] + self.b[rows])).sum(axis=1) / self.q0[rows])
+        log_ratio: FloatArray = np.log(imbalance(self.a[rows], self.b[rows]) / self.q0[rows])
+        return log_ratio
 
     def step(self, eps: FloatArray, lam: FloatArray, eta: float, phi: float) -> None:
         scale = (eta * eps)[:, None]
@@ -168,7 +166,8 @@ class TrajectoryResults:
     def q_ratio(self) -> FloatArray:
         """Q(T)/Q(0) = Π_{t<T} |1 − η² ε_t²| (0 where it underflows, inf past overflow)."""
         with np.errstate(over="ignore"):
-            return np.exp(self.log_q_ratio)
+            ratio: FloatArray = np.exp(self.log_q_ratio)
+        return ratio
 
 
 def integrate(state: DynamicsState, eta: float, phi: float, rule: StopRule) -> TrajectoryResults:

@@ -1,0 +1,45 @@
+"""Shared helpers: small configs and an in-process CLI runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from lin2net.cli import app
+from lin2net.config import SweepConfig, parse_config
+
+
+def make_config(**overrides: Any) -> SweepConfig:
+    """A small valid config; keyword arguments replace top-level keys."""
+    raw: dict[str, Any] = {
+        "name": "test",
+        "seed": 7,
+        "trajectories": 64,
+        "grid": {"eta": [0.05, 0.3], "lambda0": [0.5, 2.0], "phi": 1.0, "d": [1, 4]},
+        "loss_tol": 1e-12,
+        "max_steps": 5000,
+    }
+    raw.update(overrides)
+    return parse_config(raw)
+
+
+def write_yaml(path: Path, data: Any) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def cli(runner: CliRunner):  # type: ignore[no-untyped-def]
+    def invoke(*args: str):  # type: ignore[no-untyped-def]
+        return runner.invoke(app, [str(a) for a in args])
+
+    return invoke

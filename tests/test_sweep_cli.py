@@ -1,0 +1,189 @@
+"""End to end: sweep → Parquet → summarize, through the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from numpy.testing import assert_allclose
+
+from lin2net.grid import expand_grid
+from lin2net.store import read_trajectories
+from lin2net.summary import summarize
+from tests.conftest import make_config, write_yaml
+
+SMALL = {
+    "name": "small",
+    "seed": 3,
+    "trajectories": 40,
+    "grid": {"eta": [0.1, 0.9], "lambda0": [0.5, 2.0], "phi": 1.0, "d": [1, 5]},
+    "loss_tol": 1e-10,
+    "max_steps": 4000,
+}
+DESIGN_COLUMNS = {
+    "cell_id": "string", "trajectory": "int64", "eta": "double", "lambda0": "double", "phi": "double",
+    "d": "int64", "init": "string", "eps0": "double", "q0": "double", "sharpness0": "double",
+    "status": "string", "steps": "int64", "eps_T": "double", "lambda_T": "double", "sharpness_T": "double",
+    "q_ratio": "double", "lambda_gf": "double", "sum_eps2": "double", "max_eta_sharpness": "double",
+    "eos_steps": "int64",
+}  # fmt: skip
+
+
+def _sweep(cli, tmp_path: Path, config: dict, name: str = "out") -> Path:  # type: ignore[no-untyped-def]
+    out = tmp_path / name
+    result = cli("sweep", write_yaml(tmp_path / f"{name}.yaml", config), "-o", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_sweep_writes_one_complete_file_per_cell(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    out = _sweep(cli, tmp_path, SMALL)
+    files = sorted((out / "cells").glob("*.parquet"))
+    assert len(files) == 8
+    assert not [p for p in (out / "cells").iterdir() if p.suffix != ".parquet"]
+    table = read_trajectories(out)
+    assert table.num_rows == 8 * 40
+    for name, dtype in DESIGN_COLUMNS.items():
+        assert str(table.schema.field(name).type) == dtype, name
+    frame = table.to_pandas()
+    assert set(frame.status) <= {"converged", "diverged", "max_steps"}
+    for _, cell in frame.groupby("cell_id"):
+        assert sorted(cell.trajectory) == list(range(40))
+        assert cell[["eta", "lambda0", "phi", "d"]].nunique().max() == 1
+    # provenance beside the files and inside them
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["grid"]["eta"] == [0.1, 0.9] and resolved["trajectories"] == 40
+    versions = json.loads((out / "provenance.json").read_text())
+    assert versions["numpy"] == np.__version__
+    meta = pq.read_schema(files[0]).metadata
+    assert json.loads(meta[b"lin2net.config"]) == resolved
+    assert json.loads(meta[b"lin2net.provenance"])["numpy"] == np.__version__
+
+
+def test_values_in_the_table_are_consistent(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    frame = read_trajectories(_sweep(cli, tmp_path, SMALL)).to_pandas()
+    conv = frame[frame.status == "converged"]
+    assert np.all(0.5 * conv.eps_T**2 <= 1e-10)
+    assert_allclose(conv.q_ratio, np.exp(conv.log_q_ratio))
+    assert_allclose(frame.lambda_init, frame.lambda0)  # sphere: exact scale
+    assert_allclose(frame.eta_lambda0, frame.eta * frame.lambda0)
+    assert np.all(frame.steps[frame.status == "max_steps"] == 4000)
+    # a·b ranges within ±λ0/2 (Cauchy–Schwarz), so ε0 ∈ [−λ0/2 − Φ, λ0/2 − Φ]
+    assert np.all(np.abs(frame.eps0 + frame.phi) <= frame.lambda0 / 2 + 1e-12)
+
+
+def test_same_config_twice_gives_identical_tables(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    first = read_trajectories(_sweep(cli, tmp_path, SMALL, "one")).to_pandas()
+    second = read_trajectories(_sweep(cli, tmp_path, SMALL, "two")).to_pandas()
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_extra_axis_value_leaves_shared_cells_identical(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    bigger = {**SMALL, "grid": {**SMALL["grid"], "eta": [0.05, 0.1, 0.9]}}
+    base = read_trajectories(_sweep(cli, tmp_path, SMALL, "base")).to_pandas()
+    more = read_trajectories(_sweep(cli, tmp_path, bigger, "more")).to_pandas()
+    assert len(more) == len(base) * 3 // 2
+    shared = more[more.cell_id.isin(set(base.cell_id))].reset_index(drop=True)
+    key = ["cell_id", "trajectory"]
+    pd.testing.assert_frame_equal(
+        base.sort_values(key).reset_index(drop=True), shared.sort_values(key).reset_index(drop=True)
+    )
+
+
+def test_cell_id_depends_on_values_not_position() -> None:
+    ids = {c.parameters["eta"]: c.cell_id for c in expand_grid(make_config(grid={"eta": [0.1, 0.2], "lambda0": 1.0}))}
+    flipped = {
+        c.parameters["eta"]: c.cell_id for c in expand_grid(make_config(grid={"eta": [0.2, 0.1], "lambda0": 1.0}))
+    }
+    assert ids == flipped and len(set(ids.values())) == 2
+
+
+def test_refuses_non_empty_output_unless_overwrite(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    out = _sweep(cli, tmp_path, SMALL)
+    before = {p: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
+    again = cli("sweep", tmp_path / "out.yaml", "-o", out)
+    assert again.exit_code == 2 and "--overwrite" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    assert {p: p.stat().st_mtime_ns for p in (out / "cells").iterdir()} == before
+    assert cli("sweep", tmp_path / "out.yaml", "-o", out, "--overwrite", "--quiet").exit_code == 0
+
+
+def test_full_integrator_agrees_with_reduced(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    stable = {**SMALL, "grid": {**SMALL["grid"], "eta": [0.1, 0.3]}}
+    reduced = read_trajectories(_sweep(cli, tmp_path, stable, "reduced")).to_pandas()
+    full = read_trajectories(_sweep(cli, tmp_path, {**stable, "integrator": "full"}, "full")).to_pandas()
+    key = ["cell_id", "trajectory"]
+    reduced, full = reduced.sort_values(key), full.sort_values(key)
+    assert list(reduced.status) == list(full.status)
+    assert np.abs(reduced.steps.to_numpy() - full.steps.to_numpy()).max() <= 1
+    same = reduced.steps.to_numpy() == full.steps.to_numpy()
+    assert_allclose(reduced.q_ratio.to_numpy()[same], full.q_ratio.to_numpy()[same], rtol=1e-8)
+
+
+def test_summarize_statistics_match_the_trajectories(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    from lin2net.sweep import run_sweep
+
+    run_sweep(make_config(**{k: v for k, v in SMALL.items() if k != "name"}), out)
+    frame = read_trajectories(out).to_pandas()
+    summary = summarize(out)
+    assert len(summary) == 8 and set(summary.cell_id) == set(frame.cell_id)
+    for _, row in summary.iterrows():
+        cell = frame[frame.cell_id == row.cell_id]
+        conv = cell[cell.status == "converged"]
+        assert row.trajectories == 40
+        assert row.frac_converged == pytest.approx((cell.status == "converged").mean())
+        assert row.frac_diverged + row.frac_converged + row.frac_max_steps == pytest.approx(1)
+        if len(conv):
+            assert row.q_ratio_median == pytest.approx(np.median(conv.q_ratio))
+            assert row.sharpness_T_median == pytest.approx(np.median(conv.sharpness_T))
+        if len(conv) == len(cell):
+            ordered = np.sort(conv.steps)
+            assert ordered[len(ordered) // 2 - 1] <= row.steps_median <= ordered[len(ordered) // 2]
+        assert row.lambda_gf_median == pytest.approx(np.median(cell.lambda_gf))
+    pooled = summarize(out, by=["eta"])
+    assert list(pooled.eta) == [0.1, 0.9] and list(pooled.trajectories) == [160, 160]
+    for _, row in pooled.iterrows():
+        part = frame[frame.eta == row.eta]
+        assert row.frac_converged == pytest.approx((part.status == "converged").mean())
+
+
+def test_summarize_formats(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    out = _sweep(cli, tmp_path, SMALL)
+    expected = summarize(out, by=["eta", "d"])
+    csv = cli("summarize", out, "--by", "eta,d", "--format", "csv")
+    assert csv.exit_code == 0
+    lines = csv.stdout.strip().splitlines()
+    assert lines[0].split(",")[:2] == ["eta", "d"] and len(lines) == 1 + len(expected)
+    md = cli("summarize", out, "--by", "eta", "--by", "d", "--format", "markdown", "-o", tmp_path / "s.md")
+    assert md.exit_code == 0
+    text = (tmp_path / "s.md").read_text().splitlines()
+    assert text[0].startswith("| eta | d |") and set(text[1]) <= {"|", "-"} and len(text) == 2 + len(expected)
+    pq_out = cli("summarize", out, "--by", "eta,d", "-o", tmp_path / "s.parquet")
+    assert pq_out.exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "s.parquet"), expected)
+    table = cli("summarize", out)
+    assert table.exit_code == 0 and "conv" in table.stdout and "…" not in table.stdout
+    bad = cli("summarize", out, "--by", "width")
+    assert bad.exit_code == 2 and "width" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    missing = cli("summarize", tmp_path / "nowhere")
+    assert missing.exit_code == 2 and "not a lin2net output directory" in missing.stderr
+
+
+def test_python_dash_m_entry_point(tmp_path: Path) -> None:
+    config = write_yaml(tmp_path / "c.yaml", {**SMALL, "grid": {"eta": 0.1, "lambda0": 1.0, "d": 2}})
+    run = subprocess.run(
+        [sys.executable, "-m", "lin2net", "sweep", str(config), "-o", str(tmp_path / "o"), "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "1 cells, 40 trajectories" in run.stderr
+    assert len(list((tmp_path / "o" / "cells").glob("*.parquet"))) == 1
