@@ -200,5 +200,60 @@ def _rich_table(frame: pd.DataFrame, title: str) -> Table:
     return table
 
 
+class CheckFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    markdown = "markdown"
+
+
+@app.command()
+def check(
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output directory of a sweep.")],
+    fmt: Annotated[
+        CheckFormat | None,
+        typer.Option("--format", "-f", help="table (terminal), csv or markdown [default: from -o, else table]."),
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the per-cell table to FILE.")] = None,
+) -> None:
+    """Check Theorem 1's bounds on Q(T)/Q(0) for every converged in-regime trajectory.
+
+    Reports, per cell and overall, how many trajectories satisfy each bound and
+    where a bound fails, with the worst margin in log Q. Exits 0: it is a report.
+
+    Example: lin2net check runs/smoke --format markdown -o check.md
+    """
+    from lin2net.check import check_sweep
+
+    chosen = fmt or (CheckFormat.markdown if output is not None and output.suffix == ".md" else None)
+    chosen = chosen or (CheckFormat.csv if output is not None else CheckFormat.table)
+    if chosen is CheckFormat.table and output is not None:
+        raise fail("--format table prints to the terminal; use csv or markdown with -o", 2)
+    with user_errors():
+        report = check_sweep(out)
+    if chosen is CheckFormat.table:
+        overall = report.overall[["bound", "in_regime", "holds", "fails", "cells_failing", "worst_margin", "worst_cell"]]
+        stdout.print(_rich_table(overall, title=f"Theorem 1 bounds on Q(T)/Q(0) in {out}"))
+        for bound in ("lower", "upper"):
+            failing = report.failing(bound)
+            if len(failing):
+                shown = failing.head(20)[["cell_id", "eta", "lambda0", "phi", "d", "in_regime",
+                                          f"{bound}_fails", f"{bound}_worst_margin"]]
+                more = f" (worst 20 of {len(failing)})" if len(failing) > 20 else ""
+                stdout.print(_rich_table(shown, title=f"cells where the {bound} bound fails{more}"))
+        for line in report.sentences():
+            stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+        return
+    frame = report.export()
+    text = frame.to_csv(index=False) if chosen is CheckFormat.csv else to_markdown(frame)
+    if output is None:
+        sys.stdout.write(text)
+        for line in report.sentences():
+            stderr.print(line, markup=False, highlight=False, soft_wrap=True)
+        return
+    _write_export(output, frame, text)
+    for line in report.sentences():
+        stderr.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     app()
