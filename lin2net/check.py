@@ -94,7 +94,12 @@ class CheckReport:
     """Per-cell counts (``cells``) and the totals over the sweep (``overall``)."""
 
     cells: pd.DataFrame
-    overall: pd.DataFrame
+    totals: dict[str, dict[str, Any]]
+
+    @property
+    def overall(self) -> pd.DataFrame:
+        """One row per bound: in_regime, holds, fails, cells_failing, worst_margin, worst_* (cell and axes)."""
+        return pd.DataFrame([{"bound": bound, **self.totals[bound]} for bound in BOUNDS])
 
     def failing(self, bound: str) -> pd.DataFrame:
         """Cells where ``bound`` fails for at least one trajectory, worst first."""
@@ -105,7 +110,7 @@ class CheckReport:
         """The verdict in plain words, one sentence per bound."""
         lines = []
         for bound in BOUNDS:
-            total = self.overall.set_index("bound").loc[bound]
+            total = self.totals[bound]
             n, fails = int(total["in_regime"]), int(total["fails"])
             if n == 0:
                 lines.append(f"Theorem 1 {BOUND_TEXT[bound]}: no converged trajectory is in the theorem's regime.")
@@ -129,7 +134,7 @@ class CheckReport:
         total: dict[str, Any] = {"cell_id": "ALL", "trajectories": int(self.cells["trajectories"].sum())}
         total["in_regime"] = int(self.cells["in_regime"].sum())
         for bound in BOUNDS:
-            row = self.overall.set_index("bound").loc[bound]
+            row = self.totals[bound]
             total[f"{bound}_holds"] = int(row["holds"])
             total[f"{bound}_fails"] = int(row["fails"])
             total[f"{bound}_worst_margin"] = float(row["worst_margin"])
@@ -147,21 +152,20 @@ def summarize_checks(rows: Iterable[dict[str, Any]]) -> CheckReport:
         cells = pd.DataFrame(columns=["cell_id", "eta", "lambda0", "phi", "d", "trajectories", "in_regime"])
     cells = cells.sort_values([c for c in ("eta", "lambda0", "phi", "d") if c in cells], kind="stable")
     cells = cells.reset_index(drop=True)
-    overall = []
+    totals: dict[str, dict[str, Any]] = {}
     for bound in BOUNDS:
         fails = cells.get(f"{bound}_fails", pd.Series(dtype=np.int64))
         margins = cells.get(f"{bound}_worst_margin", pd.Series(dtype=np.float64))
         row: dict[str, Any] = {
-            "bound": bound,
             "in_regime": int(cells["in_regime"].sum()) if len(cells) else 0,
             "holds": int(cells.get(f"{bound}_holds", pd.Series(dtype=np.int64)).sum()),
             "fails": int(fails.sum()),
             "cells_failing": int((fails > 0).sum()),
             "worst_margin": float(margins.min()) if margins.notna().any() else float("nan"),
         }
-        worst = cells.loc[margins.idxmin()] if margins.notna().any() else None
+        worst = cells.iloc[int(np.nanargmin(margins.to_numpy(dtype=np.float64)))] if margins.notna().any() else None
         for key in ("cell", "eta", "lambda0", "phi", "d"):
             source = "cell_id" if key == "cell" else key
             row[f"worst_{key}"] = None if worst is None else worst[source]
-        overall.append(row)
-    return CheckReport(cells=cells, overall=pd.DataFrame(overall))
+        totals[bound] = row
+    return CheckReport(cells=cells, totals=totals)
