@@ -261,9 +261,7 @@ def draw_sweep_grid(grid: SweepGrid) -> Figure:
         finite = data[np.isfinite(data)]
         use_log = panel.stat not in FRACTION_STATS and finite.size > 0 and bool(np.any(finite > 0))
         use_log = use_log and not np.any(finite < 0) and finite[finite > 0].max() / finite[finite > 0].min() >= 10
-        cmap = matplotlib.colormaps["viridis"].copy()
-        cmap.set_bad("white")
-        cmap.set_under("black")
+        cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white", under="black")
         extend = "neither"
         if use_log:
             vmin = float(finite[finite > 0].min())
