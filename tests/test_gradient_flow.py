@@ -25,7 +25,8 @@ def _vector_flow(a: np.ndarray, b: np.ndarray, phi: float, times: np.ndarray) ->
         eps = y[:d] @ y[d:] - phi
         return np.concatenate([-eps * y[d:], -eps * y[:d]])
 
-    sol = solve_ivp(rhs, (0.0, times[-1]), np.concatenate([a, b]), method="DOP853", rtol=1e-13, atol=1e-15, t_eval=times)
+    y0 = np.concatenate([a, b])
+    sol = solve_ivp(rhs, (0.0, times[-1]), y0, method="DOP853", rtol=1e-13, atol=1e-15, t_eval=times)
     assert sol.success
     return sol.y[:d].T, sol.y[d:].T
 
@@ -78,7 +79,7 @@ def test_limit_equals_lambda_gf_by_an_independent_solver() -> None:
         eps0 = float(rng.uniform(-0.5, 0.5) * lam0 - phi)
         expected = float(gradient_flow_sharpness(eps0, lam0, phi))
         sol = solve_ivp(
-            lambda _, y: [-y[1] * y[0], -4 * y[0] * (y[0] + phi)],
+            lambda _, y, phi=phi: [-y[1] * y[0], -4 * y[0] * (y[0] + phi)],
             (0.0, 60.0 / expected),
             [eps0, lam0],
             method="DOP853",

@@ -101,7 +101,8 @@ def test_final_sharpness_against_gradient_flow(random_sweep: pd.DataFrame) -> No
     assert_allclose(error / scale, 0.0, atol=1e-9)
     shrunk = frame[q <= 1.0]
     assert len(shrunk) > 5000
-    lam_limit = np.sqrt(4 * shrunk["phi"] ** 2 + (shrunk["lambda_gf"] ** 2 - 4 * shrunk["phi"] ** 2) * shrunk["q_ratio"] ** 2)
+    phi2 = shrunk["phi"] ** 2
+    lam_limit = np.sqrt(4 * phi2 + (shrunk["lambda_gf"] ** 2 - 4 * phi2) * shrunk["q_ratio"] ** 2)
     assert (lam_limit <= shrunk["lambda_gf"] * (1 + 1e-12)).all()
     slack = 8 * shrunk["phi"] * shrunk["eps_T"].abs() + 4 * shrunk["eps_T"] ** 2
     assert (shrunk["lambda_T"] ** 2 <= shrunk["lambda_gf"] ** 2 + slack + 1e-10 * shrunk["lambda_gf"] ** 2).all()
