@@ -12,8 +12,9 @@ reached) — except the quantiles of ``steps``, which count trajectories that
 did not converge as never converging (T = ∞), as ``lin2net summarize`` does;
 ``frac_converged``, ``frac_diverged``, ``frac_max_steps`` ignore the value.
 Grid points where fewer than half the trajectories converged are drawn
-hatched grey (for all but the ``frac_*`` statistics). Axes and colour scales
-are logarithmic where the values are positive and geometric.
+hatched grey (for all but the ``frac_*`` statistics). Axes are logarithmic
+where their values are positive and geometric (or span a decade); colour
+scales are logarithmic for non-negative values (fractions: linear, 0 to 1).
 
 :func:`plot_trace` draws one traced trajectory (:mod:`lin2net.trace`).
 """
@@ -259,8 +260,8 @@ def draw_sweep_grid(grid: SweepGrid) -> Figure:
         ax = axes[k // ncols][k % ncols]
         data = np.where(np.isfinite(panel.values), panel.values, np.nan)
         finite = data[np.isfinite(data)]
-        use_log = panel.stat not in FRACTION_STATS and finite.size > 0 and bool(np.any(finite > 0))
-        use_log = use_log and not np.any(finite < 0) and finite[finite > 0].max() / finite[finite > 0].min() >= 10
+        # Log colours for every non-negative value with some positive entry (zeros: the 'under' colour).
+        use_log = panel.stat not in FRACTION_STATS and bool(np.any(finite > 0)) and not np.any(finite < 0)
         cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white", under="black")
         extend = "neither"
         if use_log:

@@ -75,15 +75,16 @@ def test_gradient_flow_columns() -> None:
     assert gap[-1] < 1e-2 * gap[0]
 
 
-def test_trace_reproduces_sweep_rows() -> None:
+@pytest.mark.parametrize("init", ["sphere", "gaussian"])
+def test_trace_reproduces_sweep_rows(init: str) -> None:
     grid = {"eta": [0.05, 0.7], "lambda0": 2.0, "phi": 1.0, "d": 6}
-    raw = {"name": "s", "seed": 11, "trajectories": 25, "grid": grid}
+    raw = {"name": "s", "seed": 11, "trajectories": 25, "grid": grid, "init": init}
     config = parse_config(raw)
     for cell in expand_grid(config):
         rows = run_cell(config, cell).to_pandas()
         for k in (0, 7, 24):
             start = sweep_initialization(
-                eta=cell.eta, lambda0=2.0, phi=1.0, d=6, seed=11, init="sphere", trajectory=k
+                eta=cell.eta, lambda0=2.0, phi=1.0, d=6, seed=11, init=init, trajectory=k
             )
             trace = trace_trajectory(start, cell.eta, StopRule(config.loss_tol, config.max_steps))
             row = rows.iloc[k]
@@ -91,7 +92,7 @@ def test_trace_reproduces_sweep_rows() -> None:
             assert trace.table["eps"].iloc[-1] == row["eps_T"]
             assert trace.table["lambda"].iloc[-1] == row["lambda_T"]
             assert trace.table["log_q_ratio"].iloc[-1] == pytest.approx(row["log_q_ratio"], rel=1e-12, abs=1e-15)
-            assert start.eps0 == row["eps0"] and start.q0 == row["q0"]
+            assert start.eps0 == row["eps0"] and start.q0 == row["q0"] and start.lam0 == row["lambda_init"]
 
 
 def test_divergent_trace_stops() -> None:
