@@ -30,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from lin2net import theory
+from lin2net.errors import OutputError
 from lin2net.store import iter_cell_tables
 
 CHECK_COLUMNS = [
@@ -143,13 +144,15 @@ class CheckReport:
 
 def check_sweep(out: Path) -> CheckReport:
     """Check Theorem 1's bounds on every finished cell of the sweep in ``out``."""
-    return summarize_checks(check_table(table) for table in iter_cell_tables(out, CHECK_COLUMNS))
+    rows = [check_table(table) for table in iter_cell_tables(out, CHECK_COLUMNS)]
+    if not rows:
+        raise OutputError(f"{out} holds no finished cells yet")
+    return summarize_checks(rows)
 
 
 def summarize_checks(rows: Iterable[dict[str, Any]]) -> CheckReport:
+    """Totals over per-cell rows of :func:`check_table` (at least one row)."""
     cells = pd.DataFrame(list(rows))
-    if cells.empty:
-        cells = pd.DataFrame(columns=["cell_id", "eta", "lambda0", "phi", "d", "trajectories", "in_regime"])
     cells = cells.sort_values([c for c in ("eta", "lambda0", "phi", "d") if c in cells], kind="stable")
     cells = cells.reset_index(drop=True)
     totals: dict[str, dict[str, Any]] = {}

@@ -131,6 +131,9 @@ def test_cli_check_errors_are_one_line(tmp_path: Path) -> None:
     assert result.output.strip().count("\n") == 0 and result.output.startswith("error:")
     result = runner.invoke(app, ["check", str(tmp_path), "--format", "table", "-o", str(tmp_path / "x.csv")])
     assert result.exit_code == 2
+    (tmp_path / "empty" / "cells").mkdir(parents=True)
+    result = runner.invoke(app, ["check", str(tmp_path / "empty")])
+    assert result.exit_code == 2 and "no finished cells" in result.output
 
 
 def test_check_table_handles_empty_regime() -> None:
