@@ -256,25 +256,22 @@ def draw_sweep_grid(grid: SweepGrid) -> Figure:
     x_log, y_log = _is_log_axis(grid.x_values), _is_log_axis(grid.y_values)
     x_edges, y_edges = _edges(grid.x_values, x_log), _edges(grid.y_values, y_log)
     handles: dict[str, Any] = {}
+    # One colour scale per value, shared by its facets so that they compare at a glance.
+    values = {p.value for p in grid.panels}
+    scales = {value: _colour_scale([p for p in grid.panels if p.value == value]) for value in values}
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white", under="black")
     for k, panel in enumerate(grid.panels):
         ax = axes[k // ncols][k % ncols]
         data = np.where(np.isfinite(panel.values), panel.values, np.nan)
-        finite = data[np.isfinite(data)]
-        # Log colours for every non-negative value with some positive entry (zeros: the 'under' colour).
-        use_log = panel.stat not in FRACTION_STATS and bool(np.any(finite > 0)) and not np.any(finite < 0)
-        cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white", under="black")
+        vmin, vmax, use_log = scales[panel.value]
         extend = "neither"
         if use_log:
-            vmin = float(finite[finite > 0].min())
-            if np.any(finite == 0):  # e.g. Q(T)/Q(0) underflowed: drawn in the 'under' colour
-                data = np.where(data == 0, vmin / 2, data)
+            if np.any(data < vmin):  # e.g. Q(T)/Q(0) underflowed to 0: drawn in the 'under' colour
+                data = np.where(data < vmin, vmin / 2, data)
                 extend = "min"
-            norm: Normalize = LogNorm(vmin=vmin, vmax=float(finite.max()))
-        elif panel.stat in FRACTION_STATS:
-            norm = Normalize(vmin=0.0, vmax=1.0)
+            norm: Normalize = LogNorm(vmin=vmin, vmax=vmax)
         else:
-            norm = Normalize(vmin=float(finite.min()) if finite.size else 0.0,
-                             vmax=float(finite.max()) if finite.size else 1.0)
+            norm = Normalize(vmin=vmin, vmax=vmax)
         mesh = ax.pcolormesh(x_edges, y_edges, np.ma.masked_invalid(data), cmap=cmap, norm=norm, shading="flat")
         figure.colorbar(mesh, ax=ax, extend=extend, label=f"{panel.stat} {label(panel.value)}")
         if panel.stat not in FRACTION_STATS:
@@ -305,6 +302,29 @@ def draw_sweep_grid(grid: SweepGrid) -> Figure:
         figure.legend(handles=list(handles.values()), loc="outside lower center", ncols=min(4, len(handles)))
     figure.suptitle(f"lin2net sweep {grid.name}")
     return figure
+
+
+def _colour_scale(panels: list[Panel]) -> tuple[float, float, bool]:
+    """(vmin, vmax, log) over the panels' visible cells (hatched ones excluded).
+
+    Logarithmic for non-negative values with some positive entry (fractions:
+    linear 0 to 1); vmin is then the smallest positive value, zeros fall below it.
+    """
+    stat = panels[0].stat
+    if stat in FRACTION_STATS:
+        return 0.0, 1.0, False
+    visible = [p.values[(p.frac_converged >= 0.5) & np.isfinite(p.values)] for p in panels]
+    finite = np.concatenate(visible) if visible else np.array([])
+    if finite.size == 0:  # nothing visible: any finite value, else a dummy range
+        finite = np.concatenate([p.values[np.isfinite(p.values)] for p in panels])
+    if finite.size == 0:
+        return 0.0, 1.0, False
+    positive = finite[finite > 0]
+    if positive.size and not np.any(finite < 0):
+        low, high = float(positive.min()), float(positive.max())
+        return low, high if high > low else low * 10, True
+    low, high = float(finite.min()), float(finite.max())
+    return low, high if high > low else low + 1.0, False
 
 
 def _reference_curves(ax: Axes, grid: SweepGrid, panel: Panel) -> dict[str, Any]:
