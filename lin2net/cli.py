@@ -13,7 +13,6 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -355,7 +354,7 @@ def trace(
             for option, given in (("--lambda0", lambda0), ("--d", d), ("--init", init)):
                 if given is not None:
                     raise ConfigError(option, "not used with --a/--b (the vectors fix the initialization)")
-            start = start_from_vectors(np.asarray(vec_a), np.asarray(vec_b), phi)
+            start = start_from_vectors(vec_a, vec_b, phi)
         else:
             if lambda0 is None:
                 raise ConfigError("--lambda0", "missing: give --lambda0 (and --d, --seed, --init), or --a and --b")

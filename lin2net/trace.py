@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from lin2net.closed_forms import FloatArray, reduced_coordinates, sharpness
 from lin2net.config import parse_config
@@ -48,7 +49,7 @@ class Start:
     q0: float
 
 
-def start_from_vectors(a: FloatArray, b: FloatArray, phi: float) -> Start:
+def start_from_vectors(a: ArrayLike, b: ArrayLike, phi: float) -> Start:
     """The start (a, b); ε0, λ0 and Q0 measured from the vectors."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
