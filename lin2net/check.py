@@ -45,7 +45,12 @@ CHECK_COLUMNS = [
     "steps",
     "sum_eps2",
     "log_q_ratio",
+    "sharpness_T",
 ]
+OUTCOMES = ("converged", "passing", "diverged", "max_steps")
+"""Theorem 2 tallies: ``converged`` with η·S(T) < 2 (a stable minimum); ``passing``: the
+loss reached loss_tol at T but η·S(T) ≥ 2, so the minimum there is unstable and GD
+leaves it again (a passing hit, not a limit); ``diverged``; ``max_steps``."""
 BOUNDS = ("lower", "upper")
 BOUND_TEXT = {
     "lower": "lower bound exp(−√η ε0²/Φ) < Q(T)/Q(0)",
@@ -64,6 +69,10 @@ def trajectory_margins(table: pa.Table) -> dict[str, np.ndarray]:
     log_lower = theory.log_thm1_lower(eta, eps0, phi)
     log_upper = theory.log_thm1_upper(eta, column["sum_eps2"])
     out: dict[str, np.ndarray] = {"in_regime": in_regime}
+    out["regime"] = theory.regime(eta, eps0, column["lambda_init"], phi)
+    stable = eta * column["sharpness_T"].astype(np.float64) < 2.0
+    status = np.asarray(column["status"]).astype(str)
+    out["outcome"] = np.where(converged & ~stable, "passing", status)
     with np.errstate(invalid="ignore"):  # −inf − (−inf) where Φ = 0 and Q underflowed: NaN, treated as holding
         for name, margin, bound in (("lower", log_q - log_lower, log_lower), ("upper", log_upper - log_q, log_upper)):
             tolerance = theory.rounding_tolerance(column["steps"], bound)
@@ -87,6 +96,11 @@ def check_table(table: pa.Table) -> dict[str, Any]:
         row[f"{name}_fails"] = int((~holds).sum())
         finite = values[~np.isnan(values)]
         row[f"{name}_worst_margin"] = float(finite.min()) if finite.size else float("nan")
+    for regime in ("linear", "slow"):
+        chosen = margins["regime"] == regime
+        row[regime] = int(chosen.sum())
+        for outcome in OUTCOMES:
+            row[f"{regime}_{outcome}"] = int((chosen & (margins["outcome"] == outcome)).sum())
     return row
 
 
@@ -130,6 +144,36 @@ class CheckReport:
                 )
         return lines
 
+    def theorem2(self) -> pd.DataFrame:
+        """Outcomes per Theorem 2 regime (``linear``, ``slow``), summed over the sweep."""
+        rows = []
+        for regime in ("linear", "slow"):
+            row: dict[str, Any] = {"regime": regime, "trajectories": int(self.cells[regime].sum())}
+            row.update({outcome: int(self.cells[f"{regime}_{outcome}"].sum()) for outcome in OUTCOMES})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def theorem2_sentences(self) -> list[str]:
+        lines = []
+        for row in self.theorem2().to_dict("records"):
+            n = row["trajectories"]
+            if row["regime"] == "linear":
+                verdict = "all converged" if row["converged"] == n else "NOT ALL CONVERGED"
+                lines.append(
+                    f"Theorem 2, first condition (linear convergence): {row['converged']} of {n} trajectories "
+                    f"converged to a stable minimum ({verdict}); {row['passing']} passing, "
+                    f"{row['diverged']} diverged, {row['max_steps']} at max_steps."
+                )
+            else:
+                verdict = " — contradicts 'GD converges'" if row["diverged"] else ""
+                lines.append(
+                    f"Theorem 2, second condition (converges, possibly slowly): of {n} trajectories, "
+                    f"{row['converged']} converged to a stable minimum, {row['passing']} only passed through "
+                    f"loss <= loss_tol at an unstable point (eta*S(T) >= 2), {row['diverged']} diverged{verdict}, "
+                    f"{row['max_steps']} were still running at max_steps."
+                )
+        return lines
+
     def export(self) -> pd.DataFrame:
         """Per-cell rows followed by one ``ALL`` row of totals (for csv/markdown)."""
         total: dict[str, Any] = {"cell_id": "ALL", "trajectories": int(self.cells["trajectories"].sum())}
@@ -139,6 +183,9 @@ class CheckReport:
             total[f"{bound}_holds"] = int(row["holds"])
             total[f"{bound}_fails"] = int(row["fails"])
             total[f"{bound}_worst_margin"] = float(row["worst_margin"])
+        for column in self.cells.columns:
+            if column.startswith(("linear", "slow")):
+                total[column] = int(self.cells[column].sum())
         return pd.concat([self.cells, pd.DataFrame([total])], ignore_index=True)
 
 

@@ -218,7 +218,8 @@ def check(
     """Check Theorem 1's bounds on Q(T)/Q(0) for every converged in-regime trajectory.
 
     Reports, per cell and overall, how many trajectories satisfy each bound and
-    where a bound fails, with the worst margin in log Q. Exits 0: it is a report.
+    where a bound fails, with the worst margin in log Q; and what became of the
+    trajectories in Theorem 2's two step-size regimes. Exits 0: it is a report.
 
     Example: lin2net check runs/smoke --format markdown -o check.md
     """
@@ -241,18 +242,17 @@ def check(
                                           f"{bound}_fails", f"{bound}_worst_margin"]]
                 more = f" (worst 20 of {len(failing)})" if len(failing) > 20 else ""
                 stdout.print(_rich_table(shown, title=f"cells where the {bound} bound fails{more}"))
-        for line in report.sentences():
+        stdout.print(_rich_table(report.theorem2(), title="Theorem 2 regimes: outcomes"))
+        for line in [*report.sentences(), *report.theorem2_sentences()]:
             stdout.print(line, markup=False, highlight=False, soft_wrap=True)
         return
     frame = report.export()
     text = frame.to_csv(index=False) if chosen is CheckFormat.csv else to_markdown(frame)
     if output is None:
         sys.stdout.write(text)
-        for line in report.sentences():
-            stderr.print(line, markup=False, highlight=False, soft_wrap=True)
-        return
-    _write_export(output, frame, text)
-    for line in report.sentences():
+    else:
+        _write_export(output, frame, text)
+    for line in [*report.sentences(), *report.theorem2_sentences()]:
         stderr.print(line, markup=False, highlight=False, soft_wrap=True)
 
 

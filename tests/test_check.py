@@ -17,7 +17,9 @@ from lin2net.check import check_sweep, check_table
 from lin2net.cli import app
 from lin2net.config import parse_config
 from lin2net.grid import expand_grid
+from lin2net.integrator import StopRule
 from lin2net.sweep import run_sweep
+from lin2net.trace import sweep_initialization, trace_trajectory
 
 runner = CliRunner()
 
@@ -150,7 +152,36 @@ def test_check_table_handles_empty_regime() -> None:
             "steps": [3],
             "sum_eps2": [np.inf],
             "log_q_ratio": [np.inf],
+            "sharpness_T": [np.inf],
         }
     )
     row = check_table(table)
     assert row["in_regime"] == 0 and row["lower_fails"] == 0 and np.isnan(row["lower_worst_margin"])
+    assert row["slow"] == 0 and row["linear"] == 0
+
+
+def test_theorem2_outcomes_past_one_over_phi(tmp_path: Path) -> None:
+    """η = 1.5 > 1/Φ: every minimum has η·λ ≥ 2Φη = 3, so none is stable. Trajectories in
+    Theorem 2's second ('converges, possibly slowly') regime diverge or only pass through
+    small loss; check tallies them, and the passing ones really leave the minimum again."""
+    config = parse_config(
+        {"name": "t2", "trajectories": 200, "grid": {"eta": [0.05, 1.5], "lambda0": 1.0, "d": 1}, "max_steps": 20000}
+    )
+    run_sweep(config, tmp_path / "out")
+    report = check_sweep(tmp_path / "out")
+    table = report.theorem2().set_index("regime")
+    assert table.loc["linear", "converged"] == table.loc["linear", "trajectories"] > 100
+    slow = table.loc["slow"]
+    assert slow["diverged"] > 0 and slow["passing"] > 0 and slow["converged"] == 0
+    assert slow[["converged", "passing", "diverged", "max_steps"]].sum() == slow["trajectories"]
+    assert any("contradicts" in line for line in report.theorem2_sentences())
+    # A passing trajectory: traced on past T (with a tolerance it cannot meet), its loss grows again.
+    frame = pd.read_parquet(tmp_path / "out" / "cells")
+    passing = frame[(frame["eta"] == 1.5) & (frame["status"] == "converged")].iloc[0]
+    assert passing["eta"] * passing["sharpness_T"] >= 2
+    start = sweep_initialization(
+        eta=1.5, lambda0=1.0, phi=1.0, d=1, seed=0, init="sphere", trajectory=int(passing["trajectory"])
+    )
+    later = trace_trajectory(start, 1.5, StopRule(1e-300, int(passing["steps"]) + 100)).table
+    assert later["loss"].iloc[int(passing["steps"])] <= 1e-10
+    assert later["loss"].iloc[int(passing["steps"]) :].max() > 1e-3
