@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from lin2net import theory
 from lin2net.closed_forms import gradient_flow_sharpness, sharpness
 from lin2net.config import SweepConfig
 from lin2net.grid import Cell
@@ -49,6 +50,10 @@ TRAJECTORY_SCHEMA = pa.schema(
         ("max_eta_sharpness", pa.float64()),
         ("eos_steps", pa.int64()),
         ("max_abs_eps", pa.float64()),
+        ("thm1_regime", pa.bool_()),
+        ("thm1_lower", pa.float64()),
+        ("thm1_upper", pa.float64()),
+        ("regime", pa.string()),
     ]
 )
 STATUS_LABELS = np.array([status.label for status in Status])
@@ -107,6 +112,10 @@ def cell_table(cell: Cell, initial: InitialConditions, results: TrajectoryResult
         "max_eta_sharpness": results.max_eta_sharpness,
         "eos_steps": results.eos_steps,
         "max_abs_eps": results.max_abs_eps,
+        "thm1_regime": theory.thm1_regime(cell.eta, initial.eps0, initial.lam0, cell.phi),
+        "thm1_lower": theory.thm1_lower(cell.eta, initial.eps0, cell.phi),
+        "thm1_upper": theory.thm1_upper(cell.eta, results.sum_eps2),
+        "regime": theory.regime(cell.eta, initial.eps0, initial.lam0, cell.phi),
     }
     return pa.Table.from_pydict(columns, schema=TRAJECTORY_SCHEMA)
 

@@ -224,5 +224,185 @@ def _rich_table(frame: pd.DataFrame, title: str) -> Table:
     return table
 
 
+class CheckFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    markdown = "markdown"
+
+
+@app.command()
+def check(
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output directory of a sweep.")],
+    fmt: Annotated[
+        CheckFormat | None,
+        typer.Option("--format", "-f", help="table (terminal), csv or markdown [default: from -o, else table]."),
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the per-cell table to FILE.")] = None,
+) -> None:
+    """Check Theorem 1's bounds on Q(T)/Q(0) for every converged in-regime trajectory.
+
+    Reports, per cell and overall, how many trajectories satisfy each bound and
+    where a bound fails, with the worst margin in log Q; and what became of the
+    trajectories in Theorem 2's two step-size regimes. Exits 0: it is a report.
+
+    Example: lin2net check runs/smoke --format markdown -o check.md
+    """
+    from lin2net.check import check_sweep
+
+    chosen = fmt or (CheckFormat.markdown if output is not None and output.suffix == ".md" else None)
+    chosen = chosen or (CheckFormat.csv if output is not None else CheckFormat.table)
+    if chosen is CheckFormat.table and output is not None:
+        raise fail("--format table prints to the terminal; use csv or markdown with -o", 2)
+    with user_errors():
+        report = check_sweep(out)
+    if chosen is CheckFormat.table:
+        shown_columns = ["bound", "in_regime", "holds", "fails", "cells_failing", "worst_margin", "worst_cell"]
+        overall = report.overall[shown_columns]
+        stdout.print(_rich_table(overall, title=f"Theorem 1 bounds on Q(T)/Q(0) in {out}"))
+        for bound in ("lower", "upper"):
+            failing = report.failing(bound)
+            if len(failing):
+                shown = failing.head(20)[["cell_id", "eta", "lambda0", "phi", "d", "in_regime",
+                                          f"{bound}_fails", f"{bound}_worst_margin"]]
+                more = f" (worst 20 of {len(failing)})" if len(failing) > 20 else ""
+                stdout.print(_rich_table(shown, title=f"cells where the {bound} bound fails{more}"))
+        stdout.print(_rich_table(report.theorem2(), title="Theorem 2 regimes: outcomes"))
+        for line in [*report.sentences(), *report.theorem2_sentences()]:
+            stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+        return
+    frame = report.export()
+    text = frame.to_csv(index=False) if chosen is CheckFormat.csv else to_markdown(frame)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        _write_export(output, frame, text)
+    for line in [*report.sentences(), *report.theorem2_sentences()]:
+        stderr.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def plot(
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output directory of a sweep.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Figure file, .png/.svg/.pdf [default: OUT/figure3.png, or OUT/<stat>_<value>.png]."
+        ),
+    ] = None,
+    x: Annotated[
+        str | None, typer.Option("--x", help="Horizontal axis [default: eta, or eta_lambda0 if swept].")
+    ] = None,
+    y: Annotated[str | None, typer.Option("--y", help="Vertical axis [default: lambda0].")] = None,
+    value: Annotated[
+        str | None,
+        typer.Option("--value", help="Numeric column to map [default: two panels, q_ratio and steps, as Figure 3]."),
+    ] = None,
+    stat: Annotated[
+        str,
+        typer.Option("--stat", help="median, mean, min, max, q25, q75, frac_converged, frac_diverged, frac_max_steps."),
+    ] = "median",
+) -> None:
+    """Heatmaps of a sweep over two axes, one row per value of the other axes (the paper's Figure 3).
+
+    By default: median Q(T)/Q(0) and median convergence time over eta and lambda0,
+    with the reference curves eta*lambda0 = 2, eta = 2/sqrt(lambda0^2 + 4 Phi^2), eta = 1/Phi.
+    Hatched grey: fewer than half the trajectories converged.
+
+    Example: lin2net plot runs/figure3 -o figure3.png
+    """
+    from lin2net.plotting import plot_sweep
+
+    path = output if output is not None else out / ("figure3.png" if value is None else f"{stat}_{value}.png")
+    with user_errors():
+        plot_sweep(out, path, x=x, y=y, value=value, stat=stat)
+    stderr.print(f"wrote {path}", highlight=False)
+
+
+def _floats(option: str, text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise ConfigError(option, f"must be comma-separated numbers, got {text!r}") from None
+
+
+@app.command()
+def trace(
+    eta: Annotated[float, typer.Option("--eta", help="Stepsize.")],
+    lambda0: Annotated[float | None, typer.Option("--lambda0", help="Initial scale (random init).")] = None,
+    phi: Annotated[float, typer.Option("--phi", help="Target.")] = 1.0,
+    d: Annotated[int | None, typer.Option("--d", help="Width (random init) [default: 10].")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Root seed, as in a sweep config.")] = 0,
+    init: Annotated[str | None, typer.Option("--init", help="sphere or gaussian [default: sphere].")] = None,
+    trajectory: Annotated[int, typer.Option("--trajectory", help="Index of the initialization in the cell.")] = 0,
+    a: Annotated[str | None, typer.Option("--a", help="Explicit a, comma-separated, e.g. 1,2.")] = None,
+    b: Annotated[str | None, typer.Option("--b", help="Explicit b, comma-separated, e.g. 0.5,0.1.")] = None,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Step budget.")] = 100_000,
+    loss_tol: Annotated[float, typer.Option("--loss-tol", help="Converged once eps^2/2 <= this.")] = 1e-10,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Per-step table, .parquet or .csv.")] = None,
+    plot_path: Annotated[Path | None, typer.Option("--plot", help="Figure, .png/.svg/.pdf.")] = None,
+) -> None:
+    """Run one initialization step by step; write the per-step table and a figure.
+
+    The random initialization is trajectory --trajectory of the sweep cell
+    (eta, lambda0, phi, d) with root seed --seed, so it reproduces that sweep row.
+    The figure overlays the gradient flow from the same start (GF time eta*t).
+
+    Example: lin2net trace --eta 0.5 --lambda0 3 --d 10 -o trace.csv --plot trace.png
+    """
+    from lin2net.integrator import StopRule
+    from lin2net.plotting import check_figure_path, plot_trace
+    from lin2net.theory import regime
+    from lin2net.trace import (
+        TABLE_SUFFIXES,
+        start_from_vectors,
+        sweep_initialization,
+        trace_trajectory,
+        write_trace_table,
+    )
+
+    with user_errors():
+        if output is not None and output.suffix.lower() not in TABLE_SUFFIXES:
+            raise ConfigError("--output", f"unknown table format {output.suffix or '(none)'!r}; use .parquet or .csv")
+        if plot_path is not None:
+            check_figure_path(plot_path)
+        if max_steps <= 0:
+            raise ConfigError("--max-steps", f"must be > 0, got {max_steps}")
+        if not loss_tol > 0:
+            raise ConfigError("--loss-tol", f"must be > 0, got {loss_tol}")
+        vec_a, vec_b = _floats("--a", a), _floats("--b", b)
+        if (vec_a is None) != (vec_b is None):
+            raise ConfigError("--a/--b", "give both --a and --b, or neither")
+        if vec_a is not None and vec_b is not None:
+            for option, given in (("--lambda0", lambda0), ("--d", d), ("--init", init)):
+                if given is not None:
+                    raise ConfigError(option, "not used with --a/--b (the vectors fix the initialization)")
+            start = start_from_vectors(vec_a, vec_b, phi)
+        else:
+            if lambda0 is None:
+                raise ConfigError("--lambda0", "missing: give --lambda0 (and --d, --seed, --init), or --a and --b")
+            start = sweep_initialization(
+                eta=eta, lambda0=lambda0, phi=phi, d=10 if d is None else d, seed=seed,
+                init=init or "sphere", trajectory=trajectory,
+            )
+        result = trace_trajectory(start, eta, StopRule(loss_tol, max_steps))
+        if output is not None:
+            write_trace_table(result, output)
+        if plot_path is not None:
+            plot_trace(result, plot_path)
+    last = result.table.iloc[-1]
+    stderr.print(
+        f"{result.status.label} at T = {result.steps}: Q(T)/Q(0) = {last['q_ratio']:.6g}, "
+        f"lambda(T) = {last['lambda']:.6g}, lambda_GF = {result.lambda_gf:.6g}; "
+        f"eps0 = {start.eps0:.6g}, lambda0 = {start.lam0:.6g}, regime: {regime(eta, start.eps0, start.lam0, phi)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for path in (output, plot_path):
+        if path is not None:
+            stderr.print(f"wrote {path}", highlight=False)
+
+
 def main() -> None:
     app()

@@ -1,0 +1,221 @@
+"""Check Theorem 1's bounds on Q(T)/Q(0) against a sweep's trajectories.
+
+For every trajectory that is in Theorem 1's step-size regime
+(:func:`lin2net.theory.thm1_regime`) and converged, two margins in log space,
+positive where the bound holds and negative where it fails:
+
+    lower_margin = log Q(T)/Q(0) − (−√η ε0²/Φ),
+    upper_margin = −η² Σ_{t<T} ε_t² − log Q(T)/Q(0).
+
+The paper states both bounds strictly; a bound counts as failed only when its
+margin is below −:func:`lin2net.theory.rounding_tolerance` (ties within
+rounding count as holding). Q(T) at the convergence time T stands in for
+Q(∞); past T the factors |1 − η²ε_t²| differ from 1 by less than η²·2·loss_tol.
+
+Bounds and regime are recomputed from the raw columns (eta, eps0,
+lambda_init, phi, sum_eps2, log_q_ratio), so sweeps written before the
+theory columns existed can be checked too, and ``q_ratio`` underflow to 0
+does not matter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from lin2net import theory
+from lin2net.errors import OutputError
+from lin2net.store import iter_cell_tables
+
+CHECK_COLUMNS = [
+    "cell_id",
+    "eta",
+    "lambda0",
+    "phi",
+    "d",
+    "eps0",
+    "lambda_init",
+    "status",
+    "steps",
+    "sum_eps2",
+    "log_q_ratio",
+    "sharpness_T",
+]
+OUTCOMES = ("converged", "passing", "diverged", "max_steps")
+"""Theorem 2 tallies: ``converged`` with η·S(T) < 2 (a stable minimum); ``passing``: the
+loss reached loss_tol at T but η·S(T) ≥ 2, so the minimum there is unstable and GD
+leaves it again (a passing hit, not a limit); ``diverged``; ``max_steps``."""
+BOUNDS = ("lower", "upper")
+BOUND_TEXT = {
+    "lower": "lower bound exp(−√η ε0²/Φ) < Q(T)/Q(0)",
+    "upper": "upper bound Q(T)/Q(0) < exp(−η² Σ ε_t²)",
+}
+
+
+def trajectory_margins(table: pa.Table) -> dict[str, np.ndarray]:
+    """Per trajectory: ``in_regime`` and, for each bound, ``<bound>_margin`` and
+    ``<bound>_holds`` (margins in log space, positive where the bound holds)."""
+    column = {name: table.column(name).to_numpy(zero_copy_only=False) for name in CHECK_COLUMNS[1:]}
+    eta, eps0, phi = column["eta"], column["eps0"], column["phi"]
+    converged = np.asarray(column["status"]) == "converged"
+    in_regime = theory.thm1_regime(eta, eps0, column["lambda_init"], phi) & converged
+    log_q = column["log_q_ratio"].astype(np.float64)
+    log_lower = theory.log_thm1_lower(eta, eps0, phi)
+    log_upper = theory.log_thm1_upper(eta, column["sum_eps2"])
+    out: dict[str, np.ndarray] = {"in_regime": in_regime}
+    out["regime"] = theory.regime(eta, eps0, column["lambda_init"], phi)
+    stable = eta * column["sharpness_T"].astype(np.float64) < 2.0
+    status = np.asarray(column["status"]).astype(str)
+    out["outcome"] = np.where(converged & ~stable, "passing", status)
+    with np.errstate(invalid="ignore"):  # −inf − (−inf) where Φ = 0 and Q underflowed: NaN, treated as holding
+        for name, margin, bound in (("lower", log_q - log_lower, log_lower), ("upper", log_upper - log_q, log_upper)):
+            tolerance = theory.rounding_tolerance(column["steps"], bound)
+            out[f"{name}_margin"] = margin
+            out[f"{name}_holds"] = ~(margin < -tolerance)
+    return out
+
+
+def check_table(table: pa.Table) -> dict[str, Any]:
+    """One row of counts for one cell's table (see :func:`check_sweep`)."""
+    first = table.slice(0, 1).to_pylist()[0] if table.num_rows else {}
+    row: dict[str, Any] = {key: first.get(key) for key in ("cell_id", "eta", "lambda0", "phi", "d")}
+    margins = trajectory_margins(table)
+    in_regime = margins["in_regime"]
+    row["trajectories"] = table.num_rows
+    row["in_regime"] = int(in_regime.sum())
+    for name in BOUNDS:
+        holds = margins[f"{name}_holds"][in_regime]
+        values = margins[f"{name}_margin"][in_regime]
+        row[f"{name}_holds"] = int(holds.sum())
+        row[f"{name}_fails"] = int((~holds).sum())
+        finite = values[~np.isnan(values)]
+        row[f"{name}_worst_margin"] = float(finite.min()) if finite.size else float("nan")
+    for regime in ("linear", "slow"):
+        chosen = margins["regime"] == regime
+        row[regime] = int(chosen.sum())
+        for outcome in OUTCOMES:
+            row[f"{regime}_{outcome}"] = int((chosen & (margins["outcome"] == outcome)).sum())
+    return row
+
+
+@dataclass
+class CheckReport:
+    """Per-cell counts (``cells``) and the totals over the sweep (``overall``)."""
+
+    cells: pd.DataFrame
+    totals: dict[str, dict[str, Any]]
+
+    @property
+    def overall(self) -> pd.DataFrame:
+        """One row per bound: in_regime, holds, fails, cells_failing, worst_margin, worst_* (cell and axes)."""
+        return pd.DataFrame([{"bound": bound, **self.totals[bound]} for bound in BOUNDS])
+
+    def failing(self, bound: str) -> pd.DataFrame:
+        """Cells where ``bound`` fails for at least one trajectory, worst first."""
+        frame = self.cells[self.cells[f"{bound}_fails"] > 0]
+        return frame.sort_values(f"{bound}_worst_margin", kind="stable").reset_index(drop=True)
+
+    def sentences(self) -> list[str]:
+        """The verdict in plain words, one sentence per bound."""
+        lines = []
+        for bound in BOUNDS:
+            total = self.totals[bound]
+            n, fails = int(total["in_regime"]), int(total["fails"])
+            if n == 0:
+                lines.append(f"Theorem 1 {BOUND_TEXT[bound]}: no converged trajectory is in the theorem's regime.")
+            elif fails == 0:
+                lines.append(
+                    f"Theorem 1 {BOUND_TEXT[bound]}: holds for all {n} converged in-regime trajectories "
+                    f"(smallest margin {total['worst_margin']:.3g} in log Q)."
+                )
+            else:
+                lines.append(
+                    f"Theorem 1 {BOUND_TEXT[bound]}: FAILS for {fails} of {n} converged in-regime trajectories "
+                    f"in {int(total['cells_failing'])} cells; worst: log Q(T)/Q(0) is {-total['worst_margin']:.3g} "
+                    f"on the wrong side of the log bound in cell {total['worst_cell']} "
+                    f"(eta={total['worst_eta']:.4g}, lambda0={total['worst_lambda0']:.4g}, "
+                    f"phi={total['worst_phi']:.4g}, d={total['worst_d']})."
+                )
+        return lines
+
+    def theorem2(self) -> pd.DataFrame:
+        """Outcomes per Theorem 2 regime (``linear``, ``slow``), summed over the sweep."""
+        rows = []
+        for regime in ("linear", "slow"):
+            row: dict[str, Any] = {"regime": regime, "trajectories": int(self.cells[regime].sum())}
+            row.update({outcome: int(self.cells[f"{regime}_{outcome}"].sum()) for outcome in OUTCOMES})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def theorem2_sentences(self) -> list[str]:
+        lines = []
+        for row in self.theorem2().to_dict("records"):
+            n = row["trajectories"]
+            if row["regime"] == "linear":
+                verdict = "all converged" if row["converged"] == n else "NOT ALL CONVERGED"
+                lines.append(
+                    f"Theorem 2, first condition (linear convergence): {row['converged']} of {n} trajectories "
+                    f"converged to a stable minimum ({verdict}); {row['passing']} passing, "
+                    f"{row['diverged']} diverged, {row['max_steps']} at max_steps."
+                )
+            else:
+                verdict = " — contradicts 'GD converges'" if row["diverged"] else ""
+                lines.append(
+                    f"Theorem 2, second condition (converges, possibly slowly): of {n} trajectories, "
+                    f"{row['converged']} converged to a stable minimum, {row['passing']} only passed through "
+                    f"loss <= loss_tol at an unstable point (eta*S(T) >= 2), {row['diverged']} diverged{verdict}, "
+                    f"{row['max_steps']} were still running at max_steps."
+                )
+        return lines
+
+    def export(self) -> pd.DataFrame:
+        """Per-cell rows followed by one ``ALL`` row of totals (for csv/markdown)."""
+        total: dict[str, Any] = {"cell_id": "ALL", "trajectories": int(self.cells["trajectories"].sum())}
+        total["in_regime"] = int(self.cells["in_regime"].sum())
+        for bound in BOUNDS:
+            row = self.totals[bound]
+            total[f"{bound}_holds"] = int(row["holds"])
+            total[f"{bound}_fails"] = int(row["fails"])
+            total[f"{bound}_worst_margin"] = float(row["worst_margin"])
+        for column in self.cells.columns:
+            if column.startswith(("linear", "slow")):
+                total[column] = int(self.cells[column].sum())
+        return pd.concat([self.cells, pd.DataFrame([total])], ignore_index=True)
+
+
+def check_sweep(out: Path) -> CheckReport:
+    """Check Theorem 1's bounds on every finished cell of the sweep in ``out``."""
+    rows = [check_table(table) for table in iter_cell_tables(out, CHECK_COLUMNS)]
+    if not rows:
+        raise OutputError(f"{out} holds no finished cells yet")
+    return summarize_checks(rows)
+
+
+def summarize_checks(rows: Iterable[dict[str, Any]]) -> CheckReport:
+    """Totals over per-cell rows of :func:`check_table` (at least one row)."""
+    cells = pd.DataFrame(list(rows))
+    cells = cells.sort_values([c for c in ("eta", "lambda0", "phi", "d") if c in cells], kind="stable")
+    cells = cells.reset_index(drop=True)
+    totals: dict[str, dict[str, Any]] = {}
+    for bound in BOUNDS:
+        fails = cells.get(f"{bound}_fails", pd.Series(dtype=np.int64))
+        margins = cells.get(f"{bound}_worst_margin", pd.Series(dtype=np.float64))
+        row: dict[str, Any] = {
+            "in_regime": int(cells["in_regime"].sum()) if len(cells) else 0,
+            "holds": int(cells.get(f"{bound}_holds", pd.Series(dtype=np.int64)).sum()),
+            "fails": int(fails.sum()),
+            "cells_failing": int((fails > 0).sum()),
+            "worst_margin": float(margins.min()) if margins.notna().any() else float("nan"),
+        }
+        worst = cells.iloc[int(np.nanargmin(margins.to_numpy(dtype=np.float64)))] if margins.notna().any() else None
+        for key in ("cell", "eta", "lambda0", "phi", "d"):
+            source = "cell_id" if key == "cell" else key
+            row[f"worst_{key}"] = None if worst is None else worst[source]
+        totals[bound] = row
+    return CheckReport(cells=cells, totals=totals)

@@ -1,0 +1,124 @@
+"""`lin2net plot`: the Figure-3 statistics, the trend they must show, and the files written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+from typer.testing import CliRunner
+
+from lin2net.cli import app
+from lin2net.config import parse_config
+from lin2net.plotting import cell_statistic, sweep_grid
+from lin2net.sweep import run_sweep
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """η through the stable range at λ0 ∈ {0.3, 1}, Φ = 1, d ∈ {2, 8}, plus η = 1.6 where most diverge."""
+    out = tmp_path_factory.mktemp("plot") / "out"
+    config = parse_config(
+        {
+            "name": "small",
+            "trajectories": 120,
+            "grid": {"eta": [0.01, 0.03, 0.1, 0.3, 0.6, 1.6], "lambda0": [0.3, 1.0, 3.0], "phi": 1.0, "d": [2, 8]},
+            "max_steps": 5000,
+        }
+    )
+    run_sweep(config, out)
+    return out
+
+
+def test_median_q_ratio_falls_as_eta_grows_through_the_stable_range(small_sweep: Path) -> None:
+    """Figure 3's trend: at fixed λ0, GD shrinks Q more the larger η (below 2/√(λ0² + 4Φ²))."""
+    grid = sweep_grid(small_sweep, values=("q_ratio",))
+    assert [p.facet for p in grid.panels] == [{"d": 2}, {"d": 8}]
+    stable = grid.x_values < 2 / np.sqrt(3.0**2 + 4)  # 0.55: the stable range for every λ0 of the grid
+    for panel in grid.panels:
+        for j, _ in enumerate(grid.y_values):
+            medians = panel.values[j, stable]
+            assert np.all(np.diff(medians) < 0), (panel.facet, grid.y_values[j], medians)
+            assert medians[0] > 0.99 and medians[-1] < 0.99
+
+
+def test_panel_values_equal_direct_statistics(small_sweep: Path) -> None:
+    frame = pd.read_parquet(small_sweep / "cells")
+    grid = sweep_grid(small_sweep)
+    by_value = {(p.value, p.facet["d"]): p for p in grid.panels}
+    for (eta, lambda0, d), group in frame.groupby(["eta", "lambda0", "d"]):
+        i, j = list(grid.x_values).index(eta), list(grid.y_values).index(lambda0)
+        converged = group["status"] == "converged"
+        q_panel = by_value[("q_ratio", d)]
+        assert q_panel.frac_converged[j, i] == pytest.approx(converged.mean())
+        if converged.any():
+            assert_allclose(q_panel.values[j, i], np.median(group.loc[converged, "q_ratio"]), rtol=1e-12)
+        steps = np.sort(np.where(converged, group["steps"], np.inf))
+        assert by_value[("steps", d)].values[j, i] == steps[(len(steps) + 1) // 2 - 1]  # inverted-cdf median
+
+
+def test_cell_statistic_censors_steps_only_for_quantiles() -> None:
+    status = np.array(["converged", "converged", "max_steps", "max_steps", "max_steps"])
+    steps = np.array([10.0, 20.0, 99.0, 99.0, 99.0])
+    assert cell_statistic(steps, status, "steps", "median") == np.inf
+    assert cell_statistic(steps, status, "steps", "mean") == 15.0
+    assert cell_statistic(steps, status, "steps", "frac_converged") == 0.4
+    assert cell_statistic(steps, status, "q_ratio", "max") == 20.0
+
+
+def _image(path: Path) -> np.ndarray:
+    return np.asarray(matplotlib.image.imread(path))
+
+
+def test_plot_writes_a_figure_with_content(small_sweep: Path, tmp_path: Path) -> None:
+    path = tmp_path / "fig.png"
+    result = runner.invoke(app, ["plot", str(small_sweep), "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    image = _image(path)
+    # 2 values x 2 facets: a 2 x 2 grid of 5.6 x 4.4 inch panels at 120 dpi.
+    assert image.shape[:2] == (round(2 * 4.4 * 120), round(2 * 5.6 * 120))
+    rgb = image[..., :3]
+    assert (rgb.std(axis=(0, 1)) > 0.05).all()
+    assert (rgb.min(axis=2) < 0.9).mean() > 0.2  # a good part of the figure is not white
+    # Some cell is drawn hatched grey (η = 1.6 mostly diverges): the grey of the hatch fill is present.
+    assert np.isclose(rgb, 0.82, atol=0.01).all(axis=2).sum() > 100
+
+
+def test_plot_default_path_and_other_formats(small_sweep: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["plot", str(small_sweep)])
+    assert result.exit_code == 0, result.output
+    assert (small_sweep / "figure3.png").stat().st_size > 10_000
+    svg, pdf = tmp_path / "f.svg", tmp_path / "f.pdf"
+    args = ["--value", "lambda_T", "--stat", "mean", "--x", "lambda0", "--y", "eta"]
+    assert runner.invoke(app, ["plot", str(small_sweep), *args, "-o", str(svg)]).exit_code == 0
+    assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
+    assert runner.invoke(app, ["plot", str(small_sweep), "--stat", "frac_converged", "-o", str(pdf)]).exit_code == 0
+    assert pdf.read_bytes().startswith(b"%PDF")
+
+
+def test_plot_facets_by_remaining_axes(small_sweep: Path) -> None:
+    grid = sweep_grid(small_sweep, x="eta", y="d", values=("steps",), stat="q75")
+    assert [p.facet for p in grid.panels] == [{"lambda0": 0.3}, {"lambda0": 1.0}, {"lambda0": 3.0}]
+    assert grid.panels[0].values.shape == (2, 6)
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["--value", "status"], "--value"),
+        (["--value", "nope"], "--value"),
+        (["--stat", "mode"], "--stat"),
+        (["--x", "width"], "--x"),
+        (["--x", "lambda0", "--y", "lambda0"], "--y"),
+        (["-o", "figure.jpg"], "--output"),
+    ],
+)
+def test_bad_plot_options_exit_2_with_one_line(small_sweep: Path, args: list[str], key: str) -> None:
+    result = runner.invoke(app, ["plot", str(small_sweep), *args])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {key}") and result.output.strip().count("\n") == 0

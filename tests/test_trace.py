@@ -1,0 +1,157 @@
+"""`lin2net trace`: per-step values against hand computation, the sweep, and the files written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+from typer.testing import CliRunner
+
+from lin2net.cell import run_cell
+from lin2net.cli import app
+from lin2net.closed_forms import full_hessian
+from lin2net.config import parse_config
+from lin2net.gradient_flow import GradientFlow
+from lin2net.grid import expand_grid
+from lin2net.integrator import StopRule
+from lin2net.trace import start_from_vectors, sweep_initialization, trace_trajectory
+
+runner = CliRunner()
+COLUMNS = [
+    "t", "eps", "lambda", "loss", "q_ratio", "log_q_ratio", "sharpness", "eta_sharpness",
+    "gf_eps", "gf_lambda", "gf_loss", "gf_sharpness",
+]  # fmt: skip
+
+
+def test_first_steps_against_hand_computation() -> None:
+    """a = 1, b = 0.5, Φ = 1, η = 0.1 (d = 1).
+
+    t = 0: ε = 0.5 − 1 = −0.5, λ = 1 + 0.25 = 1.25, loss = 0.125,
+           S = (1.25 + √(1.5625 − 2 + 1))/2 = (1.25 + 0.75)/2 = 1.
+    t = 1: a = 1 + 0.05·0.5 = 1.025, b = 0.5 + 0.05·1 = 0.55, so ε = 0.56375 − 1 = −0.43625,
+           λ = 1.050625 + 0.3025 = 1.353125, Q(1)/Q(0) = |1 − 0.01·0.25| = 0.9975.
+    """
+    trace = trace_trajectory(start_from_vectors(np.array([1.0]), np.array([0.5]), 1.0), 0.1, StopRule(1e-10, 10_000))
+    table = trace.table
+    assert list(table.columns) == COLUMNS
+    first = table.iloc[0]
+    assert (first["t"], first["eps"], first["lambda"], first["loss"], first["q_ratio"]) == (0, -0.5, 1.25, 0.125, 1.0)
+    assert first["sharpness"] == pytest.approx(1.0, rel=1e-15)
+    assert first["eta_sharpness"] == pytest.approx(0.1, rel=1e-15)
+    second = table.iloc[1]
+    assert second["eps"] == pytest.approx(-0.43625, rel=1e-14)
+    assert second["lambda"] == pytest.approx(1.353125, rel=1e-14)
+    assert second["q_ratio"] == pytest.approx(0.9975, rel=1e-14)
+    # Further steps against the vector update a ← a − ηεb, b ← b − ηεa and the exact Hessian.
+    a, b = np.array([1.0]), np.array([0.5])
+    for t in range(6):
+        row = table.iloc[t]
+        eps = float(a @ b) - 1.0
+        assert row["eps"] == pytest.approx(eps, rel=1e-12)
+        assert row["lambda"] == pytest.approx(float(a @ a + b @ b), rel=1e-13)
+        assert row["q_ratio"] == pytest.approx(abs(a[0] ** 2 - b[0] ** 2) / 0.75, rel=1e-13)
+        assert row["sharpness"] == pytest.approx(np.linalg.eigvalsh(full_hessian(a, b, 1.0))[-1], rel=1e-12)
+        a, b = a - 0.1 * eps * b, b - 0.1 * eps * a
+    assert trace.status.label == "converged"
+    assert table["loss"].iloc[-1] <= 1e-10 < table["loss"].iloc[-2]
+    assert trace.steps == len(table) - 1
+
+
+def test_gradient_flow_columns() -> None:
+    start = start_from_vectors(np.array([1.0, -0.3]), np.array([0.2, 0.4]), 1.0)
+    trace = trace_trajectory(start, 0.2, StopRule(1e-10, 10_000))
+    table = trace.table
+    assert table["gf_lambda"].iloc[0] == pytest.approx(start.lam0, rel=1e-14)
+    eps, lam = GradientFlow.from_vectors(start.a, start.b, 1.0).at(0.2 * table["t"].to_numpy())
+    assert_allclose(table["gf_eps"], eps, rtol=1e-15)
+    assert_allclose(table["gf_lambda"], lam, rtol=1e-15)
+    # Along GF the loss never increases (dL/dt = −λε²) and λ approaches λ_GF.
+    assert np.all(np.diff(table["gf_loss"]) <= 0)
+    gap = np.abs(table["gf_lambda"] - trace.lambda_gf).to_numpy()
+    assert gap[-1] < 1e-2 * gap[0]
+
+
+@pytest.mark.parametrize("init", ["sphere", "gaussian"])
+def test_trace_reproduces_sweep_rows(init: str) -> None:
+    grid = {"eta": [0.05, 0.7], "lambda0": 2.0, "phi": 1.0, "d": 6}
+    raw = {"name": "s", "seed": 11, "trajectories": 25, "grid": grid, "init": init}
+    config = parse_config(raw)
+    for cell in expand_grid(config):
+        rows = run_cell(config, cell).to_pandas()
+        for k in (0, 7, 24):
+            start = sweep_initialization(
+                eta=cell.eta, lambda0=2.0, phi=1.0, d=6, seed=11, init=init, trajectory=k
+            )
+            trace = trace_trajectory(start, cell.eta, StopRule(config.loss_tol, config.max_steps))
+            row = rows.iloc[k]
+            assert trace.status.label == row["status"] and trace.steps == row["steps"]
+            assert trace.table["eps"].iloc[-1] == row["eps_T"]
+            assert trace.table["lambda"].iloc[-1] == row["lambda_T"]
+            assert trace.table["log_q_ratio"].iloc[-1] == pytest.approx(row["log_q_ratio"], rel=1e-12, abs=1e-15)
+            assert start.eps0 == row["eps0"] and start.q0 == row["q0"] and start.lam0 == row["lambda_init"]
+
+
+def test_divergent_trace_stops() -> None:
+    start = start_from_vectors(np.array([2.0]), np.array([1.0]), 1.0)
+    trace = trace_trajectory(start, 1.5, StopRule(1e-10, 1000))
+    assert trace.status.label == "diverged"
+    last = trace.table.iloc[-1]
+    assert not (abs(last["eps"]) <= 1e30 and abs(last["lambda"]) <= 1e30)
+
+
+def test_cli_writes_table_and_plot(tmp_path: Path) -> None:
+    csv, parquet, png = tmp_path / "t.csv", tmp_path / "t.parquet", tmp_path / "t.png"
+    args = ["trace", "--eta", "0.1", "--a", "1", "--b", "0.5", "--phi", "1"]
+    result = runner.invoke(app, [*args, "-o", str(csv), "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    assert "converged at T =" in result.output
+    table = pd.read_csv(csv)
+    assert list(table.columns) == COLUMNS
+    assert table["eps"].iloc[1] == pytest.approx(-0.43625, rel=1e-14)
+    assert runner.invoke(app, [*args, "-o", str(parquet)]).exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(parquet), table, check_exact=False, rtol=1e-15)
+    image = np.asarray(matplotlib.image.imread(png))
+    assert image.shape[:2] == (round(9.0 * 120), round(7.5 * 120))
+    rgb = image[..., :3]
+    assert (rgb.min(axis=2) < 0.9).mean() > 0.02 and rgb.std() > 0.05
+
+
+def test_cli_random_init_with_limits(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    args = ["trace", "--eta", "0.9", "--lambda0", "0.05", "--d", "3", "--seed", "2", "--trajectory", "4"]
+    result = runner.invoke(app, [*args, "--max-steps", "7", "--loss-tol", "1e-12", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert len(table) == 8 and "max_steps at T = 7" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["--a", "1,2"], "--a/--b"),
+        (["--a", "1,2", "--b", "1"], "--a/--b"),
+        (["--a", "1", "--b", "x"], "--b"),
+        (["--a", "1", "--b", "2", "--lambda0", "3"], "--lambda0"),
+        ([], "--lambda0"),
+        (["--lambda0", "1", "-o", "t.txt"], "--output"),
+        (["--lambda0", "1", "--plot", "t.gif"], "--output"),
+        (["--lambda0", "1", "--init", "uniform"], "init"),
+        (["--lambda0", "-1"], "grid.lambda0"),
+        (["--lambda0", "1", "--max-steps", "0"], "--max-steps"),
+    ],
+)
+def test_cli_bad_options_exit_2_with_one_line(args: list[str], key: str) -> None:
+    result = runner.invoke(app, ["trace", "--eta", "0.1", *args])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {key}") and result.output.strip().count("\n") == 0
+
+
+def test_every_new_command_has_help_with_an_example() -> None:
+    for command in ("check", "plot", "trace"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0
+        assert "Example: lin2net " + command in result.output
