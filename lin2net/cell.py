@@ -58,9 +58,20 @@ def stop_rule(config: SweepConfig) -> StopRule:
     return StopRule(config.loss_tol, config.max_steps, config.divergence_threshold)
 
 
-def simulate_cell(config: SweepConfig, cell: Cell) -> tuple[InitialConditions, TrajectoryResults]:
-    """Integrate every trajectory of the cell with the config's integrator."""
+def simulate_cell(
+    config: SweepConfig, cell: Cell, threads: int | None = None
+) -> tuple[InitialConditions, TrajectoryResults]:
+    """Integrate every trajectory of the cell with the config's integrator.
+
+    ``threads`` is passed to the compiled kernel (default: all cores); the
+    NumPy integrators ignore it. Results do not depend on it.
+    """
     rule = stop_rule(config)
+    if config.integrator == "compiled":
+        from lin2net.compiled import integrate_compiled  # imports numba: only when used
+
+        initial = initial_conditions(config, cell)
+        return initial, integrate_compiled(initial.eps0, initial.lam0, cell.eta, cell.phi, rule, threads=threads)
     if config.integrator == "reduced":
         initial = initial_conditions(config, cell)
         return initial, integrate(ReducedState(initial.eps0, initial.lam0), cell.eta, cell.phi, rule)
@@ -111,7 +122,7 @@ def cell_table(cell: Cell, initial: InitialConditions, results: TrajectoryResult
     return pa.Table.from_pydict(columns, schema=TRAJECTORY_SCHEMA)
 
 
-def run_cell(config: SweepConfig, cell: Cell) -> pa.Table:
-    """Simulate one cell and return its per-trajectory table."""
-    initial, results = simulate_cell(config, cell)
+def run_cell(config: SweepConfig, cell: Cell, threads: int | None = None) -> pa.Table:
+    """Simulate one cell and return its per-trajectory table (``threads``: see simulate_cell)."""
+    initial, results = simulate_cell(config, cell, threads)
     return cell_table(cell, initial, results)
