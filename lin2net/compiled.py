@@ -3,15 +3,15 @@
 Same map, same stopping rule, same diagnostics as the NumPy reference driver
 (read that module first; this one only explains how it is made fast):
 
-* every trajectory is an independent 2-D map, so the batch is cut into one
-  strided share per thread (``prange``) and trajectories never interact:
-  the results do not depend on the number of threads;
+* every trajectory is an independent 2-D map, so one worker per thread
+  (``prange``) takes the next unclaimed trajectory from a shared atomic
+  counter whenever it has room: no thread waits on a slower one, and since
+  trajectories never interact the results do not depend on the thread count;
 * a compiled loop that advances one trajectory at a time is latency bound
   (each step waits on the previous one). Instead each thread advances
   ``LANES`` trajectories in lock-step with branch-free masked updates, so the
   compiler can put the lanes into SIMD registers. Every ``STEPS_PER_REFILL``
-  steps the lanes that stopped are written out and refilled with the next
-  trajectories of the share;
+  steps the lanes that stopped are written out and refilled;
 * a lane that stops keeps its state frozen at its stopping time T; status,
   sharpness and the outputs are read back from the frozen state with the
   same expressions as the reference, in the same order of operations.
@@ -20,7 +20,7 @@ The state (ε, λ), the stopping decisions and Σ ε² are bitwise equal to the
 NumPy driver (IEEE arithmetic, no fast-math, no contraction into FMA). The
 one difference is ``log_q_ratio``: the reference sums T rounded logarithms,
 this kernel multiplies the T factors exactly (double-double) and takes one
-logarithm at T (see :func:`_run_share`); they agree to ~1e-14 relative.
+logarithm at T (see :func:`_run_lanes`); they agree to ~1e-14 relative.
 """
 
 from __future__ import annotations
@@ -76,6 +76,18 @@ def _fma(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
     return types.float64(types.float64, types.float64, types.float64), codegen
 
 
+@intrinsic
+def _claim(typingctx: Any, counter: Any) -> Any:
+    """Atomically ``counter[0] += 1``; returns the value before. Threads take the
+    next unclaimed trajectory with it, so a slow thread never holds up the rest."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.atomic_rmw("add", array.data, ir.Constant(ir.IntType(64), 1), "monotonic")
+
+    return types.int64(counter), codegen
+
+
 _MANTISSA = 0x000FFFFFFFFFFFFF
 _ONE_BITS = 0x3FF0000000000000
 
@@ -113,9 +125,8 @@ def _eta_sharpness(eps: float, lam: float, eta: float, phi: float) -> float:
 
 
 @njit(**_JIT)
-def _run_share(
-    share: int,
-    shares: int,
+def _run_lanes(
+    counter: Any,
     eps0: FloatArray,
     lam0: FloatArray,
     eta: float,
@@ -128,7 +139,7 @@ def _run_share(
     out: FloatArray,
     eos_out: Any,
 ) -> None:
-    """Integrate trajectories share, share + shares, … of the batch.
+    """Integrate trajectories of the batch, taking each next one from ``counter``.
 
     ``out`` has shape (7, n): eps_T, lambda_T, sharpness_T, log_q_ratio,
     sum_eps2, max_eta_sharpness, max_abs_eps.
@@ -156,13 +167,11 @@ def _run_share(
     live = np.zeros(LANES, dtype=np.bool_)
     row = np.full(LANES, -1, dtype=np.int64)  # trajectory held by the lane, -1 when empty
 
-    following = np.int64(share)  # next trajectory of this share to load (prange hands out uint64)
-    stride = np.int64(shares)
     running = 0
     for j in range(LANES):
+        following = _claim(counter)
         if following < n:
             eps[j], lam[j], row[j], live[j] = eps0[following], lam0[following], following, True
-            following += stride
             running += 1
 
     while running > 0:
@@ -228,13 +237,13 @@ def _run_share(
             out[5, r] = max_eta_sharp[j]
             out[6, r] = max_abs_eps[j]
             eos_out[r] = np.int64(eos[j])
+            following = _claim(counter)
             if following < n:
                 eps[j], lam[j], row[j], live[j] = eps0[following], lam0[following], following, True
                 q_hi[j] = 1.0
                 q_lo[j] = q_exp[j] = q_special[j] = sum_eps2[j] = max_abs_eps[j] = eos[j] = 0.0
                 max_eta_sharp[j] = -np.inf
                 t[j] = 0
-                following += stride
             else:
                 row[j] = -1
                 running -= 1
@@ -249,14 +258,15 @@ def _run_all(
     loss_tol: float,
     max_steps: int,
     threshold: float,
-    shares: int,
+    workers: int,
     status: Any,
     steps: Any,
     out: FloatArray,
     eos_out: Any,
 ) -> None:
-    for share in prange(shares):
-        _run_share(share, shares, eps0, lam0, eta, phi, loss_tol, max_steps, threshold, status, steps, out, eos_out)
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(workers):
+        _run_lanes(counter, eps0, lam0, eta, phi, loss_tol, max_steps, threshold, status, steps, out, eos_out)
 
 
 def available_threads() -> int:
@@ -292,7 +302,7 @@ def integrate_compiled(
     if n == 0:
         return result
     out = np.empty((7, n))
-    shares = min(threads, max(1, n // LANES))
+    workers = min(threads, max(1, n // LANES))
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
@@ -304,7 +314,7 @@ def integrate_compiled(
             float(rule.loss_tol),
             int(rule.max_steps),
             float(rule.divergence_threshold),
-            shares,
+            workers,
             result.status,
             result.steps,
             out,
