@@ -298,37 +298,41 @@ def integrate_compiled(
     if not 1 <= threads <= limit:
         raise ValueError(f"threads must be between 1 and {limit} (NUMBA_NUM_THREADS), got {threads}")
     n = eps0.shape[0]
-    result = TrajectoryResults.empty(n)
-    if n == 0:
-        return result
-    out = np.empty((7, n))
-    workers = min(threads, max(1, n // LANES))
-    previous = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        _run_all(
-            eps0,
-            lam0,
-            float(eta),
-            float(phi),
-            float(rule.loss_tol),
-            int(rule.max_steps),
-            float(rule.divergence_threshold),
-            workers,
-            result.status,
-            result.steps,
-            out,
-            result.eos_steps,
-        )
-    finally:
-        numba.set_num_threads(previous)
-    (
-        result.eps_T,
-        result.lambda_T,
-        result.sharpness_T,
-        result.log_q_ratio,
-        result.sum_eps2,
-        result.max_eta_sharpness,
-        result.max_abs_eps,
-    ) = out
-    return result
+    status = np.empty(n, dtype=np.int8)
+    steps = np.empty(n, dtype=np.int64)
+    eos_steps = np.empty(n, dtype=np.int64)
+    out = np.empty((7, n))  # every entry is written by the kernel
+    if n:
+        workers = min(threads, max(1, n // LANES))
+        previous = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            _run_all(
+                eps0,
+                lam0,
+                float(eta),
+                float(phi),
+                float(rule.loss_tol),
+                int(rule.max_steps),
+                float(rule.divergence_threshold),
+                workers,
+                status,
+                steps,
+                out,
+                eos_steps,
+            )
+        finally:
+            numba.set_num_threads(previous)
+    eps_t, lambda_t, sharpness_t, log_q_ratio, sum_eps2, max_eta_sharpness, max_abs_eps = out
+    return TrajectoryResults(
+        status=status,
+        steps=steps,
+        eps_T=eps_t,
+        lambda_T=lambda_t,
+        sharpness_T=sharpness_t,
+        log_q_ratio=log_q_ratio,
+        sum_eps2=sum_eps2,
+        max_eta_sharpness=max_eta_sharpness,
+        eos_steps=eos_steps,
+        max_abs_eps=max_abs_eps,
+    )

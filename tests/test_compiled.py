@@ -168,3 +168,22 @@ def test_compiled_is_the_default_integrator_and_matches_reduced_through_the_cell
         initial_r, results_r = simulate_cell(reduced, cell)
         np.testing.assert_array_equal(initial_c.eps0, initial_r.eps0)
         assert_same_results(results_r, results_c)
+
+
+def test_cell_table_constants_and_status_labels() -> None:
+    """The table of a cell larger than one constant chunk carries the cell's
+    parameters on every row and the status labels of the results."""
+    from lin2net.cell import CONSTANT_CHUNK, cell_table
+
+    grid = {"eta": 1.2, "lambda0": 2.0, "d": 2}
+    config = parse_config({"trajectories": CONSTANT_CHUNK + 3, "grid": grid, "max_steps": 2_000})
+    cell = expand_grid(config)[0]
+    initial, results = simulate_cell(config, cell, threads=1)
+    table = cell_table(cell, initial, results).to_pandas()
+    assert len(table) == CONSTANT_CHUNK + 3
+    for column, value in (("cell_id", cell.cell_id), ("eta", 1.2), ("lambda0", 2.0), ("d", 2), ("init", "sphere")):
+        assert (table[column] == value).all(), column
+    np.testing.assert_allclose(table["eta_lambda0"], 2.4)
+    labels = np.array([status.label for status in Status])
+    np.testing.assert_array_equal(table["status"].to_numpy(), labels[results.status])
+    assert set(table["status"]) == {"converged", "diverged", "max_steps"}
