@@ -26,6 +26,7 @@ logarithm at T (see :func:`_run_lanes`); they agree to ~1e-14 relative.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numba
@@ -292,6 +293,11 @@ def integrate_compiled(
     lam0 = np.ascontiguousarray(lam0, dtype=np.float64)
     if eps0.ndim != 1 or eps0.shape != lam0.shape:
         raise ValueError(f"eps0 and lam0 must be 1-D of equal length, got shapes {eps0.shape} and {lam0.shape}")
+    # The kernel alternates with I/O in a sweep and shares the machine: worker
+    # threads that finish early should sleep, not spin (OpenMP's default), so as
+    # not to take the core a late thread or the writer needs. libgomp reads this
+    # once, when numba first starts its threads; an explicit setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     limit = available_threads()
     if threads is None:
         threads = limit
