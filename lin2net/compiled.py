@@ -308,25 +308,26 @@ def integrate_compiled(
     steps = np.empty(n, dtype=np.int64)
     eos_steps = np.empty(n, dtype=np.int64)
     out = np.empty((7, n))  # every entry is written by the kernel
-    if n:
-        workers = min(threads, max(1, n // LANES))
+    arguments = (
+        eps0,
+        lam0,
+        float(eta),
+        float(phi),
+        float(rule.loss_tol),
+        int(rule.max_steps),
+        float(rule.divergence_threshold),
+    )
+    workers = min(threads, max(1, n // LANES))
+    if n and workers == 1:
+        # One thread: call the lane loop directly, outside numba's thread pool, so a
+        # process that only ever runs one thread never starts OpenMP (which is not
+        # fork-safe once started: see the README on process pools).
+        _run_lanes(np.zeros(1, dtype=np.int64), *arguments, status, steps, out, eos_steps)
+    elif n:
         previous = numba.get_num_threads()
-        numba.set_num_threads(threads)
+        numba.set_num_threads(workers)
         try:
-            _run_all(
-                eps0,
-                lam0,
-                float(eta),
-                float(phi),
-                float(rule.loss_tol),
-                int(rule.max_steps),
-                float(rule.divergence_threshold),
-                workers,
-                status,
-                steps,
-                out,
-                eos_steps,
-            )
+            _run_all(*arguments, workers, status, steps, out, eos_steps)
         finally:
             numba.set_num_threads(previous)
     eps_t, lambda_t, sharpness_t, log_q_ratio, sum_eps2, max_eta_sharpness, max_abs_eps = out
