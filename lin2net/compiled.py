@@ -16,9 +16,9 @@ Same map, same stopping rule, same diagnostics as the NumPy reference driver
   sharpness and the outputs are read back from the frozen state with the
   same expressions as the reference, in the same order of operations.
 
-The state (ε, λ), the stopping decisions and Σ ε² are bitwise equal to the
-NumPy driver (IEEE arithmetic, no fast-math, no contraction into FMA). The
-one difference is ``log_q_ratio``: the reference sums T rounded logarithms,
+The state (ε, λ), the stopping decisions and every output but one are
+bitwise equal to the NumPy driver (IEEE arithmetic in the same order, no
+fast-math, no contraction into FMA). The one difference is ``log_q_ratio``: the reference sums T rounded logarithms,
 this kernel multiplies the T factors exactly (double-double) and takes one
 logarithm at T (see :func:`_run_lanes`); they agree to ~1e-14 relative.
 """
