@@ -8,6 +8,8 @@ product with one logarithm instead of a sum of rounded logarithms).
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import warnings
 
 import numpy as np
@@ -201,3 +203,19 @@ def test_cell_table_constants_and_status_labels() -> None:
     labels = np.array([status.label for status in Status])
     np.testing.assert_array_equal(table["status"].to_numpy(), labels[results.status])
     assert set(table["status"]) == {"converged", "diverged", "max_steps"}
+
+
+def _pool_job(threads: int) -> int:
+    eps0 = np.linspace(-1.5, -0.5, 100)
+    return int(integrate_compiled(eps0, np.ones(100), 0.1, 1.0, StopRule(1e-10, 1_000), threads=threads).steps.sum())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")  # Python >= 3.12
+def test_fork_pool_with_one_thread_per_worker_after_parent_used_all_threads() -> None:
+    """GNU OpenMP is not fork-safe once started; workers that use threads=1 never
+    start it, so a fork pool works even after the parent ran the threaded kernel."""
+    expected = _pool_job(available_threads())
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.map_async(_pool_job, [1, 1, 1]).get(timeout=120)
+    assert results == [expected] * 3
