@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lin2net import theory
 from lin2net.closed_forms import gradient_flow_sharpness, sharpness
@@ -56,16 +57,28 @@ TRAJECTORY_SCHEMA = pa.schema(
         ("regime", pa.string()),
     ]
 )
-STATUS_LABELS = np.array([status.label for status in Status])
+CONSTANT_CHUNK = 1 << 16  # rows per chunk of a constant column (shared, so stored once)
+STATUS_LABELS = pa.array([status.label for status in Status], type=pa.string())
 
 
 def stop_rule(config: SweepConfig) -> StopRule:
     return StopRule(config.loss_tol, config.max_steps, config.divergence_threshold)
 
 
-def simulate_cell(config: SweepConfig, cell: Cell) -> tuple[InitialConditions, TrajectoryResults]:
-    """Integrate every trajectory of the cell with the config's integrator."""
+def simulate_cell(
+    config: SweepConfig, cell: Cell, threads: int | None = None
+) -> tuple[InitialConditions, TrajectoryResults]:
+    """Integrate every trajectory of the cell with the config's integrator.
+
+    ``threads`` is passed to the compiled kernel (default: all cores); the
+    NumPy integrators ignore it. Results do not depend on it.
+    """
     rule = stop_rule(config)
+    if config.integrator == "compiled":
+        from lin2net.compiled import integrate_compiled  # imports numba: only when used
+
+        initial = initial_conditions(config, cell)
+        return initial, integrate_compiled(initial.eps0, initial.lam0, cell.eta, cell.phi, rule, threads=threads)
     if config.integrator == "reduced":
         initial = initial_conditions(config, cell)
         return initial, integrate(ReducedState(initial.eps0, initial.lam0), cell.eta, cell.phi, rule)
@@ -81,26 +94,35 @@ def simulate_cell(config: SweepConfig, cell: Cell) -> tuple[InitialConditions, T
 
 
 def cell_table(cell: Cell, initial: InitialConditions, results: TrajectoryResults) -> pa.Table:
-    """The per-trajectory table of DESIGN.md for one simulated cell."""
+    """The per-trajectory table of DESIGN.md for one simulated cell.
+
+    Built in Arrow so that memory stays near the size of the varying columns:
+    a per-cell constant is one block of ``CONSTANT_CHUNK`` repeated values
+    referenced by every chunk of its column, and ``status`` is a take from
+    the three labels (no Python lists, no fixed-width NumPy strings).
+    """
     n = initial.eps0.shape[0]
 
-    def constant(value: object) -> list[object]:
-        return [value] * n
+    def constant(value: object, name: str) -> pa.ChunkedArray:
+        block = pa.repeat(pa.scalar(value, type=TRAJECTORY_SCHEMA.field(name).type), min(n, CONSTANT_CHUNK))
+        full, rest = divmod(n, CONSTANT_CHUNK)
+        return pa.chunked_array([block] * full + ([block.slice(0, rest)] if rest else []), type=block.type)
 
+    eta_lambda0 = cell.eta * cell.lambda0 if cell.eta_lambda0 is None else cell.eta_lambda0
     columns = {
-        "cell_id": constant(cell.cell_id),
+        "cell_id": constant(cell.cell_id, "cell_id"),
         "trajectory": np.arange(n, dtype=np.int64),
-        "eta": np.full(n, cell.eta),
-        "lambda0": np.full(n, cell.lambda0),
-        "phi": np.full(n, cell.phi),
-        "d": np.full(n, cell.d, dtype=np.int64),
-        "init": constant(cell.init),
-        "eta_lambda0": np.full(n, cell.eta * cell.lambda0 if cell.eta_lambda0 is None else cell.eta_lambda0),
+        "eta": constant(cell.eta, "eta"),
+        "lambda0": constant(cell.lambda0, "lambda0"),
+        "phi": constant(cell.phi, "phi"),
+        "d": constant(cell.d, "d"),
+        "init": constant(cell.init, "init"),
+        "eta_lambda0": constant(eta_lambda0, "eta_lambda0"),
         "eps0": initial.eps0,
         "lambda_init": initial.lam0,
         "q0": initial.q0,
         "sharpness0": sharpness(initial.eps0, initial.lam0, cell.phi),
-        "status": STATUS_LABELS[results.status],
+        "status": pc.take(STATUS_LABELS, pa.array(results.status)),
         "steps": results.steps,
         "eps_T": results.eps_T,
         "lambda_T": results.lambda_T,
@@ -120,7 +142,7 @@ def cell_table(cell: Cell, initial: InitialConditions, results: TrajectoryResult
     return pa.Table.from_pydict(columns, schema=TRAJECTORY_SCHEMA)
 
 
-def run_cell(config: SweepConfig, cell: Cell) -> pa.Table:
-    """Simulate one cell and return its per-trajectory table."""
-    initial, results = simulate_cell(config, cell)
+def run_cell(config: SweepConfig, cell: Cell, threads: int | None = None) -> pa.Table:
+    """Simulate one cell and return its per-trajectory table (``threads``: see simulate_cell)."""
+    initial, results = simulate_cell(config, cell, threads)
     return cell_table(cell, initial, results)

@@ -34,7 +34,7 @@ TOP_LEVEL_KEYS = (
 )
 GRID_KEYS = ("eta", "eta_lambda0", "lambda0", "phi", "d")
 INIT_KINDS = ("sphere", "gaussian", "explicit")
-INTEGRATORS = ("reduced", "full")
+INTEGRATORS = ("compiled", "reduced", "full")
 AXIS_FORMS = ("linspace", "geomspace")
 
 DEFAULTS: dict[str, Any] = {
@@ -44,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "loss_tol": 1e-10,
     "max_steps": 100_000,
     "divergence_threshold": 1e30,
-    "integrator": "reduced",
+    "integrator": "compiled",
 }
 GRID_DEFAULTS: dict[str, Any] = {"phi": 1.0, "d": 10}
 
@@ -82,7 +82,7 @@ class SweepConfig:
     loss_tol: float = 1e-10
     max_steps: int = 100_000
     divergence_threshold: float = 1e30
-    integrator: str = "reduced"
+    integrator: str = "compiled"
     axis_specs: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property

@@ -1,0 +1,348 @@
+"""Benchmark of lin2net's integrators; prints one Markdown table.
+
+Measured in one run, each a median over repetitions:
+
+* W1 (stable): 100 000 trajectories, d = 10, η = 0.1, λ0 = 1, Φ = 1, sphere
+  init, stop at |ε| <= 1e-6 (loss_tol = 5e-13), max_steps = 1e5;
+* W2 (edge of stability): 20 000 trajectories, η = 0.95, λ0 = 2, otherwise as W1;
+  on each, trajectory-steps per second (steps actually executed, Σ T) of
+  the compiled kernel (all threads and one), of the batched NumPy full-vector
+  integrator (FullState) and the batched NumPy reduced reference, and of a
+  naive per-trajectory Python loop on a small subsample;
+* the Figure-3 sweep: wall time of ``python3 -m lin2net sweep
+  configs/figure3.yaml`` in a subprocess (start-up included) against the
+  compiled kernel's time on the same cells;
+* peak RSS of one cell of 10⁶ trajectories at d = 100, through the same CLI
+  in a fresh subprocess;
+* compile time: first call in a fresh process with an empty numba cache
+  (cold) and again with that cache filled (warm).
+
+Usage: ``python3 scripts/bench.py`` (a few minutes), ``--quick`` (under a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lin2net.cell import cell_table, stop_rule  # noqa: E402
+from lin2net.compiled import available_threads, integrate_compiled  # noqa: E402
+from lin2net.config import SweepConfig, load_config, parse_config  # noqa: E402
+from lin2net.grid import expand_grid  # noqa: E402
+from lin2net.initialization import initial_blocks, initial_conditions  # noqa: E402
+from lin2net.integrator import FullState, ReducedState, StopRule, integrate  # noqa: E402
+from lin2net.store import prepare_output_dir, write_cell  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    trajectories: int
+    eta: float
+    lambda0: float
+
+
+WORKLOADS = (Workload("W1 stable", 100_000, 0.1, 1.0), Workload("W2 edge of stability", 20_000, 0.95, 2.0))
+LOSS_TOL = 5e-13  # |ε| <= 1e-6
+MAX_STEPS = 100_000
+
+
+def median_time(run: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def python_loop(eps0: np.ndarray, lam0: np.ndarray, eta: float, phi: float, rule: StopRule) -> int:
+    """The reference semantics, one trajectory and one step at a time in plain Python.
+    Returns the steps executed."""
+    total = 0
+    for e, lam in zip(eps0.tolist(), lam0.tolist(), strict=True):
+        log_q = sum_eps2 = max_abs_eps = 0.0
+        max_eta_sharp = -math.inf
+        eos = t = 0
+        while True:
+            disc = lam * lam + 8.0 * e * (e + phi) + 4.0 * e * e
+            eta_sharp = eta * 0.5 * (lam + math.sqrt(max(disc, 0.0)))
+            max_eta_sharp = max(max_eta_sharp, eta_sharp)
+            if 0.5 * e * e <= rule.loss_tol:
+                break
+            if not (abs(e) <= rule.divergence_threshold and abs(lam) <= rule.divergence_threshold):
+                break
+            if t >= rule.max_steps:
+                break
+            eps2 = e * e
+            eos += eta_sharp > 2.0
+            factor = abs(1.0 - eta * eta * eps2)
+            log_q += math.log(factor) if factor > 0.0 else -math.inf
+            sum_eps2 += eps2
+            max_abs_eps = max(max_abs_eps, abs(e))
+            eta_eps = eta * e
+            product = e + phi
+            e, lam = (
+                e * (1.0 - eta * lam + eta_eps * eta * product),
+                (1.0 + eta_eps * eta_eps) * lam - 4.0 * eta_eps * product,
+            )
+            t += 1
+        total += t
+    return total
+
+
+def workload_config(workload: Workload) -> SweepConfig:
+    return parse_config(
+        {
+            "trajectories": workload.trajectories,
+            "grid": {"eta": workload.eta, "lambda0": workload.lambda0, "phi": 1.0, "d": 10},
+            "init": "sphere",
+            "loss_tol": LOSS_TOL,
+            "max_steps": MAX_STEPS,
+        }
+    )
+
+
+def bench_workload(workload: Workload, repeats: int, numpy_share: float, python_trajectories: int) -> dict[str, float]:
+    config = workload_config(workload)
+    cell = expand_grid(config)[0]
+    rule = stop_rule(config)
+    initial = initial_conditions(config, cell)
+    phi = cell.phi
+    rates: dict[str, float] = {}
+
+    result = integrate_compiled(initial.eps0, initial.lam0, cell.eta, phi, rule)  # warm (cache load)
+    steps = float(result.steps.sum())
+    rates["compiled"] = steps / median_time(
+        lambda: integrate_compiled(initial.eps0, initial.lam0, cell.eta, phi, rule), repeats
+    )
+    rates["compiled_1"] = steps / median_time(
+        lambda: integrate_compiled(initial.eps0, initial.lam0, cell.eta, phi, rule, threads=1), repeats
+    )
+
+    n_numpy = max(1, int(workload.trajectories * numpy_share))
+    block = next(initial_blocks(config, cell))
+    a, b = block.a[:n_numpy], block.b[:n_numpy]
+    full_steps = float(integrate(FullState(a, b, phi), cell.eta, phi, rule).steps.sum())
+    rates["numpy_full"] = full_steps / median_time(
+        lambda: integrate(FullState(a, b, phi), cell.eta, phi, rule), repeats
+    )
+    eps0, lam0 = initial.eps0[:n_numpy], initial.lam0[:n_numpy]
+    reduced_steps = float(integrate(ReducedState(eps0, lam0), cell.eta, phi, rule).steps.sum())
+    rates["numpy_reduced"] = reduced_steps / median_time(
+        lambda: integrate(ReducedState(eps0, lam0), cell.eta, phi, rule), repeats
+    )
+
+    eps_py, lam_py = initial.eps0[:python_trajectories], initial.lam0[:python_trajectories]
+    python_steps = python_loop(eps_py, lam_py, cell.eta, phi, rule)
+    rates["python"] = python_steps / median_time(lambda: python_loop(eps_py, lam_py, cell.eta, phi, rule), repeats)
+    rates["n_compiled"], rates["n_numpy"], rates["n_python"] = workload.trajectories, n_numpy, python_trajectories
+    rates["mean_steps"] = steps / workload.trajectories
+    return rates
+
+
+def figure3_kernel_time(config: SweepConfig, repeats: int) -> tuple[float, float]:
+    """Median seconds of the compiled kernel alone over every cell of the sweep, and Σ T."""
+    rule = stop_rule(config)
+    cells = [(cell, initial_conditions(config, cell)) for cell in expand_grid(config)]
+    steps = 0.0
+
+    def run() -> None:
+        nonlocal steps
+        steps = 0.0
+        for cell, initial in cells:
+            steps += float(integrate_compiled(initial.eps0, initial.lam0, cell.eta, cell.phi, rule).steps.sum())
+
+    run()  # warm
+    return median_time(run, repeats), steps
+
+
+def figure3_phases(config: SweepConfig) -> dict[str, float]:
+    """Seconds per phase of one in-process pass doing what ``run_sweep`` does per cell."""
+    rule = stop_rule(config)
+    phases = dict.fromkeys(("initial conditions", "kernel", "table", "write_cell"), 0.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        prepare_output_dir(out, config, overwrite=False)
+        for cell in expand_grid(config):
+            t0 = time.perf_counter()
+            initial = initial_conditions(config, cell)
+            t1 = time.perf_counter()
+            results = integrate_compiled(initial.eps0, initial.lam0, cell.eta, cell.phi, rule)
+            t2 = time.perf_counter()
+            table = cell_table(cell, initial, results)
+            t3 = time.perf_counter()
+            write_cell(out, config, cell, table)
+            t4 = time.perf_counter()
+            for name, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                phases[name] += seconds
+    return phases
+
+
+def figure3_sweep_time(config_path: Path, repeats: int) -> float:
+    """Median wall seconds of the whole CLI sweep in a subprocess, start-up included."""
+
+    def run() -> None:
+        with tempfile.TemporaryDirectory() as out:
+            command = [sys.executable, "-m", "lin2net", "sweep", str(config_path), "-o", f"{out}/run", "--quiet"]
+            subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    return median_time(run, repeats)
+
+
+def cli_startup_time(repeats: int) -> float:
+    """Median wall seconds of ``python3 -m lin2net --help``: interpreter and CLI imports."""
+    command = [sys.executable, "-m", "lin2net", "--help"]
+    return median_time(lambda: subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL), repeats)
+
+
+MEMORY_CONFIG = """\
+name: memory
+trajectories: 1000000
+grid: {eta: 0.1, lambda0: 1.0, phi: 1.0, d: 100}
+init: sphere
+loss_tol: 5.0e-13
+"""
+
+RSS_PROBE = """\
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def peak_rss_mib() -> float:
+    """Peak RSS of ``lin2net sweep`` on one 10⁶ × d=100 cell; the probe is a fresh
+    process so RUSAGE_CHILDREN sees that sweep only."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "memory.yaml"
+        config.write_text(MEMORY_CONFIG)
+        sweep = [sys.executable, "-m", "lin2net", "sweep", str(config), "-o", f"{tmp}/run", "--quiet"]
+        probe = subprocess.run(
+            [sys.executable, "-c", RSS_PROBE, *sweep], cwd=ROOT, check=True, capture_output=True, text=True
+        )
+        return int(probe.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
+
+
+FIRST_CALL = """\
+import time
+started = time.perf_counter()
+import numpy as np
+from lin2net.compiled import integrate_compiled
+from lin2net.integrator import StopRule
+integrate_compiled(np.full(64, -0.5), np.ones(64), 0.1, 1.0, StopRule(1e-10, 100))
+print(time.perf_counter() - started)
+"""
+
+
+def compile_times() -> tuple[float, float]:
+    """Seconds to import and make the first call, with an empty numba cache, then with it filled."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        times = []
+        for _ in range(2):
+            done = subprocess.run(
+                [sys.executable, "-c", FIRST_CALL], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+            )
+            times.append(float(done.stdout.split()[-1]))
+        return times[0], times[1]
+
+
+def cpu_model() -> str:
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and smaller baseline subsamples")
+    parser.add_argument("--repeats", type=int, default=None, help="repetitions per timing (default 5, quick 3)")
+    parser.add_argument("--skip-sweep", action="store_true", help="skip the Figure-3 end-to-end sweep")
+    parser.add_argument("--skip-memory", action="store_true", help="skip the 10⁶-trajectory memory probe")
+    args = parser.parse_args()
+    repeats = args.repeats or (3 if args.quick else 5)
+    numpy_share = 0.1 if args.quick else 1.0
+    python_trajectories = 50 if args.quick else 200
+
+    load = os.getloadavg()[0]
+    rows: list[tuple[str, str]] = []
+    for workload in WORKLOADS:
+        r = bench_workload(workload, repeats, numpy_share, python_trajectories)
+        tag = workload.name.split()[0]
+        rows += [
+            (
+                f"{tag}: trajectories compiled / NumPy / Python loop (mean T)",
+                f"{r['n_compiled']:.0f} / {r['n_numpy']:.0f} / {r['n_python']:.0f} ({r['mean_steps']:.0f} steps)",
+            ),
+            (f"{tag}: compiled, {available_threads()} threads [traj-steps/s]", f"{r['compiled']:.3g}"),
+            (f"{tag}: compiled, 1 thread [traj-steps/s]", f"{r['compiled_1']:.3g}"),
+            (f"{tag}: NumPy batched full-vector (FullState) [traj-steps/s]", f"{r['numpy_full']:.3g}"),
+            (f"{tag}: NumPy batched reduced (reference) [traj-steps/s]", f"{r['numpy_reduced']:.3g}"),
+            (f"{tag}: Python per-trajectory loop [traj-steps/s]", f"{r['python']:.3g}"),
+            (f"{tag}: compiled / NumPy full-vector", f"{r['compiled'] / r['numpy_full']:.0f}×"),
+            (f"{tag}: compiled / NumPy reduced", f"{r['compiled'] / r['numpy_reduced']:.0f}×"),
+            (f"{tag}: compiled / Python loop", f"{r['compiled'] / r['python']:.0f}×"),
+        ]
+    if not args.skip_sweep:
+        config_path = ROOT / "configs" / "figure3.yaml"
+        config = load_config(config_path)
+        sweep_repeats = 1 if args.quick else 3
+        kernel, steps = figure3_kernel_time(config, sweep_repeats)
+        wall = figure3_sweep_time(config_path, sweep_repeats)
+        cells = len(expand_grid(config))
+        phases = figure3_phases(config)
+        rows += [
+            (
+                f"figure3 ({cells} cells × {config.trajectories}): compiled kernel alone",
+                f"{kernel:.2f} s ({steps / kernel:.3g} traj-steps/s)",
+            ),
+            ("figure3: `python3 -m lin2net sweep` wall, start-up included", f"{wall:.2f} s"),
+            ("figure3: time beyond the kernel (wall / kernel − 1)", f"{wall / kernel - 1:.0%}"),
+            ("CLI start-up, `python3 -m lin2net --help` (no numba)", f"{cli_startup_time(repeats):.2f} s"),
+            (
+                "figure3 in-process, per phase: " + " / ".join(phases),
+                " / ".join(f"{seconds:.2f} s" for seconds in phases.values()),
+            ),
+        ]
+    if not args.skip_memory:
+        rows.append(("peak RSS, one cell of 10⁶ trajectories at d = 100 (CLI sweep)", f"{peak_rss_mib():.0f} MiB"))
+    cold, warm = compile_times()
+    rows += [
+        ("import + first call, empty numba cache (compile)", f"{cold:.2f} s"),
+        ("import + first call, cache filled (load)", f"{warm:.2f} s"),
+    ]
+
+    print(
+        f"lin2net benchmark: {cpu_model()}, {os.cpu_count()} cores, numba threads {available_threads()}, "
+        f"Python {platform.python_version()}, NumPy {np.__version__}; load average at start {load:.2f}; "
+        f"medians of {repeats} repetitions\n"
+    )
+    width = max(len(name) for name, _ in rows)
+    print(f"| {'measurement':<{width}} | value |")
+    print(f"|{'-' * (width + 2)}|-------|")
+    for name, value in rows:
+        print(f"| {name:<{width}} | {value} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""The compiled kernel against the NumPy reference driver on the reduced map.
+
+The two run the same IEEE arithmetic on (ε, λ) in the same order, so status,
+steps and eos_steps must be equal exactly and the float columns to 1e-12
+relative (log_q_ratio is the only column computed differently: an exact
+product with one logarithm instead of a sum of rounded logarithms).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+from lin2net.cell import simulate_cell
+from lin2net.compiled import LANES, available_threads, integrate_compiled
+from lin2net.config import DEFAULTS, INTEGRATORS, parse_config
+from lin2net.grid import expand_grid
+from lin2net.integrator import ReducedState, Status, StopRule, TrajectoryResults, integrate
+
+FLOAT_COLUMNS = (
+    "eps_T",
+    "lambda_T",
+    "sharpness_T",
+    "log_q_ratio",
+    "sum_eps2",
+    "max_eta_sharpness",
+    "max_abs_eps",
+)
+EXACT_COLUMNS = ("status", "steps", "eos_steps")
+
+
+def sphere_residuals(rng: np.random.Generator, n: int, d: int, lambda0: float, phi: float) -> np.ndarray:
+    """ε0 for (a, b) uniform on the sphere of radius² λ0 in R^{2d} (DESIGN.md fact 5)."""
+    return 0.5 * lambda0 * (2.0 * rng.beta(d / 2, d / 2, size=n) - 1.0) - phi
+
+
+def reference(eps0: np.ndarray, lam0: np.ndarray, eta: float, phi: float, rule: StopRule) -> TrajectoryResults:
+    return integrate(ReducedState(eps0, lam0), eta, phi, rule)
+
+
+def assert_same_results(expected: TrajectoryResults, actual: TrajectoryResults) -> None:
+    for name in EXACT_COLUMNS:
+        np.testing.assert_array_equal(getattr(actual, name), getattr(expected, name), err_msg=name)
+    for name in FLOAT_COLUMNS:
+        np.testing.assert_allclose(getattr(actual, name), getattr(expected, name), rtol=1e-12, atol=0, err_msg=name)
+
+
+# (eta, lambda0, phi, d, loss_tol, max_steps, statuses that must occur)
+CASES = [
+    pytest.param(0.1, 1.0, 1.0, 10, 5e-13, 100_000, {Status.CONVERGED}, id="W1-stable"),
+    pytest.param(0.95, 2.0, 1.0, 10, 5e-13, 100_000, {Status.CONVERGED}, id="W2-edge-of-stability"),
+    pytest.param(0.7, 4.0, 1.0, 1, 1e-10, 20_000, {Status.DIVERGED, Status.CONVERGED}, id="eos-and-diverging"),
+    pytest.param(1.0, 2.2, 1.0, 1, 1e-10, 20_000, {Status.DIVERGED, Status.MAX_STEPS}, id="chaotic-max-steps"),
+    pytest.param(1.5, 4.0, 1.0, 1, 1e-10, 5_000, {Status.DIVERGED}, id="diverging-d1"),
+    pytest.param(0.001, 1.0, 1.0, 10, 1e-10, 300, {Status.MAX_STEPS}, id="max-steps"),
+    pytest.param(0.3, 1.0, 1.0, 10, 10.0, 1_000, {Status.CONVERGED}, id="converged-at-T0"),
+    pytest.param(0.05, 0.01, 1.0, 100, 1e-10, 20_000, {Status.CONVERGED}, id="near-saddle"),
+    pytest.param(0.5, 2.0, 0.0, 10, 1e-10, 20_000, {Status.CONVERGED}, id="phi-zero"),
+    pytest.param(0.002, 0.01, 1.0, 1, 1e-10, 5_000, {Status.CONVERGED, Status.MAX_STEPS}, id="long-runs"),
+]
+
+
+@pytest.mark.parametrize(("eta", "lambda0", "phi", "d", "loss_tol", "max_steps", "must_occur"), CASES)
+def test_matches_numpy_reference(
+    eta: float, lambda0: float, phi: float, d: int, loss_tol: float, max_steps: int, must_occur: set[Status]
+) -> None:
+    rng = np.random.default_rng(20240611)
+    n = 203  # not a multiple of the lane count or of the thread count
+    eps0 = sphere_residuals(rng, n, d, lambda0, phi)
+    lam0 = np.full(n, lambda0)
+    rule = StopRule(loss_tol, max_steps)
+    expected = reference(eps0, lam0, eta, phi, rule)
+    actual = integrate_compiled(eps0, lam0, eta, phi, rule)
+    assert must_occur <= {Status(s) for s in np.unique(expected.status)}, "case does not exercise its regime"
+    assert_same_results(expected, actual)
+
+
+def test_matches_numpy_reference_over_a_grid() -> None:
+    """Many cells across stable, edge-of-stability, chaotic and diverging regimes,
+    with gaussian initial scales (λ0 varies per trajectory)."""
+    rng = np.random.default_rng(7)
+    rule = StopRule(1e-10, 3_000)
+    seen: set[int] = set()
+    eos_cells = 0
+    for eta in np.geomspace(0.02, 1.6, 7):
+        for lambda0 in (0.05, 0.5, 2.0, 5.0):
+            for phi in (0.0, 1.0):
+                n = 64
+                lam0 = lambda0 * rng.chisquare(20, size=n) / 20
+                eps0 = sphere_residuals(rng, n, 10, 1.0, 0.0) * lam0 - phi
+                expected = reference(eps0, lam0, float(eta), phi, rule)
+                actual = integrate_compiled(eps0, lam0, float(eta), phi, rule)
+                assert_same_results(expected, actual)
+                seen.update(np.unique(expected.status).tolist())
+                eos_cells += bool(expected.eos_steps.any())
+    assert seen == {int(s) for s in Status}
+    assert eos_cells > 0
+
+
+def test_state_and_sums_are_bitwise_equal() -> None:
+    """Same IEEE operations in the same order (no fast-math, no FMA contraction):
+    every column but log_q_ratio is bitwise equal, even in chaotic runs."""
+    rng = np.random.default_rng(11)
+    rule = StopRule(1e-10, 20_000)
+    for eta, lambda0 in ((0.1, 1.0), (1.0, 2.2), (0.7, 4.0)):
+        eps0 = sphere_residuals(rng, 100, 1, lambda0, 1.0)
+        lam0 = np.full(100, lambda0)
+        expected = reference(eps0, lam0, eta, 1.0, rule)
+        actual = integrate_compiled(eps0, lam0, eta, 1.0, rule)
+        for name in set(FLOAT_COLUMNS) - {"log_q_ratio"}:
+            np.testing.assert_array_equal(getattr(actual, name), getattr(expected, name), err_msg=name)
+
+
+def test_special_values_and_stop_order() -> None:
+    """T = 0 outcomes for non-finite and out-of-bound starts, and a Q factor of
+    exactly 0 (η|ε| = 1) whose log is −inf in both paths."""
+    eta, phi = 0.5, 1.0
+    eps0 = np.array([np.nan, np.inf, -np.inf, 0.0, 1e-7, 2e30, -2.0, 0.5])
+    lam0 = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 3.0, np.inf])
+    rule = StopRule(1e-12, 50, divergence_threshold=1e30)
+    expected = reference(eps0, lam0, eta, phi, rule)
+    actual = integrate_compiled(eps0, lam0, eta, phi, rule)
+    assert_same_results(expected, actual)
+    np.testing.assert_array_equal(actual.steps[:6], 0)
+    assert actual.status[3] == Status.CONVERGED and actual.status[5] == Status.DIVERGED
+    assert actual.log_q_ratio[6] == -np.inf  # |1 − η²ε0²| = 0 at t = 0
+
+
+def test_results_do_not_depend_on_thread_count() -> None:
+    if available_threads() < 2:
+        pytest.skip("needs at least 2 numba threads")
+    rng = np.random.default_rng(3)
+    n = 10 * LANES + 5
+    eps0 = sphere_residuals(rng, n, 10, 2.0, 1.0)
+    lam0 = np.full(n, 2.0)
+    rule = StopRule(1e-10, 10_000)
+    one = integrate_compiled(eps0, lam0, 0.9, 1.0, rule, threads=1)
+    two = integrate_compiled(eps0, lam0, 0.9, 1.0, rule, threads=2)
+    for name in TrajectoryResults.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(two, name), getattr(one, name), err_msg=name)
+
+
+def test_no_warning_escapes_on_divergence() -> None:
+    rng = np.random.default_rng(5)
+    eps0 = sphere_residuals(rng, 100, 10, 10.0, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = integrate_compiled(eps0, np.full(100, 10.0), 1.0, 1.0, StopRule(1e-10, 1_000, 1e300))
+    assert (result.status == Status.DIVERGED).all()
+
+
+@pytest.mark.parametrize("n", [0, 1, LANES - 1, LANES + 1])
+def test_small_batches(n: int) -> None:
+    rng = np.random.default_rng(n)
+    eps0 = sphere_residuals(rng, n, 5, 1.0, 1.0)
+    lam0 = np.ones(n)
+    rule = StopRule(1e-10, 1_000)
+    assert_same_results(reference(eps0, lam0, 0.3, 1.0, rule), integrate_compiled(eps0, lam0, 0.3, 1.0, rule))
+
+
+@pytest.mark.parametrize("threads", [0, -1, 10_000])
+def test_rejects_bad_thread_counts(threads: int) -> None:
+    with pytest.raises(ValueError, match="threads must be between 1 and"):
+        integrate_compiled(np.zeros(3), np.ones(3), 0.1, 1.0, StopRule(1e-10, 10), threads=threads)
+
+
+def test_rejects_mismatched_inputs() -> None:
+    with pytest.raises(ValueError, match="equal length"):
+        integrate_compiled(np.zeros(3), np.ones(4), 0.1, 1.0, StopRule(1e-10, 10))
+
+
+def test_compiled_is_the_default_integrator_and_matches_reduced_through_the_cell() -> None:
+    assert DEFAULTS["integrator"] == "compiled" and "compiled" in INTEGRATORS
+    raw = {"trajectories": 300, "grid": {"eta": [0.2, 0.9], "lambda0": [0.5, 2.1], "d": [1, 10]}, "max_steps": 5_000}
+    compiled = parse_config(raw)
+    assert compiled.integrator == "compiled"
+    reduced = parse_config({**raw, "integrator": "reduced"})
+    for cell in expand_grid(compiled):
+        initial_c, results_c = simulate_cell(compiled, cell, threads=1)
+        initial_r, results_r = simulate_cell(reduced, cell)
+        np.testing.assert_array_equal(initial_c.eps0, initial_r.eps0)
+        assert_same_results(results_r, results_c)
+
+
+def test_cell_table_constants_and_status_labels() -> None:
+    """The table of a cell larger than one constant chunk carries the cell's
+    parameters on every row and the status labels of the results."""
+    from lin2net.cell import CONSTANT_CHUNK, cell_table
+
+    grid = {"eta": 1.2, "lambda0": 2.0, "d": 2}
+    config = parse_config({"trajectories": CONSTANT_CHUNK + 3, "grid": grid, "max_steps": 2_000})
+    cell = expand_grid(config)[0]
+    initial, results = simulate_cell(config, cell, threads=1)
+    table = cell_table(cell, initial, results).to_pandas()
+    assert len(table) == CONSTANT_CHUNK + 3
+    for column, value in (("cell_id", cell.cell_id), ("eta", 1.2), ("lambda0", 2.0), ("d", 2), ("init", "sphere")):
+        assert (table[column] == value).all(), column
+    np.testing.assert_allclose(table["eta_lambda0"], 2.4)
+    labels = np.array([status.label for status in Status])
+    np.testing.assert_array_equal(table["status"].to_numpy(), labels[results.status])
+    assert set(table["status"]) == {"converged", "diverged", "max_steps"}
+
+
+def _pool_job(threads: int) -> int:
+    eps0 = np.linspace(-1.5, -0.5, 100)
+    return int(integrate_compiled(eps0, np.ones(100), 0.1, 1.0, StopRule(1e-10, 1_000), threads=threads).steps.sum())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")  # Python >= 3.12
+def test_fork_pool_with_one_thread_per_worker_after_parent_used_all_threads() -> None:
+    """GNU OpenMP is not fork-safe once started; workers that use threads=1 never
+    start it, so a fork pool works even after the parent ran the threaded kernel."""
+    expected = _pool_job(available_threads())
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.map_async(_pool_job, [1, 1, 1]).get(timeout=120)
+    assert results == [expected] * 3
