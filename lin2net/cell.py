@@ -111,7 +111,12 @@ def cell_table(cell: Cell, initial: InitialConditions, results: TrajectoryResult
     return pa.Table.from_pydict(columns, schema=TRAJECTORY_SCHEMA)
 
 
-def run_cell(config: SweepConfig, cell: Cell) -> pa.Table:
-    """Simulate one cell and return its per-trajectory table."""
+def run_cell(config: SweepConfig, cell: Cell, threads: int | None = None) -> pa.Table:
+    """Simulate one cell and return its per-trajectory table.
+
+    ``threads`` is how many threads this cell may use (the sweep gives each
+    worker process its share of the cores); the numpy integrators are single
+    threaded and ignore it, a compiled kernel may not. Results never depend on it.
+    """
     initial, results = simulate_cell(config, cell)
     return cell_table(cell, initial, results)
