@@ -131,13 +131,17 @@ def sweep(
         soft_wrap=True,
     )
     if report.failures:
-        names = "; ".join(f.describe() + f": {f.error}" for f in report.failures[:3])
+        names = "; ".join(f"{f.describe()}: {_clip(f.error, 160)}" for f in report.failures[:3])
         more = f"; and {len(report.failures) - 3} more" if len(report.failures) > 3 else ""
         raise fail(
             f"{len(report.failures)} of {report.ran} cells failed: {names}{more} "
             f"(all in {out_dir / MANIFEST_FILE}; rerun the same command to retry them)",
             1,
         )
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _print_plan(plan: SweepPlan) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterable
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any
 
 from lin2net.errors import Lin2netError
@@ -57,7 +58,7 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
         limit = 2 * self.threads()
         pending = iter(tasks)
         attempts: dict[str, int] = {}
-        futures: Any = distributed.as_completed(with_results=False)  # type: ignore[no-untyped-call]
+        futures: Any = distributed.as_completed(loop=self.client.loop, with_results=False)  # type: ignore[no-untyped-call]
         in_flight: dict[Any, CellTask] = {}
 
         def submit(task: CellTask) -> None:
@@ -78,9 +79,11 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
                 else:
                     outcome = CellOutcome(task.cell, 0.0, describe_error(future.exception()))
                 future.release()
-                if outcome.error is not None and attempts[task.cell.cell_id] <= retries:
-                    submit(task)
-                    continue
+                if outcome.error is not None:
+                    if attempts[task.cell.cell_id] <= retries:
+                        submit(task)
+                        continue
+                    outcome = replace(outcome, error=f"{outcome.error} (after {attempts[task.cell.cell_id]} attempts)")
                 yield outcome
                 if (following := next(pending, None)) is not None:
                     submit(following)

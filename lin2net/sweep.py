@@ -143,7 +143,8 @@ def run_sweep(
             seconds = time.perf_counter() - started
             remove_temporary_files(out)
             with contextlib.suppress(OutputError):
-                done = len(finished) + ran - len(failures)
+                # counted from the files: a worker may finish a cell unreported
+                done = len({p.stem for p in cell_files(out)} & {cell.cell_id for cell in cells})
                 run |= {"ran": ran, "failed": len(failures), "seconds": round(seconds, 3)}
                 run["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
                 write_manifest(out, status=status, total=len(cells), done=done, failures=failures, run=run)
