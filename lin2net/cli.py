@@ -41,8 +41,10 @@ T = TypeVar("T")
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    """Print ``error: message`` as one line on stderr; return the Exit to raise."""
-    stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    """Print ``error: message`` as one line on stderr; return the Exit to raise.
+    Control characters from user input (a YAML key with a newline) are escaped."""
+    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    stderr.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -352,9 +352,12 @@ def _describe(value: Any) -> str:
 def _finite_float(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(key, f"must be a number, got {_describe(value)}")
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:  # an integer beyond the float range
+        result = math.inf
     if not math.isfinite(result):
-        raise ConfigError(key, f"must be a finite number, got {value!r}")
+        raise ConfigError(key, f"must be a finite number, got {_describe(value)}")
     return result
 
 
