@@ -154,7 +154,7 @@ def _print_plan(plan: SweepPlan) -> None:
         "overwrite": "--overwrite: results already there would be replaced",
     }[plan.out_state]
     lines = [f"dry run of {config.name} -> {plan.out} ({state}); nothing written", "axes:"]
-    for key, values in plan.axes.items():
+    for key, values in config.axes.items():
         shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
         if len(values) > 6:
             shown = f"{len(values)} values from {values[0]:g} to {values[-1]:g}"

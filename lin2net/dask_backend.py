@@ -76,8 +76,10 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
                 task = in_flight.pop(future)
                 if future.status == "finished":
                     outcome: CellOutcome = future.result()
-                else:
+                elif future.status == "error":  # e.g. KilledWorker, or unpicklable on the scheduler
                     outcome = CellOutcome(task.cell, 0.0, describe_error(future.exception()))
+                else:
+                    outcome = CellOutcome(task.cell, 0.0, f"Dask task {future.status}")
                 future.release()
                 if outcome.error is not None:
                     if attempts[task.cell.cell_id] <= retries:

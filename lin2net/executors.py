@@ -27,10 +27,12 @@ from lin2net.config import SweepConfig
 from lin2net.grid import Cell
 from lin2net.store import write_cell
 
-# Test hook: a comma-separated list of cell ids whose computation raises. Read
-# in the worker, so it reaches pool and Dask worker processes through their
-# environment. Nothing outside the tests sets it.
+# Test hooks: comma-separated cell ids whose computation raises (FAIL) or
+# whose worker process dies at once, as if killed for memory (KILL). Read in
+# the worker, so they reach pool and Dask worker processes through their
+# environment. Nothing outside the tests sets them.
 FAIL_CELLS_ENV = "LIN2NET_TEST_FAIL_CELLS"
+KILL_CELLS_ENV = "LIN2NET_TEST_KILL_CELLS"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ def compute_cell(task: CellTask) -> CellOutcome:
     try:
         if task.cell.cell_id in os.environ.get(FAIL_CELLS_ENV, "").split(","):
             raise RuntimeError(f"injected failure for cell {task.cell.cell_id} ({FAIL_CELLS_ENV})")
+        if task.cell.cell_id in os.environ.get(KILL_CELLS_ENV, "").split(","):
+            os._exit(137)
         table = run_cell(task.config, task.cell, threads=task.threads)
         write_cell(task.out, task.config, task.cell, table)
     except Exception as exc:  # noqa: BLE001 - failure isolation: any error of one cell is recorded, not fatal
@@ -117,13 +121,14 @@ def run_pool(tasks: Iterable[CellTask], processes: int) -> Generator[CellOutcome
             for future in done:
                 task = in_flight.pop(future)
                 try:
-                    yield future.result()
-                except BrokenProcessPool:
-                    broken = True
-                    yield CellOutcome(task.cell, 0.0, "worker process died (killed, or out of memory?)")
-            if broken:
+                    outcome = future.result()
+                except Exception as exc:  # noqa: BLE001 - e.g. BrokenProcessPool: a worker died (OOM killer?)
+                    broken |= isinstance(exc, BrokenProcessPool)
+                    outcome = CellOutcome(task.cell, 0.0, describe_error(exc))
+                yield outcome
+            if broken:  # every task still in this pool is lost with it
                 for task in in_flight.values():
-                    yield CellOutcome(task.cell, 0.0, "worker process died (killed, or out of memory?)")
+                    yield CellOutcome(task.cell, 0.0, "BrokenProcessPool: its worker pool broke while it was queued")
                 in_flight.clear()
                 _stop_pool(pool)
                 pool = _new_pool(processes)

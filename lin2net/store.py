@@ -86,8 +86,20 @@ def inspect_output_dir(out: Path, config: SweepConfig) -> OutputState:
     difference = first_difference(read_resolved_config(out), _normalized(config.resolved()))
     if difference:
         return OutputState("different", difference=difference)
-    cells = out / CELLS_DIR
-    return OutputState("same", frozenset(p.stem for p in cell_files(out)) if cells.is_dir() else frozenset())
+    return OutputState("same", finished_cell_ids(out))
+
+
+def check_output_dir(out: Path, state: OutputState, overwrite: bool) -> None:
+    """Raise the OutputError a run would give for ``state`` (none if usable)."""
+    if state.kind == "different" and not overwrite:
+        raise OutputError(
+            f"output directory {out} holds results of a different config ({state.difference}); "
+            "pass --overwrite to replace them, or choose another -o"
+        )
+    if state.kind == "foreign" and not overwrite:
+        raise OutputError(
+            f"output directory {out} is not empty and not a lin2net output; pass --overwrite to replace its results"
+        )
 
 
 def prepare_output_dir(out: Path, config: SweepConfig, overwrite: bool) -> frozenset[str]:
@@ -102,13 +114,12 @@ def prepare_output_dir(out: Path, config: SweepConfig, overwrite: bool) -> froze
     """
     out = Path(out)
     state = inspect_output_dir(out, config)
+    check_output_dir(out, state, overwrite)
     if state.kind == "same" and not overwrite:
         remove_temporary_files(out)
         _mkdir(out / CELLS_DIR)
         return state.finished
     if state.kind != "new":
-        if not overwrite:
-            raise OutputError(_refusal(out, state))
         for name in (CONFIG_FILE, PROVENANCE_FILE, MANIFEST_FILE):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / CELLS_DIR, ignore_errors=True)
@@ -121,15 +132,6 @@ def prepare_output_dir(out: Path, config: SweepConfig, overwrite: bool) -> froze
     _atomic_write_text(out / PROVENANCE_FILE, json.dumps(info, indent=2) + "\n")
     _mkdir(out / CELLS_DIR)
     return frozenset()
-
-
-def _refusal(out: Path, state: OutputState) -> str:
-    if state.kind == "different":
-        return (
-            f"output directory {out} holds results of a different config ({state.difference}); "
-            "pass --overwrite to replace them, or choose another -o"
-        )
-    return f"output directory {out} is not empty and not a lin2net output; pass --overwrite to replace its results"
 
 
 def _mkdir(path: Path) -> None:
@@ -233,6 +235,13 @@ def cell_files(out: Path) -> list[Path]:
     if not directory.is_dir():
         raise OutputError(f"{out} is not a lin2net output directory (no {CELLS_DIR}/)")
     return sorted(p for p in directory.glob("*.parquet") if not p.name.startswith(TEMP_PREFIX))
+
+
+def finished_cell_ids(out: Path) -> frozenset[str]:
+    """Ids of the cells with a finished file (none if there is no ``cells/`` yet)."""
+    if not (Path(out) / CELLS_DIR).is_dir():
+        return frozenset()
+    return frozenset(p.stem for p in cell_files(out))
 
 
 def iter_cell_tables(out: Path, columns: list[str] | None = None) -> Iterator[pa.Table]:

@@ -13,19 +13,20 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from lin2net.config import SweepConfig, parse_config
-from lin2net.errors import Lin2netError, OutputError
+from lin2net.errors import OutputError
 from lin2net.executors import CellOutcome, CellTask, run_pool, run_serial, split_workers
 from lin2net.grid import Cell, expand_grid
 from lin2net.manifest import CellFailure, read_manifest, write_manifest
 from lin2net.store import (
-    CELLS_DIR,
     cell_files,
+    check_output_dir,
+    finished_cell_ids,
     inspect_output_dir,
     prepare_output_dir,
     read_resolved_config,
@@ -68,7 +69,6 @@ class SweepPlan:
     out_state: str
     done: int
     estimated_bytes: int
-    axes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 def run_sweep(
@@ -94,7 +94,7 @@ def run_sweep(
     workers, keeps finished cells, removes partial files and propagates.
     """
     if workers < 1:
-        raise Lin2netError(f"--workers must be >= 1, got {workers}")
+        raise ValueError(f"workers must be >= 1, got {workers}")
     cells = expand_grid(config)
     with contextlib.ExitStack() as stack:
         cluster = None
@@ -117,7 +117,8 @@ def run_sweep(
             "overrides": list(overrides),
         }
         write_manifest(out, status="running", total=len(cells), done=len(finished), failures=[], run=run)
-        tasks = (CellTask(config, cell, Path(out).resolve(), threads) for cell in todo)
+        target = Path(out).resolve()  # workers may run elsewhere: give them an absolute path
+        tasks = (CellTask(config, cell, target, threads) for cell in todo)
         if cluster is not None:
             outcomes: Generator[CellOutcome, None, None] = cluster.run(tasks)
         elif processes > 1:
@@ -144,7 +145,7 @@ def run_sweep(
             remove_temporary_files(out)
             with contextlib.suppress(OutputError):
                 # counted from the files: a worker may finish a cell unreported
-                done = len({p.stem for p in cell_files(out)} & {cell.cell_id for cell in cells})
+                done = len(finished_cell_ids(out) & {cell.cell_id for cell in cells})
                 run |= {"ran": ran, "failed": len(failures), "seconds": round(seconds, 3)}
                 run["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
                 write_manifest(out, status=status, total=len(cells), done=done, failures=failures, run=run)
@@ -165,8 +166,7 @@ def plan_sweep(config: SweepConfig, out: Path, *, overwrite: bool = False) -> Sw
     estimate; raises like :func:`run_sweep` would for a foreign ``out``."""
     cells = expand_grid(config)
     state = inspect_output_dir(out, config)
-    if state.kind in ("different", "foreign") and not overwrite:
-        prepare_output_dir(out, config, overwrite=False)  # raises the same error a run would
+    check_output_dir(out, state, overwrite)
     done = len(state.finished) if state.kind == "same" and not overwrite else 0
     files = cell_files(out) if state.kind == "same" else []
     if files:
@@ -182,7 +182,6 @@ def plan_sweep(config: SweepConfig, out: Path, *, overwrite: bool = False) -> Sw
         out_state=label,
         done=done,
         estimated_bytes=int(per_cell * len(cells)),
-        axes=dict(config.axes),
     )
 
 
@@ -198,7 +197,7 @@ class Completeness:
 def completeness(out: Path) -> Completeness:
     """Compare the cell files in ``out`` with the grid of its resolved config."""
     expected = expand_grid(parse_config(read_resolved_config(out)))
-    present = {p.stem for p in cell_files(out)} if (Path(out) / CELLS_DIR).is_dir() else set()
+    present = finished_cell_ids(out)
     missing = [cell for cell in expected if cell.cell_id not in present]
     missing_ids = {cell.cell_id for cell in missing}
     failed = [f["cell_id"] for f in read_manifest(out).get("failed", []) if f.get("cell_id") in missing_ids]

@@ -17,7 +17,7 @@ import yaml
 
 from lin2net.config import apply_overrides, load_config, parse_config
 from lin2net.errors import ConfigError
-from lin2net.executors import FAIL_CELLS_ENV, split_workers
+from lin2net.executors import FAIL_CELLS_ENV, KILL_CELLS_ENV, split_workers
 from lin2net.grid import expand_grid
 from lin2net.store import MANIFEST_FILE
 from lin2net.sweep import FILE_OVERHEAD, ROW_BYTES, run_sweep
@@ -209,6 +209,27 @@ def test_a_failing_cell_is_recorded_and_retried_by_a_rerun(
     assert retried.exit_code == 0 and "ran 1, skipped 7 already done, failed 0" in retried.stderr
     assert manifest(out)["failed"] == [] and manifest(out)["status"] == "complete"
     assert cli("summarize", out, "--format", "csv").stderr == ""
+
+
+def test_a_dying_worker_fails_its_cells_and_the_others_finish(
+    tmp_path: Path,
+    cli,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    out = tmp_path / "out"
+    cells = expand_grid(parse_config(SMALL))
+    monkeypatch.setenv(KILL_CELLS_ENV, cells[1].cell_id)  # its worker exits like an OOM kill
+    result = cli("sweep", config, "-o", out, "--quiet", "--workers", "2")
+    assert result.exit_code == 1 and "BrokenProcessPool" in result.stderr
+    failed = {f["cell_id"] for f in manifest(out)["failed"]}
+    # the killed cell and those queued in the same pool fail; a fresh pool runs the rest
+    assert cells[1].cell_id in failed and len(failed) <= 4
+    assert set(cell_bytes(out)) == {f"{c.cell_id}.parquet" for c in cells if c.cell_id not in failed}
+    assert leftovers(out) == []
+    monkeypatch.delenv(KILL_CELLS_ENV)
+    retried = cli("sweep", config, "-o", out, "--quiet", "--workers", "2")
+    assert retried.exit_code == 0 and f"ran {len(failed)}, skipped {8 - len(failed)}" in retried.stderr
 
 
 def test_summarize_names_missing_cells_of_an_incomplete_sweep(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
