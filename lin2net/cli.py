@@ -75,7 +75,7 @@ def main_options(
 def sweep(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML sweep config (see README).")],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/<config name>].")
+        Path | None, typer.Option("--out", "-o", help="Output directory \\[default: runs/<config name>].")
     ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace results in OUT (default: resume a run of the same config).")
@@ -83,7 +83,7 @@ def sweep(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one log line at the end.")] = False,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", "-j", help="Local worker cores; 1 runs in this process [default: all cores]."),
+        typer.Option("--workers", "-j", help="Local worker cores; 1 runs in this process \\[default: all cores]."),
     ] = None,
     scheduler: Annotated[
         str | None,
@@ -231,7 +231,7 @@ def summarize(
     ] = None,
     fmt: Annotated[
         SummaryFormat | None,
-        typer.Option("--format", "-f", help="table, csv, markdown or parquet [default: from -o suffix, else table]."),
+        typer.Option("--format", "-f", help="table, csv, markdown or parquet \\[default: from -o suffix, else table]."),
     ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to FILE instead of the terminal.")

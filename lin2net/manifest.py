@@ -56,11 +56,12 @@ def write_manifest(
     done: int,
     failures: Sequence[CellFailure],
     run: dict[str, Any],
+    new_run: bool,
 ) -> None:
-    """Record the state after (or during) a run; ``run`` replaces the last entry
-    of the history when it has the same ``started`` time, else is appended."""
+    """Record the state at the start (``new_run``: ``run`` is appended to the
+    history) or the end of a run (``run`` replaces the last entry)."""
     runs = [r for r in read_manifest(out).get("runs", []) if isinstance(r, dict)]
-    if runs and runs[-1].get("started") == run.get("started"):
+    if runs and not new_run:
         runs[-1] = run
     else:
         runs.append(run)

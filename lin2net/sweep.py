@@ -116,7 +116,7 @@ def run_sweep(
             "scheduler": scheduler,
             "overrides": list(overrides),
         }
-        write_manifest(out, status="running", total=len(cells), done=len(finished), failures=[], run=run)
+        write_manifest(out, status="running", total=len(cells), done=len(finished), failures=[], run=run, new_run=True)
         target = Path(out).resolve()  # workers may run elsewhere: give them an absolute path
         tasks = (CellTask(config, cell, target, threads) for cell in todo)
         if cluster is not None:
@@ -148,7 +148,9 @@ def run_sweep(
                 done = len(finished_cell_ids(out) & {cell.cell_id for cell in cells})
                 run |= {"ran": ran, "failed": len(failures), "seconds": round(seconds, 3)}
                 run["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-                write_manifest(out, status=status, total=len(cells), done=done, failures=failures, run=run)
+                write_manifest(
+                    out, status=status, total=len(cells), done=done, failures=failures, run=run, new_run=False
+                )
     return SweepReport(
         cells=len(cells),
         trajectories=len(cells) * config.trajectories,
