@@ -173,7 +173,7 @@ def first_difference(stored: Any, current: Any, key: str = "") -> str:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value)
+    text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
