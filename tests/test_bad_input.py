@@ -22,7 +22,8 @@ from lin2net.cli import app
 from lin2net.config import GRID_KEYS, TOP_LEVEL_KEYS, apply_overrides, parse_config, parse_yaml
 from lin2net.errors import ConfigError
 from tests.conftest import write_yaml
-from tests.test_resume_parallel import SMALL, leftovers
+from tests.test_resume_parallel import leftovers
+from tests.test_sweep_cli import SMALL
 
 RUNNER = CliRunner()
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

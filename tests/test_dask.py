@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,24 +15,30 @@ from lin2net.dask_backend import DaskCluster, SchedulerError
 from lin2net.executors import FAIL_CELLS_ENV
 from lin2net.grid import expand_grid
 from tests.conftest import write_yaml
-from tests.test_resume_parallel import SMALL, cell_bytes, leftovers
+from tests.test_resume_parallel import cell_bytes, leftovers
+from tests.test_sweep_cli import SMALL
 
 distributed = pytest.importorskip("distributed")
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[object]:
-    """Two worker processes (nannies), one thread each, on 127.0.0.1."""
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
+def local_cluster(workers: int, threads: int) -> Any:
+    """Worker processes (with nannies) on 127.0.0.1, dashboards on free ports."""
+    return distributed.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=threads,
         processes=True,
         host="127.0.0.1",
         dashboard_address=":0",
         worker_dashboard_address=":0",
-    ) as local:
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[object]:
+    """Two worker processes, one thread each."""
+    with local_cluster(2, 1) as local:
         yield local
 
 
@@ -40,14 +47,7 @@ def failing_cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     """Worker processes that raise in one chosen cell (set in their environment)."""
     bad = expand_grid(parse_config(SMALL))[2]
     monkeypatch.setenv(FAIL_CELLS_ENV, bad.cell_id)
-    with distributed.LocalCluster(
-        n_workers=1,
-        threads_per_worker=2,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=":0",
-        worker_dashboard_address=":0",
-    ) as local:
+    with local_cluster(1, 2) as local:
         local.bad_cell = bad  # type: ignore[attr-defined]
         yield local
 

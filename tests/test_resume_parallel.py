@@ -22,16 +22,9 @@ from lin2net.grid import expand_grid
 from lin2net.store import MANIFEST_FILE
 from lin2net.sweep import FILE_OVERHEAD, ROW_BYTES, run_sweep
 from tests.conftest import write_yaml
+from tests.test_sweep_cli import SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = {
-    "name": "small",
-    "seed": 3,
-    "trajectories": 40,
-    "grid": {"eta": [0.1, 0.9], "lambda0": [0.5, 2.0], "phi": 1.0, "d": [1, 5]},
-    "loss_tol": 1e-10,
-    "max_steps": 4000,
-}
 # Every trajectory runs to max_steps: about 0.4 s per cell, slow enough to stop midway.
 SLOW = {
     "name": "slow",
