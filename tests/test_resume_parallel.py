@@ -171,6 +171,26 @@ def test_ctrl_c_stops_workers_and_keeps_finished_cells(tmp_path: Path) -> None:
     assert record["status"] == "interrupted" and record["cells"]["done"] == len(files)
 
 
+def test_interrupt_inside_run_sweep_terminates_the_pool(tmp_path: Path) -> None:
+    """KeyboardInterrupt while cells are in flight: workers gone, no partial files."""
+    import multiprocessing
+
+    reported: list[object] = []
+
+    def interrupt_after_two(cell: object, seconds: float) -> None:
+        reported.append(cell)
+        if len(reported) == 2:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(parse_config(SLOW), out, workers=2, on_cell_done=interrupt_after_two)
+    assert multiprocessing.active_children() == []
+    assert leftovers(out) == []
+    files = len(cell_bytes(out))
+    assert 2 <= files < 8 and manifest(out)["status"] == "interrupted" and manifest(out)["cells"]["done"] == files
+
+
 def test_a_failing_cell_is_recorded_and_retried_by_a_rerun(
     tmp_path: Path,
     cli,  # type: ignore[no-untyped-def]
