@@ -143,6 +143,11 @@ def cell_table(cell: Cell, initial: InitialConditions, results: TrajectoryResult
 
 
 def run_cell(config: SweepConfig, cell: Cell, threads: int | None = None) -> pa.Table:
-    """Simulate one cell and return its per-trajectory table (``threads``: see simulate_cell)."""
+    """Simulate one cell and return its per-trajectory table.
+
+    ``threads`` is how many threads this cell may use (the sweep gives each
+    worker process its share of the cores); only the compiled kernel uses it,
+    and results never depend on it.
+    """
     initial, results = simulate_cell(config, cell, threads)
     return cell_table(cell, initial, results)

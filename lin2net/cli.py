@@ -7,7 +7,7 @@ stderr and their exit code (2 for bad input); nothing else is caught here.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -22,9 +22,11 @@ from rich.table import Table
 from lin2net import __version__
 from lin2net.config import load_config
 from lin2net.errors import ConfigError, Lin2netError
-from lin2net.grid import Cell, expand_grid
+from lin2net.executors import default_workers
+from lin2net.grid import Cell
+from lin2net.store import MANIFEST_FILE
 from lin2net.summary import summarize as summarize_sweep
-from lin2net.sweep import run_sweep
+from lin2net.sweep import SweepPlan, completeness, plan_sweep, run_sweep
 
 app = typer.Typer(
     name="lin2net",
@@ -39,8 +41,10 @@ T = TypeVar("T")
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    """Print ``error: message`` as one line on stderr; return the Exit to raise."""
-    stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    """Print ``error: message`` as one line on stderr; return the Exit to raise.
+    Control characters from user input (a YAML key with a newline) are escaped."""
+    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    stderr.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -71,34 +75,128 @@ def main_options(
 def sweep(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML sweep config (see README).")],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/<config name>].")
+        Path | None, typer.Option("--out", "-o", help="Output directory \\[default: runs/<config name>].")
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace results already in OUT.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace results in OUT (default: resume a run of the same config).")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one log line at the end.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-j", help="Local worker cores; 1 runs in this process \\[default: all cores]."),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", metavar="ADDRESS", help="Run cells on this Dask scheduler (tcp://host:8786)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the axes, cells, cells already done and output size; write nothing.")
+    ] = False,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="Override a config key (repeatable; VALUE is YAML)."),
+    ] = None,
 ) -> None:
-    """Run every cell of a grid and write one Parquet file per cell.
+    """Run every cell of a grid not yet done in OUT; one Parquet file per cell.
 
-    Example: lin2net sweep configs/smoke.yaml -o runs/smoke
+    Example: lin2net sweep configs/smoke.yaml -o runs/smoke --set max_steps=5000 --workers 2
     """
     with user_errors():
-        config = load_config(config_path)
+        config = load_config(config_path, sets or ())
         out_dir = out if out is not None else Path("runs") / config.name
-        cells = expand_grid(config)
-        with _cell_progress(len(cells), enabled=not quiet and stderr.is_terminal) as advance:
+        if workers is not None and workers < 1:
+            raise ConfigError("--workers", f"must be >= 1, got {workers}")
+        if workers is not None and scheduler is not None:
+            raise ConfigError("--workers", "give --workers (local) or --scheduler (Dask), not both")
+        if dry_run:
+            _print_plan(plan_sweep(config, out_dir, overwrite=overwrite))
+            return
+        with _cell_progress(enabled=not quiet and stderr.is_terminal) as progress:
             try:
-                report = run_sweep(config, out_dir, overwrite=overwrite, on_cell_done=advance)
+                report = run_sweep(
+                    config,
+                    out_dir,
+                    overwrite=overwrite,
+                    on_start=progress.start,
+                    on_cell_done=progress.advance,
+                    workers=workers or default_workers(),
+                    scheduler=scheduler,
+                    overrides=sets or (),
+                )
             except KeyboardInterrupt:
-                raise fail(f"interrupted; finished cells are kept in {out_dir}/cells", 130) from None
+                message = f"interrupted; finished cells are kept in {out_dir}/cells, rerun the same command to resume"
+                raise fail(message, 130) from None
     stderr.print(
-        f"{report.cells} cells, {report.trajectories} trajectories in {report.seconds:.2f} s -> {out_dir}",
+        f"{report.cells} cells, {report.trajectories} trajectories in {report.seconds:.2f} s -> {out_dir}: "
+        f"ran {report.ran}, skipped {report.skipped} already done, failed {len(report.failures)}",
         highlight=False,
+        soft_wrap=True,
     )
+    if report.failures:
+        names = "; ".join(f"{f.describe()}: {_clip(f.error, 160)}" for f in report.failures[:3])
+        more = f"; and {len(report.failures) - 3} more" if len(report.failures) > 3 else ""
+        raise fail(
+            f"{len(report.failures)} of {report.ran} cells failed: {names}{more} "
+            f"(all in {out_dir / MANIFEST_FILE}; rerun the same command to retry them)",
+            1,
+        )
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _print_plan(plan: SweepPlan) -> None:
+    config = plan.config
+    state = {
+        "new": "new output directory",
+        "resume": f"resuming: {plan.done} of {plan.cells} cells already done",
+        "overwrite": "--overwrite: results already there would be replaced",
+    }[plan.out_state]
+    lines = [f"dry run of {config.name} -> {plan.out} ({state}); nothing written", "axes:"]
+    for key, values in config.axes.items():
+        shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+        if len(values) > 6:
+            shown = f"{len(values)} values from {values[0]:g} to {values[-1]:g}"
+        lines.append(f"  {key:<12} {shown}")
+    if config.explicit is not None:
+        lines.append(f"  {'init':<12} explicit: d = {config.explicit.d}, lambda0 = {config.explicit.lambda0:g}")
+    lines += [
+        f"cells: {plan.cells} x {config.trajectories} trajectories = {plan.trajectories} trajectories",
+        f"to run: {plan.cells - plan.done} cells",
+        f"estimated output size: {_human_bytes(plan.estimated_bytes)}",
+    ]
+    stdout.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
+def _human_bytes(size: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
+
+
+class _Progress:
+    """Progress-bar callbacks for :func:`run_sweep` (no-ops when disabled)."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.task = progress.add_task("sweep", total=None) if progress is not None else None
+
+    def start(self, cells: int) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, total=cells)
+
+    def advance(self, cell: Cell, seconds: float) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.advance(self.task)
 
 
 @contextmanager
-def _cell_progress(total: int, enabled: bool) -> Iterator[Callable[[Cell, float], None]]:
+def _cell_progress(enabled: bool) -> Iterator[_Progress]:
     if not enabled:
-        yield lambda cell, seconds: None
+        yield _Progress(None)
         return
     progress = Progress(
         TextColumn("cells"),
@@ -110,9 +208,8 @@ def _cell_progress(total: int, enabled: bool) -> Iterator[Callable[[Cell, float]
         console=stderr,
         transient=True,
     )
-    task = progress.add_task("sweep", total=total)
     with progress:
-        yield lambda cell, seconds: progress.advance(task)
+        yield _Progress(progress)
 
 
 class SummaryFormat(StrEnum):
@@ -134,7 +231,7 @@ def summarize(
     ] = None,
     fmt: Annotated[
         SummaryFormat | None,
-        typer.Option("--format", "-f", help="table, csv, markdown or parquet [default: from -o suffix, else table]."),
+        typer.Option("--format", "-f", help="table, csv, markdown or parquet \\[default: from -o suffix, else table]."),
     ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to FILE instead of the terminal.")
@@ -150,6 +247,7 @@ def summarize(
         if chosen is SummaryFormat.parquet and output is None:
             raise ConfigError("--format", "parquet output needs a file: add -o FILE.parquet")
         frame = summarize_sweep(out, by=axes or None)
+    _note_missing_cells(out)
     if chosen is SummaryFormat.table:
         if output is not None:
             raise fail("--format table prints to the terminal; use csv, markdown or parquet with -o", 2)
@@ -164,6 +262,23 @@ def summarize(
         sys.stdout.write(text or "")
         return
     _write_export(output, frame, text)
+
+
+def _note_missing_cells(out: Path) -> None:
+    """One line on stderr when OUT's grid has cells without a file."""
+    try:
+        state = completeness(out)
+    except Lin2netError:
+        return  # no readable resolved config: nothing to compare with
+    if state.missing:
+        failed = f", {len(state.failed)} of them failed (see {out / MANIFEST_FILE})" if state.failed else ""
+        stderr.print(
+            f"note: {len(state.missing)} of {len(state.expected)} cells are missing from {out}{failed}; "
+            f"the summary covers the {len(state.expected) - len(state.missing)} finished",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _write_export(path: Path, frame: pd.DataFrame, text: str | None) -> None:

@@ -8,6 +8,7 @@ README ("Config reference").
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 import re
@@ -119,15 +120,57 @@ _Loader.add_implicit_resolver(
 )
 
 
-def load_config(path: Path) -> SweepConfig:
-    """Read and validate a YAML config file."""
+def load_config(path: Path, overrides: Sequence[str] = ()) -> SweepConfig:
+    """Read and validate a YAML config file; ``overrides`` (``key=value`` strings,
+    see :func:`apply_overrides`) change the raw mapping first, so they are
+    validated exactly like the file."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("", f"config file not found: {path}") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise ConfigError("", f"cannot read config file {path}: {exc.__class__.__name__}") from None
-    return parse_config(parse_yaml(text, source=str(path)), default_name=Path(path).stem)
+    raw = apply_overrides(parse_yaml(text, source=str(path)), overrides)
+    return parse_config(raw, default_name=Path(path).stem)
+
+
+_OVERRIDE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def apply_overrides(raw: Any, overrides: Sequence[str]) -> Any:
+    """Return ``raw`` with each ``key=value`` of ``overrides`` applied in order.
+
+    ``key`` is a dotted path (``max_steps``, ``grid.d``); missing intermediate
+    mappings are created. ``value`` is read as YAML (``[1, 2]``,
+    ``{geomspace: [0.01, 1, 5]}``, ``1e-8``). Only the syntax is checked here:
+    the result goes through :func:`parse_config` like any file. ``raw`` itself
+    is not modified.
+    """
+    if not overrides:
+        return raw
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        return raw  # parse_config reports a non-mapping config
+    result: dict[Any, Any] = copy.deepcopy(dict(raw))
+    for text in overrides:
+        key, sep, value_text = text.partition("=")
+        key = key.strip()
+        if not sep or not _OVERRIDE_KEY.match(key):
+            raise ConfigError("--set", f"expected key=value with a dotted key (e.g. grid.d=[1, 2]), got {text!r}")
+        value = parse_yaml(value_text, source=f"--set {key}")
+        parts = key.split(".")
+        target = result
+        for depth, part in enumerate(parts[:-1]):
+            node = target.get(part)
+            if node is None:
+                node = target[part] = {}
+            elif not isinstance(node, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"--set {key}", f"{where} is {_describe(node)}, not a mapping")
+            target = node
+        target[parts[-1]] = value
+    return result
 
 
 def parse_yaml(text: str, source: str = "config") -> Any:
@@ -309,9 +352,12 @@ def _describe(value: Any) -> str:
 def _finite_float(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(key, f"must be a number, got {_describe(value)}")
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:  # an integer beyond the float range
+        result = math.inf
     if not math.isfinite(result):
-        raise ConfigError(key, f"must be a finite number, got {value!r}")
+        raise ConfigError(key, f"must be a finite number, got {_describe(value)}")
     return result
 
 

@@ -5,6 +5,7 @@ Layout::
     OUT/
       config.yaml        resolved config (defaults filled in, axes expanded)
       provenance.json    lin2net, numpy, pyarrow and Python versions; start time
+      manifest.json      progress: cells done, failed (with errors), runs so far
       cells/<cell_id>.parquet   one file per finished cell
 
 A cell file is written under a hidden temporary name in ``cells/`` and renamed
@@ -13,6 +14,10 @@ sweep leaves finished cells intact and no partial file that looks finished.
 The resolved config, versions and the cell's parameters are also stored in
 each file's Parquet key-value metadata, so a file carried away alone still
 says where it came from.
+
+A cell is done when its file exists; nothing else is trusted. Rerunning the
+same config in the same directory therefore resumes: only cells without a
+file (missing or failed) run.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import os
 import platform
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +45,7 @@ from lin2net.grid import Cell
 
 CONFIG_FILE = "config.yaml"
 PROVENANCE_FILE = "provenance.json"
+MANIFEST_FILE = "manifest.json"
 CELLS_DIR = "cells"
 TEMP_PREFIX = ".tmp-"
 
@@ -52,25 +59,122 @@ def provenance() -> dict[str, str]:
     }
 
 
-def prepare_output_dir(out: Path, config: SweepConfig, overwrite: bool) -> None:
-    """Create OUT (or empty lin2net's files from it when ``overwrite``) and write
-    the resolved config and provenance. Refuses a non-empty OUT otherwise."""
+@dataclass(frozen=True)
+class OutputState:
+    """What an output directory holds, relative to the config about to run in it.
+
+    ``kind`` is ``new`` (absent or empty), ``same`` (written by this config:
+    a run resumes), ``different`` (another config; ``difference`` names the
+    first differing key) or ``foreign`` (not empty, not a lin2net output).
+    ``finished`` holds the ids of the cell files present (``same`` only).
+    """
+
+    kind: str
+    finished: frozenset[str] = frozenset()
+    difference: str = ""
+
+
+def inspect_output_dir(out: Path, config: SweepConfig) -> OutputState:
+    """Classify ``out`` for ``config`` without changing anything."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"output path {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise OutputError(f"output directory {out} is not empty; pass --overwrite to replace its results")
-        for name in (CONFIG_FILE, PROVENANCE_FILE):
+    if not out.is_dir() or not any(out.iterdir()):
+        return OutputState("new")
+    if not (out / CONFIG_FILE).is_file():
+        return OutputState("foreign")
+    difference = first_difference(read_resolved_config(out), _normalized(config.resolved()))
+    if difference:
+        return OutputState("different", difference=difference)
+    return OutputState("same", finished_cell_ids(out))
+
+
+def check_output_dir(out: Path, state: OutputState, overwrite: bool) -> None:
+    """Raise the OutputError a run would give for ``state`` (none if usable)."""
+    if state.kind == "different" and not overwrite:
+        raise OutputError(
+            f"output directory {out} holds results of a different config ({state.difference}); "
+            "pass --overwrite to replace them, or choose another -o"
+        )
+    if state.kind == "foreign" and not overwrite:
+        raise OutputError(
+            f"output directory {out} is not empty and not a lin2net output; pass --overwrite to replace its results"
+        )
+
+
+def prepare_output_dir(out: Path, config: SweepConfig, overwrite: bool) -> frozenset[str]:
+    """Make ``out`` ready for ``config`` and return the ids of the cells already
+    finished there.
+
+    A new (absent or empty) directory gets the resolved config and provenance.
+    A directory written by the same config is resumed: its cell files are kept
+    (and returned) and temporary files of an interrupted run are removed.
+    Anything else is refused unless ``overwrite``, which empties lin2net's
+    files from it first.
+    """
+    out = Path(out)
+    state = inspect_output_dir(out, config)
+    check_output_dir(out, state, overwrite)
+    if state.kind == "same" and not overwrite:
+        remove_temporary_files(out)
+        _mkdir(out / CELLS_DIR)
+        return state.finished
+    if state.kind != "new":
+        for name in (CONFIG_FILE, PROVENANCE_FILE, MANIFEST_FILE):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / CELLS_DIR, ignore_errors=True)
-    try:
-        (out / CELLS_DIR).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create output directory {out}: {exc.strerror or exc}") from None
+        remove_temporary_files(out)
+    _mkdir(out)
+    # config.yaml first: a directory holding it is recognised (and resumed) even
+    # if the run is killed before anything else is written.
     _atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(config.resolved(), sort_keys=False))
     info = {**provenance(), "started": datetime.now(UTC).isoformat(timespec="seconds")}
     _atomic_write_text(out / PROVENANCE_FILE, json.dumps(info, indent=2) + "\n")
+    _mkdir(out / CELLS_DIR)
+    return frozenset()
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output directory {path}: {exc.strerror or exc}") from None
+
+
+def remove_temporary_files(out: Path) -> None:
+    """Delete the hidden temporary files an interrupted writer left in ``out``
+    and ``out/cells`` (never a finished file)."""
+    for directory in (Path(out), Path(out) / CELLS_DIR):
+        for temp in directory.glob(f"{TEMP_PREFIX}*"):
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+
+
+def _normalized(resolved: dict[str, Any]) -> Any:
+    """The resolved config as it reads back from config.yaml."""
+    return yaml.safe_load(yaml.safe_dump(resolved, sort_keys=False))
+
+
+def first_difference(stored: Any, current: Any, key: str = "") -> str:
+    """``''`` if equal, else the first differing dotted key and both values."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        for name in [*stored, *(k for k in current if k not in stored)]:
+            sub = f"{key}.{name}" if key else str(name)
+            if name not in current or name not in stored:
+                where = "this config" if name not in current else "OUT"
+                return f"{sub} is missing from {where}"
+            found = first_difference(stored[name], current[name], sub)
+            if found:
+                return found
+        return ""
+    if stored == current and type(stored) is type(current):
+        return ""
+    return f"{key or 'config'} is {_short(stored)} in OUT, {_short(current)} here"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def cell_path(out: Path, cell_id: str) -> Path:
@@ -116,7 +220,10 @@ def read_resolved_config(out: Path) -> dict[str, Any]:
     path = Path(out) / CONFIG_FILE
     if not path.is_file():
         raise OutputError(f"{out} is not a lin2net output directory (no {CONFIG_FILE})")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise OutputError(f"cannot read {path}: {exc.__class__.__name__}") from None
     if not isinstance(data, dict):
         raise OutputError(f"{path} is not a lin2net resolved config")
     return data
@@ -128,6 +235,13 @@ def cell_files(out: Path) -> list[Path]:
     if not directory.is_dir():
         raise OutputError(f"{out} is not a lin2net output directory (no {CELLS_DIR}/)")
     return sorted(p for p in directory.glob("*.parquet") if not p.name.startswith(TEMP_PREFIX))
+
+
+def finished_cell_ids(out: Path) -> frozenset[str]:
+    """Ids of the cells with a finished file (none if there is no ``cells/`` yet)."""
+    if not (Path(out) / CELLS_DIR).is_dir():
+        return frozenset()
+    return frozenset(p.stem for p in cell_files(out))
 
 
 def iter_cell_tables(out: Path, columns: list[str] | None = None) -> Iterator[pa.Table]:

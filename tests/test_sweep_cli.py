@@ -105,13 +105,27 @@ def test_cell_id_depends_on_values_not_position() -> None:
     assert ids == flipped and len(set(ids.values())) == 2
 
 
-def test_refuses_non_empty_output_unless_overwrite(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_refuses_other_output_unless_overwrite(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     out = _sweep(cli, tmp_path, SMALL)
     before = {p: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
-    again = cli("sweep", tmp_path / "out.yaml", "-o", out)
-    assert again.exit_code == 2 and "--overwrite" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    # the same config resumes: nothing left to run, nothing rewritten
+    again = cli("sweep", tmp_path / "out.yaml", "-o", out, "--quiet")
+    assert again.exit_code == 0 and "ran 0, skipped 8" in again.stderr
+    # a different config is refused, naming the first differing key
+    other = write_yaml(tmp_path / "other.yaml", {**SMALL, "max_steps": 100})
+    refused = cli("sweep", other, "-o", out)
+    assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "max_steps is 4000 in OUT, 100 here" in refused.stderr and "--overwrite" in refused.stderr
     assert {p: p.stat().st_mtime_ns for p in (out / "cells").iterdir()} == before
-    assert cli("sweep", tmp_path / "out.yaml", "-o", out, "--overwrite", "--quiet").exit_code == 0
+    # a directory that is not a lin2net output is refused too
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    kept = cli("sweep", other, "-o", foreign)
+    assert kept.exit_code == 2 and "not a lin2net output" in kept.stderr and not (foreign / "cells").exists()
+    replaced = cli("sweep", other, "-o", out, "--overwrite", "--quiet")
+    assert replaced.exit_code == 0 and "ran 8, skipped 0" in replaced.stderr
+    assert yaml.safe_load((out / "config.yaml").read_text())["max_steps"] == 100
 
 
 def test_full_integrator_agrees_with_reduced(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]

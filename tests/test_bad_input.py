@@ -1,0 +1,197 @@
+"""Bad input never gives a traceback: malformed configs and ``--set`` strings
+exit 2 with one line and write nothing; unwritable outputs and writes failing
+midway give a clear error and never leave a file that looks complete."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from lin2net.cli import app
+from lin2net.config import GRID_KEYS, TOP_LEVEL_KEYS, apply_overrides, parse_config, parse_yaml
+from lin2net.errors import ConfigError
+from tests.conftest import write_yaml
+from tests.test_resume_parallel import leftovers
+from tests.test_sweep_cli import SMALL
+
+RUNNER = CliRunner()
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.one_of(st.text(max_size=8), st.sampled_from(GRID_KEYS)), inner, max_size=3),
+    ),
+    max_leaves=8,
+)
+keys = st.one_of(st.sampled_from(TOP_LEVEL_KEYS), st.text(min_size=1, max_size=10))
+grid_keys = st.one_of(st.sampled_from(GRID_KEYS), st.text(min_size=1, max_size=10))
+printable = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
+
+
+@st.composite
+def malformed_configs(draw: st.DrawFn) -> Any:
+    """A valid config with one thing broken, or something that is not a config at all."""
+    raw: dict[str, Any] = json.loads(json.dumps(SMALL))
+    kind = draw(st.sampled_from(["top", "grid", "drop", "axis-form", "whole"]))
+    if kind == "top":
+        raw[draw(keys)] = draw(values)
+    elif kind == "grid":
+        raw["grid"][draw(grid_keys)] = draw(values)
+    elif kind == "drop":
+        key = draw(st.sampled_from(["grid", "grid.eta", "grid.lambda0"]))
+        if key == "grid":
+            del raw["grid"]
+        else:
+            del raw["grid"][key.split(".")[1]]
+    elif kind == "axis-form":
+        form = draw(st.sampled_from(["linspace", "geomspace", draw(st.text(max_size=8))]))
+        raw["grid"][draw(st.sampled_from(GRID_KEYS))] = {form: draw(st.lists(scalars, max_size=4))}
+    else:
+        return draw(values)
+    return raw
+
+
+def invalid(check: Any) -> bool:
+    """True if ``check()`` raises ConfigError (any other exception propagates)."""
+    try:
+        check()
+    except ConfigError:
+        return True
+    return False
+
+
+def assert_one_line_exit_2(result: Any, out: Path) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+@FUZZ
+@given(raw=malformed_configs())
+def test_malformed_config_exits_2_in_one_line(tmp_path: Path, raw: Any) -> None:
+    assume(invalid(lambda: parse_config(raw)))
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    out = tmp_path / "out"
+    assert_one_line_exit_2(RUNNER.invoke(app, ["sweep", str(config), "-o", str(out)]), out)
+
+
+@FUZZ
+@given(text=printable)
+def test_arbitrary_config_text_exits_2_in_one_line(tmp_path: Path, text: str) -> None:
+    assume(invalid(lambda: parse_config(parse_yaml(text))))
+    config = tmp_path / "bad.yaml"
+    config.write_text(text, encoding="utf-8")
+    out = tmp_path / "out"
+    assert_one_line_exit_2(RUNNER.invoke(app, ["sweep", str(config), "-o", str(out)]), out)
+
+
+key_paths = st.one_of(
+    st.sampled_from([*TOP_LEVEL_KEYS, *(f"grid.{k}" for k in GRID_KEYS), "init.explicit.a", "grid.eta.linspace"]),
+    st.text(max_size=12),
+)
+set_strings = st.one_of(
+    printable,
+    st.builds(lambda k, v: f"{k}={v}", key_paths, printable),
+    st.builds(lambda k, v: f"{k}={json.dumps(v)}", key_paths, values),
+)
+
+
+@FUZZ
+@given(settings_=st.lists(set_strings, min_size=1, max_size=3))
+def test_malformed_set_exits_2_in_one_line(tmp_path: Path, settings_: list[str]) -> None:
+    assume(invalid(lambda: parse_config(apply_overrides(json.loads(json.dumps(SMALL)), settings_))))
+    config = write_yaml(tmp_path / "good.yaml", SMALL)
+    out = tmp_path / "out"
+    args = ["sweep", str(config), "-o", str(out)]
+    for setting in settings_:
+        args += ["--set", setting]
+    assert_one_line_exit_2(RUNNER.invoke(app, args), out)
+
+
+def test_output_path_that_cannot_be_a_directory(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "out"):
+        result = cli("sweep", config, "-o", out)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert "not a directory" in result.stderr.lower()
+    assert blocker.read_text() == "x"
+
+
+def test_unwritable_output_directory(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    def refuse(self: Path, *args: Any, **kwargs: Any) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    out = tmp_path / "locked" / "out"
+    result = cli("sweep", write_yaml(tmp_path / "c.yaml", SMALL), "-o", out)
+    assert result.exit_code == 2 and not out.exists()
+    assert result.stderr == f"error: cannot create output directory {out}: Permission denied\n"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permission bits")
+def test_read_only_parent_directory(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        result = cli("sweep", write_yaml(tmp_path / "c.yaml", SMALL), "-o", locked / "out")
+        assert result.exit_code == 2 and "Permission denied" in result.stderr and result.stderr.count("\n") == 1
+    finally:
+        locked.chmod(0o700)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [OSError(errno.ENOSPC, "No space left on device"), pa.ArrowInvalid("simulated encoder failure")],
+    ids=["disk-full", "arrow-error"],
+)
+def test_cell_write_failing_midway_leaves_no_file(
+    tmp_path: Path,
+    cli,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Exception,
+) -> None:
+    real_write = pq.write_table
+
+    def write_half_then_fail(table: pa.Table, where: Any, **kwargs: Any) -> None:
+        real_write(table, where, **kwargs)
+        data = Path(where).read_bytes()
+        Path(where).write_bytes(data[: len(data) // 2])  # a truncated file under the temporary name
+        raise failure
+
+    monkeypatch.setattr(pq, "write_table", write_half_then_fail)
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    out = tmp_path / "out"
+    result = cli("sweep", config, "-o", out, "--quiet", "--workers", "1")
+    assert result.exit_code == 1
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: 8 of 8 cells failed:") and str(failure.args[-1]) in error
+    assert list((out / "cells").iterdir()) == [] and leftovers(out) == []
+    assert len(json.loads((out / "manifest.json").read_text())["failed"]) == 8
+
+    monkeypatch.setattr(pq, "write_table", real_write)  # the disk has room again: a rerun finishes
+    again = cli("sweep", config, "-o", out, "--quiet", "--workers", "1")
+    assert again.exit_code == 0 and "ran 8, skipped 0" in again.stderr

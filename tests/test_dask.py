@@ -1,0 +1,98 @@
+"""``--scheduler``: cells on a real Dask cluster (LocalCluster on loopback)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lin2net.config import parse_config
+from lin2net.dask_backend import DaskCluster, SchedulerError
+from lin2net.executors import FAIL_CELLS_ENV
+from lin2net.grid import expand_grid
+from tests.conftest import write_yaml
+from tests.test_resume_parallel import cell_bytes, leftovers
+from tests.test_sweep_cli import SMALL
+
+distributed = pytest.importorskip("distributed")
+
+pytestmark = pytest.mark.slow
+
+
+def local_cluster(workers: int, threads: int) -> Any:
+    """Worker processes (with nannies) on 127.0.0.1, dashboards on free ports."""
+    return distributed.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=threads,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=":0",
+        worker_dashboard_address=":0",
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[object]:
+    """Two worker processes, one thread each."""
+    with local_cluster(2, 1) as local:
+        yield local
+
+
+@pytest.fixture
+def failing_cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """Worker processes that raise in one chosen cell (set in their environment)."""
+    bad = expand_grid(parse_config(SMALL))[2]
+    monkeypatch.setenv(FAIL_CELLS_ENV, bad.cell_id)
+    with local_cluster(1, 2) as local:
+        local.bad_cell = bad  # type: ignore[attr-defined]
+        yield local
+
+
+def test_dask_run_equals_local_run(tmp_path: Path, cli, cluster) -> None:  # type: ignore[no-untyped-def]
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    local, remote = tmp_path / "local", tmp_path / "dask"
+    assert cli("sweep", config, "-o", local, "-q", "--workers", "1").exit_code == 0
+    result = cli("sweep", config, "-o", remote, "-q", "--scheduler", cluster.scheduler_address)
+    assert result.exit_code == 0, result.output
+    assert "ran 8, skipped 0 already done, failed 0" in result.stderr
+    assert len(cell_bytes(remote)) == 8 and cell_bytes(remote) == cell_bytes(local)
+    assert leftovers(remote) == []
+    run = json.loads((remote / "manifest.json").read_text())["runs"][-1]
+    assert run["scheduler"] == cluster.scheduler_address and run["processes"] == 2
+
+    # resuming on the cluster runs only the missing cells
+    for path in sorted((remote / "cells").glob("*.parquet"))[:3]:
+        path.unlink()
+    again = cli("sweep", config, "-o", remote, "-q", "--scheduler", cluster.scheduler_address)
+    assert again.exit_code == 0 and "ran 3, skipped 5 already done" in again.stderr
+    assert cell_bytes(remote) == cell_bytes(local)
+
+
+def test_failed_task_is_retried_once_then_recorded(tmp_path: Path, cli, failing_cluster) -> None:  # type: ignore[no-untyped-def]
+    bad = failing_cluster.bad_cell
+    out = tmp_path / "out"
+    result = cli("sweep", write_yaml(tmp_path / "c.yaml", SMALL), "-o", out, "-q", "--scheduler",
+                 failing_cluster.scheduler_address)  # fmt: skip
+    assert result.exit_code == 1
+    assert "ran 8, skipped 0 already done, failed 1" in result.stderr
+    assert f"1 of 8 cells failed: {bad.cell_id}" in result.stderr and "(after 2 attempts)" in result.stderr
+    failed = json.loads((out / "manifest.json").read_text())["failed"]
+    assert [f["cell_id"] for f in failed] == [bad.cell_id]
+    assert len(cell_bytes(out)) == 7 and leftovers(out) == []
+
+
+def test_unreachable_scheduler_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(SchedulerError, match="cannot connect to the Dask scheduler at tcp://127.0.0.1:9"):
+        DaskCluster("tcp://127.0.0.1:9", timeout=0.5)
+
+
+def test_missing_dask_is_one_line_exit_2(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    out = tmp_path / "out"
+    result = cli("sweep", write_yaml(tmp_path / "c.yaml", SMALL), "-o", out, "--scheduler", "tcp://127.0.0.1:9")
+    assert result.exit_code == 2 and not out.exists()
+    assert result.stderr == "error: --scheduler needs Dask distributed: pip install 'lin2net[dask]'\n"

@@ -1,0 +1,344 @@
+"""Scale and reliability: resume, worker pools, failures, interrupts, dry run,
+overrides and summaries of incomplete sweeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from lin2net.config import apply_overrides, load_config, parse_config
+from lin2net.errors import ConfigError
+from lin2net.executors import FAIL_CELLS_ENV, KILL_CELLS_ENV, split_workers
+from lin2net.grid import expand_grid
+from lin2net.store import MANIFEST_FILE
+from lin2net.sweep import FILE_OVERHEAD, ROW_BYTES, run_sweep
+from tests.conftest import write_yaml
+from tests.test_sweep_cli import SMALL
+
+ROOT = Path(__file__).resolve().parents[1]
+# Every trajectory runs to max_steps: about 0.4 s per cell, slow enough to stop midway.
+SLOW = {
+    "name": "slow",
+    "seed": 1,
+    "trajectories": 50,
+    "grid": {"eta": [0.001, 0.0011, 0.0012, 0.0013], "lambda0": [0.5, 0.6], "d": 3},
+    "loss_tol": 1e-30,
+    "max_steps": 20000,
+}
+
+
+def cell_bytes(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "cells").glob("*.parquet"))}
+
+
+def leftovers(out: Path) -> list[str]:
+    """Anything in OUT that is not a finished file lin2net writes."""
+    names = {"config.yaml", "provenance.json", MANIFEST_FILE, "cells"}
+    odd = [p.name for p in out.iterdir() if p.name not in names]
+    return odd + [p.name for p in (out / "cells").iterdir() if p.suffix != ".parquet" or p.name.startswith(".")]
+
+
+def manifest(out: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads((out / MANIFEST_FILE).read_text())  # type: ignore[no-any-return]
+
+
+def lin2net_process(*args: str | Path) -> subprocess.Popen[str]:
+    """``python -m lin2net ARGS`` as the leader of its own process group."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "lin2net", *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_for_cells(out: Path, count: int, process: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while len(list((out / "cells").glob("*.parquet"))) < count:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "sweep made no progress"
+        time.sleep(0.05)
+
+
+def wait_until_group_gone(pgid: int, timeout: float = 20) -> None:
+    """Every process of the group (the sweep and its workers) has exited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, "worker processes outlived the sweep"
+        time.sleep(0.1)
+
+
+def test_split_workers_gives_each_process_its_share_of_threads() -> None:
+    assert split_workers(8, 100) == (8, 1)
+    assert split_workers(8, 3) == (3, 2)
+    assert split_workers(8, 1) == (1, 8)
+    assert split_workers(1, 5) == (1, 1)
+    assert split_workers(4, 0) == (1, 4)
+
+
+def test_files_are_identical_for_any_number_of_workers(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    runs = {}
+    for workers in (1, 2, 3):
+        out = tmp_path / f"w{workers}"
+        result = cli("sweep", config, "-o", out, "--quiet", "--workers", workers)
+        assert result.exit_code == 0, result.output
+        runs[workers] = cell_bytes(out)
+        assert manifest(out)["runs"][-1]["processes"] == min(workers, 8)
+    assert len(runs[1]) == 8
+    assert runs[1] == runs[2] == runs[3]  # byte for byte, metadata included
+
+
+def test_threads_reach_run_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One cell left and 4 workers: it runs in this process with 4 threads."""
+    seen: list[int | None] = []
+    import lin2net.executors as executors
+
+    real = executors.run_cell
+
+    def spy(config, cell, threads=None):  # type: ignore[no-untyped-def]
+        seen.append(threads)
+        return real(config, cell, threads=threads)
+
+    monkeypatch.setattr(executors, "run_cell", spy)
+    config = parse_config({**SMALL, "grid": {"eta": 0.1, "lambda0": 1.0, "d": 2}})
+    report = run_sweep(config, tmp_path / "o", workers=4)
+    assert seen == [4] and (report.processes, report.threads) == (1, 4)
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_rerun_equals_uninterrupted_run(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    config = write_yaml(tmp_path / "slow.yaml", SLOW)
+    out = tmp_path / "killed"
+    process = lin2net_process("sweep", config, "-o", out, "--quiet", "--workers", "2")
+    wait_for_cells(out, 2, process)
+    process.kill()  # SIGKILL to the sweep only: its orphaned workers must stop by themselves
+    process.communicate()
+    wait_until_group_gone(process.pid)
+    finished = set(cell_bytes(out))
+    assert 2 <= len(finished) < 8
+    assert manifest(out)["status"] == "running"  # the killed run could not record its end
+
+    rerun = cli("sweep", config, "-o", out, "--quiet", "--workers", "2")
+    assert rerun.exit_code == 0, rerun.output
+    ran, skipped = 8 - len(finished), len(finished)
+    assert f"ran {ran}, skipped {skipped} already done, failed 0" in rerun.stderr
+    last = manifest(out)
+    assert last["status"] == "complete" and last["cells"] == {"total": 8, "done": 8, "failed": 0, "missing": 0}
+    assert (last["runs"][-1]["ran"], last["runs"][-1]["skipped"]) == (ran, skipped)
+    assert len(last["runs"]) == 2
+
+    reference = tmp_path / "reference"
+    assert cli("sweep", config, "-o", reference, "--quiet", "--workers", "1").exit_code == 0
+    assert cell_bytes(out) == cell_bytes(reference)
+    assert leftovers(out) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_workers_and_keeps_finished_cells(tmp_path: Path) -> None:
+    config = write_yaml(tmp_path / "slow.yaml", SLOW)
+    out = tmp_path / "out"
+    process = lin2net_process("sweep", config, "-o", out, "--quiet", "--workers", "2")
+    wait_for_cells(out, 1, process)
+    started = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines() == [stderr.strip()] and "interrupted" in stderr and "Traceback" not in stderr
+    wait_until_group_gone(process.pid)
+    assert time.monotonic() - started < 10
+    assert leftovers(out) == []
+    files = sorted((out / "cells").glob("*.parquet"))
+    assert 1 <= len(files) < 8
+    for path in files:
+        assert pq.read_table(path).num_rows == 50
+    record = manifest(out)
+    assert record["status"] == "interrupted" and record["cells"]["done"] == len(files)
+
+
+def test_interrupt_inside_run_sweep_terminates_the_pool(tmp_path: Path) -> None:
+    """KeyboardInterrupt while cells are in flight: workers gone, no partial files."""
+    import multiprocessing
+
+    reported: list[object] = []
+
+    def interrupt_after_two(cell: object, seconds: float) -> None:
+        reported.append(cell)
+        if len(reported) == 2:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(parse_config(SLOW), out, workers=2, on_cell_done=interrupt_after_two)
+    assert multiprocessing.active_children() == []
+    assert leftovers(out) == []
+    files = len(cell_bytes(out))
+    assert 2 <= files < 8 and manifest(out)["status"] == "interrupted" and manifest(out)["cells"]["done"] == files
+
+
+def test_a_failing_cell_is_recorded_and_retried_by_a_rerun(
+    tmp_path: Path,
+    cli,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    out = tmp_path / "out"
+    cells = expand_grid(parse_config(SMALL))
+    bad = cells[5]
+    monkeypatch.setenv(FAIL_CELLS_ENV, bad.cell_id)  # reaches the spawned workers
+    failed = cli("sweep", config, "-o", out, "--quiet", "--workers", "2")
+    assert failed.exit_code == 1
+    assert "ran 8, skipped 0 already done, failed 1" in failed.stderr
+    error_line = failed.stderr.strip().splitlines()[-1]
+    assert error_line.startswith("error: 1 of 8 cells failed: " + bad.cell_id) and "injected failure" in error_line
+    assert set(cell_bytes(out)) == {f"{c.cell_id}.parquet" for c in cells if c is not bad}
+    record = manifest(out)
+    assert record["status"] == "incomplete" and record["cells"]["missing"] == 1
+    assert [f["cell_id"] for f in record["failed"]] == [bad.cell_id]
+    assert record["failed"][0]["error"].startswith("RuntimeError: injected failure")
+    assert record["failed"][0]["parameters"]["eta"] == bad.eta
+
+    summary = cli("summarize", out, "--format", "csv")
+    assert summary.exit_code == 0 and len(summary.stdout.strip().splitlines()) == 1 + 7
+    assert "1 of 8 cells are missing" in summary.stderr and "1 of them failed" in summary.stderr
+
+    monkeypatch.delenv(FAIL_CELLS_ENV)
+    retried = cli("sweep", config, "-o", out, "--quiet", "--workers", "2")
+    assert retried.exit_code == 0 and "ran 1, skipped 7 already done, failed 0" in retried.stderr
+    assert manifest(out)["failed"] == [] and manifest(out)["status"] == "complete"
+    assert cli("summarize", out, "--format", "csv").stderr == ""
+
+
+def test_a_dying_worker_fails_its_cells_and_the_others_finish(
+    tmp_path: Path,
+    cli,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    out = tmp_path / "out"
+    cells = expand_grid(parse_config(SMALL))
+    monkeypatch.setenv(KILL_CELLS_ENV, cells[1].cell_id)  # its worker exits like an OOM kill
+    result = cli("sweep", config, "-o", out, "--quiet", "--workers", "2")
+    assert result.exit_code == 1 and "BrokenProcessPool" in result.stderr
+    failed = {f["cell_id"] for f in manifest(out)["failed"]}
+    # the killed cell and those queued in the same pool fail; a fresh pool runs the rest
+    assert cells[1].cell_id in failed and len(failed) <= 4
+    assert set(cell_bytes(out)) == {f"{c.cell_id}.parquet" for c in cells if c.cell_id not in failed}
+    assert leftovers(out) == []
+    monkeypatch.delenv(KILL_CELLS_ENV)
+    retried = cli("sweep", config, "-o", out, "--quiet", "--workers", "2")
+    assert retried.exit_code == 0 and f"ran {len(failed)}, skipped {8 - len(failed)}" in retried.stderr
+
+
+def test_summarize_names_missing_cells_of_an_incomplete_sweep(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    assert cli("sweep", write_yaml(tmp_path / "c.yaml", SMALL), "-o", out, "-q", "-j", "1").exit_code == 0
+    for path in sorted((out / "cells").glob("*.parquet"))[:3]:
+        path.unlink()
+    result = cli("summarize", out, "--format", "csv")
+    assert result.exit_code == 0 and len(result.stdout.strip().splitlines()) == 1 + 5
+    assert result.stderr.strip() == f"note: 3 of 8 cells are missing from {out}; the summary covers the 5 finished"
+
+
+def test_dry_run_reports_and_writes_nothing(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    out = tmp_path / "out"
+    fresh = cli("sweep", config, "-o", out, "--dry-run", "--set", "grid.phi=[1, 2]")
+    assert fresh.exit_code == 0 and not out.exists()
+    assert "new output directory" in fresh.stdout and "nothing written" in fresh.stdout
+    assert "eta          0.1, 0.9" in fresh.stdout and "phi          1, 2" in fresh.stdout
+    assert "16 x 40 trajectories = 640 trajectories" in fresh.stdout and "to run: 16 cells" in fresh.stdout
+    estimate = 16 * (FILE_OVERHEAD + ROW_BYTES * 40)
+    assert f"estimated output size: {estimate / 1000:.1f} kB" in fresh.stdout
+
+    assert cli("sweep", config, "-o", out, "-q", "-j", "1").exit_code == 0
+    for path in sorted((out / "cells").glob("*.parquet"))[:3]:
+        path.unlink()
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    partial = cli("sweep", config, "-o", out, "--dry-run")
+    assert partial.exit_code == 0 and "resuming: 5 of 8 cells already done" in partial.stdout
+    assert "to run: 3 cells" in partial.stdout
+    size = sum(p.stat().st_size for p in (out / "cells").glob("*.parquet")) / 5 * 8
+    assert f"estimated output size: {size / 1000:.1f} kB" in partial.stdout
+    other = cli("sweep", config, "-o", out, "--dry-run", "--set", "seed=4")
+    assert other.exit_code == 2 and "seed is 3 in OUT, 4 here" in other.stderr
+    assert "would be replaced" in cli("sweep", config, "-o", out, "--dry-run", "--overwrite", "--set", "seed=4").stdout
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+def test_set_overrides_are_validated_and_recorded(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    out = tmp_path / "out"
+    sets = ["--set", "max_steps=1000", "--set", "grid.d=[1,2]", "--set", "loss_tol=1e-8", "--set", "grid.eta=0.2"]
+    result = cli("sweep", config, "-o", out, "-q", "-j", "1", *sets)
+    assert result.exit_code == 0, result.output
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["max_steps"] == 1000 and resolved["loss_tol"] == 1e-8
+    assert resolved["grid"]["d"] == [1, 2] and resolved["grid"]["eta"] == [0.2]
+    assert manifest(out)["runs"][-1]["overrides"] == ["max_steps=1000", "grid.d=[1,2]", "loss_tol=1e-8", "grid.eta=0.2"]
+    assert len(cell_bytes(out)) == 1 * 2 * 1 * 2
+    # the same overrides resume; without them the config differs
+    assert "ran 0, skipped 4" in cli("sweep", config, "-o", out, "-q", *sets).stderr
+    assert "grid.eta is [0.2] in OUT, [0.1, 0.9] here" in cli("sweep", config, "-o", out, "-q").stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("max_steps", "--set: expected key=value"),
+        ("=3", "--set: expected key=value"),
+        ("grid..d=1", "--set: expected key=value"),
+        ("max_steps=-1", "max_steps: must be >= 0, got -1"),  # (sic: config.py says >= 0 for negatives)
+        ("grid.d=[0]", "grid.d: must be a positive integer, got 0.0"),
+        ("grid.width=3", "grid.width: unknown key"),
+        ("grid.eta.linspace=1", "--set grid.eta.linspace: grid.eta is [0.1, 0.9] (list), not a mapping"),
+        ("seed=[1", "malformed YAML in --set seed"),
+        ("init=explicit", "init: explicit init needs vectors"),
+    ],
+)
+def test_bad_set_exits_2_in_one_line(tmp_path: Path, cli, setting: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli("sweep", write_yaml(tmp_path / "c.yaml", SMALL), "-o", tmp_path / "out", "--set", setting)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_apply_overrides_builds_nested_keys_and_leaves_the_input_alone() -> None:
+    raw = {"grid": {"eta": 0.1}, "seed": 1}
+    result = apply_overrides(raw, ["grid.lambda0={geomspace: [0.1, 1, 3]}", "seed=2", "name=x=y"])
+    assert result == {"grid": {"eta": 0.1, "lambda0": {"geomspace": [0.1, 1, 3]}}, "seed": 2, "name": "x=y"}
+    assert raw == {"grid": {"eta": 0.1}, "seed": 1}
+    assert apply_overrides(None, ["grid.eta=1"]) == {"grid": {"eta": 1}}
+    with pytest.raises(ConfigError, match="seed is 1, not a mapping"):
+        apply_overrides(raw, ["seed.x=1"])
+
+
+def test_load_config_with_overrides_matches_the_edited_file(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path / "c.yaml", SMALL)
+    edited = write_yaml(tmp_path / "c2.yaml", {**SMALL, "max_steps": 7, "grid": {**SMALL["grid"], "d": [3]}})
+    assert load_config(path, ["max_steps=7", "grid.d=[3]"]) == load_config(edited)
+
+
+def test_workers_option_is_checked(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    zero = cli("sweep", config, "-o", tmp_path / "o", "--workers", "0")
+    assert zero.exit_code == 2 and "--workers: must be >= 1, got 0" in zero.stderr
+    both = cli("sweep", config, "-o", tmp_path / "o", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1")
+    assert both.exit_code == 2 and "not both" in both.stderr
+    assert not (tmp_path / "o").exists()
