@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -24,9 +23,11 @@ from lin2net.config import load_config
 from lin2net.errors import ConfigError, Lin2netError
 from lin2net.executors import default_workers
 from lin2net.grid import Cell
-from lin2net.store import MANIFEST_FILE
-from lin2net.summary import summarize as summarize_sweep
+from lin2net.store import MANIFEST_FILE, atomic_write
 from lin2net.sweep import SweepPlan, completeness, plan_sweep, run_sweep
+
+if TYPE_CHECKING:  # pandas is imported by the commands that need it: sweep starts faster
+    import pandas as pd
 
 app = typer.Typer(
     name="lin2net",
@@ -246,6 +247,8 @@ def summarize(
     with user_errors():
         if chosen is SummaryFormat.parquet and output is None:
             raise ConfigError("--format", "parquet output needs a file: add -o FILE.parquet")
+        from lin2net.summary import summarize as summarize_sweep
+
         frame = summarize_sweep(out, by=axes or None)
     _note_missing_cells(out)
     if chosen is SummaryFormat.table:
@@ -282,7 +285,6 @@ def _note_missing_cells(out: Path) -> None:
 
 
 def _write_export(path: Path, frame: pd.DataFrame, text: str | None) -> None:
-    from lin2net.store import atomic_write
 
     with user_errors():
         if text is None:

@@ -368,19 +368,20 @@ def _positive_float(key: str, value: Any) -> float:
     return result
 
 
-def _non_negative_int(key: str, value: Any) -> int:
+def _integer(key: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer() and math.isfinite(value):
             value = int(value)
         else:
             raise ConfigError(key, f"must be an integer, got {_describe(value)}")
-    if value < 0:
-        raise ConfigError(key, f"must be >= 0, got {value!r}")
+    if value < minimum:
+        raise ConfigError(key, f"must be {'>= 0' if minimum == 0 else '> 0'}, got {value!r}")
     return int(value)
 
 
+def _non_negative_int(key: str, value: Any) -> int:
+    return _integer(key, value, minimum=0)
+
+
 def _positive_int(key: str, value: Any) -> int:
-    result = _non_negative_int(key, value)
-    if result == 0:
-        raise ConfigError(key, f"must be > 0, got {value!r}")
-    return result
+    return _integer(key, value, minimum=1)

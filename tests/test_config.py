@@ -71,7 +71,7 @@ BAD_CONFIGS = [
     ("zero num", "grid:\n  eta: {linspace: [0.1, 1, 0]}\n  lambda0: 1.0\n", "num", "0"),
     ("zero trajectories", GOOD_GRID + "trajectories: 0\n", "trajectories", "0"),
     ("zero max_steps", GOOD_GRID + "max_steps: 0\n", "max_steps", "0"),
-    ("negative max_steps", GOOD_GRID + "max_steps: -5\n", "max_steps", "-5"),
+    ("negative max_steps", GOOD_GRID + "max_steps: -5\n", "max_steps", "must be > 0, got -5"),
     ("non-finite eta", "grid:\n  eta: .inf\n  lambda0: 1.0\n", "grid.eta", "inf"),
     ("nan lambda0", "grid:\n  eta: 0.1\n  lambda0: [1.0, .nan]\n", "grid.lambda0[1]", "nan"),
     ("geomspace endpoint <= 0", "grid:\n  eta: {geomspace: [0, 1, 5]}\n  lambda0: 1.0\n", "grid.eta.geomspace", "0"),
