@@ -6,6 +6,10 @@ orchestration (files, progress); it knows the output columns of DESIGN.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import fields, replace
+from typing import TypeVar
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -57,7 +61,9 @@ TRAJECTORY_SCHEMA = pa.schema(
         ("regime", pa.string()),
     ]
 )
+TABLE_ROWS = 1 << 15  # trajectories per slice of a cell's table (and per Parquet row group)
 CONSTANT_CHUNK = 1 << 16  # rows per chunk of a constant column (shared, so stored once)
+_Columns = TypeVar("_Columns", InitialConditions, TrajectoryResults)
 STATUS_LABELS = pa.array([status.label for status in Status], type=pa.string())
 
 
@@ -93,8 +99,28 @@ def simulate_cell(
     return initial, concatenate(parts)
 
 
-def cell_table(cell: Cell, initial: InitialConditions, results: TrajectoryResults) -> pa.Table:
-    """The per-trajectory table of DESIGN.md for one simulated cell.
+def cell_tables(
+    cell: Cell, initial: InitialConditions, results: TrajectoryResults, rows: int = TABLE_ROWS
+) -> Iterator[pa.Table]:
+    """The cell's table in consecutive slices of at most ``rows`` trajectories.
+
+    Writing slice by slice keeps only one slice's derived columns in memory
+    (a cell of 10⁶ trajectories would otherwise hold ~220 MB of table).
+    """
+    n = initial.eps0.shape[0]
+    for start in range(0, max(n, 1), rows):
+        stop = min(n, start + rows)
+        yield cell_table(cell, _slice(initial, start, stop), _slice(results, start, stop), first=start)
+
+
+def _slice(arrays: _Columns, start: int, stop: int) -> _Columns:
+    """The same dataclass of per-trajectory arrays, restricted to rows start…stop−1 (views)."""
+    return replace(arrays, **{f.name: getattr(arrays, f.name)[start:stop] for f in fields(arrays)})
+
+
+def cell_table(cell: Cell, initial: InitialConditions, results: TrajectoryResults, first: int = 0) -> pa.Table:
+    """The per-trajectory table of DESIGN.md for one simulated cell (or for the
+    slice of it that starts at trajectory ``first``).
 
     Built in Arrow so that memory stays near the size of the varying columns:
     a per-cell constant is one block of ``CONSTANT_CHUNK`` repeated values
@@ -111,7 +137,7 @@ def cell_table(cell: Cell, initial: InitialConditions, results: TrajectoryResult
     eta_lambda0 = cell.eta * cell.lambda0 if cell.eta_lambda0 is None else cell.eta_lambda0
     columns = {
         "cell_id": constant(cell.cell_id, "cell_id"),
-        "trajectory": np.arange(n, dtype=np.int64),
+        "trajectory": np.arange(first, first + n, dtype=np.int64),
         "eta": constant(cell.eta, "eta"),
         "lambda0": constant(cell.lambda0, "lambda0"),
         "phi": constant(cell.phi, "phi"),
@@ -150,4 +176,4 @@ def run_cell(config: SweepConfig, cell: Cell, threads: int | None = None) -> pa.
     and results never depend on it.
     """
     initial, results = simulate_cell(config, cell, threads)
-    return cell_table(cell, initial, results)
+    return pa.concat_tables(cell_tables(cell, initial, results))

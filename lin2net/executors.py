@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from lin2net.cell import run_cell
+from lin2net.cell import cell_tables, simulate_cell
 from lin2net.config import SweepConfig
 from lin2net.grid import Cell
 from lin2net.store import write_cell
@@ -62,8 +62,8 @@ def compute_cell(task: CellTask) -> CellOutcome:
             raise RuntimeError(f"injected failure for cell {task.cell.cell_id} ({FAIL_CELLS_ENV})")
         if task.cell.cell_id in os.environ.get(KILL_CELLS_ENV, "").split(","):
             os._exit(137)
-        table = run_cell(task.config, task.cell, threads=task.threads)
-        write_cell(task.out, task.config, task.cell, table)
+        initial, results = simulate_cell(task.config, task.cell, threads=task.threads)
+        write_cell(task.out, task.config, task.cell, cell_tables(task.cell, initial, results))
     except Exception as exc:  # noqa: BLE001 - failure isolation: any error of one cell is recorded, not fatal
         return CellOutcome(task.cell, time.perf_counter() - started, describe_error(exc))
     return CellOutcome(task.cell, time.perf_counter() - started)

@@ -23,11 +23,12 @@ file (missing or failed) run.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import platform
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,16 +182,27 @@ def cell_path(out: Path, cell_id: str) -> Path:
     return Path(out) / CELLS_DIR / f"{cell_id}.parquet"
 
 
-def write_cell(out: Path, config: SweepConfig, cell: Cell, table: pa.Table) -> Path:
-    """Write one cell's table atomically; returns the final path."""
+def write_cell(out: Path, config: SweepConfig, cell: Cell, table: pa.Table | Iterable[pa.Table]) -> Path:
+    """Write one cell's table atomically; returns the final path.
+
+    ``table`` may be an iterable of consecutive slices (see ``cell.cell_tables``):
+    each becomes one row group, so only one slice needs to be in memory."""
     metadata = {
         b"lin2net.config": json.dumps(config.resolved()).encode(),
         b"lin2net.cell": json.dumps(cell.parameters).encode(),
         b"lin2net.provenance": json.dumps(provenance()).encode(),
     }
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    slices = iter([table] if isinstance(table, pa.Table) else table)
+    first = next(slices)
+    schema = first.schema.with_metadata({**(first.schema.metadata or {}), **metadata})
+
+    def write(temp: Path) -> None:
+        with pq.ParquetWriter(temp, schema) as writer:
+            for part in itertools.chain([first], slices):
+                writer.write_table(part.replace_schema_metadata(schema.metadata))
+
     final = cell_path(out, cell.cell_id)
-    atomic_write(final, lambda temp: pq.write_table(table, temp))
+    atomic_write(final, write)
     return final
 
 

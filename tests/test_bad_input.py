@@ -174,15 +174,16 @@ def test_cell_write_failing_midway_leaves_no_file(
     monkeypatch: pytest.MonkeyPatch,
     failure: Exception,
 ) -> None:
-    real_write = pq.write_table
+    real_write = pq.ParquetWriter.write_table
 
-    def write_half_then_fail(table: pa.Table, where: Any, **kwargs: Any) -> None:
-        real_write(table, where, **kwargs)
-        data = Path(where).read_bytes()
-        Path(where).write_bytes(data[: len(data) // 2])  # a truncated file under the temporary name
+    def write_half_then_fail(writer: pq.ParquetWriter, table: pa.Table, **kwargs: Any) -> None:
+        real_write(writer, table, **kwargs)
+        writer.close()
+        data = Path(writer.where).read_bytes()
+        Path(writer.where).write_bytes(data[: len(data) // 2])  # a truncated file under the temporary name
         raise failure
 
-    monkeypatch.setattr(pq, "write_table", write_half_then_fail)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", write_half_then_fail)
     config = write_yaml(tmp_path / "c.yaml", SMALL)
     out = tmp_path / "out"
     result = cli("sweep", config, "-o", out, "--quiet", "--workers", "1")
@@ -192,6 +193,6 @@ def test_cell_write_failing_midway_leaves_no_file(
     assert list((out / "cells").iterdir()) == [] and leftovers(out) == []
     assert len(json.loads((out / "manifest.json").read_text())["failed"]) == 8
 
-    monkeypatch.setattr(pq, "write_table", real_write)  # the disk has room again: a rerun finishes
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", real_write)  # the disk has room again: a rerun finishes
     again = cli("sweep", config, "-o", out, "--quiet", "--workers", "1")
     assert again.exit_code == 0 and "ran 8, skipped 0" in again.stderr

@@ -33,6 +33,7 @@ SLOW = {
     "grid": {"eta": [0.001, 0.0011, 0.0012, 0.0013], "lambda0": [0.5, 0.6], "d": 3},
     "loss_tol": 1e-30,
     "max_steps": 20000,
+    "integrator": "reduced",  # the NumPy path: ~0.3 s a cell, slow enough to interrupt midway
 }
 
 
@@ -104,18 +105,18 @@ def test_files_are_identical_for_any_number_of_workers(tmp_path: Path, cli) -> N
     assert runs[1] == runs[2] == runs[3]  # byte for byte, metadata included
 
 
-def test_threads_reach_run_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_threads_reach_simulate_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """One cell left and 4 workers: it runs in this process with 4 threads."""
     seen: list[int | None] = []
     import lin2net.executors as executors
 
-    real = executors.run_cell
+    real = executors.simulate_cell
 
     def spy(config, cell, threads=None):  # type: ignore[no-untyped-def]
         seen.append(threads)
         return real(config, cell, threads=threads)
 
-    monkeypatch.setattr(executors, "run_cell", spy)
+    monkeypatch.setattr(executors, "simulate_cell", spy)
     config = parse_config({**SMALL, "grid": {"eta": 0.1, "lambda0": 1.0, "d": 2}})
     report = run_sweep(config, tmp_path / "o", workers=4)
     assert seen == [4] and (report.processes, report.threads) == (1, 4)
@@ -303,7 +304,7 @@ def test_set_overrides_are_validated_and_recorded(tmp_path: Path, cli) -> None: 
         ("max_steps", "--set: expected key=value"),
         ("=3", "--set: expected key=value"),
         ("grid..d=1", "--set: expected key=value"),
-        ("max_steps=-1", "max_steps: must be >= 0, got -1"),  # (sic: config.py says >= 0 for negatives)
+        ("max_steps=-1", "max_steps: must be > 0, got -1"),
         ("grid.d=[0]", "grid.d: must be a positive integer, got 0.0"),
         ("grid.width=3", "grid.width: unknown key"),
         ("grid.eta.linspace=1", "--set grid.eta.linspace: grid.eta is [0.1, 0.9] (list), not a mapping"),
