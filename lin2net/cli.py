@@ -7,7 +7,7 @@ stderr and their exit code (2 for bad input); nothing else is caught here.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -254,7 +254,8 @@ def summarize(
     if chosen is SummaryFormat.table:
         if output is not None:
             raise fail("--format table prints to the terminal; use csv, markdown or parquet with -o", 2)
-        stdout.print(_rich_table(frame, title=f"lin2net summary of {out}"))
+        title = f"lin2net summary of {out}"
+        stdout.print(_rich_table(frame, title=title, labels=TERMINAL_COLUMNS, caption=TABLE_CAPTION))
         return
     text = None
     if chosen is SummaryFormat.csv:
@@ -329,13 +330,21 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
-def _rich_table(frame: pd.DataFrame, title: str) -> Table:
-    """A compact terminal view: the axes that vary, fractions and medians.
-    Exports (csv, markdown, parquet) carry every column."""
-    shown = [c for c in TERMINAL_COLUMNS if c in frame.columns and (c not in AXIS_COLUMNS or frame[c].nunique() > 1)]
-    table = Table(title=title, header_style="bold", caption=TABLE_CAPTION)
+def _rich_table(
+    frame: pd.DataFrame, title: str, labels: Mapping[str, str] | None = None, caption: str | None = None
+) -> Table:
+    """A terminal table of ``frame``. With ``labels`` (column → header), a compact
+    view: only those columns, and of the axes only those that vary. Exports
+    (csv, markdown, parquet) carry every column."""
+    if labels is None:
+        shown = list(frame.columns)
+        labels = {c: str(c) for c in shown}
+    else:
+        shown = [c for c in labels if c in frame.columns and (c not in AXIS_COLUMNS or frame[c].nunique() > 1)]
+    table = Table(title=title, header_style="bold", caption=caption)
     for column in shown:
-        table.add_column(TERMINAL_COLUMNS[column], justify="left" if column == "init" else "right", overflow="fold")
+        numeric = frame[column].dtype.kind in "biuf"
+        table.add_column(labels[column], justify="right" if numeric else "left", overflow="fold")
     for row in frame[shown].itertuples(index=False):
         table.add_row(*(_format_value(v) for v in row))
     return table
