@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from lin2net.errors import ConfigError
 from lin2net.store import cell_files, iter_cell_tables, read_resolved_config
+from lin2net.summary import FRACTION_STATS, STATS, cell_statistic
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
     from lin2net.trace import Trace
 
 PLOT_AXES = ("eta", "lambda0", "phi", "d", "eta_lambda0")
-STATS = ("median", "mean", "min", "max", "q25", "q75", "frac_converged", "frac_diverged", "frac_max_steps")
-FRACTION_STATS = {"frac_converged": "converged", "frac_diverged": "diverged", "frac_max_steps": "max_steps"}
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 DEFAULT_VALUES = ("q_ratio", "steps")
 LABELS = {
@@ -171,31 +170,6 @@ def sweep_grid(
         for value in values:
             grid.panels.append(Panel(value, stat, facet_map, reduced[value], frac))
     return grid
-
-
-def cell_statistic(values: np.ndarray, status: np.ndarray, value: str, stat: str) -> float:
-    """One grid point's statistic (see module doc); NaN when nothing to reduce."""
-    if stat in FRACTION_STATS:
-        return float(np.mean(status == FRACTION_STATS[stat])) if status.size else math.nan
-    converged = status == "converged"
-    data = np.asarray(values, dtype=np.float64)
-    if value == "steps" and stat in ("median", "q25", "q75"):
-        censored = np.where(converged, data, np.inf)
-        if censored.size == 0:
-            return math.nan
-        q = {"median": 0.5, "q25": 0.25, "q75": 0.75}[stat]
-        return float(np.quantile(censored, q, method="inverted_cdf"))
-    data = data[converged]
-    data = data[~np.isnan(data)]
-    if data.size == 0:
-        return math.nan
-    if stat == "mean":
-        return float(np.mean(data))
-    if stat == "min":
-        return float(np.min(data))
-    if stat == "max":
-        return float(np.max(data))
-    return float(np.quantile(data, {"median": 0.5, "q25": 0.25, "q75": 0.75}[stat]))
 
 
 def _is_log_axis(values: np.ndarray) -> bool:

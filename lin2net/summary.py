@@ -17,6 +17,7 @@ axes (``by``) keeps just those few columns of the grouped trajectories.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,32 +67,53 @@ def _split(table: pa.Table, by: list[str]) -> list[tuple[tuple[Any, ...], pa.Tab
     ]
 
 
+STATS = ("median", "mean", "min", "max", "q25", "q75", "frac_converged", "frac_diverged", "frac_max_steps")
+FRACTION_STATS = {"frac_converged": "converged", "frac_diverged": "diverged", "frac_max_steps": "max_steps"}
+QUANTILES = {"q25": 0.25, "median": 0.5, "q75": 0.75}
+
+
 def statistics(table: pa.Table) -> dict[str, float | int]:
     """The statistics of the module doc for one group of trajectories."""
     status = np.asarray(table.column("status").to_numpy(zero_copy_only=False))
-    converged = status == "converged"
-    n = len(status)
-    steps = np.where(converged, table.column("steps").to_numpy().astype(np.float64), np.inf)
-    stats: dict[str, float | int] = {
-        "trajectories": n,
-        "frac_converged": float(converged.mean()) if n else float("nan"),
-        "frac_diverged": float((status == "diverged").mean()) if n else float("nan"),
-        "frac_max_steps": float((status == "max_steps").mean()) if n else float("nan"),
-    }
-    # 'inverted_cdf' returns observed step counts, so a censored (infinite)
-    # quantile stays inf instead of turning into NaN through interpolation.
-    stats.update(_median_iqr("steps", steps, method="inverted_cdf"))
-    for name in ("q_ratio", "sharpness_T"):
-        stats.update(_median_iqr(name, table.column(name).to_numpy()[converged], method="linear"))
+    stats: dict[str, float | int] = {"trajectories": len(status)}
+    for name in FRACTION_STATS:
+        stats[name] = cell_statistic(status, status, "status", name)
+    for name in ("steps", "q_ratio", "sharpness_T"):
+        values = table.column(name).to_numpy()
+        q25, q50, q75 = (cell_statistic(values, status, name, stat) for stat in QUANTILES)
+        stats[f"{name}_median"] = q50
+        stats[f"{name}_iqr"] = q75 - q25 if np.isfinite(q75) else q75  # inf (censored) or NaN (no data)
     lambda_gf = table.column("lambda_gf").to_numpy()
-    stats["lambda_gf_median"] = float(np.median(lambda_gf)) if n else float("nan")
+    stats["lambda_gf_median"] = float(np.median(lambda_gf)) if len(status) else math.nan
     return stats
 
 
-def _median_iqr(name: str, values: np.ndarray, method: str) -> dict[str, float]:
-    if values.size == 0:
-        return {f"{name}_median": float("nan"), f"{name}_iqr": float("nan")}
-    q25, q50, q75 = np.quantile(values, [0.25, 0.5, 0.75], method=method)  # type: ignore[call-overload]
-    with np.errstate(invalid="ignore"):
-        iqr = float(q75 - q25) if np.isfinite(q75) else float("inf")
-    return {f"{name}_median": float(q50), f"{name}_iqr": iqr}
+def cell_statistic(values: np.ndarray, status: np.ndarray, value: str, stat: str) -> float:
+    """One statistic (:data:`STATS`) of ``values`` for a group of trajectories.
+
+    ``frac_*`` count statuses; the others reduce the converged trajectories'
+    values (NaN when there are none) — except the quantiles of ``steps``, which
+    count trajectories that did not converge as never converging (T = ∞).
+    """
+    if stat in FRACTION_STATS:
+        return float(np.mean(status == FRACTION_STATS[stat])) if status.size else math.nan
+    converged = status == "converged"
+    data = np.asarray(values, dtype=np.float64)
+    if value == "steps" and stat in QUANTILES:
+        if data.size == 0:
+            return math.nan
+        # 'inverted_cdf' returns observed step counts, so a censored (infinite)
+        # quantile stays inf instead of turning into NaN through interpolation.
+        censored = np.where(converged, data, np.inf)
+        return float(np.quantile(censored, QUANTILES[stat], method="inverted_cdf"))
+    data = data[converged]
+    data = data[~np.isnan(data)]
+    if data.size == 0:
+        return math.nan
+    if stat == "mean":
+        return float(np.mean(data))
+    if stat == "min":
+        return float(np.min(data))
+    if stat == "max":
+        return float(np.max(data))
+    return float(np.quantile(data, QUANTILES[stat]))
