@@ -199,7 +199,7 @@ def write_cell(out: Path, config: SweepConfig, cell: Cell, table: pa.Table | Ite
     def write(temp: Path) -> None:
         with pq.ParquetWriter(temp, schema) as writer:
             for part in itertools.chain([first], slices):
-                writer.write_table(part.replace_schema_metadata(schema.metadata))
+                writer.write_table(part)  # the file's key-value metadata is the writer's schema's
 
     final = cell_path(out, cell.cell_id)
     atomic_write(final, write)
