@@ -32,7 +32,7 @@ from lin2net.errors import ConfigError
 from lin2net.gradient_flow import GradientFlow
 from lin2net.grid import expand_grid
 from lin2net.initialization import initial_blocks
-from lin2net.integrator import Status, StopRule
+from lin2net.integrator import ReducedState, Status, StopRule
 
 TABLE_SUFFIXES = (".parquet", ".csv")
 
@@ -117,6 +117,7 @@ def trace_trajectory(start: Start, eta: float, rule: StopRule) -> Trace:
         raise ConfigError("--eta", f"must be a finite number > 0, got {eta!r}")
     phi = start.phi
     eps, lam = start.eps0, start.lam0
+    state = ReducedState(np.array([eps]), np.array([lam]))
     eta2 = eta * eta
     log_q = 0.0
     eps_t: list[float] = []
@@ -137,14 +138,10 @@ def trace_trajectory(start: Start, eta: float, rule: StopRule) -> Trace:
                 break
             if t >= rule.max_steps:
                 break
-            # Same operations, in the same order, as ReducedState.step and integrate().
+            # The same log term as integrate(), and the sweep's own map (one trajectory).
             log_q += float(np.log(np.abs(1.0 - eta2 * (eps * eps))))
-            eta_eps = eta * eps
-            product = eps + phi
-            eps, lam = (
-                eps * (1.0 - eta * lam + eta_eps * eta * product),
-                (1.0 + eta_eps * eta_eps) * lam - 4.0 * eta_eps * product,
-            )
+            state.step(state.eps, state.lam, eta, phi)
+            eps, lam = float(state.eps[0]), float(state.lam[0])
             t += 1
     steps = np.arange(t + 1)
     eps_a, lam_a, log_q_a = np.array(eps_t), np.array(lam_t), np.array(log_q_t)
