@@ -257,15 +257,7 @@ def summarize(
         title = f"lin2net summary of {out}"
         stdout.print(_rich_table(frame, title=title, labels=TERMINAL_COLUMNS, caption=TABLE_CAPTION))
         return
-    text = None
-    if chosen is SummaryFormat.csv:
-        text = frame.to_csv(index=False)
-    elif chosen is SummaryFormat.markdown:
-        text = to_markdown(frame)
-    if output is None:
-        sys.stdout.write(text or "")
-        return
-    _write_export(output, frame, text)
+    _export(frame, chosen, output)
 
 
 def _note_missing_cells(out: Path) -> None:
@@ -285,13 +277,19 @@ def _note_missing_cells(out: Path) -> None:
         )
 
 
-def _write_export(path: Path, frame: pd.DataFrame, text: str | None) -> None:
-
+def _export(frame: pd.DataFrame, fmt: str, output: Path | None) -> None:
+    """``frame`` as csv or markdown on stdout, or as csv, markdown or parquet
+    written atomically to ``output``."""
+    if fmt == "parquet" and output is not None:
+        with user_errors():
+            atomic_write(output, lambda temp: frame.to_parquet(temp, index=False))
+        return
+    text = frame.to_csv(index=False) if fmt == "csv" else to_markdown(frame)
+    if output is None:
+        sys.stdout.write(text)
+        return
     with user_errors():
-        if text is None:
-            atomic_write(path, lambda temp: frame.to_parquet(temp, index=False))
-        else:
-            atomic_write(path, lambda temp: temp.write_text(text, encoding="utf-8"))
+        atomic_write(output, lambda temp: temp.write_text(text, encoding="utf-8"))
 
 
 TERMINAL_COLUMNS = {
@@ -396,12 +394,7 @@ def check(
         for line in [*report.sentences(), *report.theorem2_sentences()]:
             stdout.print(line, markup=False, highlight=False, soft_wrap=True)
         return
-    frame = report.export()
-    text = frame.to_csv(index=False) if chosen is CheckFormat.csv else to_markdown(frame)
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        _write_export(output, frame, text)
+    _export(report.export(), chosen, output)
     for line in [*report.sentences(), *report.theorem2_sentences()]:
         stderr.print(line, markup=False, highlight=False, soft_wrap=True)
 
