@@ -386,8 +386,9 @@ def check(
         for bound in ("lower", "upper"):
             failing = report.failing(bound)
             if len(failing):
-                shown = failing.head(20)[["cell_id", "eta", "lambda0", "phi", "d", "in_regime",
-                                          f"{bound}_fails", f"{bound}_worst_margin"]]
+                shown = failing.head(20)[
+                    ["cell_id", "eta", "lambda0", "phi", "d", "in_regime", f"{bound}_fails", f"{bound}_worst_margin"]
+                ]
                 more = f" (worst 20 of {len(failing)})" if len(failing) > 20 else ""
                 stdout.print(_rich_table(shown, title=f"cells where the {bound} bound fails{more}"))
         stdout.print(_rich_table(report.theorem2(), title="Theorem 2 regimes: outcomes"))
@@ -502,8 +503,13 @@ def trace(
             if lambda0 is None:
                 raise ConfigError("--lambda0", "missing: give --lambda0 (and --d, --seed, --init), or --a and --b")
             start = sweep_initialization(
-                eta=eta, lambda0=lambda0, phi=phi, d=10 if d is None else d, seed=seed,
-                init=init or "sphere", trajectory=trajectory,
+                eta=eta,
+                lambda0=lambda0,
+                phi=phi,
+                d=10 if d is None else d,
+                seed=seed,
+                init=init or "sphere",
+                trajectory=trajectory,
             )
         result = trace_trajectory(start, eta, StopRule(loss_tol, max_steps))
         if output is not None:

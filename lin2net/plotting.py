@@ -147,8 +147,9 @@ def sweep_grid(
     x_values = np.array(sorted({key[0] for key in groups}), dtype=np.float64)
     y_values = np.array(sorted({key[1] for key in groups}), dtype=np.float64)
     facets = sorted({tuple(key[2 + candidates.index(k)] for k in facet_axes) for key in groups})
-    phis = sorted({float(v) for tables in groups.values()
-                   for t in tables for v in t.column("phi").unique().to_pylist()})
+    phis = sorted(
+        {float(v) for tables in groups.values() for t in tables for v in t.column("phi").unique().to_pylist()}
+    )
     grid = SweepGrid(str(config.get("name", Path(out).name)), x, y, x_values, y_values, phi_values=tuple(phis))
 
     shape = (len(y_values), len(x_values))

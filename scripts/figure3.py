@@ -32,7 +32,7 @@ def thin_axis(spec: Any, k: int) -> Any:
     """Every k-th value of a {geomspace|linspace: [start, stop, num]} axis; other forms unchanged."""
     if k <= 1 or not isinstance(spec, dict) or len(spec) != 1:
         return spec
-    (form, (start, stop, num)), = spec.items()
+    ((form, (start, stop, num)),) = spec.items()
     return {form: [start, stop, (int(num) - 1) // k + 1]}
 
 

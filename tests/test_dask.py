@@ -14,6 +14,7 @@ from lin2net.config import parse_config
 from lin2net.dask_backend import DaskCluster, SchedulerError
 from lin2net.executors import FAIL_CELLS_ENV
 from lin2net.grid import expand_grid
+from lin2net.store import cell_files
 from tests.conftest import write_yaml
 from tests.test_resume_parallel import cell_bytes, leftovers
 from tests.test_sweep_cli import SMALL
@@ -65,7 +66,7 @@ def test_dask_run_equals_local_run(tmp_path: Path, cli, cluster) -> None:  # typ
     assert run["scheduler"] == cluster.scheduler_address and run["processes"] == 2
 
     # resuming on the cluster runs only the missing cells
-    for path in sorted((remote / "cells").glob("*.parquet"))[:3]:
+    for path in cell_files(remote)[:3]:
         path.unlink()
     again = cli("sweep", config, "-o", remote, "-q", "--scheduler", cluster.scheduler_address)
     assert again.exit_code == 0 and "ran 3, skipped 5 already done" in again.stderr

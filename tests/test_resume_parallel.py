@@ -19,7 +19,7 @@ from lin2net.config import apply_overrides, load_config, parse_config
 from lin2net.errors import ConfigError
 from lin2net.executors import FAIL_CELLS_ENV, KILL_CELLS_ENV, split_workers
 from lin2net.grid import expand_grid
-from lin2net.store import MANIFEST_FILE
+from lin2net.store import MANIFEST_FILE, cell_files, finished_cell_ids
 from lin2net.sweep import FILE_OVERHEAD, ROW_BYTES, run_sweep
 from tests.conftest import write_yaml
 from tests.test_sweep_cli import SMALL
@@ -38,7 +38,7 @@ SLOW = {
 
 
 def cell_bytes(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((out / "cells").glob("*.parquet"))}
+    return {p.name: p.read_bytes() for p in cell_files(out)}
 
 
 def leftovers(out: Path) -> list[str]:
@@ -66,7 +66,7 @@ def lin2net_process(*args: str | Path) -> subprocess.Popen[str]:
 
 def wait_for_cells(out: Path, count: int, process: subprocess.Popen[str], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while len(list((out / "cells").glob("*.parquet"))) < count:
+    while len(finished_cell_ids(out)) < count:  # hidden temporary files do not count
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "sweep made no progress"
         time.sleep(0.05)
@@ -164,7 +164,7 @@ def test_ctrl_c_stops_workers_and_keeps_finished_cells(tmp_path: Path) -> None:
     wait_until_group_gone(process.pid)
     assert time.monotonic() - started < 10
     assert leftovers(out) == []
-    files = sorted((out / "cells").glob("*.parquet"))
+    files = cell_files(out)
     assert 1 <= len(files) < 8
     for path in files:
         assert pq.read_table(path).num_rows == 50
@@ -249,7 +249,7 @@ def test_a_dying_worker_fails_its_cells_and_the_others_finish(
 def test_summarize_names_missing_cells_of_an_incomplete_sweep(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "out"
     assert cli("sweep", write_yaml(tmp_path / "c.yaml", SMALL), "-o", out, "-q", "-j", "1").exit_code == 0
-    for path in sorted((out / "cells").glob("*.parquet"))[:3]:
+    for path in cell_files(out)[:3]:
         path.unlink()
     result = cli("summarize", out, "--format", "csv")
     assert result.exit_code == 0 and len(result.stdout.strip().splitlines()) == 1 + 5
@@ -268,13 +268,13 @@ def test_dry_run_reports_and_writes_nothing(tmp_path: Path, cli) -> None:  # typ
     assert f"estimated output size: {estimate / 1000:.1f} kB" in fresh.stdout
 
     assert cli("sweep", config, "-o", out, "-q", "-j", "1").exit_code == 0
-    for path in sorted((out / "cells").glob("*.parquet"))[:3]:
+    for path in cell_files(out)[:3]:
         path.unlink()
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
     partial = cli("sweep", config, "-o", out, "--dry-run")
     assert partial.exit_code == 0 and "resuming: 5 of 8 cells already done" in partial.stdout
     assert "to run: 3 cells" in partial.stdout
-    size = sum(p.stat().st_size for p in (out / "cells").glob("*.parquet")) / 5 * 8
+    size = sum(p.stat().st_size for p in cell_files(out)) / 5 * 8
     assert f"estimated output size: {size / 1000:.1f} kB" in partial.stdout
     other = cli("sweep", config, "-o", out, "--dry-run", "--set", "seed=4")
     assert other.exit_code == 2 and "seed is 3 in OUT, 4 here" in other.stderr

@@ -16,7 +16,7 @@ import yaml
 from numpy.testing import assert_allclose
 
 from lin2net.grid import expand_grid
-from lin2net.store import read_trajectories
+from lin2net.store import cell_files, read_trajectories
 from lin2net.summary import summarize
 from tests.conftest import make_config, write_yaml
 
@@ -46,7 +46,7 @@ def _sweep(cli, tmp_path: Path, config: dict, name: str = "out") -> Path:  # typ
 
 def test_sweep_writes_one_complete_file_per_cell(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     out = _sweep(cli, tmp_path, SMALL)
-    files = sorted((out / "cells").glob("*.parquet"))
+    files = cell_files(out)
     assert len(files) == 8
     assert not [p for p in (out / "cells").iterdir() if p.suffix != ".parquet"]
     table = read_trajectories(out)
@@ -201,7 +201,7 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert "1 cells, 40 trajectories" in run.stderr
-    assert len(list((tmp_path / "o" / "cells").glob("*.parquet"))) == 1
+    assert len(cell_files(tmp_path / "o")) == 1
 
 
 def test_sliced_cell_table_equals_the_whole(tmp_path: Path) -> None:

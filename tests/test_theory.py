@@ -70,7 +70,7 @@ def test_cell_table_has_theory_columns_consistent_with_theory() -> None:
         eps0, lam0 = table["eps0"].to_numpy(), table["lambda_init"].to_numpy()
         assert_array_equal(table["thm1_regime"], theory.thm1_regime(cell.eta, eps0, lam0, cell.phi))
         assert_allclose(table["thm1_lower"], np.exp(-np.sqrt(cell.eta) * eps0**2 / cell.phi), rtol=1e-14)
-        assert_allclose(table["thm1_upper"], np.exp(-cell.eta**2 * table["sum_eps2"]), rtol=1e-14)
+        assert_allclose(table["thm1_upper"], np.exp(-(cell.eta**2) * table["sum_eps2"]), rtol=1e-14)
         assert set(table["regime"]) <= set(theory.REGIMES)
         assert_array_equal(table["regime"] == "linear", table["thm1_regime"])
 

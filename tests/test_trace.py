@@ -83,9 +83,7 @@ def test_trace_reproduces_sweep_rows(init: str) -> None:
     for cell in expand_grid(config):
         rows = run_cell(config, cell).to_pandas()
         for k in (0, 7, 24):
-            start = sweep_initialization(
-                eta=cell.eta, lambda0=2.0, phi=1.0, d=6, seed=11, init=init, trajectory=k
-            )
+            start = sweep_initialization(eta=cell.eta, lambda0=2.0, phi=1.0, d=6, seed=11, init=init, trajectory=k)
             trace = trace_trajectory(start, cell.eta, StopRule(config.loss_tol, config.max_steps))
             row = rows.iloc[k]
             assert trace.status.label == row["status"] and trace.steps == row["steps"]
