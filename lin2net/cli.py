@@ -6,6 +6,7 @@ stderr and their exit code (2 for bad input); nothing else is caught here.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -487,6 +488,8 @@ def trace(
             raise ConfigError("--output", f"unknown table format {output.suffix or '(none)'!r}; use .parquet or .csv")
         if plot_path is not None:
             check_figure_path(plot_path)
+        if not (math.isfinite(eta) and eta > 0):
+            raise ConfigError("--eta", f"must be a finite number > 0, got {eta!r}")
         if max_steps <= 0:
             raise ConfigError("--max-steps", f"must be > 0, got {max_steps}")
         if not loss_tol > 0:

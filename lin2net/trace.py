@@ -75,15 +75,18 @@ def sweep_initialization(
         raise ConfigError("--trajectory", f"must be >= 0, got {trajectory}")
     if init == "explicit":
         raise ConfigError("--init", "use --a and --b for an explicit initialization")
-    config = parse_config(
-        {
-            "name": "trace",
-            "seed": seed,
-            "trajectories": trajectory + 1,
-            "grid": {"eta": eta, "lambda0": lambda0, "phi": phi, "d": d},
-            "init": init,
-        }
-    )
+    try:
+        config = parse_config(
+            {
+                "name": "trace",
+                "seed": seed,
+                "trajectories": trajectory + 1,
+                "grid": {"eta": eta, "lambda0": lambda0, "phi": phi, "d": d},
+                "init": init,
+            }
+        )
+    except ConfigError as exc:  # name the command-line option, not the config key behind it
+        raise ConfigError("--" + exc.key.removeprefix("grid."), exc.problem) from None
     cell = expand_grid(config)[0]
     for block in initial_blocks(config, cell):
         row = trajectory - block.start

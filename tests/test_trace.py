@@ -137,8 +137,11 @@ def test_cli_random_init_with_limits(tmp_path: Path) -> None:
         ([], "--lambda0"),
         (["--lambda0", "1", "-o", "t.txt"], "--output"),
         (["--lambda0", "1", "--plot", "t.gif"], "--output"),
-        (["--lambda0", "1", "--init", "uniform"], "init"),
-        (["--lambda0", "-1"], "grid.lambda0"),
+        (["--lambda0", "1", "--init", "uniform"], "--init"),
+        (["--lambda0", "-1"], "--lambda0"),
+        (["--lambda0", "1", "--d", "0"], "--d"),
+        (["--lambda0", "1", "--seed", "-2"], "--seed"),
+        (["--lambda0", "1", "--phi", "nan"], "--phi"),
         (["--lambda0", "1", "--max-steps", "0"], "--max-steps"),
     ],
 )
@@ -146,6 +149,14 @@ def test_cli_bad_options_exit_2_with_one_line(args: list[str], key: str) -> None
     result = runner.invoke(app, ["trace", "--eta", "0.1", *args])
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"error: {key}") and result.output.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("eta", ["0", "-0.5", "nan", "inf"])
+@pytest.mark.parametrize("start", [["--lambda0", "1"], ["--a", "1", "--b", "0.5"]])
+def test_cli_bad_eta_is_named_as_the_option(eta: str, start: list[str]) -> None:
+    result = runner.invoke(app, ["trace", "--eta", eta, *start])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: --eta: must be a finite number > 0") and result.output.count("\n") == 1
 
 
 def test_every_new_command_has_help_with_an_example() -> None:
