@@ -23,6 +23,7 @@ file (missing or failed) run.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import json
 import os
@@ -101,6 +102,43 @@ def check_output_dir(out: Path, state: OutputState, overwrite: bool) -> None:
         raise OutputError(
             f"output directory {out} is not empty and not a lin2net output; pass --overwrite to replace its results"
         )
+
+
+@contextlib.contextmanager
+def exclusive_use(out: Path) -> Iterator[None]:
+    """Hold an advisory lock on ``out`` (created if absent) while a sweep writes
+    into it.
+
+    A second sweep into the same directory (another terminal, a duplicated
+    cluster job) then stops at once with a one-line error, instead of
+    computing the same cells again and interleaving its manifest with the
+    first one's. The lock is released when the process ends, however it
+    ends, so a killed sweep never leaves a stale lock behind. Where the
+    filesystem offers no locks (some network filesystems) the sweep runs
+    unlocked, as it would without this.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output path {out} exists and is not a directory")
+    _mkdir(out)
+    try:
+        descriptor = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(
+                f"output directory {out} is in use by another lin2net sweep; "
+                "wait for it to finish (then rerun to resume), or choose another -o"
+            ) from None
+        except OSError:
+            pass  # no locks on this filesystem: run unlocked
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def prepare_output_dir(out: Path, config: SweepConfig, overwrite: bool) -> frozenset[str]:

@@ -26,6 +26,7 @@ from lin2net.manifest import CellFailure, read_manifest, write_manifest
 from lin2net.store import (
     cell_files,
     check_output_dir,
+    exclusive_use,
     finished_cell_ids,
     inspect_output_dir,
     prepare_output_dir,
@@ -103,6 +104,7 @@ def run_sweep(
 
             # connect before touching OUT: an unreachable scheduler writes nothing
             cluster = stack.enter_context(DaskCluster(scheduler))
+        stack.enter_context(exclusive_use(out))  # one sweep at a time in OUT
         finished = prepare_output_dir(out, config, overwrite)
         todo = [cell for cell in cells if cell.cell_id not in finished]
         processes, threads = (cluster.threads(), 1) if cluster is not None else split_workers(workers, len(todo))

@@ -19,7 +19,7 @@ from lin2net.config import apply_overrides, load_config, parse_config
 from lin2net.errors import ConfigError
 from lin2net.executors import FAIL_CELLS_ENV, KILL_CELLS_ENV, split_workers
 from lin2net.grid import expand_grid
-from lin2net.store import MANIFEST_FILE, cell_files, finished_cell_ids
+from lin2net.store import MANIFEST_FILE, cell_files, exclusive_use, finished_cell_ids
 from lin2net.sweep import FILE_OVERHEAD, ROW_BYTES, run_sweep
 from tests.conftest import write_yaml
 from tests.test_sweep_cli import SMALL
@@ -170,6 +170,37 @@ def test_ctrl_c_stops_workers_and_keeps_finished_cells(tmp_path: Path) -> None:
         assert pq.read_table(path).num_rows == 50
     record = manifest(out)
     assert record["status"] == "interrupted" and record["cells"]["done"] == len(files)
+
+
+def test_a_locked_output_directory_is_refused_in_one_line(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    out = tmp_path / "out"
+    with exclusive_use(out):
+        refused = cli("sweep", config, "-o", out, "-q", "-j", "1")
+        assert refused.exit_code == 2
+        assert refused.stderr == f"error: output directory {out} is in use by another lin2net sweep; " + (
+            "wait for it to finish (then rerun to resume), or choose another -o\n"
+        )
+        assert list(out.iterdir()) == []  # nothing written
+    released = cli("sweep", config, "-o", out, "-q", "-j", "1")
+    assert released.exit_code == 0 and len(cell_files(out)) == 8
+
+
+@pytest.mark.slow
+def test_a_second_sweep_into_a_running_output_stops_and_the_first_finishes(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    config = write_yaml(tmp_path / "slow.yaml", SLOW)
+    out = tmp_path / "out"
+    first = lin2net_process("sweep", config, "-o", out, "--quiet", "--workers", "1")
+    wait_for_cells(out, 1, first)
+    second = cli("sweep", config, "-o", out, "-q", "-j", "1")
+    assert second.exit_code == 2 and "is in use by another lin2net sweep" in second.stderr
+    assert first.poll() is None  # the refusal left the running sweep alone
+    _, stderr = first.communicate(timeout=60)
+    assert first.returncode == 0 and "ran 8, skipped 0 already done, failed 0" in stderr
+    record = manifest(out)
+    assert record["status"] == "complete" and len(record["runs"]) == 1 and len(cell_files(out)) == 8
+    again = cli("sweep", config, "-o", out, "-q", "-j", "1")  # the lock went with the first process
+    assert again.exit_code == 0 and "ran 0, skipped 8 already done" in again.stderr
 
 
 def test_interrupt_inside_run_sweep_terminates_the_pool(tmp_path: Path) -> None:
