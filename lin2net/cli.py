@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -256,7 +257,7 @@ def summarize(
         if output is not None:
             raise fail("--format table prints to the terminal; use csv, markdown or parquet with -o", 2)
         title = f"lin2net summary of {out}"
-        stdout.print(_rich_table(frame, title=title, labels=TERMINAL_COLUMNS, caption=TABLE_CAPTION))
+        _print_table(_rich_table(frame, title=title, labels=TERMINAL_COLUMNS, caption=TABLE_CAPTION))
         return
     _export(frame, chosen, output)
 
@@ -349,6 +350,16 @@ def _rich_table(
     return table
 
 
+def _print_table(table: Table) -> None:
+    """On a terminal, fit its width; piped or redirected, print the table at its
+    natural width, so no number is split across lines."""
+    if stdout.is_terminal:
+        stdout.print(table)
+        return
+    natural = Measurement.get(stdout, stdout.options.update(max_width=100_000), table).maximum
+    Console(file=stdout.file, width=max(natural, stdout.width)).print(table)
+
+
 class CheckFormat(StrEnum):
     table = "table"
     csv = "csv"
@@ -383,7 +394,7 @@ def check(
     if chosen is CheckFormat.table:
         shown_columns = ["bound", "in_regime", "holds", "fails", "cells_failing", "worst_margin", "worst_cell"]
         overall = report.overall[shown_columns]
-        stdout.print(_rich_table(overall, title=f"Theorem 1 bounds on Q(T)/Q(0) in {out}"))
+        _print_table(_rich_table(overall, title=f"Theorem 1 bounds on Q(T)/Q(0) in {out}"))
         for bound in ("lower", "upper"):
             failing = report.failing(bound)
             if len(failing):
@@ -391,8 +402,8 @@ def check(
                     ["cell_id", "eta", "lambda0", "phi", "d", "in_regime", f"{bound}_fails", f"{bound}_worst_margin"]
                 ]
                 more = f" (worst 20 of {len(failing)})" if len(failing) > 20 else ""
-                stdout.print(_rich_table(shown, title=f"cells where the {bound} bound fails{more}"))
-        stdout.print(_rich_table(report.theorem2(), title="Theorem 2 regimes: outcomes"))
+                _print_table(_rich_table(shown, title=f"cells where the {bound} bound fails{more}"))
+        _print_table(_rich_table(report.theorem2(), title="Theorem 2 regimes: outcomes"))
         for line in [*report.sentences(), *report.theorem2_sentences()]:
             stdout.print(line, markup=False, highlight=False, soft_wrap=True)
         return

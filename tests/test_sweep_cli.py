@@ -191,6 +191,23 @@ def test_summarize_formats(tmp_path: Path, cli) -> None:  # type: ignore[no-unty
     assert missing.exit_code == 2 and "not a lin2net output directory" in missing.stderr
 
 
+def test_piped_summary_table_keeps_each_cell_on_one_line(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """Redirected output has no terminal width to fit: the table is printed at its
+    natural width (wider than 80 here) rather than splitting numbers across lines."""
+    config = {**SMALL, "trajectories": 10, "grid": {**SMALL["grid"], "phi": [1.0, 1.5]}}
+    out = _sweep(cli, tmp_path, config)
+    result = cli("summarize", out)
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    rows = [line for line in lines if line.startswith("│")]
+    assert len(rows) == 16 and len({len(line) for line in lines}) == 1 and len(lines[0]) > 80
+    expected = summarize(out)
+    for row, (_, cell) in zip(rows, expected.iterrows(), strict=True):
+        fields = [field.strip() for field in row.strip("│").split("│")]
+        assert [float(f) for f in fields[:4]] == [cell.eta, cell.lambda0, cell.phi, cell.d]
+        assert int(fields[4]) == cell.trajectories == 10
+
+
 def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     config = write_yaml(tmp_path / "c.yaml", {**SMALL, "grid": {"eta": 0.1, "lambda0": 1.0, "d": 2}})
     run = subprocess.run(
