@@ -49,6 +49,14 @@ DEFAULTS: dict[str, Any] = {
 }
 GRID_DEFAULTS: dict[str, Any] = {"phi": 1.0, "d": 10}
 
+# Upper limits, checked before anything is allocated, so a typo such as an
+# extra three zeros is a one-line error rather than a machine out of memory.
+MAX_AXIS_VALUES = 1_000_000  # num of a linspace/geomspace axis
+MAX_CELLS = 1_000_000  # one file per cell
+MAX_TRAJECTORIES = 1_000_000_000  # per cell; memory grows with it (1e6 at d = 100: ~400 MB)
+MAX_D = 10_000_000  # one trajectory's (a, b) is 16 d bytes
+MAX_STEPS = 2**53  # step counts stay exact as float64
+
 
 @dataclass(frozen=True)
 class ExplicitInit:
@@ -199,7 +207,7 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
     if not isinstance(name, str) or not name.strip():
         raise ConfigError("name", f"must be a non-empty string, got {_describe(name)}")
     init, explicit = _parse_init(settings["init"])
-    trajectories = _positive_int("trajectories", settings["trajectories"])
+    trajectories = _positive_int("trajectories", settings["trajectories"], maximum=MAX_TRAJECTORIES)
     if explicit is not None:
         if "trajectories" in raw and trajectories != 1:
             problem = f"explicit init is one initialization; omit it or use 1, got {trajectories}"
@@ -217,7 +225,7 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
         init=init,
         explicit=explicit,
         loss_tol=_positive_float("loss_tol", settings["loss_tol"]),
-        max_steps=_positive_int("max_steps", settings["max_steps"]),
+        max_steps=_positive_int("max_steps", settings["max_steps"], maximum=MAX_STEPS),
         divergence_threshold=_positive_float("divergence_threshold", settings["divergence_threshold"]),
         integrator=integrator,
         axis_specs=specs,
@@ -256,6 +264,10 @@ def _parse_grid(grid: Any, explicit: ExplicitInit | None) -> tuple[dict[str, tup
         duplicates = sorted({v for v in axes[key] if axes[key].count(v) > 1})
         if duplicates:
             raise ConfigError(f"grid.{key}", f"duplicate value {duplicates[0]!r}: every axis value must be distinct")
+    cells = math.prod(len(values) for values in axes.values())
+    if cells > MAX_CELLS:
+        sizes = " x ".join(f"{len(values)} {key}" for key, values in axes.items() if len(values) > 1)
+        raise ConfigError("grid", f"{sizes} = {cells} cells; a sweep runs at most {MAX_CELLS} (one file each)")
     return axes, dict(specs)
 
 
@@ -270,7 +282,7 @@ def _expand_axis(key: str, spec: Any) -> list[float]:
             raise ConfigError(sub, f"must be a list [start, stop, num], got {_describe(args)}")
         start = _finite_float(f"{sub}[0] (start)", args[0])
         stop = _finite_float(f"{sub}[1] (stop)", args[1])
-        num = _positive_int(f"{sub}[2] (num)", args[2])
+        num = _positive_int(f"{sub}[2] (num)", args[2], maximum=MAX_AXIS_VALUES)
         if form == "geomspace":
             for label, value in (("start", start), ("stop", stop)):
                 if value <= 0:
@@ -293,6 +305,8 @@ def _integer_axis(key: str, values: list[float], from_range: bool) -> tuple[int,
     for value in values:
         if value < 1 or (not from_range and not value.is_integer()):
             raise ConfigError(key, f"must be a positive integer, got {value!r}")
+        if value > MAX_D:
+            raise ConfigError(key, f"must be at most {MAX_D}, got {value!r}")
         out.append(int(round(value)))
     return tuple(dict.fromkeys(out)) if from_range else tuple(out)
 
@@ -368,7 +382,7 @@ def _positive_float(key: str, value: Any) -> float:
     return result
 
 
-def _integer(key: str, value: Any, minimum: int) -> int:
+def _integer(key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer() and math.isfinite(value):
             value = int(value)
@@ -376,6 +390,8 @@ def _integer(key: str, value: Any, minimum: int) -> int:
             raise ConfigError(key, f"must be an integer, got {_describe(value)}")
     if value < minimum:
         raise ConfigError(key, f"must be {'>= 0' if minimum == 0 else '> 0'}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(key, f"must be at most {maximum}, got {value!r}")
     return int(value)
 
 
@@ -383,5 +399,5 @@ def _non_negative_int(key: str, value: Any) -> int:
     return _integer(key, value, minimum=0)
 
 
-def _positive_int(key: str, value: Any) -> int:
-    return _integer(key, value, minimum=1)
+def _positive_int(key: str, value: Any, maximum: int | None = None) -> int:
+    return _integer(key, value, minimum=1, maximum=maximum)

@@ -1,16 +1,25 @@
-"""Shared helpers: small configs and an in-process CLI runner."""
+"""Shared helpers: small configs and an in-process CLI runner; hypothesis profiles."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import settings
 from typer.testing import CliRunner
 
 from lin2net.cli import app
 from lin2net.config import SweepConfig, parse_config
+
+# Property-based tests draw the same examples on every run by default, so a
+# test run (and CI) is reproducible; HYPOTHESIS_PROFILE=explore draws fresh,
+# many more examples, to hunt for new failures.
+settings.register_profile("reproducible", max_examples=150, derandomize=True, deadline=None, database=None)
+settings.register_profile("explore", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 
 
 def make_config(**overrides: Any) -> SweepConfig:

@@ -26,7 +26,8 @@ from tests.test_resume_parallel import leftovers
 from tests.test_sweep_cli import SMALL
 
 RUNNER = CliRunner()
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Examples per test and randomness come from the profile loaded in conftest.py.
+FUZZ = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 scalars = st.one_of(
     st.none(),

@@ -94,6 +94,17 @@ BAD_CONFIGS = [
     ("negative seed", GOOD_GRID + "seed: -3\n", "seed", "-3"),
     ("boolean eta", "grid:\n  eta: true\n  lambda0: 1.0\n", "grid.eta", "True"),
     ("bad integrator", GOOD_GRID + "integrator: euler\n", "integrator", "euler"),
+    # sizes beyond the limits: refused before anything is allocated
+    ("huge num", "grid:\n  eta: {linspace: [0.1, 1, 100000000000000000000]}\n  lambda0: 1.0\n", "num", "at most"),
+    ("huge trajectories", GOOD_GRID + "trajectories: 1e12\n", "trajectories", "at most 1000000000"),
+    ("max_steps past int64", GOOD_GRID + "max_steps: 100000000000000000000000\n", "max_steps", "at most"),
+    ("huge d", GOOD_GRID + "  d: {geomspace: [1, 1e9, 3]}\n", "grid.d", "at most 10000000"),
+    (
+        "too many cells",
+        "grid:\n  eta: {linspace: [0.1, 1, 1000]}\n  lambda0: {linspace: [1, 2, 1001]}\n",
+        "grid",
+        "1000 eta x 1001 lambda0 = 1001000 cells",
+    ),
     ("malformed YAML", "grid: [eta: 0.1\n  lambda0: {\n", "", "malformed YAML"),
     ("not a mapping", "- 1\n- 2\n", "", "mapping"),
 ]
