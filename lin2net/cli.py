@@ -488,6 +488,7 @@ def trace(
     from lin2net.theory import regime
     from lin2net.trace import (
         TABLE_SUFFIXES,
+        TRACE_MAX_STEPS,
         start_from_vectors,
         sweep_initialization,
         trace_trajectory,
@@ -501,8 +502,9 @@ def trace(
             check_figure_path(plot_path)
         if not (math.isfinite(eta) and eta > 0):
             raise ConfigError("--eta", f"must be a finite number > 0, got {eta!r}")
-        if max_steps <= 0:
-            raise ConfigError("--max-steps", f"must be > 0, got {max_steps}")
+        if not 0 < max_steps <= TRACE_MAX_STEPS:
+            problem = f"must be > 0 and at most {TRACE_MAX_STEPS} (trace keeps every step), got {max_steps}"
+            raise ConfigError("--max-steps", problem)
         if not loss_tol > 0:
             raise ConfigError("--loss-tol", f"must be > 0, got {loss_tol}")
         vec_a, vec_b = _floats("--a", a), _floats("--b", b)

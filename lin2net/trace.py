@@ -35,6 +35,7 @@ from lin2net.initialization import initial_blocks
 from lin2net.integrator import ReducedState, Status, StopRule
 
 TABLE_SUFFIXES = (".parquet", ".csv")
+TRACE_MAX_STEPS = 10_000_000  # a trace keeps every step: ~1 GB of table at this many
 
 
 @dataclass(frozen=True)

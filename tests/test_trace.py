@@ -143,6 +143,7 @@ def test_cli_random_init_with_limits(tmp_path: Path) -> None:
         (["--lambda0", "1", "--seed", "-2"], "--seed"),
         (["--lambda0", "1", "--phi", "nan"], "--phi"),
         (["--lambda0", "1", "--max-steps", "0"], "--max-steps"),
+        (["--lambda0", "1", "--max-steps", "100000000000"], "--max-steps: must be > 0 and at most 10000000"),
     ],
 )
 def test_cli_bad_options_exit_2_with_one_line(args: list[str], key: str) -> None:
