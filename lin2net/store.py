@@ -79,8 +79,7 @@ class OutputState:
 def inspect_output_dir(out: Path, config: SweepConfig) -> OutputState:
     """Classify ``out`` for ``config`` without changing anything."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output path {out} exists and is not a directory")
+    _refuse_non_directory(out)
     if not out.is_dir() or not any(out.iterdir()):
         return OutputState("new")
     if not (out / CONFIG_FILE).is_file():
@@ -118,8 +117,7 @@ def exclusive_use(out: Path) -> Iterator[None]:
     unlocked, as it would without this.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output path {out} exists and is not a directory")
+    _refuse_non_directory(out)
     _mkdir(out)
     try:
         descriptor = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
@@ -171,6 +169,11 @@ def prepare_output_dir(out: Path, config: SweepConfig, overwrite: bool) -> froze
     _atomic_write_text(out / PROVENANCE_FILE, json.dumps(info, indent=2) + "\n")
     _mkdir(out / CELLS_DIR)
     return frozenset()
+
+
+def _refuse_non_directory(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output path {out} exists and is not a directory")
 
 
 def _mkdir(path: Path) -> None:
