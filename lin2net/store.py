@@ -23,12 +23,12 @@ file (missing or failed) run.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import itertools
 import json
 import os
 import platform
 import shutil
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -113,30 +113,43 @@ def exclusive_use(out: Path) -> Iterator[None]:
     computing the same cells again and interleaving its manifest with the
     first one's. The lock is released when the process ends, however it
     ends, so a killed sweep never leaves a stale lock behind. Where the
-    filesystem offers no locks (some network filesystems) the sweep runs
-    unlocked, as it would without this.
+    filesystem or platform offers no locks (some network filesystems,
+    Windows) the sweep runs unlocked, as it would without this.
     """
     out = Path(out)
     _refuse_non_directory(out)
     _mkdir(out)
+    descriptor = _lock_directory(out)
+    try:
+        yield
+    finally:
+        if descriptor is not None:
+            os.close(descriptor)  # releases the lock
+
+
+def _lock_directory(out: Path) -> int | None:
+    """An open descriptor of ``out`` holding an exclusive flock on it, or ``None``
+    where no lock can be taken; OutputError if another process holds one."""
+    if sys.platform == "win32":
+        return None
+    import fcntl
+
     try:
         descriptor = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
-        yield
-        return
+        return None
     try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise OutputError(
-                f"output directory {out} is in use by another lin2net sweep; "
-                "wait for it to finish (then rerun to resume), or choose another -o"
-            ) from None
-        except OSError:
-            pass  # no locks on this filesystem: run unlocked
-        yield
-    finally:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
         os.close(descriptor)
+        raise OutputError(
+            f"output directory {out} is in use by another lin2net sweep; "
+            "wait for it to finish (then rerun to resume), or choose another -o"
+        ) from None
+    except OSError:  # no locks on this filesystem
+        os.close(descriptor)
+        return None
+    return descriptor
 
 
 def prepare_output_dir(out: Path, config: SweepConfig, overwrite: bool) -> frozenset[str]:
