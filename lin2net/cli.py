@@ -83,6 +83,10 @@ def sweep(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace results in OUT (default: resume a run of the same config).")
     ] = False,
+    extend: Annotated[
+        bool,
+        typer.Option("--extend", help="OUT holds a smaller grid of this config: run only the cells it lacks."),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one log line at the end.")] = False,
     workers: Annotated[
         int | None,
@@ -109,10 +113,12 @@ def sweep(
         out_dir = out if out is not None else Path("runs") / config.name
         if workers is not None and workers < 1:
             raise ConfigError("--workers", f"must be >= 1, got {workers}")
+        if extend and overwrite:
+            raise ConfigError("--extend", "give --extend (keep OUT's cells) or --overwrite (replace them), not both")
         if workers is not None and scheduler is not None:
             raise ConfigError("--workers", "give --workers (local) or --scheduler (Dask), not both")
         if dry_run:
-            _print_plan(plan_sweep(config, out_dir, overwrite=overwrite))
+            _print_plan(plan_sweep(config, out_dir, overwrite=overwrite, extend=extend))
             return
         with _cell_progress(enabled=not quiet and stderr.is_terminal) as progress:
             try:
@@ -120,6 +126,7 @@ def sweep(
                     config,
                     out_dir,
                     overwrite=overwrite,
+                    extend=extend,
                     on_start=progress.start,
                     on_cell_done=progress.advance,
                     workers=workers or default_workers(),
@@ -154,6 +161,7 @@ def _print_plan(plan: SweepPlan) -> None:
     state = {
         "new": "new output directory",
         "resume": f"resuming: {plan.done} of {plan.cells} cells already done",
+        "extend": f"extending: {plan.done} of {plan.cells} cells already done",
         "overwrite": "--overwrite: results already there would be replaced",
     }[plan.out_state]
     lines = [f"dry run of {config.name} -> {plan.out} ({state}); nothing written", "axes:"]

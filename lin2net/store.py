@@ -66,9 +66,13 @@ class OutputState:
     """What an output directory holds, relative to the config about to run in it.
 
     ``kind`` is ``new`` (absent or empty), ``same`` (written by this config:
-    a run resumes), ``different`` (another config; ``difference`` names the
-    first differing key) or ``foreign`` (not empty, not a lin2net output).
-    ``finished`` holds the ids of the cell files present (``same`` only).
+    a run resumes), ``extends`` (this config adds axis values to OUT's and
+    changes nothing else, so every cell in OUT is a cell of this grid:
+    ``--extend`` runs only the new ones), ``different`` (another config;
+    ``difference`` names the first differing key, or for ``extends`` the
+    added values) or ``foreign`` (not empty, not a lin2net output).
+    ``finished`` holds the ids of the cell files present (``same`` and
+    ``extends`` only).
     """
 
     kind: str
@@ -84,18 +88,57 @@ def inspect_output_dir(out: Path, config: SweepConfig) -> OutputState:
         return OutputState("new")
     if not (out / CONFIG_FILE).is_file():
         return OutputState("foreign")
-    difference = first_difference(read_resolved_config(out), _normalized(config.resolved()))
-    if difference:
-        return OutputState("different", difference=difference)
-    return OutputState("same", finished_cell_ids(out))
+    stored, current = read_resolved_config(out), _normalized(config.resolved())
+    if not first_difference(stored, current):
+        return OutputState("same", finished_cell_ids(out))
+    added = grid_extension(stored, current)
+    if added:
+        return OutputState("extends", finished_cell_ids(out), difference=added)
+    # Name the most telling difference: a setting before the grid's long
+    # lists, and those before the name, which only labels a run.
+    difference = (
+        first_difference(_ignoring(stored, "name", "grid"), _ignoring(current, "name", "grid"))
+        or first_difference(_ignoring(stored, "name"), _ignoring(current, "name"))
+        or first_difference(stored, current)
+    )
+    return OutputState("different", difference=difference)
 
 
-def check_output_dir(out: Path, state: OutputState, overwrite: bool) -> None:
+def _ignoring(resolved: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {**resolved, **dict.fromkeys(keys)}
+
+
+def grid_extension(stored: dict[str, Any], current: dict[str, Any]) -> str:
+    """If ``current`` equals ``stored`` except for values added to grid axes
+    (and perhaps its name, which labels the run and changes no number), the
+    added values (``'grid.eta: 3 more values'``); else ``''``."""
+    grid_s, grid_c = stored.get("grid"), current.get("grid")
+    if not isinstance(grid_s, dict) or not isinstance(grid_c, dict) or list(grid_s) != list(grid_c):
+        return ""
+    if first_difference(_ignoring(stored, "name", "grid"), _ignoring(current, "name", "grid")):
+        return ""
+    added = []
+    for key, values in grid_s.items():
+        new = [v for v in grid_c[key] if v not in values]
+        if any(v not in grid_c[key] for v in values):
+            return ""  # a value of OUT's grid is gone: its cells would be orphans
+        if new:
+            added.append(f"grid.{key}: {len(new)} more value{'s' if len(new) > 1 else ''}")
+    return ", ".join(added)
+
+
+def check_output_dir(out: Path, state: OutputState, overwrite: bool, extend: bool = False) -> None:
     """Raise the OutputError a run would give for ``state`` (none if usable)."""
+    if state.kind == "extends" and not (overwrite or extend):
+        raise OutputError(
+            f"output directory {out} holds a smaller grid of this config ({state.difference} here); "
+            "pass --extend to run only the new cells, --overwrite to start over, or choose another -o"
+        )
     if state.kind == "different" and not overwrite:
+        advice = "--extend only adds axis values; " if extend else ""
         raise OutputError(
             f"output directory {out} holds results of a different config ({state.difference}); "
-            "pass --overwrite to replace them, or choose another -o"
+            f"{advice}pass --overwrite to replace them, or choose another -o"
         )
     if state.kind == "foreign" and not overwrite:
         raise OutputError(
@@ -152,20 +195,23 @@ def _lock_directory(out: Path) -> int | None:
     return descriptor
 
 
-def prepare_output_dir(out: Path, config: SweepConfig, overwrite: bool) -> frozenset[str]:
+def prepare_output_dir(out: Path, config: SweepConfig, overwrite: bool, extend: bool = False) -> frozenset[str]:
     """Make ``out`` ready for ``config`` and return the ids of the cells already
     finished there.
 
     A new (absent or empty) directory gets the resolved config and provenance.
     A directory written by the same config is resumed: its cell files are kept
     (and returned) and temporary files of an interrupted run are removed.
-    Anything else is refused unless ``overwrite``, which empties lin2net's
-    files from it first.
+    With ``extend``, so is one whose grid this config only adds values to; its
+    config.yaml becomes this config's. Anything else is refused unless
+    ``overwrite``, which empties lin2net's files from it first.
     """
     out = Path(out)
     state = inspect_output_dir(out, config)
-    check_output_dir(out, state, overwrite)
-    if state.kind == "same" and not overwrite:
+    check_output_dir(out, state, overwrite, extend)
+    if state.kind in ("same", "extends") and not overwrite:
+        if state.kind == "extends":  # the cells already there are cells of the larger grid
+            _atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(config.resolved(), sort_keys=False))
         remove_temporary_files(out)
         _mkdir(out / CELLS_DIR)
         return state.finished

@@ -77,6 +77,7 @@ def run_sweep(
     out: Path,
     *,
     overwrite: bool = False,
+    extend: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_cell_done: CellCallback | None = None,
     workers: int = 1,
@@ -93,6 +94,8 @@ def run_sweep(
     the report and recorded in the manifest; ``on_start(cells)`` is called
     with the number of cells about to run; a KeyboardInterrupt stops the
     workers, keeps finished cells, removes partial files and propagates.
+    ``extend`` accepts an ``out`` whose grid ``config`` only adds values to
+    (see :func:`lin2net.store.grid_extension`): only the new cells run.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -105,7 +108,7 @@ def run_sweep(
             # connect before touching OUT: an unreachable scheduler writes nothing
             cluster = stack.enter_context(DaskCluster(scheduler))
         stack.enter_context(exclusive_use(out))  # one sweep at a time in OUT
-        finished = prepare_output_dir(out, config, overwrite)
+        finished = prepare_output_dir(out, config, overwrite, extend)
         todo = [cell for cell in cells if cell.cell_id not in finished]
         processes, threads = (cluster.threads(), 1) if cluster is not None else split_workers(workers, len(todo))
         run: dict[str, Any] = {
@@ -117,6 +120,7 @@ def run_sweep(
             "threads_per_process": threads,
             "scheduler": scheduler,
             "overrides": list(overrides),
+            "extend": extend,
         }
         write_manifest(out, status="running", total=len(cells), done=len(finished), failures=[], run=run, new_run=True)
         target = Path(out).resolve()  # workers may run elsewhere: give them an absolute path
@@ -165,19 +169,24 @@ def run_sweep(
     )
 
 
-def plan_sweep(config: SweepConfig, out: Path, *, overwrite: bool = False) -> SweepPlan:
+def plan_sweep(config: SweepConfig, out: Path, *, overwrite: bool = False, extend: bool = False) -> SweepPlan:
     """The cells, trajectories, cells already done in ``out`` and an output size
     estimate; raises like :func:`run_sweep` would for a foreign ``out``."""
     cells = expand_grid(config)
     state = inspect_output_dir(out, config)
-    check_output_dir(out, state, overwrite)
-    done = len(state.finished) if state.kind == "same" and not overwrite else 0
-    files = cell_files(out) if state.kind == "same" else []
+    check_output_dir(out, state, overwrite, extend)
+    reusable = state.kind in ("same", "extends")
+    done = len(state.finished) if reusable and not overwrite else 0
+    files = cell_files(out) if reusable else []
     if files:
         per_cell = sum(p.stat().st_size for p in files) / len(files)
     else:
         per_cell = FILE_OVERHEAD + ROW_BYTES * config.trajectories
-    label = "overwrite" if overwrite and state.kind != "new" else {"same": "resume"}.get(state.kind, "new")
+    label = (
+        "overwrite"
+        if overwrite and state.kind != "new"
+        else {"same": "resume", "extends": "extend"}.get(state.kind, "new")
+    )
     return SweepPlan(
         config=config,
         cells=len(cells),

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -19,7 +20,7 @@ from lin2net.config import apply_overrides, load_config, parse_config
 from lin2net.errors import ConfigError
 from lin2net.executors import FAIL_CELLS_ENV, KILL_CELLS_ENV, split_workers
 from lin2net.grid import expand_grid
-from lin2net.store import MANIFEST_FILE, cell_files, exclusive_use, finished_cell_ids
+from lin2net.store import MANIFEST_FILE, cell_files, exclusive_use, finished_cell_ids, read_trajectories
 from lin2net.sweep import FILE_OVERHEAD, ROW_BYTES, run_sweep
 from tests.conftest import write_yaml
 from tests.test_sweep_cli import SMALL
@@ -203,6 +204,66 @@ def test_a_second_sweep_into_a_running_output_stops_and_the_first_finishes(tmp_p
     assert again.exit_code == 0 and "ran 0, skipped 8 already done" in again.stderr
 
 
+BIGGER = {**SMALL, "name": "bigger", "grid": {**SMALL["grid"], "eta": [0.1, 0.5, 0.9], "d": [1, 5, 2]}}
+
+
+def test_extend_runs_only_the_new_cells_and_matches_a_fresh_sweep(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    assert cli("sweep", write_yaml(tmp_path / "small.yaml", SMALL), "-o", out, "-q", "-j", "1").exit_code == 0
+    before, config_before = cell_bytes(out), (out / "config.yaml").read_bytes()
+    bigger = write_yaml(tmp_path / "bigger.yaml", BIGGER)
+
+    refused = cli("sweep", bigger, "-o", out, "-q", "-j", "1")
+    assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
+    assert "holds a smaller grid of this config (grid.eta: 1 more value, grid.d: 1 more value here)" in refused.stderr
+    assert "pass --extend" in refused.stderr
+    assert cell_bytes(out) == before and (out / "config.yaml").read_bytes() == config_before
+
+    plan = cli("sweep", bigger, "-o", out, "--extend", "--dry-run")
+    assert plan.exit_code == 0 and "extending: 8 of 18 cells already done" in plan.stdout
+    assert "to run: 10 cells" in plan.stdout and cell_bytes(out) == before
+
+    extended = cli("sweep", bigger, "-o", out, "-q", "-j", "2", "--extend")
+    assert extended.exit_code == 0, extended.output
+    assert "18 cells, 720 trajectories" in extended.stderr and "ran 10, skipped 8 already done" in extended.stderr
+    assert {name: data for name, data in cell_bytes(out).items() if name in before} == before  # old cells untouched
+    assert yaml.safe_load((out / "config.yaml").read_text()) == parse_config(BIGGER).resolved()
+    record = manifest(out)
+    assert record["status"] == "complete" and record["cells"]["total"] == 18 and record["runs"][-1]["extend"] is True
+
+    fresh = tmp_path / "fresh"
+    assert cli("sweep", bigger, "-o", fresh, "-q", "-j", "1").exit_code == 0
+    key = ["cell_id", "trajectory"]
+    extended_data = read_trajectories(out).to_pandas().sort_values(key).reset_index(drop=True)
+    fresh_data = read_trajectories(fresh).to_pandas().sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(extended_data, fresh_data)
+    summary = cli("summarize", out, "--format", "csv")
+    assert summary.exit_code == 0 and summary.stderr == "" and len(summary.stdout.strip().splitlines()) == 1 + 18
+
+    again = cli("sweep", bigger, "-o", out, "-q", "-j", "1")  # now simply the same config: resumes
+    assert again.exit_code == 0 and "ran 0, skipped 18 already done" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"grid": {**SMALL["grid"], "eta": [0.1, 0.5]}}, "grid.eta is [0.1, 0.9] in OUT, [0.1, 0.5] here"),
+        ({"grid": {**BIGGER["grid"]}, "seed": 4}, "seed is 3 in OUT, 4 here"),
+        ({"grid": {**BIGGER["grid"]}, "max_steps": 100}, "max_steps is 4000 in OUT, 100 here"),
+    ],
+)
+def test_extend_refuses_anything_but_added_axis_values(tmp_path: Path, cli, change: dict, named: str) -> None:  # type: ignore[no-untyped-def,type-arg]
+    out = tmp_path / "out"
+    assert cli("sweep", write_yaml(tmp_path / "small.yaml", SMALL), "-o", out, "-q", "-j", "1").exit_code == 0
+    before = cell_bytes(out)
+    result = cli("sweep", write_yaml(tmp_path / "other.yaml", {**SMALL, **change}), "-o", out, "-q", "--extend")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert f"({named}); --extend only adds axis values; pass --overwrite" in result.stderr
+    assert cell_bytes(out) == before
+    both = cli("sweep", write_yaml(tmp_path / "b.yaml", BIGGER), "-o", out, "--extend", "--overwrite")
+    assert both.exit_code == 2 and "not both" in both.stderr and cell_bytes(out) == before
+
+
 def test_interrupt_inside_run_sweep_terminates_the_pool(tmp_path: Path) -> None:
     """KeyboardInterrupt while cells are in flight: workers gone, no partial files."""
     import multiprocessing
@@ -326,7 +387,10 @@ def test_set_overrides_are_validated_and_recorded(tmp_path: Path, cli) -> None: 
     assert len(cell_bytes(out)) == 1 * 2 * 1 * 2
     # the same overrides resume; without them the config differs
     assert "ran 0, skipped 4" in cli("sweep", config, "-o", out, "-q", *sets).stderr
-    assert "grid.eta is [0.2] in OUT, [0.1, 0.9] here" in cli("sweep", config, "-o", out, "-q").stderr
+    # a setting is named before the grid's lists
+    assert "(loss_tol is 1e-08 in OUT, 1e-10 here)" in cli("sweep", config, "-o", out, "-q").stderr
+    only_grid = ["--set", "max_steps=1000", "--set", "grid.d=[1,2]", "--set", "loss_tol=1e-8"]
+    assert "(grid.eta is [0.2] in OUT, [0.1, 0.9] here)" in cli("sweep", config, "-o", out, "-q", *only_grid).stderr
 
 
 @pytest.mark.parametrize(
