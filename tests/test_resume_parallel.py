@@ -73,6 +73,15 @@ def wait_for_cells(out: Path, count: int, process: subprocess.Popen[str], timeou
         time.sleep(0.05)
 
 
+def slow_sweep_midway(tmp_path: Path, out: Path, workers: int, cells: int) -> tuple[Path, subprocess.Popen[str]]:
+    """The SLOW config, and a ``sweep`` of it into ``out`` by a subprocess that
+    has finished ``cells`` cells (and is still running)."""
+    config = write_yaml(tmp_path / "slow.yaml", SLOW)
+    process = lin2net_process("sweep", config, "-o", out, "--quiet", "--workers", str(workers))
+    wait_for_cells(out, cells, process)
+    return config, process
+
+
 def wait_until_group_gone(pgid: int, timeout: float = 20) -> None:
     """Every process of the group (the sweep and its workers) has exited."""
     deadline = time.monotonic() + timeout
@@ -125,10 +134,8 @@ def test_threads_reach_simulate_cell(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 @pytest.mark.slow
 def test_sigkill_midway_then_rerun_equals_uninterrupted_run(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
-    config = write_yaml(tmp_path / "slow.yaml", SLOW)
     out = tmp_path / "killed"
-    process = lin2net_process("sweep", config, "-o", out, "--quiet", "--workers", "2")
-    wait_for_cells(out, 2, process)
+    config, process = slow_sweep_midway(tmp_path, out, workers=2, cells=2)
     process.kill()  # SIGKILL to the sweep only: its orphaned workers must stop by themselves
     process.communicate()
     wait_until_group_gone(process.pid)
@@ -153,10 +160,8 @@ def test_sigkill_midway_then_rerun_equals_uninterrupted_run(tmp_path: Path, cli)
 
 @pytest.mark.slow
 def test_ctrl_c_stops_workers_and_keeps_finished_cells(tmp_path: Path) -> None:
-    config = write_yaml(tmp_path / "slow.yaml", SLOW)
     out = tmp_path / "out"
-    process = lin2net_process("sweep", config, "-o", out, "--quiet", "--workers", "2")
-    wait_for_cells(out, 1, process)
+    _, process = slow_sweep_midway(tmp_path, out, workers=2, cells=1)
     started = time.monotonic()
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     _, stderr = process.communicate(timeout=30)
@@ -189,10 +194,8 @@ def test_a_locked_output_directory_is_refused_in_one_line(tmp_path: Path, cli) -
 
 @pytest.mark.slow
 def test_a_second_sweep_into_a_running_output_stops_and_the_first_finishes(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
-    config = write_yaml(tmp_path / "slow.yaml", SLOW)
     out = tmp_path / "out"
-    first = lin2net_process("sweep", config, "-o", out, "--quiet", "--workers", "1")
-    wait_for_cells(out, 1, first)
+    config, first = slow_sweep_midway(tmp_path, out, workers=1, cells=1)
     second = cli("sweep", config, "-o", out, "-q", "-j", "1")
     assert second.exit_code == 2 and "is in use by another lin2net sweep" in second.stderr
     assert first.poll() is None  # the refusal left the running sweep alone
