@@ -91,13 +91,15 @@ def inspect_output_dir(out: Path, config: SweepConfig) -> OutputState:
     stored, current = read_resolved_config(out), _normalized(config.resolved())
     if not first_difference(stored, current):
         return OutputState("same", finished_cell_ids(out))
-    added = grid_extension(stored, current)
+    # The name only labels a run and changes no number.
+    settings = first_difference(_ignoring(stored, "name", "grid"), _ignoring(current, "name", "grid"))
+    added = "" if settings else grid_extension(stored.get("grid"), current.get("grid"))
     if added:
         return OutputState("extends", finished_cell_ids(out), difference=added)
     # Name the most telling difference: a setting before the grid's long
-    # lists, and those before the name, which only labels a run.
+    # lists, and those before the name.
     difference = (
-        first_difference(_ignoring(stored, "name", "grid"), _ignoring(current, "name", "grid"))
+        settings
         or first_difference(_ignoring(stored, "name"), _ignoring(current, "name"))
         or first_difference(stored, current)
     )
@@ -108,20 +110,17 @@ def _ignoring(resolved: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {**resolved, **dict.fromkeys(keys)}
 
 
-def grid_extension(stored: dict[str, Any], current: dict[str, Any]) -> str:
-    """If ``current`` equals ``stored`` except for values added to grid axes
-    (and perhaps its name, which labels the run and changes no number), the
-    added values (``'grid.eta: 3 more values'``); else ``''``."""
-    grid_s, grid_c = stored.get("grid"), current.get("grid")
-    if not isinstance(grid_s, dict) or not isinstance(grid_c, dict) or list(grid_s) != list(grid_c):
-        return ""
-    if first_difference(_ignoring(stored, "name", "grid"), _ignoring(current, "name", "grid")):
+def grid_extension(stored: Any, current: Any) -> str:
+    """If the resolved grid ``current`` holds every value of ``stored`` on the
+    same axes, and more, the added values (``'grid.eta: 3 more values'``);
+    else ``''``."""
+    if not isinstance(stored, dict) or not isinstance(current, dict) or list(stored) != list(current):
         return ""
     added = []
-    for key, values in grid_s.items():
-        new = [v for v in grid_c[key] if v not in values]
-        if any(v not in grid_c[key] for v in values):
+    for key, values in stored.items():
+        if any(v not in current[key] for v in values):
             return ""  # a value of OUT's grid is gone: its cells would be orphans
+        new = [v for v in current[key] if v not in values]
         if new:
             added.append(f"grid.{key}: {len(new)} more value{'s' if len(new) > 1 else ''}")
     return ", ".join(added)

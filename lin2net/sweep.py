@@ -95,7 +95,8 @@ def run_sweep(
     with the number of cells about to run; a KeyboardInterrupt stops the
     workers, keeps finished cells, removes partial files and propagates.
     ``extend`` accepts an ``out`` whose grid ``config`` only adds values to
-    (see :func:`lin2net.store.grid_extension`): only the new cells run.
+    with every other setting equal (``extends`` in :class:`lin2net.store.OutputState`):
+    only the new cells run.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
