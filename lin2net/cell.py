@@ -1,23 +1,27 @@
-"""Run one grid cell: initializations in, one table row per trajectory out.
+"""Run grid cells: initializations in, one table row per trajectory out.
 
 This is the seam between the numerical kernels (pure arrays) and the sweep
-orchestration (files, progress); it knows the output columns of DESIGN.md.
+orchestration (files, progress); it knows the output columns (docs/columns.md).
+A shard's cells are simulated together: their initial conditions are joined,
+and the compiled kernel integrates all of them in one call with η and Φ given
+per trajectory, so lanes refill across cell boundaries. A cell's rows do not
+depend on which shard holds it, nor on the shard's size or the thread count.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import fields, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lin2net import theory
 from lin2net.closed_forms import gradient_flow_sharpness, sharpness
 from lin2net.config import SweepConfig
 from lin2net.grid import Cell
+from lin2net.shard_file import row_groups
 from lin2net.initialization import InitialConditions, initial_blocks, initial_conditions
 from lin2net.integrator import (
     FullState,
@@ -31,19 +35,19 @@ from lin2net.integrator import (
 
 TRAJECTORY_SCHEMA = pa.schema(
     [
-        ("cell_id", pa.string()),
+        ("cell_id", pa.dictionary(pa.int32(), pa.string())),
         ("trajectory", pa.int64()),
         ("eta", pa.float64()),
         ("lambda0", pa.float64()),
         ("phi", pa.float64()),
         ("d", pa.int64()),
-        ("init", pa.string()),
+        ("init", pa.dictionary(pa.int8(), pa.string())),
         ("eta_lambda0", pa.float64()),
         ("eps0", pa.float64()),
         ("lambda_init", pa.float64()),
         ("q0", pa.float64()),
         ("sharpness0", pa.float64()),
-        ("status", pa.string()),
+        ("status", pa.dictionary(pa.int8(), pa.string())),
         ("steps", pa.int64()),
         ("eps_T", pa.float64()),
         ("lambda_T", pa.float64()),
@@ -58,59 +62,90 @@ TRAJECTORY_SCHEMA = pa.schema(
         ("thm1_regime", pa.bool_()),
         ("thm1_lower", pa.float64()),
         ("thm1_upper", pa.float64()),
-        ("regime", pa.string()),
+        ("regime", pa.dictionary(pa.int8(), pa.string())),
     ]
 )
-TABLE_ROWS = 1 << 15  # trajectories per slice of a cell's table (and per Parquet row group)
-CONSTANT_CHUNK = 1 << 16  # rows per chunk of a constant column (shared, so stored once)
 _Columns = TypeVar("_Columns", InitialConditions, TrajectoryResults)
 STATUS_LABELS = pa.array([status.label for status in Status], type=pa.string())
+REGIME_LABELS = pa.array(list(theory.REGIMES), type=pa.string())
 
 
 def stop_rule(config: SweepConfig) -> StopRule:
     return StopRule(config.loss_tol, config.max_steps, config.divergence_threshold)
 
 
-def simulate_cell(
-    config: SweepConfig, cell: Cell, threads: int | None = None
-) -> tuple[InitialConditions, TrajectoryResults]:
-    """Integrate every trajectory of the cell with the config's integrator.
+def shard_initial_conditions(config: SweepConfig, cells: Sequence[Cell]) -> InitialConditions:
+    """The cells' initial conditions, one after another."""
+    parts = [initial_conditions(config, cell) for cell in cells]
+    names = [f.name for f in fields(InitialConditions)]
+    return InitialConditions(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in names})
 
-    ``threads`` is passed to the compiled kernel (default: all cores); the
-    NumPy integrators ignore it. Results do not depend on it.
+
+def per_trajectory(cells: Sequence[Cell], trajectories: int, name: str, dtype: Any = np.float64) -> np.ndarray:
+    """A cell parameter repeated for each of the cell's trajectories."""
+    return np.repeat(np.array([getattr(cell, name) for cell in cells], dtype=dtype), trajectories)
+
+
+def simulate_cells(
+    config: SweepConfig, cells: Sequence[Cell], threads: int | None = None, cancel: Any = None
+) -> tuple[InitialConditions, TrajectoryResults]:
+    """Integrate every trajectory of ``cells`` with the config's integrator.
+
+    ``threads`` and ``cancel`` (an int64 array of one element: nonzero stops
+    the kernel, which raises) go to the compiled kernel; the NumPy
+    integrators ignore them. Results do not depend on ``threads``.
     """
     rule = stop_rule(config)
+    n = config.trajectories
     if config.integrator == "compiled":
         from lin2net.compiled import integrate_compiled  # imports numba: only when used
 
-        initial = initial_conditions(config, cell)
-        return initial, integrate_compiled(initial.eps0, initial.lam0, cell.eta, cell.phi, rule, threads=threads)
+        initial = shard_initial_conditions(config, cells)
+        eta, phi = per_trajectory(cells, n, "eta"), per_trajectory(cells, n, "phi")
+        return initial, _per_cell(
+            lambda e, l, et, ph: integrate_compiled(e, l, et, ph, rule, threads=threads), initial, cells, n
+        )
     if config.integrator == "reduced":
-        initial = initial_conditions(config, cell)
-        return initial, integrate(ReducedState(initial.eps0, initial.lam0), cell.eta, cell.phi, rule)
+        initial = shard_initial_conditions(config, cells)
+        eta, phi = per_trajectory(cells, n, "eta"), per_trajectory(cells, n, "phi")
+        return initial, _per_cell(lambda e, l, et, ph: integrate(ReducedState(e, l), et, ph, rule), initial, cells, n)
     starts: list[InitialConditions] = []
     parts: list[TrajectoryResults] = []
-    for block in initial_blocks(config, cell):
-        state = FullState(block.a, block.b, cell.phi)
-        eps0, lam0 = state.residual_and_scale()
-        starts.append(InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0))
-        parts.append(integrate(state, cell.eta, cell.phi, rule))
-    initial = InitialConditions(*(np.concatenate([getattr(s, k) for s in starts]) for k in ("eps0", "lam0", "q0")))
+    for cell in cells:
+        for block in initial_blocks(config, cell):
+            state = FullState(block.a, block.b, cell.phi)
+            eps0, lam0 = state.residual_and_scale()
+            starts.append(InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0))
+            parts.append(integrate(state, cell.eta, cell.phi, rule))
+    names = [f.name for f in fields(InitialConditions)]
+    initial = InitialConditions(**{k: np.concatenate([getattr(s, k) for s in starts]) for k in names})
     return initial, concatenate(parts)
 
 
-def cell_tables(
-    cell: Cell, initial: InitialConditions, results: TrajectoryResults, rows: int = TABLE_ROWS
-) -> Iterator[pa.Table]:
-    """The cell's table in consecutive slices of at most ``rows`` trajectories.
+def _per_cell(run: Any, initial: InitialConditions, cells: Sequence[Cell], n: int) -> TrajectoryResults:
+    """TEMPORARY until the kernels take per-trajectory η and Φ."""
+    parts = [
+        run(initial.eps0[i * n : (i + 1) * n], initial.lam0[i * n : (i + 1) * n], cell.eta, cell.phi)
+        for i, cell in enumerate(cells)
+    ]
+    return concatenate(parts)
 
-    Writing slice by slice keeps only one slice's derived columns in memory
-    (a cell of 10⁶ trajectories would otherwise hold ~220 MB of table).
-    """
-    n = initial.eps0.shape[0]
-    for start in range(0, max(n, 1), rows):
-        stop = min(n, start + rows)
-        yield cell_table(cell, _slice(initial, start, stop), _slice(results, start, stop), first=start)
+
+def simulate_cell(
+    config: SweepConfig, cell: Cell, threads: int | None = None
+) -> tuple[InitialConditions, TrajectoryResults]:
+    """:func:`simulate_cells` for one cell."""
+    return simulate_cells(config, [cell], threads)
+
+
+def shard_tables(
+    cells: Sequence[Cell], trajectories: int, initial: InitialConditions, results: TrajectoryResults
+) -> Iterator[pa.Table]:
+    """The cells' table in the row ranges of :func:`lin2net.shard_file.row_groups`
+    (whole cells per range): only one range's derived columns are in memory."""
+    ids = pa.array([cell.cell_id for cell in cells], type=pa.string())
+    for start, stop in row_groups(len(cells), trajectories):
+        yield _table(cells, ids, trajectories, start, stop, _slice(initial, start, stop), _slice(results, start, stop))
 
 
 def _slice(arrays: _Columns, start: int, stop: int) -> _Columns:
@@ -118,62 +153,76 @@ def _slice(arrays: _Columns, start: int, stop: int) -> _Columns:
     return replace(arrays, **{f.name: getattr(arrays, f.name)[start:stop] for f in fields(arrays)})
 
 
-def cell_table(cell: Cell, initial: InitialConditions, results: TrajectoryResults, first: int = 0) -> pa.Table:
-    """The per-trajectory table of DESIGN.md for one simulated cell (or for the
-    slice of it that starts at trajectory ``first``).
+def _dictionary(indices: np.ndarray, labels: pa.Array, index_type: pa.DataType) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(pa.array(indices, type=index_type), labels)
 
-    Built in Arrow so that memory stays near the size of the varying columns:
-    a per-cell constant is one block of ``CONSTANT_CHUNK`` repeated values
-    referenced by every chunk of its column, and ``status`` is a take from
-    the three labels (no Python lists, no fixed-width NumPy strings).
-    """
-    n = initial.eps0.shape[0]
 
-    def constant(value: object, name: str) -> pa.ChunkedArray:
-        block = pa.repeat(pa.scalar(value, type=TRAJECTORY_SCHEMA.field(name).type), min(n, CONSTANT_CHUNK))
-        full, rest = divmod(n, CONSTANT_CHUNK)
-        return pa.chunked_array([block] * full + ([block.slice(0, rest)] if rest else []), type=block.type)
+def _table(
+    cells: Sequence[Cell],
+    ids: pa.Array,
+    trajectories: int,
+    start: int,
+    stop: int,
+    initial: InitialConditions,
+    results: TrajectoryResults,
+) -> pa.Table:
+    """Rows ``start`` … ``stop − 1`` of the cells' per-trajectory table (docs/columns.md)."""
+    rows = np.arange(start, stop, dtype=np.int64)
+    which = rows // max(1, trajectories)  # index of each row's cell
 
-    eta_lambda0 = cell.eta * cell.lambda0 if cell.eta_lambda0 is None else cell.eta_lambda0
+    def parameter(name: str, dtype: Any = np.float64) -> np.ndarray:
+        return np.array([getattr(cell, name) for cell in cells], dtype=dtype)[which]
+
+    eta, phi = parameter("eta"), parameter("phi")
+    lambda0 = parameter("lambda0")
+    eta_lambda0 = np.array(
+        [cell.eta * cell.lambda0 if cell.eta_lambda0 is None else cell.eta_lambda0 for cell in cells]
+    )[which]
+    inits = pa.array(sorted({cell.init for cell in cells}), type=pa.string())
+    init_index = {label: i for i, label in enumerate(inits.to_pylist())}
+    linear = theory.thm1_regime(eta, initial.eps0, initial.lam0, phi)
+    slow = theory.slow_regime(eta, initial.eps0, initial.lam0, phi)
     columns = {
-        "cell_id": constant(cell.cell_id, "cell_id"),
-        "trajectory": np.arange(first, first + n, dtype=np.int64),
-        "eta": constant(cell.eta, "eta"),
-        "lambda0": constant(cell.lambda0, "lambda0"),
-        "phi": constant(cell.phi, "phi"),
-        "d": constant(cell.d, "d"),
-        "init": constant(cell.init, "init"),
-        "eta_lambda0": constant(eta_lambda0, "eta_lambda0"),
+        "cell_id": _dictionary(which.astype(np.int32), ids, pa.int32()),
+        "trajectory": rows - which * trajectories,
+        "eta": eta,
+        "lambda0": lambda0,
+        "phi": phi,
+        "d": parameter("d", np.int64),
+        "init": _dictionary(np.array([init_index[c.init] for c in cells], dtype=np.int8)[which], inits, pa.int8()),
+        "eta_lambda0": eta_lambda0,
         "eps0": initial.eps0,
         "lambda_init": initial.lam0,
         "q0": initial.q0,
-        "sharpness0": sharpness(initial.eps0, initial.lam0, cell.phi),
-        "status": pc.take(STATUS_LABELS, pa.array(results.status)),
+        "sharpness0": sharpness(initial.eps0, initial.lam0, phi),
+        "status": _dictionary(results.status, STATUS_LABELS, pa.int8()),
         "steps": results.steps,
         "eps_T": results.eps_T,
         "lambda_T": results.lambda_T,
         "sharpness_T": results.sharpness_T,
         "q_ratio": results.q_ratio,
         "log_q_ratio": results.log_q_ratio,
-        "lambda_gf": gradient_flow_sharpness(initial.eps0, initial.lam0, cell.phi),
+        "lambda_gf": gradient_flow_sharpness(initial.eps0, initial.lam0, phi),
         "sum_eps2": results.sum_eps2,
         "max_eta_sharpness": results.max_eta_sharpness,
         "eos_steps": results.eos_steps,
         "max_abs_eps": results.max_abs_eps,
-        "thm1_regime": theory.thm1_regime(cell.eta, initial.eps0, initial.lam0, cell.phi),
-        "thm1_lower": theory.thm1_lower(cell.eta, initial.eps0, cell.phi),
-        "thm1_upper": theory.thm1_upper(cell.eta, results.sum_eps2),
-        "regime": theory.regime(cell.eta, initial.eps0, initial.lam0, cell.phi),
+        "thm1_regime": linear,
+        "thm1_lower": theory.thm1_lower(eta, initial.eps0, phi),
+        "thm1_upper": theory.thm1_upper(eta, results.sum_eps2),
+        "regime": _dictionary(np.where(linear, 0, np.where(slow, 1, 2)).astype(np.int8), REGIME_LABELS, pa.int8()),
     }
     return pa.Table.from_pydict(columns, schema=TRAJECTORY_SCHEMA)
 
 
-def run_cell(config: SweepConfig, cell: Cell, threads: int | None = None) -> pa.Table:
-    """Simulate one cell and return its per-trajectory table.
+def cell_table(cell: Cell, initial: InitialConditions, results: TrajectoryResults) -> pa.Table:
+    """One simulated cell's per-trajectory table."""
+    n = initial.eps0.shape[0]
+    return pa.concat_tables(list(shard_tables([cell], n, initial, results)))
 
-    ``threads`` is how many threads this cell may use (the sweep gives each
-    worker process its share of the cores); only the compiled kernel uses it,
-    and results never depend on it.
-    """
+
+def run_cell(config: SweepConfig, cell: Cell, threads: int | None = None) -> pa.Table:
+    """Simulate one cell and return its per-trajectory table (results never
+    depend on ``threads``)."""
     initial, results = simulate_cell(config, cell, threads)
-    return pa.concat_tables(cell_tables(cell, initial, results))
+    return cell_table(cell, initial, results)

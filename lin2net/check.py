@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from lin2net import theory
 from lin2net.errors import OutputError
-from lin2net.store import iter_cell_tables
+from lin2net.store import read_trajectories
 
 CHECK_COLUMNS = [
     "cell_id",
@@ -191,10 +191,22 @@ class CheckReport:
 
 def check_sweep(out: Path) -> CheckReport:
     """Check Theorem 1's bounds on every finished cell of the sweep in ``out``."""
-    rows = [check_table(table) for table in iter_cell_tables(out, CHECK_COLUMNS)]
+    rows = [check_table(table) for table in cell_tables(read_trajectories(out, CHECK_COLUMNS))]
     if not rows:
         raise OutputError(f"{out} holds no finished cells yet")
     return summarize_checks(rows)
+
+
+def cell_tables(table: pa.Table) -> list[pa.Table]:
+    """``table`` split into its cells (a shard stores each cell's rows
+    contiguously), with dictionary columns decoded to plain strings."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(index, field.name, table.column(index).cast(pa.string()))
+    ids = np.asarray(table.column("cell_id").to_numpy(zero_copy_only=False))
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=np.int64)
+    stops = np.r_[starts[1:], len(ids)]
+    return [table.slice(int(a), int(b - a)) for a, b in zip(starts, stops, strict=True)]
 
 
 def summarize_checks(rows: Iterable[dict[str, Any]]) -> CheckReport:

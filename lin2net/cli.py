@@ -23,7 +23,6 @@ from rich.table import Table
 from lin2net import __version__
 from lin2net.config import load_config
 from lin2net.errors import ConfigError, Lin2netError
-from lin2net.executors import default_workers
 from lin2net.grid import Cell
 from lin2net.store import MANIFEST_FILE, atomic_write
 from lin2net.sweep import SweepPlan, completeness, plan_sweep, run_sweep
@@ -103,6 +102,14 @@ def sweep(
         list[str] | None,
         typer.Option("--set", metavar="KEY=VALUE", help="Override a config key (repeatable; VALUE is YAML)."),
     ] = None,
+    shard_size: Annotated[
+        int | None,
+        typer.Option(
+            "--shard-size",
+            metavar="ROWS",
+            help="Trajectories per shard file (whole cells) \\[default: 262144; 8192 for the NumPy integrators].",
+        ),
+    ] = None,
 ) -> None:
     """Run every cell of a grid not yet done in OUT; one Parquet file per cell.
 
@@ -113,12 +120,14 @@ def sweep(
         out_dir = out if out is not None else Path("runs") / config.name
         if workers is not None and workers < 1:
             raise ConfigError("--workers", f"must be >= 1, got {workers}")
+        if shard_size is not None and not 1 <= shard_size <= 1 << 24:
+            raise ConfigError("--shard-size", f"must be between 1 and {1 << 24}, got {shard_size}")
         if extend and overwrite:
             raise ConfigError("--extend", "give --extend (keep OUT's cells) or --overwrite (replace them), not both")
         if workers is not None and scheduler is not None:
             raise ConfigError("--workers", "give --workers (local) or --scheduler (Dask), not both")
         if dry_run:
-            _print_plan(plan_sweep(config, out_dir, overwrite=overwrite, extend=extend))
+            _print_plan(plan_sweep(config, out_dir, overwrite=overwrite, extend=extend, shard_rows=shard_size))
             return
         with _cell_progress(enabled=not quiet and stderr.is_terminal) as progress:
             try:
@@ -129,13 +138,16 @@ def sweep(
                     extend=extend,
                     on_start=progress.start,
                     on_cell_done=progress.advance,
-                    workers=workers or default_workers(),
+                    on_note=_note,
+                    workers=workers,
                     scheduler=scheduler,
                     overrides=sets or (),
+                    shard_rows=shard_size,
                 )
-            except KeyboardInterrupt:
-                message = f"interrupted; finished cells are kept in {out_dir}/cells, rerun the same command to resume"
-                raise fail(message, 130) from None
+            except KeyboardInterrupt as interrupt:
+                code = 128 + getattr(interrupt, "signum", 2)  # 130 for Ctrl-C, 143 for SIGTERM
+                message = f"interrupted; finished cells are kept in {out_dir}, rerun the same command to resume"
+                raise fail(message, code) from None
     stderr.print(
         f"{report.cells} cells, {report.trajectories} trajectories in {report.seconds:.2f} s -> {out_dir}: "
         f"ran {report.ran}, skipped {report.skipped} already done, failed {len(report.failures)}",
@@ -150,6 +162,10 @@ def sweep(
             f"(all in {out_dir / MANIFEST_FILE}; rerun the same command to retry them)",
             1,
         )
+
+
+def _note(line: str) -> None:
+    stderr.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -172,11 +188,16 @@ def _print_plan(plan: SweepPlan) -> None:
         lines.append(f"  {key:<12} {shown}")
     if config.explicit is not None:
         lines.append(f"  {'init':<12} explicit: d = {config.explicit.d}, lambda0 = {config.explicit.lambda0:g}")
-    lines += [
-        f"cells: {plan.cells} x {config.trajectories} trajectories = {plan.trajectories} trajectories",
-        f"to run: {plan.cells - plan.done} cells",
-        f"estimated output size: {_human_bytes(plan.estimated_bytes)}",
-    ]
+    lines.append(f"cells: {plan.cells} x {config.trajectories} trajectories = {plan.trajectories} trajectories")
+    if plan.bad_files:
+        lines.append(f"shard files failing verification: {plan.bad_files} (moved aside and recomputed by the sweep)")
+    if plan.done == plan.cells:
+        lines.append("nothing to run: every cell is done")
+    else:
+        lines += [
+            f"to run: {plan.cells - plan.done} cells in {plan.shards} shard file{'s' if plan.shards != 1 else ''}",
+            f"estimated output size: {_human_bytes(plan.estimated_bytes)}",
+        ]
     stdout.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 

@@ -1,25 +1,30 @@
-"""Cells on an existing Dask distributed cluster (``lin2net sweep --scheduler``).
+"""Shards on an existing Dask distributed cluster (``lin2net sweep --scheduler``).
 
-Each cell is one Dask task running :func:`lin2net.executors.compute_cell` on
-a worker, which writes the cell file itself, atomically, into the output
+Each shard is one Dask task running :func:`lin2net.executors.compute_shard`
+on a worker, which writes the shard file itself, atomically, into the output
 directory: that directory must be the same path on every worker (a shared
 file system) and lin2net must be importable there. The coordinating process
 keeps a bounded number of tasks in flight (two per worker thread), retries a
 failed task once (a lost worker, a transient file-system error) and then
-records it as failed.
+records it as failed. Running tasks cannot be killed from here: when the
+sweep is interrupted it creates a stop file in OUT, which running tasks poll
+(their kernel stops within a fraction of a second and they write nothing),
+and waits a few seconds for them to return, so no file appears after the
+sweep has counted its results.
 
 Dask is optional: ``pip install 'lin2net[dask]'``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
 from lin2net.errors import Lin2netError
-from lin2net.executors import CellOutcome, CellTask, compute_cell, describe_error
+from lin2net.executors import ShardOutcome, ShardTask, compute_shard, describe_error
 
 
 class SchedulerError(Lin2netError):
@@ -50,20 +55,24 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
         nthreads: dict[str, int] = self.client.nthreads()
         return max(1, sum(nthreads.values()))
 
-    def run(self, tasks: Iterable[CellTask], retries: int = 1) -> Generator[CellOutcome, None, None]:
-        """Run ``tasks``; outcomes in order of completion. A task whose cell
-        fails (or whose worker dies) is resubmitted up to ``retries`` times."""
+    def run(
+        self, tasks: Iterable[ShardTask], retries: int = 1, wait: float = 3.0
+    ) -> Generator[ShardOutcome, None, None]:
+        """Run ``tasks``; outcomes in order of completion. A task whose shard
+        fails (or whose worker dies) is resubmitted up to ``retries`` times.
+        Closed early, it cancels what is queued and waits up to ``wait``
+        seconds for running tasks (told to stop by their task's stop file) to end."""
         import distributed
 
         limit = 2 * self.threads()
         pending = iter(tasks)
         attempts: dict[str, int] = {}
         futures: Any = distributed.as_completed(loop=self.client.loop, with_results=False)  # type: ignore[no-untyped-call]
-        in_flight: dict[Any, CellTask] = {}
+        in_flight: dict[Any, ShardTask] = {}
 
-        def submit(task: CellTask) -> None:
-            attempts[task.cell.cell_id] = attempts.get(task.cell.cell_id, 0) + 1
-            future = self.client.submit(compute_cell, task, pure=False)
+        def submit(task: ShardTask) -> None:
+            attempts[task.shard.shard_id] = attempts.get(task.shard.shard_id, 0) + 1
+            future = self.client.submit(compute_shard, task, pure=False)
             in_flight[future] = task
             futures.add(future)
 
@@ -75,20 +84,26 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
             for future in futures:
                 task = in_flight.pop(future)
                 if future.status == "finished":
-                    outcome: CellOutcome = future.result()
+                    outcomes: list[ShardOutcome] = future.result()
                 elif future.status == "error":  # e.g. KilledWorker, or unpicklable on the scheduler
-                    outcome = CellOutcome(task.cell, 0.0, describe_error(future.exception()))
+                    outcomes = [ShardOutcome(task.shard, 0.0, describe_error(future.exception()))]
                 else:
-                    outcome = CellOutcome(task.cell, 0.0, f"Dask task {future.status}")
+                    outcomes = [ShardOutcome(task.shard, 0.0, f"Dask task {future.status}")]
                 future.release()
-                if outcome.error is not None:
-                    if attempts[task.cell.cell_id] <= retries:
-                        submit(task)
+                for outcome in outcomes:
+                    if outcome.error is None:
+                        yield outcome
                         continue
-                    outcome = replace(outcome, error=f"{outcome.error} (after {attempts[task.cell.cell_id]} attempts)")
-                yield outcome
+                    count = attempts.get(outcome.shard.shard_id, attempts[task.shard.shard_id])
+                    if count <= retries:
+                        attempts[outcome.shard.shard_id] = count
+                        submit(replace(task, shard=outcome.shard))  # again, only the cells that failed
+                        continue
+                    yield replace(outcome, error=f"{outcome.error} (after {count} attempts)")
                 if (following := next(pending, None)) is not None:
                     submit(following)
         finally:
             if in_flight:
                 self.client.cancel(list(in_flight))
+                with contextlib.suppress(Exception):  # noqa: BLE001 - best effort: the files are counted after
+                    distributed.wait(list(in_flight), timeout=wait)

@@ -1,12 +1,21 @@
-"""Where cells run: in this process, in a pool of local worker processes, or
+"""Where shards run: in this process, in a pool of local worker processes, or
 (see :mod:`lin2net.dask_backend`) on a Dask cluster.
 
-Every backend runs the same task, :func:`compute_cell`: simulate one cell and
-write its file atomically, from the worker itself. A cell's numbers depend
-only on the config and the cell, never on which worker ran it or how many
-there were, so the files are byte for byte the same for any backend and any
-number of workers. A cell that raises is reported as an outcome with an error
-(failures are data): the other cells go on.
+Every backend runs the same task, :func:`compute_shard`: simulate a shard's
+cells and write its file atomically, from the worker itself. A cell's numbers
+depend only on the config and the cell, never on which worker ran it, on the
+shard that holds it or on the thread count, so the results are the same for
+any backend and any number of workers.
+
+On one machine the compiled kernel's threads are the parallelism: shards run
+one after another in this process (no worker start-up), and while the kernel
+integrates one shard, a writer thread builds and writes the previous one's
+file. A process pool remains for the NumPy integrators, whose work is not
+threaded.
+
+A shard that raises is computed again cell by cell, so one bad cell fails
+alone (failures are data): its outcome carries the error, the other cells go
+on.
 """
 
 from __future__ import annotations
@@ -17,15 +26,20 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from lin2net.cell import cell_tables, simulate_cell
+import numpy as np
+
+from lin2net.cell import shard_tables, simulate_cells
 from lin2net.config import SweepConfig
+from lin2net.errors import Lin2netError
 from lin2net.grid import Cell
-from lin2net.store import write_cell
+from lin2net.shards import Shard
+from lin2net.store import write_shard
 
 # Test hooks: comma-separated cell ids whose computation raises (FAIL) or
 # whose worker process dies at once, as if killed for memory (KILL). Read in
@@ -33,40 +47,115 @@ from lin2net.store import write_cell
 # environment. Nothing outside the tests sets them.
 FAIL_CELLS_ENV = "LIN2NET_TEST_FAIL_CELLS"
 KILL_CELLS_ENV = "LIN2NET_TEST_KILL_CELLS"
+STOP_POLL_SECONDS = 0.2
+
+
+class Stopped(Lin2netError):
+    """The sweep was stopped (its stop file appeared) before this shard was written."""
 
 
 @dataclass(frozen=True)
-class CellTask:
-    """One cell to simulate and write into ``out`` using up to ``threads`` threads."""
+class ShardTask:
+    """One shard to simulate and write into ``out`` using up to ``threads`` threads.
+
+    ``stop_file``: while it exists, the task stops (the kernel within a
+    fraction of a second) and writes nothing; used where the coordinator
+    cannot kill the worker (Dask)."""
 
     config: SweepConfig
-    cell: Cell
+    shard: Shard
     out: Path
     threads: int = 1
+    stop_file: Path | None = None
 
 
 @dataclass(frozen=True)
-class CellOutcome:
-    """``error`` is ``None`` when the cell's file is in place, else one line."""
+class ShardOutcome:
+    """``error`` is ``None`` when the shard's file is in place, else one line
+    (the shard's cells all failed)."""
 
-    cell: Cell
+    shard: Shard
     seconds: float
     error: str | None = None
 
+    @property
+    def cells(self) -> tuple[Cell, ...]:
+        return self.shard.cells
 
-def compute_cell(task: CellTask) -> CellOutcome:
-    """Simulate ``task.cell`` and write its file; never raises an ``Exception``."""
+
+@dataclass
+class _Simulated:
+    task: ShardTask
+    started: float
+    arrays: Any = field(default=None)
+
+
+def compute_shard(task: ShardTask) -> list[ShardOutcome]:
+    """Simulate ``task.shard`` and write its file; never raises an ``Exception``.
+
+    If it fails, its cells are computed one by one (each a shard of its own),
+    so a failing cell does not take the others with it."""
+    outcome = _compute(task)
+    if outcome.error is None or len(task.shard.cells) == 1 or outcome.error.startswith(Stopped.__name__):
+        return [outcome]
+    return [_compute(_single(task, cell)) for cell in task.shard.cells]
+
+
+def _single(task: ShardTask, cell: Cell) -> ShardTask:
+    return ShardTask(task.config, Shard((cell,), task.shard.trajectories), task.out, task.threads, task.stop_file)
+
+
+def _compute(task: ShardTask) -> ShardOutcome:
     started = time.perf_counter()
     try:
-        if task.cell.cell_id in os.environ.get(FAIL_CELLS_ENV, "").split(","):
-            raise RuntimeError(f"injected failure for cell {task.cell.cell_id} ({FAIL_CELLS_ENV})")
-        if task.cell.cell_id in os.environ.get(KILL_CELLS_ENV, "").split(","):
-            os._exit(137)
-        initial, results = simulate_cell(task.config, task.cell, threads=task.threads)
-        write_cell(task.out, task.config, task.cell, cell_tables(task.cell, initial, results))
-    except Exception as exc:  # noqa: BLE001 - failure isolation: any error of one cell is recorded, not fatal
-        return CellOutcome(task.cell, time.perf_counter() - started, describe_error(exc))
-    return CellOutcome(task.cell, time.perf_counter() - started)
+        arrays = _simulate(task)
+        _write(task, arrays)
+    except Exception as exc:  # noqa: BLE001 - failure isolation: any error of one shard is recorded, not fatal
+        return ShardOutcome(task.shard, time.perf_counter() - started, describe_error(exc))
+    return ShardOutcome(task.shard, time.perf_counter() - started)
+
+
+def _simulate(task: ShardTask) -> Any:
+    ids = {cell.cell_id for cell in task.shard.cells}
+    failing = ids & set(os.environ.get(FAIL_CELLS_ENV, "").split(","))
+    if failing:
+        raise RuntimeError(f"injected failure for cell {sorted(failing)[0]} ({FAIL_CELLS_ENV})")
+    if ids & set(os.environ.get(KILL_CELLS_ENV, "").split(",")):
+        os._exit(137)
+    if task.stop_file is None:
+        return simulate_cells(task.config, task.shard.cells, threads=task.threads)
+    with _watch_stop_file(task.stop_file) as cancel:
+        return simulate_cells(task.config, task.shard.cells, threads=task.threads, cancel=cancel)
+
+
+def _write(task: ShardTask, arrays: Any) -> None:
+    if task.stop_file is not None and task.stop_file.exists():
+        raise Stopped("the sweep was stopped")
+    initial, results = arrays
+    tables = shard_tables(task.shard.cells, task.shard.trajectories, initial, results)
+    write_shard(task.out, task.config, task.shard, tables)
+
+
+class _watch_stop_file:  # noqa: N801 - used as a context manager, like contextlib's
+    """Set a kernel cancel flag once ``stop_file`` exists (polled by a thread)."""
+
+    def __init__(self, stop_file: Path) -> None:
+        self.stop_file = stop_file
+        self.cancel = np.zeros(1, dtype=np.int64)
+        self.done = threading.Event()
+
+    def __enter__(self) -> np.ndarray:
+        threading.Thread(target=self._poll, daemon=True).start()
+        return self.cancel
+
+    def _poll(self) -> None:
+        while not self.done.wait(STOP_POLL_SECONDS):
+            if self.stop_file.exists():
+                self.cancel[0] = 1
+                return
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.done.set()
 
 
 def describe_error(exc: BaseException) -> str:
@@ -85,35 +174,67 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def split_workers(workers: int, cells: int) -> tuple[int, int]:
-    """``(processes, threads per process)`` for ``workers`` cores and ``cells`` cells."""
-    processes = max(1, min(workers, cells))
-    return processes, max(1, workers // processes)
+def run_in_process(tasks: Iterable[ShardTask]) -> Generator[ShardOutcome, None, None]:
+    """Shards one after another in this process; the file of each is built and
+    written by a writer thread while the kernel integrates the next one.
+
+    On KeyboardInterrupt (or closing the generator) the kernel stops within
+    a fraction of a second; a file being written is finished (it is complete
+    work) before the interrupt propagates."""
+    writer = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lin2net-writer")
+    pending: tuple[ShardTask, float, cf.Future[None]] | None = None
+    try:
+        for task in tasks:
+            started = time.perf_counter()
+            try:
+                arrays = _simulate(task)
+            except Exception:  # noqa: BLE001 - recomputed cell by cell below, after the pending write
+                arrays = None
+            if pending is not None:
+                yield from _finish(pending)
+                pending = None
+            if arrays is None:
+                yield from compute_shard(task)  # failed: again, cell by cell, to isolate the bad cell
+                continue
+            pending = (task, started, writer.submit(_write, task, arrays))
+        if pending is not None:
+            yield from _finish(pending)
+            pending = None
+    finally:
+        if pending is not None:
+            pending[2].exception()  # wait: never leave a half-written file behind a running thread
+        writer.shutdown(wait=True)
 
 
-def run_serial(tasks: Iterable[CellTask]) -> Generator[CellOutcome, None, None]:
-    """Each task in turn, in this process."""
-    for task in tasks:
-        yield compute_cell(task)
+def _finish(pending: tuple[ShardTask, float, cf.Future[None]]) -> Iterator[ShardOutcome]:
+    task, started, future = pending
+    error = future.exception()
+    seconds = time.perf_counter() - started
+    if error is None:
+        yield ShardOutcome(task.shard, seconds)
+    elif len(task.shard.cells) > 1:
+        yield from compute_shard(task)
+    else:
+        yield ShardOutcome(task.shard, seconds, describe_error(error))
 
 
-def run_pool(tasks: Iterable[CellTask], processes: int) -> Generator[CellOutcome, None, None]:
+def run_pool(tasks: Iterable[ShardTask], processes: int) -> Generator[ShardOutcome, None, None]:
     """Tasks on ``processes`` worker processes, outcomes in order of completion.
 
     At most two tasks per process are in flight, so memory stays bounded for
     any grid. If the consumer stops early (KeyboardInterrupt, an error, or
     closing the generator), the workers are terminated; a worker killed while
-    writing leaves at most a hidden temporary file, which the sweep removes.
-    A worker that dies (e.g. killed for memory) fails its in-flight cells and
-    the pool is replaced, so the other cells still run.
+    writing leaves at most a temporary file, which the sweep removes. A
+    worker that dies (e.g. killed for memory) fails its in-flight shards and
+    the pool is replaced, so the other shards still run.
     """
     pending = iter(tasks)
-    in_flight: dict[cf.Future[CellOutcome], CellTask] = {}
+    in_flight: dict[cf.Future[list[ShardOutcome]], ShardTask] = {}
     pool = _new_pool(processes)
     try:
         while True:
             while len(in_flight) < 2 * processes and (task := next(pending, None)) is not None:
-                in_flight[pool.submit(compute_cell, task)] = task
+                in_flight[pool.submit(compute_shard, task)] = task
             if not in_flight:
                 return
             done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
@@ -121,14 +242,14 @@ def run_pool(tasks: Iterable[CellTask], processes: int) -> Generator[CellOutcome
             for future in done:
                 task = in_flight.pop(future)
                 try:
-                    outcome = future.result()
+                    outcomes = future.result()
                 except Exception as exc:  # noqa: BLE001 - e.g. BrokenProcessPool: a worker died (OOM killer?)
                     broken |= isinstance(exc, BrokenProcessPool)
-                    outcome = CellOutcome(task.cell, 0.0, describe_error(exc))
-                yield outcome
+                    outcomes = [ShardOutcome(task.shard, 0.0, describe_error(exc))]
+                yield from outcomes
             if broken:  # every task still in this pool is lost with it
                 for task in in_flight.values():
-                    yield CellOutcome(task.cell, 0.0, "BrokenProcessPool: its worker pool broke while it was queued")
+                    yield ShardOutcome(task.shard, 0.0, "BrokenProcessPool: its worker pool broke while it was queued")
                 in_flight.clear()
                 _stop_pool(pool)
                 pool = _new_pool(processes)
@@ -148,7 +269,7 @@ def _new_pool(processes: int) -> cf.ProcessPoolExecutor:
 
 def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
     """Cancel queued tasks and terminate the workers now, without waiting for
-    the running cells; returns once the worker processes are gone."""
+    the running shards; returns once the worker processes are gone."""
     # ProcessPoolExecutor has no public way to stop running tasks; its
     # ``_processes`` (pid -> Process) is read before shutdown() clears it.
     processes = list(dict(getattr(pool, "_processes", None) or {}).values())
@@ -160,14 +281,16 @@ def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
 
 
 def _init_worker(parent_pid: int) -> None:
-    # Ctrl-C reaches the whole process group; the parent decides what stops.
+    # Ctrl-C and a group-wide SIGTERM reach every process; the parent decides
+    # what stops (it terminates its workers itself).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # A worker orphaned by a killed parent stops within a second instead of
-    # finishing its cells into a directory nobody is sweeping.
+    # finishing its shards into a directory nobody is sweeping.
     threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
 
 
 def _exit_when_orphaned(parent_pid: int) -> None:
     while os.getppid() == parent_pid:
-        time.sleep(0.5)
+        time.sleep(0.2)
     os._exit(1)

@@ -1,4 +1,4 @@
-"""Per-cell (or per-group) statistics of a sweep's trajectory tables.
+"""Per-cell (or per-group) statistics of a sweep, computed by DuckDB.
 
 Statistics, per group of trajectories:
 
@@ -11,14 +11,16 @@ Statistics, per group of trajectories:
   converged trajectories (where the limit was reached; NaN if none);
 * ``lambda_gf_median``: median gradient-flow limit sharpness, all trajectories.
 
-Cell files are read one at a time and only the needed columns; grouping over
-axes (``by``) keeps just those few columns of the grouped trajectories.
+The shard files are read once, verified (:func:`lin2net.store.read_trajectories`),
+and the group-by runs in DuckDB over the Arrow table in memory: one query,
+no Python per cell. Quantiles follow NumPy exactly (``np.quantile``'s
+``linear`` method, and ``inverted_cdf`` for the censored step counts), so the
+numbers equal :func:`cell_statistic`, the NumPy reference, bit for bit.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,104 @@ import pandas as pd
 import pyarrow as pa
 
 from lin2net.errors import ConfigError
-from lin2net.store import iter_cell_tables
+from lin2net.store import read_trajectories
 
 AXES = ("eta", "lambda0", "phi", "d", "eta_lambda0", "init")
 VALUE_COLUMNS = ("status", "steps", "q_ratio", "sharpness_T", "lambda_gf")
+STATS = ("median", "mean", "min", "max", "q25", "q75", "frac_converged", "frac_diverged", "frac_max_steps")
+FRACTION_STATS = {"frac_converged": "converged", "frac_diverged": "diverged", "frac_max_steps": "max_steps"}
+QUANTILES = {"q25": 0.25, "median": 0.5, "q75": 0.75}
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _linear_quantile(values: str, q: float) -> str:
+    """SQL for np.quantile(x, q) (method 'linear') of the sorted DuckDB list
+    ``values``; NaN for an empty list. NumPy's lerp: a + (b − a)·t below
+    t = 0.5, b − (b − a)·(1 − t) from there on."""
+    h = f"((len({values}) - 1) * {q!r})"
+    lo = f"floor({h})"
+    t = f"({h} - {lo})"
+    a = f"{values}[{lo}::BIGINT + 1]"
+    b = f"{values}[least({lo}::BIGINT + 2, len({values}))]"
+    return (
+        f"CASE WHEN len({values}) = 0 THEN 'nan'::DOUBLE "
+        f"WHEN {t} >= 0.5 THEN {b} - ({b} - {a}) * (1 - {t}) "
+        f"ELSE {a} + ({b} - {a}) * {t} END"
+    )
+
+
+def _inverted_cdf(values: str, q: float) -> str:
+    """SQL for np.quantile(x, q, method='inverted_cdf') of a sorted list: the
+    element at ceil(n·q) − 1 (clipped at 0); NaN for an empty list."""
+    index = f"greatest(ceil(len({values}) * {q!r})::BIGINT, 1)"
+    return f"CASE WHEN len({values}) = 0 THEN 'nan'::DOUBLE ELSE {values}[{index}] END"
+
+
+def _converged_sorted(value: str) -> str:
+    column = _quote(value)
+    return (
+        f"list_sort(coalesce(list({column}::DOUBLE) FILTER "
+        f"(WHERE status = 'converged' AND NOT isnan({column}::DOUBLE)), []))"
+    )
+
+
+def _censored_steps_sorted() -> str:
+    return "list_sort(list(CASE WHEN status = 'converged' THEN steps::DOUBLE ELSE 'inf'::DOUBLE END))"
+
+
+def statistic_sql(value: str, stat: str) -> str:
+    """A DuckDB aggregate equal to :func:`cell_statistic` for one group."""
+    if stat in FRACTION_STATS:
+        return f"avg(CASE WHEN status = '{FRACTION_STATS[stat]}' THEN 1.0 ELSE 0.0 END)"
+    if value == "steps" and stat in QUANTILES:
+        return _inverted_cdf(_censored_steps_sorted(), QUANTILES[stat])
+    values = _converged_sorted(value)
+    if stat in QUANTILES:
+        return _linear_quantile(values, QUANTILES[stat])
+    if stat == "mean":
+        return f"CASE WHEN len({values}) = 0 THEN 'nan'::DOUBLE ELSE list_avg({values}) END"
+    if stat == "min":
+        return f"CASE WHEN len({values}) = 0 THEN 'nan'::DOUBLE ELSE {values}[1] END"
+    if stat == "max":
+        return f"CASE WHEN len({values}) = 0 THEN 'nan'::DOUBLE ELSE {values}[len({values})] END"
+    raise ConfigError("--stat", f"unknown statistic {stat!r}; choose from {', '.join(STATS)}")
+
+
+def _query(table: pa.Table, keys: Sequence[str], aggregates: dict[str, str]) -> pd.DataFrame:
+    import duckdb
+
+    select = ", ".join([*map(_quote, keys), *(f"{sql} AS {_quote(name)}" for name, sql in aggregates.items())])
+    group = f" GROUP BY {', '.join(map(_quote, keys))}" if keys else ""
+    connection = duckdb.connect()
+    try:
+        connection.register("trajectories", table)
+        frame: pd.DataFrame = connection.sql(f"SELECT {select} FROM trajectories{group}").df()
+    finally:
+        connection.close()
+    for key in keys:
+        if isinstance(frame[key].dtype, pd.CategoricalDtype):
+            frame[key] = frame[key].astype(str)
+    return frame
+
+
+def summary_aggregates() -> dict[str, str]:
+    """Column name -> DuckDB aggregate, for the summary columns of the module doc."""
+    aggregates = {"trajectories": "count(*)"}
+    for name in FRACTION_STATS:
+        aggregates[name] = statistic_sql("status", name)
+    for value in ("steps", "q_ratio", "sharpness_T"):
+        q25, q50, q75 = (statistic_sql(value, stat) for stat in ("q25", "median", "q75"))
+        aggregates[f"{value}_median"] = q50
+        # inf (censored) stays inf; NaN (no data) stays NaN
+        aggregates[f"{value}_iqr"] = f"CASE WHEN isinf({q75}) THEN {q75} ELSE {q75} - {q25} END"
+    gf = "list_sort(list(lambda_gf))"
+    aggregates["lambda_gf_median"] = (
+        f"CASE WHEN count_if(isnan(lambda_gf)) > 0 THEN 'nan'::DOUBLE ELSE {_linear_quantile(gf, 0.5)} END"
+    )
+    return aggregates
 
 
 def summarize(out: Path, by: Sequence[str] | None = None) -> pd.DataFrame:
@@ -40,41 +136,37 @@ def summarize(out: Path, by: Sequence[str] | None = None) -> pd.DataFrame:
         unknown = [axis for axis in by if axis not in AXES]
         if unknown:
             raise ConfigError("--by", f"unknown axis {unknown[0]!r}; choose from {', '.join(AXES)}")
-    columns = ["cell_id", *AXES, *VALUE_COLUMNS]
-    rows: list[dict[str, Any]] = []
-    groups: dict[tuple[Any, ...], list[pa.Table]] = defaultdict(list)
-    for table in iter_cell_tables(out, columns):
-        if not by:
-            if table.num_rows:
-                first = table.slice(0, 1).to_pylist()[0]
-                rows.append({"cell_id": first["cell_id"], **{a: first[a] for a in AXES}, **statistics(table)})
-            continue
-        for key, part in _split(table.select([*by, *VALUE_COLUMNS]), list(by)):
-            groups[key].append(part)
-    for key, parts in groups.items():
-        rows.append({**dict(zip(by or (), key, strict=True)), **statistics(pa.concat_tables(parts))})
-    frame = pd.DataFrame(rows)
+    keys = list(dict.fromkeys(by)) if by else ["cell_id", *AXES]
+    table = read_trajectories(Path(out), list(dict.fromkeys([*keys, *VALUE_COLUMNS])))
+    frame = _query(table, keys, summary_aggregates())
     if frame.empty:
         return frame
-    return frame.sort_values([a for a in (by or AXES) if a in frame.columns], kind="stable").reset_index(drop=True)
+    frame["trajectories"] = frame["trajectories"].astype(np.int64)
+    sort = [a for a in (by or AXES) if a in frame.columns]
+    return frame.sort_values(sort, kind="stable").reset_index(drop=True)
 
 
-def _split(table: pa.Table, by: list[str]) -> list[tuple[tuple[Any, ...], pa.Table]]:
-    keys = table.select(by).to_pandas()
-    return [
-        ((key,) if not isinstance(key, tuple) else key, table.take(pa.array(index)))
-        for key, index in keys.groupby(by, sort=False).indices.items()
-    ]
-
-
-STATS = ("median", "mean", "min", "max", "q25", "q75", "frac_converged", "frac_diverged", "frac_max_steps")
-FRACTION_STATS = {"frac_converged": "converged", "frac_diverged": "diverged", "frac_max_steps": "max_steps"}
-QUANTILES = {"q25": 0.25, "median": 0.5, "q75": 0.75}
+def grouped_statistics(out: Path, keys: Sequence[str], values: Sequence[str], stat: str) -> pd.DataFrame:
+    """One row per combination of ``keys`` (trajectory columns): the keys,
+    ``trajectories``, ``frac_converged`` and, per value, ``stat`` of it
+    (:func:`cell_statistic`'s semantics), in a column named as the value."""
+    if stat not in STATS:
+        raise ConfigError("--stat", f"unknown statistic {stat!r}; choose from {', '.join(STATS)}")
+    keys = list(dict.fromkeys(keys))
+    columns = list(dict.fromkeys([*keys, "status", *(v for v in values if v != "status")]))
+    table = read_trajectories(Path(out), columns)
+    aggregates = {"trajectories": "count(*)", "frac_converged": statistic_sql("status", "frac_converged")}
+    for value in values:
+        aggregates[value] = statistic_sql(value, stat)
+    frame = _query(table, keys, aggregates)
+    frame["trajectories"] = frame["trajectories"].astype(np.int64)
+    return frame.sort_values(keys, kind="stable").reset_index(drop=True) if keys else frame
 
 
 def statistics(table: pa.Table) -> dict[str, float | int]:
-    """The statistics of the module doc for one group of trajectories."""
-    status = np.asarray(table.column("status").to_numpy(zero_copy_only=False))
+    """The statistics of the module doc for one group, in NumPy: the reference
+    the DuckDB query is tested against."""
+    status = np.asarray(table.column("status").cast(pa.string()).to_numpy(zero_copy_only=False))
     stats: dict[str, float | int] = {"trajectories": len(status)}
     for name in FRACTION_STATS:
         stats[name] = cell_statistic(status, status, "status", name)
@@ -88,13 +180,14 @@ def statistics(table: pa.Table) -> dict[str, float | int]:
     return stats
 
 
-def cell_statistic(values: np.ndarray, status: np.ndarray, value: str, stat: str) -> float:
-    """One statistic (:data:`STATS`) of ``values`` for a group of trajectories.
+def cell_statistic(values: Any, status: Any, value: str, stat: str) -> float:
+    """One statistic (:data:`STATS`) of ``values`` for a group of trajectories, in NumPy.
 
     ``frac_*`` count statuses; the others reduce the converged trajectories'
     values (NaN when there are none) — except the quantiles of ``steps``, which
     count trajectories that did not converge as never converging (T = ∞).
     """
+    status = np.asarray(status)
     if stat in FRACTION_STATS:
         return float(np.mean(status == FRACTION_STATS[stat])) if status.size else math.nan
     converged = status == "converged"

@@ -1,53 +1,95 @@
 """Run a whole sweep: expand the grid, run the cells not yet done, record the run.
 
-A sweep is resumable: a cell is done when its file exists in OUT, and a rerun
-of the same config runs only the others (missing or failed). Cells run in
-this process, in a local pool of worker processes (:mod:`lin2net.executors`)
-or on a Dask cluster (:mod:`lin2net.dask_backend`); the files are the same
-whichever runs them. ``OUT/manifest.json`` (:mod:`lin2net.manifest`) records
-failed cells with their errors and a history of runs.
+A sweep is resumable: a cell is done when a verified shard file in OUT holds
+it, and a rerun of the same config runs only the others (missing, failed, or
+held by a file that failed verification), grouped into new shards
+(:mod:`lin2net.shards`). Shards run in this process (the compiled kernel's
+threads), in a local pool of worker processes (the NumPy integrators), or on
+a Dask cluster (:mod:`lin2net.dask_backend`); the rows are the same whichever
+runs them. ``OUT/manifest.json`` (:mod:`lin2net.manifest`) records failed
+cells with their errors and a history of runs.
+
+SIGINT and SIGTERM stop a sweep within a second, kernel included: finished
+shards are kept, temporary files removed, workers stopped, and the manifest
+written from the files; then KeyboardInterrupt (or :class:`Terminated`)
+propagates.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import signal
+import threading
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from lin2net.config import SweepConfig, parse_config
+from lin2net.config import SweepConfig
 from lin2net.errors import OutputError
-from lin2net.executors import CellOutcome, CellTask, run_pool, run_serial, split_workers
+from lin2net.executors import ShardOutcome, ShardTask, default_workers, run_in_process, run_pool
 from lin2net.grid import Cell, expand_grid
 from lin2net.manifest import CellFailure, read_manifest, write_manifest
+from lin2net.shards import NUMPY_SHARD_ROWS, SHARD_ROWS, form_shards
 from lin2net.store import (
-    cell_files,
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
     check_output_dir,
     exclusive_use,
     finished_cell_ids,
     inspect_output_dir,
     prepare_output_dir,
-    read_resolved_config,
+    read_config,
     remove_temporary_files,
+    shard_files,
 )
 
 CellCallback = Callable[[Cell, float], None]
+STOP_FILE = f"{TEMP_PREFIX}stop{TEMP_SUFFIX}"  # tells Dask tasks of an interrupted run to write nothing
+STOP_WAIT_SECONDS = 3.0  # how long an interrupted sweep waits for Dask tasks to notice the stop file
 
-# Size model for --dry-run when OUT has no finished cells to measure: a cell
-# file is about FILE_OVERHEAD bytes of footer and metadata plus ROW_BYTES per
-# trajectory (compressed Parquet, measured on sphere-init sweeps of 64 to 4000
-# trajectories per cell: 8.5 kB + 120 B per trajectory).
-ROW_BYTES = 120
-FILE_OVERHEAD = 8_500
+# Size model for --dry-run when OUT has no finished shards to measure: bytes per
+# trajectory of a zstd-compressed shard (measured on sphere-init sweeps).
+ROW_BYTES = 110
+FILE_OVERHEAD = 20_000
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP) arrived: handled like Ctrl-C, exit 128 + signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """While active, SIGTERM and SIGHUP raise :class:`Terminated` in the main
+    thread, so a sweep stops cleanly on them as on Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @dataclass(frozen=True)
 class SweepReport:
     """``cells``/``trajectories``: the whole grid; ``ran``: cells run by this
-    call (``failures`` among them); ``skipped``: cells already done in OUT."""
+    call (``failures`` among them); ``skipped``: cells already done in OUT;
+    ``notes``: shard files that failed verification and were moved aside."""
 
     cells: int
     trajectories: int
@@ -57,6 +99,8 @@ class SweepReport:
     failures: tuple[CellFailure, ...] = ()
     processes: int = 1
     threads: int = 1
+    shards: int = 0
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,7 +113,23 @@ class SweepPlan:
     out: Path
     out_state: str
     done: int
+    shards: int
     estimated_bytes: int
+    bad_files: int = 0
+
+
+def plan_backend(config: SweepConfig, workers: int) -> tuple[int, int, int]:
+    """``(processes, threads per process, target rows per shard)``.
+
+    The compiled kernel runs in this process on ``workers`` threads. The
+    NumPy integrators run on a pool of ``workers`` processes (one thread
+    each), with smaller shards so that each process gets several. Shards
+    never depend on ``workers``: the files are the same for any count."""
+    if config.integrator == "compiled":
+        from lin2net.compiled import available_threads
+
+        return 1, max(1, min(workers, available_threads())), SHARD_ROWS
+    return workers, 1, NUMPY_SHARD_ROWS
 
 
 def run_sweep(
@@ -80,24 +140,28 @@ def run_sweep(
     extend: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_cell_done: CellCallback | None = None,
-    workers: int = 1,
+    on_note: Callable[[str], None] | None = None,
+    workers: int | None = None,
     scheduler: str | None = None,
     overrides: Sequence[str] = (),
+    shard_rows: int | None = None,
 ) -> SweepReport:
-    """Run every cell of ``config`` that has no file in ``out`` yet.
+    """Run every cell of ``config`` that no verified shard in ``out`` holds yet.
 
-    ``workers`` local cores: 1 runs cells in this process; more run them in a
-    pool of ``min(workers, cells)`` processes, each told to use
-    ``workers // processes`` threads. ``scheduler`` (a Dask scheduler address)
-    runs them on that cluster instead. ``on_cell_done(cell, seconds)`` is
-    called after each cell, finished or failed. Failed cells are returned in
-    the report and recorded in the manifest; ``on_start(cells)`` is called
-    with the number of cells about to run; a KeyboardInterrupt stops the
-    workers, keeps finished cells, removes partial files and propagates.
-    ``extend`` accepts an ``out`` whose grid ``config`` only adds values to
-    with every other setting equal (``extends`` in :class:`lin2net.store.OutputState`):
-    only the new cells run.
+    ``workers`` local cores (default: all): the compiled kernel's threads, or
+    the processes of a pool for the NumPy integrators. ``scheduler`` (a Dask
+    scheduler address) runs shards on that cluster instead. ``shard_rows``
+    overrides the target trajectories per shard (default :data:`SHARD_ROWS`
+    for the compiled kernel, :data:`NUMPY_SHARD_ROWS` for the NumPy
+    integrators); the rows never depend on it. ``on_start(cells)`` is called
+    with the number of cells about to run, ``on_cell_done(cell, seconds)``
+    after each cell (finished or failed), ``on_note(line)`` for each shard
+    file that failed verification. Failed cells are returned in the report
+    and recorded in the manifest. A KeyboardInterrupt or :class:`Terminated`
+    stops the work, keeps finished shards, removes partial files and
+    propagates.
     """
+    workers = default_workers() if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     cells = expand_grid(config)
@@ -108,13 +172,24 @@ def run_sweep(
 
             # connect before touching OUT: an unreachable scheduler writes nothing
             cluster = stack.enter_context(DaskCluster(scheduler))
+        stack.enter_context(signals_interrupt())
         stack.enter_context(exclusive_use(out))  # one sweep at a time in OUT
-        finished = prepare_output_dir(out, config, overwrite, extend)
+        prepared = prepare_output_dir(out, config, overwrite, extend)
+        for line in prepared.notes:
+            if on_note is not None:
+                on_note(line)
+        finished = prepared.finished
         todo = [cell for cell in cells if cell.cell_id not in finished]
-        processes, threads = (cluster.threads(), 1) if cluster is not None else split_workers(workers, len(todo))
+        processes, threads, target = plan_backend(config, workers)
+        if cluster is not None:
+            processes, threads = cluster.threads(), 1
+        shards = form_shards(todo, config.trajectories, shard_rows or target)
+        if cluster is None:
+            processes = min(processes, max(1, len(shards)))
         run: dict[str, Any] = {
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "cells_to_run": len(todo),
+            "shards_to_run": len(shards),
             "skipped": len(cells) - len(todo),
             "workers": workers if cluster is None else None,
             "processes": processes,
@@ -122,16 +197,22 @@ def run_sweep(
             "scheduler": scheduler,
             "overrides": list(overrides),
             "extend": extend,
+            "moved_aside": len(prepared.notes),
         }
         write_manifest(out, status="running", total=len(cells), done=len(finished), failures=[], run=run, new_run=True)
-        target = Path(out).resolve()  # workers may run elsewhere: give them an absolute path
-        tasks = (CellTask(config, cell, target, threads) for cell in todo)
+        target_dir = Path(out).resolve()  # workers may run elsewhere: give them an absolute path
+        stop_file = target_dir / STOP_FILE
+        stop_file.unlink(missing_ok=True)
+        tasks = (
+            ShardTask(config, shard, target_dir, threads, stop_file if cluster is not None else None)
+            for shard in shards
+        )
         if cluster is not None:
-            outcomes: Generator[CellOutcome, None, None] = cluster.run(tasks)
+            outcomes: Generator[ShardOutcome, None, None] = cluster.run(tasks, wait=STOP_WAIT_SECONDS)
         elif processes > 1:
             outcomes = run_pool(tasks, processes)
         else:
-            outcomes = run_serial(tasks)
+            outcomes = run_in_process(tasks)
         if on_start is not None:
             on_start(len(todo))
         started = time.perf_counter()
@@ -140,18 +221,19 @@ def run_sweep(
         status = "interrupted"
         try:
             for outcome in outcomes:
-                ran += 1
+                ran += len(outcome.cells)
                 if outcome.error is not None:
-                    failures.append(CellFailure(outcome.cell, outcome.error))
+                    failures += [CellFailure(cell, outcome.error) for cell in outcome.cells]
                 if on_cell_done is not None:
-                    on_cell_done(outcome.cell, outcome.seconds)
+                    for cell in outcome.cells:
+                        on_cell_done(cell, outcome.seconds / len(outcome.cells))
             status = "complete" if not failures else "incomplete"
         finally:
-            outcomes.close()  # stops the workers before their partial files are removed
+            _stop(outcomes, stop_file, interrupted=status == "interrupted")
             seconds = time.perf_counter() - started
             remove_temporary_files(out)
             with contextlib.suppress(OutputError):
-                # counted from the files: a worker may finish a cell unreported
+                # counted from the files: a worker may finish a shard unreported
                 done = len(finished_cell_ids(out) & {cell.cell_id for cell in cells})
                 run |= {"ran": ran, "failed": len(failures), "seconds": round(seconds, 3)}
                 run["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -167,22 +249,54 @@ def run_sweep(
         failures=tuple(failures),
         processes=processes,
         threads=threads,
+        shards=len(shards),
+        notes=prepared.notes,
     )
 
 
-def plan_sweep(config: SweepConfig, out: Path, *, overwrite: bool = False, extend: bool = False) -> SweepPlan:
-    """The cells, trajectories, cells already done in ``out`` and an output size
-    estimate; raises like :func:`run_sweep` would for a foreign ``out``."""
+def _stop(outcomes: Generator[ShardOutcome, None, None], stop_file: Path, interrupted: bool) -> None:
+    """Stop the backend; after an interrupt, tell tasks that cannot be killed
+    (Dask) to write nothing, and give them a moment to notice."""
+    if interrupted:
+        with contextlib.suppress(OSError):
+            stop_file.touch()
+    # Signals arriving now must not cut the clean-up short.
+    with _deferred_signals():
+        outcomes.close()  # stops the workers before their partial files are removed
+    stop_file.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _deferred_signals() -> Iterator[None]:
+    """Ignore SIGINT/SIGTERM while the clean-up runs (it takes well under a second)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def plan_sweep(
+    config: SweepConfig, out: Path, *, overwrite: bool = False, extend: bool = False, shard_rows: int | None = None
+) -> SweepPlan:
+    """The cells, shards, cells already done in ``out`` and an output size
+    estimate; raises like :func:`run_sweep` would for an ``out`` it refuses."""
     cells = expand_grid(config)
-    state = inspect_output_dir(out, config)
+    state = inspect_output_dir(out, config, verify_data=False)
     check_output_dir(out, state, overwrite, extend)
-    reusable = state.kind in ("same", "extends")
-    done = len(state.finished) if reusable and not overwrite else 0
-    files = cell_files(out) if reusable else []
-    if files:
-        per_cell = sum(p.stat().st_size for p in files) / len(files)
-    else:
-        per_cell = FILE_OVERHEAD + ROW_BYTES * config.trajectories
+    reusable = state.kind in ("same", "extends") and not overwrite
+    done = len(state.finished) if reusable else 0
+    todo = len(cells) - done
+    _, _, target = plan_backend(config, 1)
+    shards = math.ceil(todo / max(1, (shard_rows or target) // max(1, config.trajectories))) if todo else 0
+    files = shard_files(out) if reusable else []
+    sizes = [p.stat().st_size for p in files]
+    held = len(state.finished)
+    per_row = (sum(sizes) / (held * config.trajectories)) if sizes and held else ROW_BYTES
     label = (
         "overwrite"
         if overwrite and state.kind != "new"
@@ -195,7 +309,9 @@ def plan_sweep(config: SweepConfig, out: Path, *, overwrite: bool = False, exten
         out=Path(out),
         out_state=label,
         done=done,
-        estimated_bytes=int(per_cell * len(cells)),
+        shards=shards,
+        estimated_bytes=int(per_row * todo * config.trajectories + FILE_OVERHEAD * shards),
+        bad_files=len(state.scan.bad) if state.scan is not None else 0,
     )
 
 
@@ -210,7 +326,7 @@ class Completeness:
 
 def completeness(out: Path) -> Completeness:
     """Compare the cell files in ``out`` with the grid of its resolved config."""
-    expected = expand_grid(parse_config(read_resolved_config(out)))
+    expected = expand_grid(read_config(out))
     present = finished_cell_ids(out)
     missing = [cell for cell in expected if cell.cell_id not in present]
     missing_ids = {cell.cell_id for cell in missing}

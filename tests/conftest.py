@@ -52,3 +52,26 @@ def cli(runner: CliRunner):  # type: ignore[no-untyped-def]
         return runner.invoke(app, [str(a) for a in args])
 
     return invoke
+
+
+def trajectories_frame(out: Path) -> Any:
+    """Every trajectory of ``out`` as a DataFrame, label columns as plain strings
+    (categories differ between outputs that hold different cells)."""
+    from lin2net.store import read_trajectories
+
+    frame = read_trajectories(out).to_pandas()
+    for column in frame.columns:
+        if frame[column].dtype.name == "category":
+            frame[column] = frame[column].astype(str)
+    return frame
+
+
+def plain(table: Any) -> Any:
+    """``table`` with dictionary columns decoded to strings and no metadata, for
+    comparing tables whose dictionaries were built from different cells."""
+    import pyarrow as pa
+
+    for index, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(index, field.name, table.column(index).cast(pa.string()))
+    return table.replace_schema_metadata(None).combine_chunks()

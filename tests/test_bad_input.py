@@ -191,7 +191,7 @@ def test_cell_write_failing_midway_leaves_no_file(
     assert result.exit_code == 1
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("error: 8 of 8 cells failed:") and str(failure.args[-1]) in error
-    assert list((out / "cells").iterdir()) == [] and leftovers(out) == []
+    assert list((out / "shards").iterdir()) == [] and leftovers(out) == []
     assert len(json.loads((out / "manifest.json").read_text())["failed"]) == 8
 
     monkeypatch.setattr(pq.ParquetWriter, "write_table", real_write)  # the disk has room again: a rerun finishes

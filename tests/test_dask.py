@@ -1,4 +1,4 @@
-"""``--scheduler``: cells on a real Dask cluster (LocalCluster on loopback)."""
+"""``--scheduler``: shards on a real Dask cluster (LocalCluster on loopback)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from lin2net.config import parse_config
 from lin2net.dask_backend import DaskCluster, SchedulerError
 from lin2net.executors import FAIL_CELLS_ENV
 from lin2net.grid import expand_grid
-from lin2net.store import cell_files
+from lin2net.store import finished_cell_ids, shard_files
 from tests.conftest import write_yaml
-from tests.test_resume_parallel import cell_bytes, leftovers
+from tests.test_resume_parallel import leftovers, shard_bytes
 from tests.test_sweep_cli import SMALL
 
 distributed = pytest.importorskip("distributed")
@@ -56,21 +56,22 @@ def failing_cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 def test_dask_run_equals_local_run(tmp_path: Path, cli, cluster) -> None:  # type: ignore[no-untyped-def]
     config = write_yaml(tmp_path / "c.yaml", SMALL)
     local, remote = tmp_path / "local", tmp_path / "dask"
-    assert cli("sweep", config, "-o", local, "-q", "--workers", "1").exit_code == 0
-    result = cli("sweep", config, "-o", remote, "-q", "--scheduler", cluster.scheduler_address)
+    one_cell = ("--shard-size", "40")  # one task per cell
+    assert cli("sweep", config, "-o", local, "-q", "--workers", "1", *one_cell).exit_code == 0
+    result = cli("sweep", config, "-o", remote, "-q", "--scheduler", cluster.scheduler_address, *one_cell)
     assert result.exit_code == 0, result.output
     assert "ran 8, skipped 0 already done, failed 0" in result.stderr
-    assert len(cell_bytes(remote)) == 8 and cell_bytes(remote) == cell_bytes(local)
+    assert len(shard_bytes(remote)) == 8 and shard_bytes(remote) == shard_bytes(local)
     assert leftovers(remote) == []
     run = json.loads((remote / "manifest.json").read_text())["runs"][-1]
     assert run["scheduler"] == cluster.scheduler_address and run["processes"] == 2
 
     # resuming on the cluster runs only the missing cells
-    for path in cell_files(remote)[:3]:
+    for path in shard_files(remote)[:3]:
         path.unlink()
-    again = cli("sweep", config, "-o", remote, "-q", "--scheduler", cluster.scheduler_address)
+    again = cli("sweep", config, "-o", remote, "-q", "--scheduler", cluster.scheduler_address, *one_cell)
     assert again.exit_code == 0 and "ran 3, skipped 5 already done" in again.stderr
-    assert cell_bytes(remote) == cell_bytes(local)
+    assert shard_bytes(remote) == shard_bytes(local)
 
 
 def test_failed_task_is_retried_once_then_recorded(tmp_path: Path, cli, failing_cluster) -> None:  # type: ignore[no-untyped-def]
@@ -83,7 +84,8 @@ def test_failed_task_is_retried_once_then_recorded(tmp_path: Path, cli, failing_
     assert f"1 of 8 cells failed: {bad.cell_id}" in result.stderr and "(after 2 attempts)" in result.stderr
     failed = json.loads((out / "manifest.json").read_text())["failed"]
     assert [f["cell_id"] for f in failed] == [bad.cell_id]
-    assert len(cell_bytes(out)) == 7 and leftovers(out) == []
+    # the shard failed, was computed cell by cell: the 7 good cells are kept, the bad one retried alone
+    assert len(finished_cell_ids(out)) == 7 and leftovers(out) == []
 
 
 def test_unreachable_scheduler_writes_nothing(tmp_path: Path) -> None:

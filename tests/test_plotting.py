@@ -15,6 +15,7 @@ from lin2net.cli import app
 from lin2net.config import parse_config
 from lin2net.plotting import cell_statistic, sweep_grid
 from lin2net.sweep import run_sweep
+from tests.conftest import trajectories_frame
 
 runner = CliRunner()
 
@@ -48,7 +49,7 @@ def test_median_q_ratio_falls_as_eta_grows_through_the_stable_range(small_sweep:
 
 
 def test_panel_values_equal_direct_statistics(small_sweep: Path) -> None:
-    frame = pd.read_parquet(small_sweep / "cells")
+    frame = trajectories_frame(small_sweep)
     grid = sweep_grid(small_sweep)
     by_value = {(p.value, p.facet["d"]): p for p in grid.panels}
     for (eta, lambda0, d), group in frame.groupby(["eta", "lambda0", "d"]):

@@ -18,11 +18,11 @@ import yaml
 
 from lin2net.config import apply_overrides, load_config, parse_config
 from lin2net.errors import ConfigError
-from lin2net.executors import FAIL_CELLS_ENV, KILL_CELLS_ENV, split_workers
+from lin2net.executors import FAIL_CELLS_ENV, KILL_CELLS_ENV
 from lin2net.grid import expand_grid
-from lin2net.store import MANIFEST_FILE, cell_files, exclusive_use, finished_cell_ids, read_trajectories
+from lin2net.store import MANIFEST_FILE, exclusive_use, finished_cell_ids, shard_files, temporary_files
 from lin2net.sweep import FILE_OVERHEAD, ROW_BYTES, run_sweep
-from tests.conftest import write_yaml
+from tests.conftest import trajectories_frame, write_yaml
 from tests.test_sweep_cli import SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,15 +38,19 @@ SLOW = {
 }
 
 
-def cell_bytes(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in cell_files(out)}
+ONE_CELL_SHARDS = ("--shard-size", "1")  # every shard holds one cell: many files, fine-grained progress
+
+
+def shard_bytes(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in shard_files(out)}
 
 
 def leftovers(out: Path) -> list[str]:
     """Anything in OUT that is not a finished file lin2net writes."""
-    names = {"config.yaml", "provenance.json", MANIFEST_FILE, "cells"}
+    names = {".lin2net", "config.yaml", "provenance.json", MANIFEST_FILE, "shards"}
     odd = [p.name for p in out.iterdir() if p.name not in names]
-    return odd + [p.name for p in (out / "cells").iterdir() if p.suffix != ".parquet" or p.name.startswith(".")]
+    shards = out / "shards"
+    return odd + [p.name for p in shards.iterdir() if p.suffix != ".parquet" or not p.name.startswith("part-")]
 
 
 def manifest(out: Path) -> dict:  # type: ignore[type-arg]
@@ -77,7 +81,7 @@ def slow_sweep_midway(tmp_path: Path, out: Path, workers: int, cells: int) -> tu
     """The SLOW config, and a ``sweep`` of it into ``out`` by a subprocess that
     has finished ``cells`` cells (and is still running)."""
     config = write_yaml(tmp_path / "slow.yaml", SLOW)
-    process = lin2net_process("sweep", config, "-o", out, "--quiet", "--workers", str(workers))
+    process = lin2net_process("sweep", config, "-o", out, "--quiet", "--workers", str(workers), *ONE_CELL_SHARDS)
     wait_for_cells(out, cells, process)
     return config, process
 
@@ -94,42 +98,49 @@ def wait_until_group_gone(pgid: int, timeout: float = 20) -> None:
         time.sleep(0.1)
 
 
-def test_split_workers_gives_each_process_its_share_of_threads() -> None:
-    assert split_workers(8, 100) == (8, 1)
-    assert split_workers(8, 3) == (3, 2)
-    assert split_workers(8, 1) == (1, 8)
-    assert split_workers(1, 5) == (1, 1)
-    assert split_workers(4, 0) == (1, 4)
+def test_rows_are_identical_for_any_workers_and_shard_size(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """The NumPy path runs on a pool of processes, the compiled kernel on
+    threads: files are byte for byte the same for any worker count, and the
+    rows the same for any shard size."""
+    reference = None
+    for integrator in ("reduced", "compiled"):
+        config = write_yaml(tmp_path / f"{integrator}.yaml", {**SMALL, "integrator": integrator})
+        runs = {}
+        for workers in (1, 2, 3):
+            out = tmp_path / f"{integrator}{workers}"
+            result = cli("sweep", config, "-o", out, "--quiet", "--workers", workers, "--shard-size", "80")
+            assert result.exit_code == 0, result.output
+            runs[workers] = shard_bytes(out)
+            run = manifest(out)["runs"][-1]
+            processes = min(workers, 4) if integrator == "reduced" else 1
+            assert (run["processes"], run["shards_to_run"]) == (processes, 4)
+        assert len(runs[1]) == 4 and runs[1] == runs[2] == runs[3]  # byte for byte, metadata included
+        whole = tmp_path / f"{integrator}-whole"
+        assert cli("sweep", config, "-o", whole, "--quiet").exit_code == 0 and len(shard_files(whole)) == 1
+        key = ["cell_id", "trajectory"]
+        a = trajectories_frame(tmp_path / f"{integrator}1").sort_values(key).reset_index(drop=True)
+        b = trajectories_frame(whole).sort_values(key).reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b)
+        if reference is not None:  # the kernel equals the NumPy reference on status and steps
+            assert (a.status == reference.status).all() and (a.steps == reference.steps).all()
+        reference = a
 
 
-def test_files_are_identical_for_any_number_of_workers(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
-    config = write_yaml(tmp_path / "c.yaml", SMALL)
-    runs = {}
-    for workers in (1, 2, 3):
-        out = tmp_path / f"w{workers}"
-        result = cli("sweep", config, "-o", out, "--quiet", "--workers", workers)
-        assert result.exit_code == 0, result.output
-        runs[workers] = cell_bytes(out)
-        assert manifest(out)["runs"][-1]["processes"] == min(workers, 8)
-    assert len(runs[1]) == 8
-    assert runs[1] == runs[2] == runs[3]  # byte for byte, metadata included
-
-
-def test_threads_reach_simulate_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One cell left and 4 workers: it runs in this process with 4 threads."""
+def test_threads_reach_the_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled kernel runs in this process with every worker as a thread."""
     seen: list[int | None] = []
     import lin2net.executors as executors
 
-    real = executors.simulate_cell
+    real = executors.simulate_cells
 
-    def spy(config, cell, threads=None):  # type: ignore[no-untyped-def]
+    def spy(config, cells, threads=None, cancel=None):  # type: ignore[no-untyped-def]
         seen.append(threads)
-        return real(config, cell, threads=threads)
+        return real(config, cells, threads=threads, cancel=cancel)
 
-    monkeypatch.setattr(executors, "simulate_cell", spy)
-    config = parse_config({**SMALL, "grid": {"eta": 0.1, "lambda0": 1.0, "d": 2}})
-    report = run_sweep(config, tmp_path / "o", workers=4)
-    assert seen == [4] and (report.processes, report.threads) == (1, 4)
+    monkeypatch.setattr(executors, "simulate_cells", spy)
+    config = parse_config(SMALL)
+    report = run_sweep(config, tmp_path / "o", workers=2)
+    assert seen == [2] and (report.processes, report.threads, report.shards) == (1, 2, 1)
 
 
 @pytest.mark.slow
@@ -139,11 +150,11 @@ def test_sigkill_midway_then_rerun_equals_uninterrupted_run(tmp_path: Path, cli)
     process.kill()  # SIGKILL to the sweep only: its orphaned workers must stop by themselves
     process.communicate()
     wait_until_group_gone(process.pid)
-    finished = set(cell_bytes(out))
+    finished = set(shard_bytes(out))
     assert 2 <= len(finished) < 8
     assert manifest(out)["status"] == "running"  # the killed run could not record its end
 
-    rerun = cli("sweep", config, "-o", out, "--quiet", "--workers", "2")
+    rerun = cli("sweep", config, "-o", out, "--quiet", "--workers", "2", *ONE_CELL_SHARDS)
     assert rerun.exit_code == 0, rerun.output
     ran, skipped = 8 - len(finished), len(finished)
     assert f"ran {ran}, skipped {skipped} already done, failed 0" in rerun.stderr
@@ -153,8 +164,8 @@ def test_sigkill_midway_then_rerun_equals_uninterrupted_run(tmp_path: Path, cli)
     assert len(last["runs"]) == 2
 
     reference = tmp_path / "reference"
-    assert cli("sweep", config, "-o", reference, "--quiet", "--workers", "1").exit_code == 0
-    assert cell_bytes(out) == cell_bytes(reference)
+    assert cli("sweep", config, "-o", reference, "--quiet", "--workers", "1", *ONE_CELL_SHARDS).exit_code == 0
+    assert shard_bytes(out) == shard_bytes(reference)
     assert leftovers(out) == []
 
 
@@ -170,7 +181,7 @@ def test_ctrl_c_stops_workers_and_keeps_finished_cells(tmp_path: Path) -> None:
     wait_until_group_gone(process.pid)
     assert time.monotonic() - started < 10
     assert leftovers(out) == []
-    files = cell_files(out)
+    files = shard_files(out)
     assert 1 <= len(files) < 8
     for path in files:
         assert pq.read_table(path).num_rows == 50
@@ -189,7 +200,7 @@ def test_a_locked_output_directory_is_refused_in_one_line(tmp_path: Path, cli) -
         )
         assert list(out.iterdir()) == []  # nothing written
     released = cli("sweep", config, "-o", out, "-q", "-j", "1")
-    assert released.exit_code == 0 and len(cell_files(out)) == 8
+    assert released.exit_code == 0 and len(finished_cell_ids(out)) == 8
 
 
 @pytest.mark.slow
@@ -202,7 +213,7 @@ def test_a_second_sweep_into_a_running_output_stops_and_the_first_finishes(tmp_p
     _, stderr = first.communicate(timeout=60)
     assert first.returncode == 0 and "ran 8, skipped 0 already done, failed 0" in stderr
     record = manifest(out)
-    assert record["status"] == "complete" and len(record["runs"]) == 1 and len(cell_files(out)) == 8
+    assert record["status"] == "complete" and len(record["runs"]) == 1 and len(finished_cell_ids(out)) == 8
     again = cli("sweep", config, "-o", out, "-q", "-j", "1")  # the lock went with the first process
     assert again.exit_code == 0 and "ran 0, skipped 8 already done" in again.stderr
 
@@ -213,23 +224,23 @@ BIGGER = {**SMALL, "name": "bigger", "grid": {**SMALL["grid"], "eta": [0.1, 0.5,
 def test_extend_runs_only_the_new_cells_and_matches_a_fresh_sweep(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "out"
     assert cli("sweep", write_yaml(tmp_path / "small.yaml", SMALL), "-o", out, "-q", "-j", "1").exit_code == 0
-    before, config_before = cell_bytes(out), (out / "config.yaml").read_bytes()
+    before, config_before = shard_bytes(out), (out / "config.yaml").read_bytes()
     bigger = write_yaml(tmp_path / "bigger.yaml", BIGGER)
 
     refused = cli("sweep", bigger, "-o", out, "-q", "-j", "1")
     assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
     assert "holds a smaller grid of this config (grid.eta: 1 more value, grid.d: 1 more value here)" in refused.stderr
     assert "pass --extend" in refused.stderr
-    assert cell_bytes(out) == before and (out / "config.yaml").read_bytes() == config_before
+    assert shard_bytes(out) == before and (out / "config.yaml").read_bytes() == config_before
 
     plan = cli("sweep", bigger, "-o", out, "--extend", "--dry-run")
     assert plan.exit_code == 0 and "extending: 8 of 18 cells already done" in plan.stdout
-    assert "to run: 10 cells" in plan.stdout and cell_bytes(out) == before
+    assert "to run: 10 cells in 1 shard file" in plan.stdout and shard_bytes(out) == before
 
     extended = cli("sweep", bigger, "-o", out, "-q", "-j", "2", "--extend")
     assert extended.exit_code == 0, extended.output
     assert "18 cells, 720 trajectories" in extended.stderr and "ran 10, skipped 8 already done" in extended.stderr
-    assert {name: data for name, data in cell_bytes(out).items() if name in before} == before  # old cells untouched
+    assert {name: data for name, data in shard_bytes(out).items() if name in before} == before  # old cells untouched
     assert yaml.safe_load((out / "config.yaml").read_text()) == parse_config(BIGGER).resolved()
     record = manifest(out)
     assert record["status"] == "complete" and record["cells"]["total"] == 18 and record["runs"][-1]["extend"] is True
@@ -237,8 +248,8 @@ def test_extend_runs_only_the_new_cells_and_matches_a_fresh_sweep(tmp_path: Path
     fresh = tmp_path / "fresh"
     assert cli("sweep", bigger, "-o", fresh, "-q", "-j", "1").exit_code == 0
     key = ["cell_id", "trajectory"]
-    extended_data = read_trajectories(out).to_pandas().sort_values(key).reset_index(drop=True)
-    fresh_data = read_trajectories(fresh).to_pandas().sort_values(key).reset_index(drop=True)
+    extended_data = trajectories_frame(out).sort_values(key).reset_index(drop=True)
+    fresh_data = trajectories_frame(fresh).sort_values(key).reset_index(drop=True)
     pd.testing.assert_frame_equal(extended_data, fresh_data)
     summary = cli("summarize", out, "--format", "csv")
     assert summary.exit_code == 0 and summary.stderr == "" and len(summary.stdout.strip().splitlines()) == 1 + 18
@@ -258,13 +269,13 @@ def test_extend_runs_only_the_new_cells_and_matches_a_fresh_sweep(tmp_path: Path
 def test_extend_refuses_anything_but_added_axis_values(tmp_path: Path, cli, change: dict, named: str) -> None:  # type: ignore[no-untyped-def,type-arg]
     out = tmp_path / "out"
     assert cli("sweep", write_yaml(tmp_path / "small.yaml", SMALL), "-o", out, "-q", "-j", "1").exit_code == 0
-    before = cell_bytes(out)
+    before = shard_bytes(out)
     result = cli("sweep", write_yaml(tmp_path / "other.yaml", {**SMALL, **change}), "-o", out, "-q", "--extend")
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert f"({named}); --extend only adds axis values; pass --overwrite" in result.stderr
-    assert cell_bytes(out) == before
+    assert shard_bytes(out) == before
     both = cli("sweep", write_yaml(tmp_path / "b.yaml", BIGGER), "-o", out, "--extend", "--overwrite")
-    assert both.exit_code == 2 and "not both" in both.stderr and cell_bytes(out) == before
+    assert both.exit_code == 2 and "not both" in both.stderr and shard_bytes(out) == before
 
 
 def test_interrupt_inside_run_sweep_terminates_the_pool(tmp_path: Path) -> None:
@@ -280,11 +291,12 @@ def test_interrupt_inside_run_sweep_terminates_the_pool(tmp_path: Path) -> None:
 
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(parse_config(SLOW), out, workers=2, on_cell_done=interrupt_after_two)
+        run_sweep(parse_config(SLOW), out, workers=2, on_cell_done=interrupt_after_two, shard_rows=1)
     assert multiprocessing.active_children() == []
     assert leftovers(out) == []
-    files = len(cell_bytes(out))
+    files = len(shard_bytes(out))
     assert 2 <= files < 8 and manifest(out)["status"] == "interrupted" and manifest(out)["cells"]["done"] == files
+    assert temporary_files(out) == []
 
 
 def test_a_failing_cell_is_recorded_and_retried_by_a_rerun(
@@ -297,12 +309,12 @@ def test_a_failing_cell_is_recorded_and_retried_by_a_rerun(
     cells = expand_grid(parse_config(SMALL))
     bad = cells[5]
     monkeypatch.setenv(FAIL_CELLS_ENV, bad.cell_id)  # reaches the spawned workers
-    failed = cli("sweep", config, "-o", out, "--quiet", "--workers", "2")
+    failed = cli("sweep", config, "-o", out, "--quiet", "--workers", "2", "--set", "integrator=reduced")
     assert failed.exit_code == 1
     assert "ran 8, skipped 0 already done, failed 1" in failed.stderr
     error_line = failed.stderr.strip().splitlines()[-1]
     assert error_line.startswith("error: 1 of 8 cells failed: " + bad.cell_id) and "injected failure" in error_line
-    assert set(cell_bytes(out)) == {f"{c.cell_id}.parquet" for c in cells if c is not bad}
+    assert finished_cell_ids(out) == {c.cell_id for c in cells if c is not bad}  # the shard's other cells are kept
     record = manifest(out)
     assert record["status"] == "incomplete" and record["cells"]["missing"] == 1
     assert [f["cell_id"] for f in record["failed"]] == [bad.cell_id]
@@ -314,7 +326,7 @@ def test_a_failing_cell_is_recorded_and_retried_by_a_rerun(
     assert "1 of 8 cells are missing" in summary.stderr and "1 of them failed" in summary.stderr
 
     monkeypatch.delenv(FAIL_CELLS_ENV)
-    retried = cli("sweep", config, "-o", out, "--quiet", "--workers", "2")
+    retried = cli("sweep", config, "-o", out, "--quiet", "--workers", "2", "--set", "integrator=reduced")
     assert retried.exit_code == 0 and "ran 1, skipped 7 already done, failed 0" in retried.stderr
     assert manifest(out)["failed"] == [] and manifest(out)["status"] == "complete"
     assert cli("summarize", out, "--format", "csv").stderr == ""
@@ -329,22 +341,24 @@ def test_a_dying_worker_fails_its_cells_and_the_others_finish(
     out = tmp_path / "out"
     cells = expand_grid(parse_config(SMALL))
     monkeypatch.setenv(KILL_CELLS_ENV, cells[1].cell_id)  # its worker exits like an OOM kill
-    result = cli("sweep", config, "-o", out, "--quiet", "--workers", "2")
+    reduced = ("--set", "integrator=reduced", "--shard-size", "40")
+    result = cli("sweep", config, "-o", out, "--quiet", "--workers", "2", *reduced)
     assert result.exit_code == 1 and "BrokenProcessPool" in result.stderr
     failed = {f["cell_id"] for f in manifest(out)["failed"]}
     # the killed cell and those queued in the same pool fail; a fresh pool runs the rest
     assert cells[1].cell_id in failed and len(failed) <= 4
-    assert set(cell_bytes(out)) == {f"{c.cell_id}.parquet" for c in cells if c.cell_id not in failed}
+    assert finished_cell_ids(out) == {c.cell_id for c in cells if c.cell_id not in failed}
     assert leftovers(out) == []
     monkeypatch.delenv(KILL_CELLS_ENV)
-    retried = cli("sweep", config, "-o", out, "--quiet", "--workers", "2")
+    retried = cli("sweep", config, "-o", out, "--quiet", "--workers", "2", *reduced)
     assert retried.exit_code == 0 and f"ran {len(failed)}, skipped {8 - len(failed)}" in retried.stderr
 
 
 def test_summarize_names_missing_cells_of_an_incomplete_sweep(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "out"
-    assert cli("sweep", write_yaml(tmp_path / "c.yaml", SMALL), "-o", out, "-q", "-j", "1").exit_code == 0
-    for path in cell_files(out)[:3]:
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    assert cli("sweep", config, "-o", out, "-q", "-j", "1", "--shard-size", "40").exit_code == 0
+    for path in shard_files(out)[:3]:
         path.unlink()
     result = cli("summarize", out, "--format", "csv")
     assert result.exit_code == 0 and len(result.stdout.strip().splitlines()) == 1 + 5
@@ -358,18 +372,19 @@ def test_dry_run_reports_and_writes_nothing(tmp_path: Path, cli) -> None:  # typ
     assert fresh.exit_code == 0 and not out.exists()
     assert "new output directory" in fresh.stdout and "nothing written" in fresh.stdout
     assert "eta          0.1, 0.9" in fresh.stdout and "phi          1, 2" in fresh.stdout
-    assert "16 x 40 trajectories = 640 trajectories" in fresh.stdout and "to run: 16 cells" in fresh.stdout
-    estimate = 16 * (FILE_OVERHEAD + ROW_BYTES * 40)
+    assert "16 x 40 trajectories = 640 trajectories" in fresh.stdout
+    assert "to run: 16 cells in 1 shard file" in fresh.stdout
+    estimate = FILE_OVERHEAD + ROW_BYTES * 16 * 40
     assert f"estimated output size: {estimate / 1000:.1f} kB" in fresh.stdout
 
-    assert cli("sweep", config, "-o", out, "-q", "-j", "1").exit_code == 0
-    for path in cell_files(out)[:3]:
+    assert cli("sweep", config, "-o", out, "-q", "-j", "1", "--shard-size", "40").exit_code == 0
+    for path in shard_files(out)[:3]:
         path.unlink()
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
-    partial = cli("sweep", config, "-o", out, "--dry-run")
+    partial = cli("sweep", config, "-o", out, "--dry-run", "--shard-size", "40")
     assert partial.exit_code == 0 and "resuming: 5 of 8 cells already done" in partial.stdout
-    assert "to run: 3 cells" in partial.stdout
-    size = sum(p.stat().st_size for p in cell_files(out)) / 5 * 8
+    assert "to run: 3 cells in 3 shard files" in partial.stdout
+    size = sum(p.stat().st_size for p in shard_files(out)) / (5 * 40) * 3 * 40 + FILE_OVERHEAD * 3
     assert f"estimated output size: {size / 1000:.1f} kB" in partial.stdout
     other = cli("sweep", config, "-o", out, "--dry-run", "--set", "seed=4")
     assert other.exit_code == 2 and "seed is 3 in OUT, 4 here" in other.stderr
@@ -387,7 +402,7 @@ def test_set_overrides_are_validated_and_recorded(tmp_path: Path, cli) -> None: 
     assert resolved["max_steps"] == 1000 and resolved["loss_tol"] == 1e-8
     assert resolved["grid"]["d"] == [1, 2] and resolved["grid"]["eta"] == [0.2]
     assert manifest(out)["runs"][-1]["overrides"] == ["max_steps=1000", "grid.d=[1,2]", "loss_tol=1e-8", "grid.eta=0.2"]
-    assert len(cell_bytes(out)) == 1 * 2 * 1 * 2
+    assert len(finished_cell_ids(out)) == 1 * 2 * 1 * 2
     # the same overrides resume; without them the config differs
     assert "ran 0, skipped 4" in cli("sweep", config, "-o", out, "-q", *sets).stderr
     # a setting is named before the grid's lists

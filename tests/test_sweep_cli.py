@@ -16,9 +16,9 @@ import yaml
 from numpy.testing import assert_allclose
 
 from lin2net.grid import expand_grid
-from lin2net.store import cell_files, read_trajectories
+from lin2net.store import read_trajectories, shard_files
 from lin2net.summary import summarize
-from tests.conftest import make_config, write_yaml
+from tests.conftest import make_config, plain, trajectories_frame, write_yaml
 
 SMALL = {
     "name": "small",
@@ -28,10 +28,11 @@ SMALL = {
     "loss_tol": 1e-10,
     "max_steps": 4000,
 }
+LABELS = "dictionary<values=string, indices=int8, ordered=0>"
 DESIGN_COLUMNS = {
-    "cell_id": "string", "trajectory": "int64", "eta": "double", "lambda0": "double", "phi": "double",
-    "d": "int64", "init": "string", "eps0": "double", "q0": "double", "sharpness0": "double",
-    "status": "string", "steps": "int64", "eps_T": "double", "lambda_T": "double", "sharpness_T": "double",
+    "cell_id": "dictionary<values=string, indices=int32, ordered=0>", "trajectory": "int64", "eta": "double",
+    "lambda0": "double", "phi": "double", "d": "int64", "init": LABELS, "eps0": "double", "q0": "double",
+    "sharpness0": "double", "status": LABELS, "regime": LABELS, "steps": "int64", "eps_T": "double", "lambda_T": "double", "sharpness_T": "double",
     "q_ratio": "double", "lambda_gf": "double", "sum_eps2": "double", "max_eta_sharpness": "double",
     "eos_steps": "int64",
 }  # fmt: skip
@@ -44,11 +45,14 @@ def _sweep(cli, tmp_path: Path, config: dict, name: str = "out") -> Path:  # typ
     return out
 
 
-def test_sweep_writes_one_complete_file_per_cell(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_sweep_writes_one_shard_file_holding_every_cell(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     out = _sweep(cli, tmp_path, SMALL)
-    files = cell_files(out)
-    assert len(files) == 8
-    assert not [p for p in (out / "cells").iterdir() if p.suffix != ".parquet"]
+    files = shard_files(out)
+    assert len(files) == 1  # 8 cells of 40 trajectories: one shard
+    assert [p.name for p in (out / "shards").iterdir()] == [files[0].name]
+    footer = json.loads(pq.read_metadata(files[0]).metadata[b"lin2net.shard"])
+    assert [c["cell_id"] for c in footer["cells"]] == [c.cell_id for c in expand_grid(make_config(**{
+        k: v for k, v in SMALL.items() if k != "name"}))]  # fmt: skip
     table = read_trajectories(out)
     assert table.num_rows == 8 * 40
     for name, dtype in DESIGN_COLUMNS.items():
@@ -88,8 +92,8 @@ def test_same_config_twice_gives_identical_tables(tmp_path: Path, cli) -> None: 
 
 def test_extra_axis_value_leaves_shared_cells_identical(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     bigger = {**SMALL, "grid": {**SMALL["grid"], "eta": [0.05, 0.1, 0.9]}}
-    base = read_trajectories(_sweep(cli, tmp_path, SMALL, "base")).to_pandas()
-    more = read_trajectories(_sweep(cli, tmp_path, bigger, "more")).to_pandas()
+    base = trajectories_frame(_sweep(cli, tmp_path, SMALL, "base"))
+    more = trajectories_frame(_sweep(cli, tmp_path, bigger, "more"))
     assert len(more) == len(base) * 3 // 2
     shared = more[more.cell_id.isin(set(base.cell_id))].reset_index(drop=True)
     key = ["cell_id", "trajectory"]
@@ -108,7 +112,7 @@ def test_cell_id_depends_on_values_not_position() -> None:
 
 def test_refuses_other_output_unless_overwrite(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     out = _sweep(cli, tmp_path, SMALL)
-    before = {p: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
+    before = {p: p.stat().st_mtime_ns for p in (out / "shards").iterdir()}
     # the same config resumes: nothing left to run, nothing rewritten
     again = cli("sweep", tmp_path / "out.yaml", "-o", out, "--quiet")
     assert again.exit_code == 0 and "ran 0, skipped 8" in again.stderr
@@ -117,13 +121,13 @@ def test_refuses_other_output_unless_overwrite(tmp_path: Path, cli) -> None:  # 
     refused = cli("sweep", other, "-o", out)
     assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1
     assert "max_steps is 4000 in OUT, 100 here" in refused.stderr and "--overwrite" in refused.stderr
-    assert {p: p.stat().st_mtime_ns for p in (out / "cells").iterdir()} == before
+    assert {p: p.stat().st_mtime_ns for p in (out / "shards").iterdir()} == before
     # a directory that is not a lin2net output is refused too
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     kept = cli("sweep", other, "-o", foreign)
-    assert kept.exit_code == 2 and "not a lin2net output" in kept.stderr and not (foreign / "cells").exists()
+    assert kept.exit_code == 2 and "not a lin2net output" in kept.stderr and not (foreign / "shards").exists()
     replaced = cli("sweep", other, "-o", out, "--overwrite", "--quiet")
     assert replaced.exit_code == 0 and "ran 8, skipped 0" in replaced.stderr
     assert yaml.safe_load((out / "config.yaml").read_text())["max_steps"] == 100
@@ -131,8 +135,8 @@ def test_refuses_other_output_unless_overwrite(tmp_path: Path, cli) -> None:  # 
 
 def test_full_integrator_agrees_with_reduced(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     stable = {**SMALL, "grid": {**SMALL["grid"], "eta": [0.1, 0.3]}}
-    reduced = read_trajectories(_sweep(cli, tmp_path, stable, "reduced")).to_pandas()
-    full = read_trajectories(_sweep(cli, tmp_path, {**stable, "integrator": "full"}, "full")).to_pandas()
+    reduced = trajectories_frame(_sweep(cli, tmp_path, stable, "reduced"))
+    full = trajectories_frame(_sweep(cli, tmp_path, {**stable, "integrator": "full"}, "full"))
     key = ["cell_id", "trajectory"]
     reduced, full = reduced.sort_values(key), full.sort_values(key)
     assert list(reduced.status) == list(full.status)
@@ -218,22 +222,30 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert "1 cells, 40 trajectories" in run.stderr
-    assert len(cell_files(tmp_path / "o")) == 1
+    assert len(shard_files(tmp_path / "o")) == 1
 
 
-def test_sliced_cell_table_equals_the_whole(tmp_path: Path) -> None:
-    """Cells are written slice by slice (bounded memory); the file holds the same rows."""
-    from lin2net.cell import cell_table, cell_tables, simulate_cell
-    from lin2net.store import write_cell
+def test_shard_row_groups_hold_whole_cells_and_read_back_equal(tmp_path: Path) -> None:
+    """Small cells share row groups, a cell never straddles two, and a large
+    cell is written in pieces (bounded memory): the file holds the same rows."""
+    from lin2net.cell import cell_table, shard_tables, simulate_cells
+    from lin2net.shard_file import row_groups
+    from lin2net.shards import form_shards
+    from lin2net.store import read_trajectories, write_shard
 
-    config = make_config(trajectories=50, grid={"eta": 0.3, "lambda0": 1.0, "d": 3})
-    (cell,) = expand_grid(config)
-    initial, results = simulate_cell(config, cell)
-    whole = cell_table(cell, initial, results)
-    slices = list(cell_tables(cell, initial, results, rows=7))
-    assert [s.num_rows for s in slices] == [7] * 7 + [1]
-    assert pa.concat_tables(slices).equals(whole)
-    (tmp_path / "cells").mkdir()
-    path = write_cell(tmp_path, config, cell, cell_tables(cell, initial, results, rows=7))
-    assert pq.ParquetFile(path).metadata.num_row_groups == 8
-    assert pq.read_table(path).replace_schema_metadata(None).equals(whole.replace_schema_metadata(None))
+    assert row_groups(5, 3, limit=7) == [(0, 6), (6, 12), (12, 15)]
+    assert row_groups(2, 5, limit=3) == [(0, 3), (3, 5), (5, 8), (8, 10)]
+    config = make_config(trajectories=50, grid={"eta": [0.3, 0.5], "lambda0": 1.0, "d": 3})
+    cells = expand_grid(config)
+    (shard,) = form_shards(cells, 50)
+    initial, results = simulate_cells(config, cells)
+    whole = pa.concat_tables(
+        [cell_table(cell, *simulate_cells(config, [cell])) for cell in cells]  # one cell at a time
+    )
+    assert plain(pa.concat_tables(list(shard_tables(cells, 50, initial, results)))).equals(plain(whole))
+    (tmp_path / ".lin2net").write_text("{}")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config.resolved()))
+    (tmp_path / "shards").mkdir()
+    path = write_shard(tmp_path, config, shard, shard_tables(cells, 50, initial, results))
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1
+    assert plain(read_trajectories(tmp_path)).equals(plain(whole))
