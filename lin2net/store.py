@@ -196,6 +196,18 @@ class ShardScan:
         return frozenset(cell.cell_id for footer in self.verified for cell in footer.cells)
 
 
+def is_legacy_output(out: Path) -> bool:
+    """Written by lin2net 0.1: config.yaml, cells/, and a provenance.json naming lin2net."""
+    out = Path(out)
+    if not ((out / CONFIG_FILE).is_file() and (out / LEGACY_CELLS_DIR).is_dir()):
+        return False
+    try:
+        info = json.loads((out / PROVENANCE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and "lin2net" in info
+
+
 def is_marked(out: Path) -> bool:
     marker = Path(out) / MARKER_FILE
     return marker.is_file() and not marker.is_symlink()
@@ -212,8 +224,7 @@ def inspect_output_dir(out: Path, config: SweepConfig, verify_data: bool = True)
     if empty:
         return OutputState("new")
     if not is_marked(out):
-        legacy = (out / CONFIG_FILE).is_file() and (out / LEGACY_CELLS_DIR).is_dir()
-        return OutputState("legacy" if legacy else "foreign")
+        return OutputState("legacy" if is_legacy_output(out) else "foreign")
     stored, current = read_resolved_config(out), _normalized(config.resolved())
     if not first_difference(stored, current):
         return OutputState("same", scan_shards(out, config, verify_data=verify_data))
@@ -362,7 +373,7 @@ def read_trajectories(out: Path, columns: list[str] | None = None) -> pa.Table:
     shard file that fails verification: a result is never used unverified."""
     out = Path(out)
     if not is_marked(out):
-        if (out / LEGACY_CELLS_DIR).is_dir() and (out / CONFIG_FILE).is_file():
+        if is_legacy_output(out):
             raise OutputError(
                 f"{out} was written by lin2net 0.1 (one file per cell), which this version does not read; "
                 "rerun its sweep into a new -o"

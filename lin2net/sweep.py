@@ -45,7 +45,6 @@ from lin2net.store import (
     prepare_output_dir,
     read_config,
     remove_temporary_files,
-    shard_files,
 )
 
 CellCallback = Callable[[Cell, float], None]
@@ -286,14 +285,14 @@ def plan_sweep(
     """The cells, shards, cells already done in ``out`` and an output size
     estimate; raises like :func:`run_sweep` would for an ``out`` it refuses."""
     cells = expand_grid(config)
-    state = inspect_output_dir(out, config, verify_data=False)
+    state = inspect_output_dir(out, config)
     check_output_dir(out, state, overwrite, extend)
     reusable = state.kind in ("same", "extends") and not overwrite
     done = len(state.finished) if reusable else 0
     todo = len(cells) - done
     _, _, target = plan_backend(config, 1)
     shards = math.ceil(todo / max(1, (shard_rows or target) // max(1, config.trajectories))) if todo else 0
-    files = shard_files(out) if reusable else []
+    files = [footer.path for footer in state.scan.verified] if reusable and state.scan is not None else []
     sizes = [p.stat().st_size for p in files]
     held = len(state.finished)
     per_row = (sum(sizes) / (held * config.trajectories)) if sizes and held else ROW_BYTES
