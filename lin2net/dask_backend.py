@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Generator, Iterable
+from pathlib import Path
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
@@ -56,12 +57,12 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
         return max(1, sum(nthreads.values()))
 
     def run(
-        self, tasks: Iterable[ShardTask], retries: int = 1, wait: float = 3.0
+        self, tasks: Iterable[ShardTask], retries: int = 1, stop_file: Path | None = None, wait: float = 3.0
     ) -> Generator[ShardOutcome, None, None]:
         """Run ``tasks``; outcomes in order of completion. A task whose shard
         fails (or whose worker dies) is resubmitted up to ``retries`` times.
         Closed early, it cancels what is queued and waits up to ``wait``
-        seconds for running tasks (told to stop by their task's stop file) to end."""
+        seconds for running tasks, told to stop by ``stop_file``, to end."""
         import distributed
 
         limit = 2 * self.threads()
@@ -104,6 +105,12 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
                     submit(following)
         finally:
             if in_flight:
-                self.client.cancel(list(in_flight))
+                if stop_file is not None:
+                    with contextlib.suppress(OSError):
+                        stop_file.touch()
+                # Cancelling does not stop a task already running on a worker:
+                # wait (bounded) for those to end; told by their stop file, they
+                # end within a fraction of a second and write nothing.
                 with contextlib.suppress(Exception):  # noqa: BLE001 - best effort: the files are counted after
                     distributed.wait(list(in_flight), timeout=wait)
+                self.client.cancel(list(in_flight))

@@ -124,6 +124,8 @@ def _simulate(task: ShardTask) -> Any:
         os._exit(137)
     if task.stop_file is None:
         return simulate_cells(task.config, task.shard.cells, threads=task.threads)
+    if task.stop_file.exists():
+        raise Stopped("the sweep was stopped")
     with _watch_stop_file(task.stop_file) as cancel:
         return simulate_cells(task.config, task.shard.cells, threads=task.threads, cancel=cancel)
 

@@ -72,7 +72,8 @@ SHARDS_DIR = "shards"
 LEGACY_CELLS_DIR = "cells"  # lin2net 0.1: one file per cell
 TEMP_PREFIX = ".tmp-lin2net-"
 TEMP_SUFFIX = ".partial"
-OWN_FILES = (MARKER_FILE, CONFIG_FILE, PROVENANCE_FILE, MANIFEST_FILE)
+STOP_FILE = ".lin2net-stop"  # left by an interrupted sweep: Dask tasks still running write nothing
+OWN_FILES = (MARKER_FILE, CONFIG_FILE, PROVENANCE_FILE, MANIFEST_FILE, STOP_FILE)
 MAX_PATH_BYTES = 4000  # Linux PATH_MAX is 4096, less what lin2net appends
 MAX_NAME_BYTES = 255
 

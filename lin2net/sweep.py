@@ -36,8 +36,7 @@ from lin2net.grid import Cell, expand_grid
 from lin2net.manifest import CellFailure, read_manifest, write_manifest
 from lin2net.shards import NUMPY_SHARD_ROWS, SHARD_ROWS, form_shards
 from lin2net.store import (
-    TEMP_PREFIX,
-    TEMP_SUFFIX,
+    STOP_FILE,
     check_output_dir,
     exclusive_use,
     finished_cell_ids,
@@ -48,7 +47,7 @@ from lin2net.store import (
 )
 
 CellCallback = Callable[[Cell, float], None]
-STOP_FILE = f"{TEMP_PREFIX}stop{TEMP_SUFFIX}"  # tells Dask tasks of an interrupted run to write nothing
+
 STOP_WAIT_SECONDS = 3.0  # how long an interrupted sweep waits for Dask tasks to notice the stop file
 
 # Size model for --dry-run when OUT has no finished shards to measure: bytes per
@@ -207,7 +206,7 @@ def run_sweep(
             for shard in shards
         )
         if cluster is not None:
-            outcomes: Generator[ShardOutcome, None, None] = cluster.run(tasks, wait=STOP_WAIT_SECONDS)
+            outcomes: Generator[ShardOutcome, None, None] = cluster.run(tasks, stop_file=stop_file, wait=STOP_WAIT_SECONDS)
         elif processes > 1:
             outcomes = run_pool(tasks, processes)
         else:
@@ -262,7 +261,10 @@ def _stop(outcomes: Generator[ShardOutcome, None, None], stop_file: Path, interr
     # Signals arriving now must not cut the clean-up short.
     with _deferred_signals():
         outcomes.close()  # stops the workers before their partial files are removed
-    stop_file.unlink(missing_ok=True)
+    if not interrupted:
+        stop_file.unlink(missing_ok=True)
+    # After an interrupt the stop file stays, for Dask tasks still running
+    # somewhere: they will write nothing. The next run removes it.
 
 
 @contextlib.contextmanager

@@ -99,3 +99,27 @@ def test_missing_dask_is_one_line_exit_2(tmp_path: Path, cli, monkeypatch: pytes
     result = cli("sweep", write_yaml(tmp_path / "c.yaml", SMALL), "-o", out, "--scheduler", "tcp://127.0.0.1:9")
     assert result.exit_code == 2 and not out.exists()
     assert result.stderr == "error: --scheduler needs Dask distributed: pip install 'lin2net[dask]'\n"
+
+
+def test_interrupting_a_dask_sweep_leaves_no_file_behind_the_manifest(tmp_path: Path, cluster) -> None:  # type: ignore[no-untyped-def]
+    """Running Dask tasks cannot be killed: the stop file makes them write nothing,
+    so the manifest written at the interrupt stays true afterwards."""
+    import os
+    import signal
+    import time
+
+    from tests.test_resume_parallel import SLOW, lin2net_process, manifest, wait_for_cells
+
+    config = write_yaml(tmp_path / "slow.yaml", SLOW)
+    out = tmp_path / "out"
+    process = lin2net_process(
+        "sweep", config, "-o", out, "-q", "--scheduler", cluster.scheduler_address, "--shard-size", "1"
+    )
+    wait_for_cells(out, 1, process)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130 and "interrupted" in stderr
+    done = manifest(out)["cells"]["done"]
+    assert done == len(finished_cell_ids(out)) >= 1
+    time.sleep(2.0)  # tasks that were running when the sweep stopped have ended by now
+    assert len(finished_cell_ids(out)) == done and leftovers(out) == []

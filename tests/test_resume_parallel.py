@@ -47,7 +47,7 @@ def shard_bytes(out: Path) -> dict[str, bytes]:
 
 def leftovers(out: Path) -> list[str]:
     """Anything in OUT that is not a finished file lin2net writes."""
-    names = {".lin2net", "config.yaml", "provenance.json", MANIFEST_FILE, "shards"}
+    names = {".lin2net", "config.yaml", "provenance.json", MANIFEST_FILE, "shards", ".lin2net-stop"}
     odd = [p.name for p in out.iterdir() if p.name not in names]
     shards = out / "shards"
     return odd + [p.name for p in shards.iterdir() if p.suffix != ".parquet" or not p.name.startswith("part-")]
@@ -170,23 +170,30 @@ def test_sigkill_midway_then_rerun_equals_uninterrupted_run(tmp_path: Path, cli)
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_workers_and_keeps_finished_cells(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_workers_within_a_second_and_keeps_finished_cells(
+    tmp_path: Path, signum: int, code: int
+) -> None:
     out = tmp_path / "out"
     _, process = slow_sweep_midway(tmp_path, out, workers=2, cells=1)
     started = time.monotonic()
-    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    os.killpg(process.pid, signum)  # Ctrl-C in a terminal, or a job scheduler's SIGTERM, to the whole group
     _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 130
+    stopped = time.monotonic() - started
+    assert process.returncode == code
     assert stderr.strip().splitlines() == [stderr.strip()] and "interrupted" in stderr and "Traceback" not in stderr
+    assert "rerun the same command to resume" in stderr
     wait_until_group_gone(process.pid)
-    assert time.monotonic() - started < 10
-    assert leftovers(out) == []
+    assert stopped < 1.5, f"took {stopped:.2f} s to stop"
+    assert leftovers(out) == [] and temporary_files(out) == []
     files = shard_files(out)
     assert 1 <= len(files) < 8
     for path in files:
         assert pq.read_table(path).num_rows == 50
     record = manifest(out)
     assert record["status"] == "interrupted" and record["cells"]["done"] == len(files)
+    time.sleep(1.0)  # no orphaned worker finishes a shard later
+    assert len(shard_files(out)) == len(files)
 
 
 def test_a_locked_output_directory_is_refused_in_one_line(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
