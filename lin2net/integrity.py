@@ -5,9 +5,10 @@ to the pages, but not to the footer, which says how to decode them: a flipped
 bit there can change what a file reads back as without failing any CRC. So
 each shard file also carries, in its footer's key-value metadata, a checksum
 of every column's decoded values, and a reader recomputes it for the columns
-it reads. The checksum is a position-dependent sum of a 64-bit mix of each
-value's bit pattern: any single changed, moved or added value changes it, and
-it costs a few vectorized NumPy passes (no Python per row).
+it reads. The checksum is a position-dependent sum over each value's bit
+pattern (:func:`_position_words`): any single flipped bit changes it, as do
+moved or added rows, and it costs four vectorized NumPy passes (no Python
+per row).
 
 Strings (``cell_id``, ``status``, ``regime``, ``init``) are checksummed through
 their dictionary, so the value does not depend on how the dictionary was
@@ -21,16 +22,18 @@ import hashlib
 import numpy as np
 import pyarrow as pa
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
+_POSITION_MULTIPLIER = np.uint64(0x9E3779B97F4A7C16)  # even: see _position_words
 
 
-def _mix(z: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer, elementwise on uint64 (wrapping arithmetic)."""
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
+def _position_words(start: int, count: int) -> np.ndarray:
+    """An even, position-dependent 64-bit word per row (a Weyl sequence, doubled).
+
+    A column's checksum is Σ (w ^ p) + Σ w·p over its rows' words w and these
+    p, wrapping mod 2⁶⁴. Flipping bit j of one w changes it by 2^j·(±1 + p):
+    with p even that is 2^j times an odd number, never 0 mod 2⁶⁴, so every
+    single-bit change is detected; p differing by row makes moved rows count.
+    """
+    return (np.arange(start, start + count, dtype=np.uint64) + np.uint64(1)) * _POSITION_MULTIPLIER
 
 
 def _string_words(values: list[str | None]) -> np.ndarray:
@@ -65,14 +68,18 @@ class Checksums:
         self.rows = 0
 
     def add(self, table: pa.Table) -> None:
+        positions: dict[tuple[int, int], np.ndarray] = {}  # shared by the columns (same chunking)
         with np.errstate(over="ignore"):
             for name in table.column_names:
                 total = self.sums.get(name, np.uint64(0))
                 start = self.rows
                 for chunk in table.column(name).chunks:
                     words = _words(chunk)
-                    positions = np.arange(start, start + len(words), dtype=np.uint64)
-                    total += np.sum(_mix(words ^ _mix(positions * _GOLDEN + _GOLDEN)), dtype=np.uint64)
+                    key = (start, len(words))
+                    if key not in positions:
+                        positions[key] = _position_words(start, len(words))
+                    p = positions[key]
+                    total += np.sum(words ^ p, dtype=np.uint64) + np.sum(words * p, dtype=np.uint64)
                     start += len(words)
                 self.sums[name] = total
         self.rows += table.num_rows
@@ -80,8 +87,8 @@ class Checksums:
     def hexdigests(self) -> dict[str, str]:
         """``column name -> 16 hex digits``, the row count folded in."""
         with np.errstate(over="ignore"):
-            count = _mix(np.array([self.rows], dtype=np.uint64))[0]
-            return {name: f"{int(total + count):016x}" for name, total in self.sums.items()}
+            count = np.uint64(self.rows) * _POSITION_MULTIPLIER + np.uint64(1)
+            return {name: f"{int(total ^ count):016x}" for name, total in self.sums.items()}
 
 
 def table_checksums(table: pa.Table) -> dict[str, str]:

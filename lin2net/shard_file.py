@@ -44,7 +44,10 @@ SHARD_KEY = b"lin2net.shard"
 CONFIG_KEY = b"lin2net.config"
 PROVENANCE_KEY = b"lin2net.provenance"
 ROW_GROUP_ROWS = 1 << 16  # small cells share row groups of up to this many rows
-COMPRESSION = "zstd"
+COMPRESSION = "lz4"  # LZ4_RAW: 4x faster to write than zstd here, read by DuckDB, Polars, pandas
+# Dictionary-encode only columns with few distinct values per shard (labels and
+# cell parameters); trying it on every float column costs more than it saves.
+DICTIONARY_COLUMNS = ["cell_id", "init", "status", "regime", "eta", "lambda0", "phi", "d", "eta_lambda0"]
 SHARD_PREFIX = "part-"
 
 
@@ -114,7 +117,12 @@ def write_shard_file(
             if writer is None:
                 schema = table.schema.with_metadata(dict(extra_metadata))
                 writer = pq.ParquetWriter(
-                    path, schema, compression=COMPRESSION, write_page_checksum=True, write_statistics=False
+                    path,
+                    schema,
+                    compression=COMPRESSION,
+                    use_dictionary=[name for name in DICTIONARY_COLUMNS if name in schema.names],
+                    write_page_checksum=True,
+                    write_statistics=False,
                 )
             checksums.add(table)
             writer.write_table(table, row_group_size=max(1, table.num_rows))

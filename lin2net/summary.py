@@ -66,68 +66,88 @@ def _inverted_cdf(values: str, q: float) -> str:
     return f"CASE WHEN len({values}) = 0 THEN 'nan'::DOUBLE ELSE {values}[{index}] END"
 
 
-def _converged_sorted(value: str) -> str:
-    column = _quote(value)
-    return (
-        f"list_sort(coalesce(list({column}::DOUBLE) FILTER "
-        f"(WHERE status = 'converged' AND NOT isnan({column}::DOUBLE)), []))"
-    )
+class _Query:
+    """A two-level DuckDB query: per group, counts and each sorted list once
+    (inner level), then the statistics read off the lists (outer level)."""
+
+    def __init__(self) -> None:
+        self.inner: dict[str, str] = {}
+        self.outer: dict[str, str] = {}
+
+    def aggregate(self, sql: str) -> str:
+        """Name of the inner-level column computing ``sql`` (added once)."""
+        for name, expression in self.inner.items():
+            if expression == sql:
+                return name
+        name = f"_{len(self.inner)}"
+        self.inner[name] = sql
+        return name
+
+    def converged_sorted(self, value: str) -> str:
+        column = _quote(value)
+        return self.aggregate(
+            f"list_sort(coalesce(list({column}::DOUBLE) FILTER "
+            f"(WHERE status = 'converged' AND NOT isnan({column}::DOUBLE)), []))"
+        )
+
+    def statistic(self, value: str, stat: str) -> str:
+        """Outer-level SQL equal to :func:`cell_statistic` of one group."""
+        if stat in FRACTION_STATS:
+            return self.aggregate(f"avg(CASE WHEN status = '{FRACTION_STATS[stat]}' THEN 1.0 ELSE 0.0 END)")
+        if value == "steps" and stat in QUANTILES:
+            censored = self.aggregate(
+                "list_sort(list(CASE WHEN status = 'converged' THEN steps::DOUBLE ELSE 'inf'::DOUBLE END))"
+            )
+            return _inverted_cdf(censored, QUANTILES[stat])
+        values = self.converged_sorted(value)
+        if stat in QUANTILES:
+            return _linear_quantile(values, QUANTILES[stat])
+        if stat == "mean":
+            return f"CASE WHEN len({values}) = 0 THEN 'nan'::DOUBLE ELSE list_avg({values}) END"
+        if stat == "min":
+            return f"CASE WHEN len({values}) = 0 THEN 'nan'::DOUBLE ELSE {values}[1] END"
+        if stat == "max":
+            return f"CASE WHEN len({values}) = 0 THEN 'nan'::DOUBLE ELSE {values}[len({values})] END"
+        raise ConfigError("--stat", f"unknown statistic {stat!r}; choose from {', '.join(STATS)}")
+
+    def run(self, table: pa.Table, keys: Sequence[str]) -> pd.DataFrame:
+        import duckdb
+
+        quoted = [_quote(k) for k in keys]
+        inner = ", ".join([*quoted, *(f"{sql} AS {name}" for name, sql in self.inner.items())])
+        outer = ", ".join([*quoted, *(f"{sql} AS {_quote(name)}" for name, sql in self.outer.items())])
+        group = f" GROUP BY {', '.join(quoted)}" if keys else ""
+        sql = f"WITH g AS (SELECT {inner} FROM trajectories{group}) SELECT {outer} FROM g"
+        connection = duckdb.connect()
+        try:
+            connection.register("trajectories", table)
+            frame: pd.DataFrame = connection.sql(sql).df()
+        finally:
+            connection.close()
+        for key in keys:
+            if isinstance(frame[key].dtype, pd.CategoricalDtype):
+                frame[key] = frame[key].astype(str)
+        if "trajectories" in frame:
+            frame["trajectories"] = frame["trajectories"].astype(np.int64)
+        return frame
 
 
-def _censored_steps_sorted() -> str:
-    return "list_sort(list(CASE WHEN status = 'converged' THEN steps::DOUBLE ELSE 'inf'::DOUBLE END))"
-
-
-def statistic_sql(value: str, stat: str) -> str:
-    """A DuckDB aggregate equal to :func:`cell_statistic` for one group."""
-    if stat in FRACTION_STATS:
-        return f"avg(CASE WHEN status = '{FRACTION_STATS[stat]}' THEN 1.0 ELSE 0.0 END)"
-    if value == "steps" and stat in QUANTILES:
-        return _inverted_cdf(_censored_steps_sorted(), QUANTILES[stat])
-    values = _converged_sorted(value)
-    if stat in QUANTILES:
-        return _linear_quantile(values, QUANTILES[stat])
-    if stat == "mean":
-        return f"CASE WHEN len({values}) = 0 THEN 'nan'::DOUBLE ELSE list_avg({values}) END"
-    if stat == "min":
-        return f"CASE WHEN len({values}) = 0 THEN 'nan'::DOUBLE ELSE {values}[1] END"
-    if stat == "max":
-        return f"CASE WHEN len({values}) = 0 THEN 'nan'::DOUBLE ELSE {values}[len({values})] END"
-    raise ConfigError("--stat", f"unknown statistic {stat!r}; choose from {', '.join(STATS)}")
-
-
-def _query(table: pa.Table, keys: Sequence[str], aggregates: dict[str, str]) -> pd.DataFrame:
-    import duckdb
-
-    select = ", ".join([*map(_quote, keys), *(f"{sql} AS {_quote(name)}" for name, sql in aggregates.items())])
-    group = f" GROUP BY {', '.join(map(_quote, keys))}" if keys else ""
-    connection = duckdb.connect()
-    try:
-        connection.register("trajectories", table)
-        frame: pd.DataFrame = connection.sql(f"SELECT {select} FROM trajectories{group}").df()
-    finally:
-        connection.close()
-    for key in keys:
-        if isinstance(frame[key].dtype, pd.CategoricalDtype):
-            frame[key] = frame[key].astype(str)
-    return frame
-
-
-def summary_aggregates() -> dict[str, str]:
-    """Column name -> DuckDB aggregate, for the summary columns of the module doc."""
-    aggregates = {"trajectories": "count(*)"}
+def summary_query() -> _Query:
+    """The summary columns of the module doc, as one query."""
+    query = _Query()
+    query.outer["trajectories"] = query.aggregate("count(*)")
     for name in FRACTION_STATS:
-        aggregates[name] = statistic_sql("status", name)
+        query.outer[name] = query.statistic("status", name)
     for value in ("steps", "q_ratio", "sharpness_T"):
-        q25, q50, q75 = (statistic_sql(value, stat) for stat in ("q25", "median", "q75"))
-        aggregates[f"{value}_median"] = q50
+        q25, q50, q75 = (query.statistic(value, stat) for stat in ("q25", "median", "q75"))
+        query.outer[f"{value}_median"] = q50
         # inf (censored) stays inf; NaN (no data) stays NaN
-        aggregates[f"{value}_iqr"] = f"CASE WHEN isinf({q75}) THEN {q75} ELSE {q75} - {q25} END"
-    gf = "list_sort(list(lambda_gf))"
-    aggregates["lambda_gf_median"] = (
-        f"CASE WHEN count_if(isnan(lambda_gf)) > 0 THEN 'nan'::DOUBLE ELSE {_linear_quantile(gf, 0.5)} END"
-    )
-    return aggregates
+        query.outer[f"{value}_iqr"] = f"CASE WHEN isinf({q75}) THEN {q75} ELSE {q75} - {q25} END"
+    gf = query.aggregate("list_sort(list(lambda_gf))")
+    has_nan = query.aggregate("count_if(isnan(lambda_gf))")
+    median = _linear_quantile(gf, 0.5)
+    query.outer["lambda_gf_median"] = f"CASE WHEN {has_nan} > 0 THEN 'nan'::DOUBLE ELSE {median} END"
+    return query
 
 
 def summarize(out: Path, by: Sequence[str] | None = None) -> pd.DataFrame:
@@ -138,10 +158,9 @@ def summarize(out: Path, by: Sequence[str] | None = None) -> pd.DataFrame:
             raise ConfigError("--by", f"unknown axis {unknown[0]!r}; choose from {', '.join(AXES)}")
     keys = list(dict.fromkeys(by)) if by else ["cell_id", *AXES]
     table = read_trajectories(Path(out), list(dict.fromkeys([*keys, *VALUE_COLUMNS])))
-    frame = _query(table, keys, summary_aggregates())
+    frame = summary_query().run(table, keys)
     if frame.empty:
         return frame
-    frame["trajectories"] = frame["trajectories"].astype(np.int64)
     sort = [a for a in (by or AXES) if a in frame.columns]
     return frame.sort_values(sort, kind="stable").reset_index(drop=True)
 
@@ -154,13 +173,18 @@ def grouped_statistics(out: Path, keys: Sequence[str], values: Sequence[str], st
         raise ConfigError("--stat", f"unknown statistic {stat!r}; choose from {', '.join(STATS)}")
     keys = list(dict.fromkeys(keys))
     columns = list(dict.fromkeys([*keys, "status", *(v for v in values if v != "status")]))
-    table = read_trajectories(Path(out), columns)
-    aggregates = {"trajectories": "count(*)", "frac_converged": statistic_sql("status", "frac_converged")}
+    return statistics_table(read_trajectories(Path(out), columns), keys, values, stat)
+
+
+def statistics_table(table: pa.Table, keys: Sequence[str], values: Sequence[str], stat: str) -> pd.DataFrame:
+    """:func:`grouped_statistics` of a table in memory."""
+    query = _Query()
+    query.outer["trajectories"] = query.aggregate("count(*)")
+    query.outer["frac_converged"] = query.statistic("status", "frac_converged")
     for value in values:
-        aggregates[value] = statistic_sql(value, stat)
-    frame = _query(table, keys, aggregates)
-    frame["trajectories"] = frame["trajectories"].astype(np.int64)
-    return frame.sort_values(keys, kind="stable").reset_index(drop=True) if keys else frame
+        query.outer[value] = query.statistic(value, stat)
+    frame = query.run(table, keys)
+    return frame.sort_values(list(keys), kind="stable").reset_index(drop=True) if keys else frame
 
 
 def statistics(table: pa.Table) -> dict[str, float | int]:

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from lin2net.config import parse_config
-from lin2net.summary import STATS, _query, cell_statistic, grouped_statistics, statistic_sql, statistics, summarize
+from lin2net.summary import STATS, cell_statistic, grouped_statistics, statistics, statistics_table, summarize
 from lin2net.sweep import run_sweep
 from tests.conftest import plain
 
@@ -113,8 +113,7 @@ def test_edge_cases_of_the_quantiles_match_numpy() -> None:
         }
     )
     for stat in STATS:
-        aggregates = {"steps": statistic_sql("steps", stat), "q_ratio": statistic_sql("q_ratio", stat)}
-        result = _query(table, ["group"], aggregates).set_index("group")
+        result = statistics_table(table, ["group"], ["steps", "q_ratio"], stat).set_index("group")
         frame = pd.DataFrame({"group": [r[0] for r in rows], "q_ratio": [r[1] for r in rows]})
         frame["status"] = [r[2] for r in rows]
         frame["steps"] = table.column("steps").to_numpy()
