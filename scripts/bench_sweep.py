@@ -1,0 +1,269 @@
+"""Sweep-level benchmarks: end-to-end time against the kernel's own time, files,
+memory, and reading through the query engine. Used by ``scripts/bench.py``;
+run alone with ``python3 scripts/bench_sweep.py [--quick]``.
+
+Every ratio compares two things measured in the same run on the same machine:
+
+* research grid (``configs/research.yaml``, 3 600 cells × 500): the sweep's
+  time in process (``run_sweep``, numba already loaded) and the CLI's wall
+  time, against the compiled kernel alone on the same trajectories (initial
+  conditions prepared beforehand, one kernel call per shard);
+* Figure 3 (``configs/figure3.yaml``): the same, time beyond the kernel;
+* a 10⁵-cell grid of 100 trajectories: files written, time against the
+  kernel, peak RSS of the CLI process;
+* ``lin2net summarize`` on the research output against one DuckDB query over
+  the same files computing the same numbers (and against DuckDB's native
+  quantile functions, which differ from NumPy in the last bit), interpreter
+  start included on both sides;
+* ``lin2net plot`` of the Figure-3 output;
+* the smoke sweep with default options against ``--workers 1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lin2net.cell import per_trajectory, shard_initial_conditions, stop_rule  # noqa: E402
+from lin2net.compiled import integrate_compiled  # noqa: E402
+from lin2net.config import SweepConfig, load_config, parse_config  # noqa: E402
+from lin2net.grid import expand_grid  # noqa: E402
+from lin2net.shards import SHARD_ROWS, form_shards  # noqa: E402
+from lin2net.sweep import run_sweep  # noqa: E402
+
+Row = tuple[str, str]
+
+
+def median_time(run: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def kernel_time(config: SweepConfig, repeats: int) -> tuple[float, float]:
+    """Median seconds of the compiled kernel alone on every trajectory of the
+    grid (one call per shard, as the sweep makes them), and Σ T."""
+    rule = stop_rule(config)
+    n = config.trajectories
+    prepared = []
+    for shard in form_shards(expand_grid(config), n, SHARD_ROWS):
+        initial = shard_initial_conditions(config, shard.cells)
+        eta, phi = per_trajectory(shard.cells, n, "eta"), per_trajectory(shard.cells, n, "phi")
+        prepared.append((initial, eta, phi))
+    steps = 0.0
+
+    def run() -> None:
+        nonlocal steps
+        steps = 0.0
+        for initial, eta, phi in prepared:
+            result = integrate_compiled(initial.eps0, initial.lam0, eta, phi, rule, s0=initial.s0, p0=initial.p0)
+            steps += float(result.steps.sum())
+
+    run()  # warm: numba's cache loaded
+    return median_time(run, repeats), steps
+
+
+def sweep_time(config: SweepConfig, repeats: int) -> float:
+    """Median seconds of ``run_sweep`` in this process into a fresh directory."""
+
+    def run() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_sweep(config, Path(tmp) / "run")
+
+    return median_time(run, repeats)
+
+
+def cli(*args: str | Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "lin2net", *map(str, args)],
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def cli_sweep_time(config_path: Path, repeats: int, *options: str) -> float:
+    """Median wall seconds of ``python3 -m lin2net sweep`` into a fresh directory, start-up included."""
+
+    def run() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            cli("sweep", config_path, "-o", f"{tmp}/run", "--quiet", *options)
+
+    return median_time(run, repeats)
+
+
+def startup_time(repeats: int) -> float:
+    """Interpreter start and the imports a sweep needs (lin2net, numba's cached kernel)."""
+    code = "import lin2net.cli, lin2net.compiled, lin2net.sweep"
+    return median_time(lambda: subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True), repeats)
+
+
+def end_to_end_rows(name: str, config_path: Path, repeats: int) -> list[Row]:
+    config = load_config(config_path)
+    kernel, steps = kernel_time(config, repeats)
+    in_process = sweep_time(config, repeats)
+    wall = cli_sweep_time(config_path, repeats)
+    cells = len(expand_grid(config))
+    return [
+        (f"{name} ({cells} cells × {config.trajectories}): kernel alone", f"{kernel:.2f} s ({steps / kernel:.3g} traj-steps/s)"),
+        (f"{name}: sweep in process (numba loaded) / kernel", f"{in_process:.2f} s = {in_process / kernel:.2f}×"),
+        (f"{name}: `lin2net sweep` wall, start-up included / kernel", f"{wall:.2f} s = {wall / kernel:.2f}×"),
+    ]
+
+
+MANY_CELLS = {
+    "name": "many-cells",
+    "seed": 0,
+    "trajectories": 100,
+    "grid": {
+        "eta": {"geomspace": [0.01, 0.5, 50]},
+        "lambda0": {"geomspace": [0.1, 3.0, 50]},
+        "phi": {"linspace": [0.5, 2.0, 40]},
+        "d": 10,
+    },
+    "loss_tol": 1e-10,
+    "max_steps": 2000,
+}
+
+RSS_PROBE = """\
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def many_cells_rows(repeats: int) -> list[Row]:
+    """10⁵ cells × 100 trajectories: files, time against the kernel, peak RSS."""
+    import yaml
+
+    config = parse_config(MANY_CELLS)
+    kernel, _ = kernel_time(config, 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "many.yaml"
+        path.write_text(yaml.safe_dump(MANY_CELLS))
+        out = Path(tmp) / "run"
+        command = [sys.executable, "-m", "lin2net", "sweep", str(path), "-o", str(out), "--quiet"]
+        started = time.perf_counter()
+        probe = subprocess.run(
+            [sys.executable, "-c", RSS_PROBE, *command], cwd=ROOT, check=True, capture_output=True, text=True
+        )
+        wall = time.perf_counter() - started
+        files = len(list((out / "shards").glob("*.parquet")))
+        rss = int(probe.stdout.split()[-1]) / 1024  # KiB on Linux
+    cells = len(expand_grid(config))
+    return [
+        (f"10⁵-cell grid ({cells} cells × 100): shard files", f"{files}"),
+        ("10⁵-cell grid: `lin2net sweep` wall / kernel", f"{wall:.2f} s / {kernel:.2f} s = {wall / kernel:.2f}×"),
+        ("10⁵-cell grid: peak RSS of the sweep process", f"{rss:.0f} MiB"),
+    ]
+
+
+EXACT_QUERY = """\
+import sys, duckdb
+from lin2net.summary import summary_query
+query = summary_query()
+keys = ["cell_id", "eta", "lambda0", "phi", "d", "eta_lambda0", "init"]
+inner = ", ".join([*keys, *(f"{sql} AS {name}" for name, sql in query.inner.items())])
+outer = ", ".join([*keys, *(f'{sql} AS "{name}"' for name, sql in query.outer.items())])
+source = f"read_parquet('{sys.argv[1]}/shards/*.parquet')"
+sql = f"WITH g AS (SELECT {inner} FROM {source} GROUP BY ALL) SELECT {outer} FROM g ORDER BY eta, lambda0, phi, d"
+sys.stdout.write(duckdb.sql(sql).df().to_csv(index=False))
+"""
+
+NATIVE_QUERY = """\
+import sys, duckdb
+sql = f'''
+SELECT cell_id, eta, lambda0, phi, d, eta_lambda0, init, count(*) AS trajectories,
+  avg((status = 'converged')::DOUBLE), avg((status = 'diverged')::DOUBLE), avg((status = 'max_steps')::DOUBLE),
+  quantile_disc(CASE WHEN status = 'converged' THEN steps::DOUBLE ELSE 'inf'::DOUBLE END, [0.25, 0.5, 0.75]),
+  quantile_cont(q_ratio, [0.25, 0.5, 0.75]) FILTER (WHERE status = 'converged' AND NOT isnan(q_ratio)),
+  quantile_cont(sharpness_T, [0.25, 0.5, 0.75]) FILTER (WHERE status = 'converged' AND NOT isnan(sharpness_T)),
+  median(lambda_gf)
+FROM read_parquet('{sys.argv[1]}/shards/*.parquet') GROUP BY ALL ORDER BY eta, lambda0, phi, d'''
+sys.stdout.write(duckdb.sql(sql).df().to_csv(index=False))
+"""
+
+
+def reading_rows(research_out: Path, figure3_out: Path, repeats: int) -> list[Row]:
+    def python(code: str, *args: str | Path) -> None:
+        subprocess.run(
+            [sys.executable, "-c", code, *map(str, args)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL
+        )
+
+    summarize = median_time(lambda: cli("summarize", research_out, "--format", "csv"), repeats)
+    exact = median_time(lambda: python(EXACT_QUERY, research_out), repeats)
+    native = median_time(lambda: python(NATIVE_QUERY, research_out), repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        plot = median_time(lambda: cli("plot", figure3_out, "-o", f"{tmp}/figure3.png"), repeats)
+    return [
+        ("`lin2net summarize` of the research output (start-up included)", f"{summarize:.2f} s"),
+        (
+            "one DuckDB query, same numbers (NumPy quantiles), start-up included",
+            f"{exact:.2f} s; summarize / query = {summarize / exact:.2f}×",
+        ),
+        (
+            "one DuckDB query, native quantiles (differ in the last bit)",
+            f"{native:.2f} s; summarize / query = {summarize / native:.2f}×",
+        ),
+        ("`lin2net plot` of the Figure-3 output", f"{plot:.2f} s"),
+    ]
+
+
+def smoke_rows(repeats: int) -> list[Row]:
+    config = ROOT / "configs" / "smoke.yaml"
+    default = cli_sweep_time(config, repeats)
+    one = cli_sweep_time(config, repeats, "--workers", "1")
+    return [("smoke sweep wall: default options / `--workers 1`", f"{default:.2f} s / {one:.2f} s = {default / one:.2f}×")]
+
+
+def sweep_rows(quick: bool) -> list[Row]:
+    repeats = 1 if quick else 3
+    rows: list[Row] = []
+    rows.append(("interpreter start + imports of a sweep (lin2net, numba kernel)", f"{startup_time(repeats):.2f} s"))
+    research, figure3 = ROOT / "configs" / "research.yaml", ROOT / "configs" / "figure3.yaml"
+    rows += end_to_end_rows("research", research, repeats)
+    rows += end_to_end_rows("figure3", figure3, repeats)
+    if not quick:
+        rows += many_cells_rows(repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        outs = {}
+        for name, path in (("research", research), ("figure3", figure3)):
+            outs[name] = Path(tmp) / name
+            cli("sweep", path, "-o", outs[name], "--quiet")
+        rows += reading_rows(outs["research"], outs["figure3"], repeats)
+        shutil.rmtree(tmp, ignore_errors=True)
+    rows += smoke_rows(repeats)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one repetition, no 10⁵-cell grid")
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    rows = sweep_rows(args.quick)
+    print(f"load average at start {load:.2f}; threads {np.__name__} {os.cpu_count()} cores")
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"| {name:<{width}} | {value} |")
+
+
+if __name__ == "__main__":
+    main()
