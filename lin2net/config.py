@@ -139,7 +139,9 @@ class _Loader(yaml.SafeLoader):
             key = self.construct_object(key_node)
             if key in seen:
                 line = key_node.start_mark.line + 1
-                raise ConfigError("", f"duplicate key {_bounded_repr(key, 60)} at line {line}: each key may appear once")
+                raise ConfigError(
+                    "", f"duplicate key {_bounded_repr(key, 60)} at line {line}: each key may appear once"
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
