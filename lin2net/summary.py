@@ -117,3 +117,28 @@ def cell_statistic(values: np.ndarray, status: np.ndarray, value: str, stat: str
     if stat == "max":
         return float(np.max(data))
     return float(np.quantile(data, QUANTILES[stat]))
+
+
+# TEMPORARY grouped_statistics: the coordinator replaces it
+def grouped_statistics(out: Path, keys: Sequence[str], values: Sequence[str], stat: str) -> pd.DataFrame:
+    """One row per distinct combination of ``keys`` (trajectory-table columns):
+    the keys, ``trajectories``, ``frac_converged`` and, per name in ``values``,
+    :func:`cell_statistic` ``stat`` of that column over the group."""
+    keys, values = list(keys), list(values)
+    columns = list(dict.fromkeys([*keys, *values, "status"]))
+    groups: dict[tuple[Any, ...], list[pa.Table]] = defaultdict(list)
+    for table in iter_cell_tables(out, columns):
+        for key, part in _split(table, keys):
+            groups[key].append(part)
+    rows = []
+    for key, parts in groups.items():
+        table = pa.concat_tables(parts)
+        status = np.asarray(table.column("status").to_numpy(zero_copy_only=False))
+        row: dict[str, Any] = dict(zip(keys, key, strict=True))
+        row["trajectories"] = len(status)
+        row["frac_converged"] = cell_statistic(status, status, "status", "frac_converged")
+        for value in values:
+            row[value] = cell_statistic(table.column(value).to_numpy(), status, value, stat)
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=[*keys, "trajectories", "frac_converged", *values])
+    return frame.sort_values(keys, kind="stable").reset_index(drop=True) if len(frame) else frame
