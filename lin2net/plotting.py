@@ -400,12 +400,16 @@ def draw_sweep_grid(grid: SweepGrid) -> Figure:
 
 def _few_ticks(colorbar: Colorbar, log: bool, vmin: float, vmax: float) -> None:
     """At most about five labelled ticks on a colour bar."""
-    from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     axis = colorbar.ax.yaxis
     if log:
         decades = math.log10(vmax / vmin) if vmin > 0 else 10.0
-        axis.set_major_locator(LogLocator(numticks=6) if decades >= 2 else LogLocator(subs=(1.0, 2.0, 5.0)))
+        if decades >= 2:
+            axis.set_major_locator(LogLocator(numticks=6))
+        else:  # less than two decades: 1, 2, 5 times powers of ten, written out
+            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axis.set_minor_formatter(NullFormatter())
     else:
         axis.set_major_locator(MaxNLocator(5))

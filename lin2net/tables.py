@@ -40,12 +40,13 @@ AXIS_LABELS = {
 }
 
 
-def format_value(value: Any, digits: int = 4) -> str:
-    """A number to ``digits`` significant digits; integers in full; missing as ''."""
+def format_value(value: Any, digits: int = 4, nan: str = "nan") -> str:
+    """A number to ``digits`` significant digits; integers in full; NaN as ``nan``;
+    missing (None, pandas' NA) as ''."""
     if value is None or value is pd.NA:
         return ""
     if isinstance(value, float):
-        return "" if value != value else f"{value:.{digits}g}"
+        return nan if value != value else f"{value:.{digits}g}"
     return str(value)
 
 
@@ -101,7 +102,7 @@ def terminal_table(
     constant = [c for c in axes if c in labels and c not in required and frame[c].nunique(dropna=False) <= 1]
     required = [*required, *(c for c in axes if c in labels and c not in constant)]
     headers = {c: h for c, h in labels.items() if c not in constant}
-    cells = {c: [format_value(v) for v in frame[c].tolist()] for c in headers}
+    cells = {c: [format_value(v, nan="–") for v in frame[c].tolist()] for c in headers}
     fitted = fit_columns(headers, cells, [c for c in required if c in headers], width)
     notes = []
     if constant and len(frame):
@@ -114,7 +115,7 @@ def terminal_table(
     table = Table(title=title, caption="\n".join(notes) or None, header_style="bold")
     for column in fitted.shown:
         numeric = frame[column].dtype.kind in "biuf" or str(frame[column].dtype) == "Int64"
-        table.add_column(headers[column], justify="right" if numeric else "left", no_wrap=True, overflow="ignore")
+        table.add_column(headers[column], justify="right" if numeric else "left", no_wrap=True, overflow="ellipsis")
     for i in range(len(frame)):
         table.add_row(*(cells[c][i] for c in fitted.shown))
     return table
