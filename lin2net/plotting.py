@@ -497,9 +497,16 @@ def _spans_decades(values: np.ndarray, decades: float = 2.0) -> bool:
 
 
 def plot_trace(trace: Trace, path: Path) -> Path:
-    """Loss, sharpness against 2/η and Q(t)/Q(0) of a trace, with the gradient flow
-    from the same start overlaid at GF time η·t."""
+    """Draw :func:`draw_trace` to ``path`` (.png, .svg or .pdf)."""
     check_figure_path(path)
+    _save(draw_trace(trace), path)
+    return path
+
+
+def draw_trace(trace: Trace) -> Figure:
+    """Loss, sharpness against 2/η and Q(t)/Q(0) of a trace, with the gradient flow
+    from the same start overlaid at GF time η·t. The loss is on a log axis; the
+    sharpness and Q(t)/Q(0) are too where they span more than two decades."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -539,5 +546,4 @@ def plot_trace(trace: Trace, path: Path) -> Path:
         ax.legend(loc="best", fontsize="small")
         ax.grid(alpha=0.3)
     figure.suptitle(f"trace: η = {trace.eta:g}, Φ = {trace.phi:g}; {trace.status.label} at T = {trace.steps}")
-    _save(figure, path)
-    return path
+    return figure
