@@ -761,10 +761,9 @@ def _sweep_trajectory(
     cells = {cell.cell_id: cell for cell in expand_grid(config)}
     cell = cells.get(cell_id.strip())
     if cell is None:
-        problem = (
-            f"no cell {printable(_clip(cell_id, 40))!r} in {out}'s grid; list the ids with: lin2net summarize {out}"
-        )
-        raise ConfigError("--cell", problem + " --format csv")
+        shown = printable(_clip(cell_id, 40))
+        problem = f"no cell {shown!r} in the grid of {out}; list the ids with: lin2net summarize {out} --format csv"
+        raise ConfigError("--cell", problem)
     if not 0 <= trajectory < config.trajectories:
         problem = f"must be in 0 .. {config.trajectories - 1} (the cell's trajectories), got {trajectory}"
         raise ConfigError("--trajectory", problem)
