@@ -14,9 +14,8 @@ did not converge as never converging (T = ∞), as ``lin2net summarize`` does;
 ``frac_converged``, ``frac_diverged``, ``frac_max_steps`` ignore the value
 (one map per facet). The value ``one_minus_q_ratio`` is 1 − Q(T)/Q(0), drawn
 on a log colour scale: where Q(T)/Q(0) is close to 1 it separates 10⁻² from
-10⁻⁶; its quantiles, min and max are −expm1 of the mirrored statistic of
-``log_q_ratio`` (exact where Q(T)/Q(0) is close to 1), its mean is
-1 − mean Q(T)/Q(0). Grid points where fewer than half the trajectories
+10⁻⁶. Its statistics are those of 1 − q_ratio (computed as 1 minus the
+mirrored statistic of ``q_ratio``: q25 ↔ q75, min ↔ max). Grid points where fewer than half the trajectories
 converged are drawn hatched grey (for all but the ``frac_*`` statistics).
 Axes are logarithmic where their values are positive and geometric (or span
 a decade); colour scales are logarithmic for non-negative values (fractions:
@@ -201,8 +200,7 @@ def sweep_grid(
         values = [stat]  # the fraction ignores the value: one map, not one per value
         requested, request_stat = ["steps"], stat
     elif list(values) == [ONE_MINUS_Q]:
-        requested = ["q_ratio" if stat == "mean" else "log_q_ratio"]
-        request_stat = MIRRORED.get(stat, stat)
+        requested, request_stat = ["q_ratio"], MIRRORED.get(stat, stat)
     else:
         if ONE_MINUS_Q in values:
             raise ConfigError("--value", f"{ONE_MINUS_Q} is drawn on its own")
@@ -258,8 +256,7 @@ def sweep_grid(
         for value, column in zip(values, requested, strict=True):
             data = part[column].to_numpy(dtype=np.float64)
             if value == ONE_MINUS_Q:
-                with np.errstate(invalid="ignore"):
-                    data = 1.0 - data if stat == "mean" else -np.expm1(data)
+                data = 1.0 - data
             reduced = np.full(shape, np.nan)
             reduced[j, i] = data
             grid.panels.append(Panel(value, stat, facet_map, reduced, frac))
