@@ -189,9 +189,9 @@ class CheckReport:
         frame = pd.concat([self.cells, pd.DataFrame([total])], ignore_index=True)
         # Integer columns stay integers (d, counts): the ALL row leaves some empty, which
         # would otherwise turn them into floats (d written as 1.0).
-        for column, dtype in self.cells.dtypes.items():
-            if dtype.kind in "iu":
-                frame[column] = frame[column].astype("Int64")
+        for name in self.cells.columns:
+            if self.cells[name].dtype.kind in "iu":
+                frame[name] = frame[name].astype("Int64")
         return frame
 
 

@@ -86,12 +86,25 @@ def check_path(option: str, path: Path) -> Path:
     return path
 
 
+def check_output_file(option: str, path: Path) -> Path:
+    """:func:`check_path`, and the directory to write ``path`` in exists: checked
+    before any work, so a typo in -o is not found only after computing."""
+    check_path(option, path)
+    parent = Path(path).parent
+    if not parent.is_dir():
+        shown = _clip(printable(str(parent)), 80)
+        raise ConfigError(option, f"cannot write {_clip(printable(str(path)), 80)}: {shown} is not a directory")
+    return path
+
+
 def _usage_message(exc: click_errors.ClickException) -> str:
     """A parser error as one line: ``--format: 'xx' is not one of ...`` plus where to get help."""
     if isinstance(exc, click_errors.BadParameter) and not isinstance(exc, click_errors.MissingParameter):
         param = exc.param
         names = getattr(param, "opts", None) or []
-        longest = max(names, key=len) if names else (getattr(param, "human_readable_name", None) or "value")
+        longest = max(names, key=len) if names else "value"
+        if getattr(param, "param_type_name", "") == "argument":
+            longest = getattr(param, "metavar", None) or longest.upper()
         message = re.sub(r"^Value error, ", "", str(exc.message))
         text = f"{longest}: {message}"
     else:
@@ -386,7 +399,7 @@ def summarize(
     with user_errors():
         check_path("OUT", out)
         if output is not None:
-            check_path("--output", output)
+            check_output_file("--output", output)
         chosen = choose_format(fmt.value if fmt else None, output)
         from lin2net.summary import summarize as summarize_sweep
 
@@ -490,7 +503,7 @@ def check(
     with user_errors():
         check_path("OUT", out)
         if output is not None:
-            check_path("--output", output)
+            check_output_file("--output", output)
         chosen = choose_format(fmt.value if fmt else None, output)
         report = check_sweep(out)
     _note_missing_cells(out, "check")
@@ -604,7 +617,7 @@ def plot(
     with user_errors():
         check_path("OUT", out)
         if output is not None:
-            check_path("--output", output)
+            check_output_file("--output", output)
         path = plot_sweep(
             out,
             output,
@@ -682,9 +695,11 @@ def trace(
     )
 
     with user_errors():
-        for option, path in (("OUT", out), ("--output", output), ("--plot", plot_path)):
+        if out is not None:
+            check_path("OUT", out)
+        for option, path in (("--output", output), ("--plot", plot_path)):
             if path is not None:
-                check_path(option, path)
+                check_output_file(option, path)
         if output is not None and output.suffix.lower() not in TABLE_SUFFIXES:
             raise ConfigError("--output", f"unknown table format {output.suffix or '(none)'!r}; use .parquet or .csv")
         if plot_path is not None:

@@ -490,19 +490,20 @@ def _bounded_repr(value: Any, budget: int) -> str:
     if isinstance(value, str):
         return repr(value[: budget + 1])
     if isinstance(value, Mapping):
-        items, opened, closed = list(itertools.islice(value.items(), 8)), "{", "}"
-        render = lambda item, room: f"{_bounded_repr(item[0], room)}: {_bounded_repr(item[1], room)}"  # noqa: E731
+        pairs, opened, closed = list(itertools.islice(value.items(), 8)), "{", "}"
     elif isinstance(value, (list, tuple)):
-        items, opened, closed = list(itertools.islice(value, 8)), "[", "]"
-        render = _bounded_repr
+        pairs, opened, closed = [(None, item) for item in itertools.islice(value, 8)], "[", "]"
     else:
         return _clip(repr(value), budget)
     parts: list[str] = []
     used = 0
-    for item in items:
+    for key, item in pairs:
         if used > budget:
             break
-        part = render(item, budget - used)
+        room = budget - used
+        part = _bounded_repr(item, room)
+        if opened == "{":
+            part = f"{_bounded_repr(key, room)}: {part}"
         parts.append(part)
         used += len(part) + 2
     more = ", ..." if len(value) > len(parts) else ""

@@ -468,7 +468,7 @@ def _reference_curves(ax: Axes, grid: SweepGrid, panel: Panel) -> dict[str, Any]
     if phi > 0:
         curves["η = 1/Φ"] = np.full_like(lam, 1.0 / phi)
     lines = {}
-    outline = [patheffects.withStroke(linewidth=3.4, foreground="white")]
+    outline: list[patheffects.AbstractPathEffect] = [patheffects.withStroke(linewidth=3.4, foreground="white")]
     for text, eta in curves.items():
         coordinate = eta if step_axis == "eta" else eta * lam
         xs, ys = (lam, coordinate) if grid.x == "lambda0" else (coordinate, lam)

@@ -243,7 +243,8 @@ WIDE_CONFIG = {**SMALL, "trajectories": 10, "grid": {**SMALL["grid"], "phi": [1.
 
 
 def _table_rows(text: str) -> list[list[str]]:
-    return [[f.strip() for f in line.strip().strip("│").split("│")] for line in text.splitlines() if line.startswith("│")]
+    rows = [line for line in text.splitlines() if line.startswith("│")]
+    return [[f.strip() for f in line.strip().strip("│").split("│")] for line in rows]
 
 
 @pytest.mark.parametrize("columns", [80, 60])
