@@ -18,6 +18,7 @@ from lin2net.cli import app
 from lin2net.config import parse_config
 from lin2net.grid import expand_grid
 from lin2net.integrator import StopRule
+from lin2net.store import read_trajectories
 from lin2net.sweep import run_sweep
 from lin2net.trace import sweep_initialization, trace_trajectory
 
@@ -97,7 +98,7 @@ def test_upper_bound_holds_where_eta_max_eps_below_one(tmp_path: Path) -> None:
 
 def test_check_counts_match_a_direct_computation(violating_sweep: tuple[Path, float, float]) -> None:
     out, _, _ = violating_sweep
-    frame = pd.read_parquet(out / "cells")
+    frame = read_trajectories(out).to_pandas()
     in_regime = frame["thm1_regime"] & (frame["status"] == "converged")
     log_lower = np.log(frame["thm1_lower"])
     fails = in_regime & (frame["log_q_ratio"] < log_lower - theory.rounding_tolerance(frame["steps"], log_lower))
@@ -179,7 +180,7 @@ def test_theorem2_outcomes_past_one_over_phi(tmp_path: Path) -> None:
     assert slow[["converged", "passing", "diverged", "max_steps"]].sum() == slow["trajectories"]
     assert any("contradicts" in line for line in report.theorem2_sentences())
     # A passing trajectory: traced on past T (with a tolerance it cannot meet), its loss grows again.
-    frame = pd.read_parquet(tmp_path / "out" / "cells")
+    frame = read_trajectories(tmp_path / "out").to_pandas()
     passing = frame[(frame["eta"] == 1.5) & (frame["status"] == "converged")].iloc[0]
     assert passing["eta"] * passing["sharpness_T"] >= 2
     start = sweep_initialization(

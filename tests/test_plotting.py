@@ -6,7 +6,6 @@ from pathlib import Path
 
 import matplotlib.image
 import numpy as np
-import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 from typer.testing import CliRunner
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 from lin2net.cli import app
 from lin2net.config import parse_config
 from lin2net.plotting import cell_statistic, sweep_grid
+from lin2net.store import read_trajectories
 from lin2net.sweep import run_sweep
 
 runner = CliRunner()
@@ -48,7 +48,7 @@ def test_median_q_ratio_falls_as_eta_grows_through_the_stable_range(small_sweep:
 
 
 def test_panel_values_equal_direct_statistics(small_sweep: Path) -> None:
-    frame = pd.read_parquet(small_sweep / "cells")
+    frame = read_trajectories(small_sweep).to_pandas()
     grid = sweep_grid(small_sweep)
     by_value = {(p.value, p.facet["d"]): p for p in grid.panels}
     for (eta, lambda0, d), group in frame.groupby(["eta", "lambda0", "d"]):
@@ -154,7 +154,7 @@ def test_plots_that_cannot_show_anything_are_refused(small_sweep: Path, args: li
 
 
 def test_fraction_statistics_draw_one_map_per_facet(small_sweep: Path) -> None:
-    frame = pd.read_parquet(small_sweep / "cells")
+    frame = read_trajectories(small_sweep).to_pandas()
     grid = sweep_grid(small_sweep, stat="frac_diverged")
     assert [(p.value, p.facet) for p in grid.panels] == [("frac_diverged", {"d": 2}), ("frac_diverged", {"d": 8})]
     for panel in grid.panels:
@@ -165,7 +165,7 @@ def test_fraction_statistics_draw_one_map_per_facet(small_sweep: Path) -> None:
 
 def test_one_minus_q_ratio_against_the_trajectories(small_sweep: Path) -> None:
     """1 − Q(T)/Q(0), from the mirrored statistic of Q(T)/Q(0), equals the statistic of 1 − q_ratio."""
-    frame = pd.read_parquet(small_sweep / "cells")
+    frame = read_trajectories(small_sweep).to_pandas()
     for stat, reduce in (("median", np.median), ("q25", lambda v: np.quantile(v, 0.25)), ("max", np.max)):
         grid = sweep_grid(small_sweep, values=("one_minus_q_ratio",), stat=stat)
         for panel in grid.panels:
@@ -190,13 +190,17 @@ def test_figure_title_states_the_fixed_parameters(small_sweep: Path) -> None:
 
 
 def test_plot_notes_missing_cells(tmp_path: Path) -> None:
+    """A cell that failed (through the test hook) is missing: the plot says so, as summarize does."""
+    from lin2net.grid import expand_grid
+    from tests.conftest import write_yaml
+
+    raw = {"name": "m", "trajectories": 8, "grid": {"eta": [0.1, 0.3], "lambda0": [0.5, 1.0]}}
+    failing = expand_grid(parse_config(raw))[0].cell_id
     out = tmp_path / "out"
-    config = parse_config({"name": "m", "trajectories": 8, "grid": {"eta": [0.1, 0.3], "lambda0": [0.5, 1.0]}})
-    run_sweep(config, out)
-    removed = sorted((out / "cells").glob("*.parquet"))[0]
-    removed.unlink()
+    env = {"LIN2NET_TEST_FAIL_CELLS": failing}
+    swept = runner.invoke(app, ["sweep", str(write_yaml(tmp_path / "m.yaml", raw)), "-o", str(out), "-j", "1"], env=env)
+    assert swept.exit_code == 1, swept.output
     result = runner.invoke(app, ["plot", str(out)])
     assert result.exit_code == 0, result.output
-    assert (
-        "note: 1 of 4 cells are missing from" in result.output and "the figure covers the 3 finished" in result.output
-    )
+    assert "note: 1 of 4 cells are missing from" in result.output and "1 of them failed" in result.output
+    assert "the figure covers the 3 finished" in result.output

@@ -18,6 +18,7 @@ from lin2net.config import parse_config
 from lin2net.gradient_flow import GradientFlow
 from lin2net.grid import expand_grid
 from lin2net.integrator import StopRule
+from lin2net.store import read_trajectories
 from lin2net.trace import start_from_vectors, sweep_initialization, trace_trajectory
 
 runner = CliRunner()
@@ -183,7 +184,7 @@ def traced_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_trace_cell_ends_on_the_sweep_row(traced_sweep: Path, tmp_path: Path) -> None:
     """trace OUT --cell ID --trajectory K re-simulates that trajectory with the sweep's own
     parameters: its last row is the sweep's row for it."""
-    frame = pd.read_parquet(traced_sweep / "cells")
+    frame = read_trajectories(traced_sweep).to_pandas()
     statuses = set()
     for cell_id, cell in frame.groupby("cell_id"):
         for k in (0, 5, 11):
@@ -214,7 +215,7 @@ def test_trace_cell_ends_on_the_sweep_row(traced_sweep: Path, tmp_path: Path) ->
     ],
 )
 def test_trace_cell_errors_are_one_line(traced_sweep: Path, args: list[str], start: str) -> None:
-    cell_id = pd.read_parquet(traced_sweep / "cells", columns=["cell_id"])["cell_id"].iloc[0]
+    cell_id = read_trajectories(traced_sweep, ["cell_id"]).to_pandas()["cell_id"].iloc[0]
     args = [cell_id if a == "ID" else a for a in args]
     result = runner.invoke(app, ["trace", str(traced_sweep), *args])
     assert result.exit_code == 2, result.output
