@@ -14,6 +14,7 @@ import math
 import os
 import re
 import sys
+import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -550,8 +551,9 @@ def check(
         report.theorem2(), title="Theorem 2 regimes: outcomes", width=width, labels=CHECK_THEOREM2, required=["regime"]
     )
     print_table(stdout, theorem2, width)
-    for line in sentences:
-        stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+    for sentence in sentences:  # prose wraps between words at the table width
+        for line in textwrap.wrap(sentence, width) if width else [sentence]:
+            stdout.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 class PlotAxis(StrEnum):
