@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lin2net.errors import ConfigError
 from lin2net.store import iter_cell_tables
@@ -128,6 +129,10 @@ def grouped_statistics(out: Path, keys: Sequence[str], values: Sequence[str], st
     columns = list(dict.fromkeys([*keys, *values, "status"]))
     groups: dict[tuple[Any, ...], list[pa.Table]] = defaultdict(list)
     for table in iter_cell_tables(out, columns):
+        if table.num_rows and all(pc.count_distinct(table.column(k)).as_py() == 1 for k in keys):
+            first = table.slice(0, 1).to_pylist()[0]  # a cell: its axes are constant
+            groups[tuple(first[k] for k in keys)].append(table)
+            continue
         for key, part in _split(table, keys):
             groups[key].append(part)
     rows = []
