@@ -336,3 +336,37 @@ def test_read_only_or_full_file_system_for_a_sweep(
     result = cli("sweep", write_yaml(tmp_path / "c.yaml", SMALL), "-o", out, "--quiet")
     assert_one_error_line(result, text)
     assert text in result.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("target", ["name", "grid.eta", "trajectories", "init.explicit.a", "--set"])
+def test_alias_bomb_through_the_command_line(tmp_path: Path, cli, target: str) -> None:  # type: ignore[no-untyped-def]
+    """Nine lines of nested aliases (9**9 values) under a known key, or in --set: one line, exit 2."""
+    from tests.test_config import BOMB_TARGETS, _alias_bomb
+
+    config, out = tmp_path / "bomb.yaml", tmp_path / "out"
+    if target == "--set":
+        config.write_text(yaml.safe_dump(SMALL))
+        bomb = "{" + _alias_bomb().replace("\n", ", ").rstrip(", ") + ", b: *a8}"
+        result = cli("sweep", config, "-o", out, "--set", f"grid.eta={bomb}")
+    else:
+        config.write_text(_alias_bomb() + BOMB_TARGETS[target])
+        result = cli("sweep", config, "-o", out)
+    assert_one_error_line(result, target)
+    assert "YAML aliases expand to more than 1000000 values" in result.stderr and not out.exists()
+
+
+def test_entry_point_prints_one_line_errors(tmp_path: Path) -> None:
+    """The installed entry point (``python -m lin2net``), not only the in-process runner."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "lin2net", "summarize", str(tmp_path), "-f", "xx"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr == "error: --format: 'xx' is not one of 'table', 'csv', 'markdown', 'parquet' " + (
+        "(see 'lin2net summarize --help')\n"
+    )
