@@ -406,6 +406,8 @@ def summarize(
 
         frame = summarize_sweep(out, by=axes or None)
         grid = read_resolved_config(out).get("grid", {})
+    if frame.empty:
+        raise fail(f"{out} holds no finished cells yet", 2)
     _note_missing_cells(out, "summary")
     if chosen != "table":
         with user_errors():
