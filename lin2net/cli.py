@@ -413,17 +413,15 @@ def summarize(
         with user_errors():
             export(frame, chosen, output)
         return
-    swept = [a for a in AXIS_COLUMNS if a in grid or a == "init"]
-    labels = {
-        c: h for c, h in SUMMARY_COLUMNS.items() if c not in AXIS_COLUMNS or c in axes or (not axes and c in swept)
-    }
+    # Without --by: the sweep's axes (those with one value go to the caption). With --by:
+    # the grouping axes, always, and the pooled axes that take one value in the caption.
+    shown_axes = axes or [a for a in AXIS_COLUMNS if a in grid or a == "init"]
+    labels = {c: h for c, h in SUMMARY_COLUMNS.items() if c not in AXIS_COLUMNS or c in shown_axes}
     caption = SUMMARY_CAPTION
-    if axes:  # the pooled axes that take one value are still worth stating
-        constant = [f"{SUMMARY_COLUMNS.get(k, k)} = {_axis_value(v)}" for k, v in grid.items() if _single(v)]
-        constant = [
-            text for text, k in zip(constant, [k for k, v in grid.items() if _single(v)], strict=True) if k not in axes
-        ]
-        caption = "; ".join([*constant, SUMMARY_CAPTION]) if constant else SUMMARY_CAPTION
+    if axes:
+        pooled = {k: v for k, v in grid.items() if k not in axes and _single(v)}
+        constant = [f"{SUMMARY_COLUMNS.get(k, k)} = {_axis_value(v)}" for k, v in pooled.items()]
+        caption = "; ".join([*constant, SUMMARY_CAPTION])
     table = terminal_table(
         frame,
         title=f"lin2net summary of {out}",

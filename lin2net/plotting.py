@@ -232,7 +232,7 @@ def sweep_grid(
                 f"points of the plane; plot the grid's own axes ({', '.join(grid_keys)}) or sweep grid.{axis}",
             )
     constants = {k: v[0] for k in grid_keys if (v := _axis_values(config, k)) is not None and len(v) == 1}
-    constants = {k: v for k, v in constants.items() if k not in (x, y) and k in PLOT_AXES}
+    constants = {k: v for k, v in constants.items() if k not in (x, y)}
     phis = tuple(sorted({float(v) for v in (_axis_values(config, "phi") or [1.0])}))
     counts = frame["trajectories"].to_numpy()
     grid = SweepGrid(
