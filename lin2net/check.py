@@ -186,7 +186,13 @@ class CheckReport:
         for column in self.cells.columns:
             if column.startswith(("linear", "slow")):
                 total[column] = int(self.cells[column].sum())
-        return pd.concat([self.cells, pd.DataFrame([total])], ignore_index=True)
+        frame = pd.concat([self.cells, pd.DataFrame([total])], ignore_index=True)
+        # Integer columns stay integers (d, counts): the ALL row leaves some empty, which
+        # would otherwise turn them into floats (d written as 1.0).
+        for name in self.cells.columns:
+            if self.cells[name].dtype.kind in "iu":
+                frame[name] = frame[name].astype("Int64")
+        return frame
 
 
 def check_sweep(out: Path) -> CheckReport:

@@ -1,52 +1,55 @@
 """Command-line interface: parses options, calls the library, reports errors.
 
-Library errors (:class:`~lin2net.errors.Lin2netError`) become one line on
-stderr and their exit code (2 for bad input); nothing else is caught here.
+Every error reaches the user as one line on stderr, ``error: <problem>``:
+library errors (:class:`~lin2net.errors.Lin2netError`) with their exit code
+(2 for bad input), option errors from the parser (an unknown option, a value
+not among the choices) and file-system errors on the paths given with exit
+code 2. Paths are checked before anything runs (NUL bytes, not UTF-8, too
+long for the file system). Tables and exports live in :mod:`lin2net.tables`.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
 import sys
-from collections.abc import Iterator, Mapping
+import textwrap
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from typer._click import exceptions as click_errors
+from typer.core import TyperCommand, TyperGroup
 
 from lin2net import __version__
 from lin2net.config import load_config
 from lin2net.errors import ConfigError, Lin2netError
 from lin2net.grid import Cell
-from lin2net.store import MANIFEST_FILE, atomic_write
+from lin2net.store import MANIFEST_FILE
 from lin2net.sweep import SweepPlan, completeness, plan_sweep, run_sweep
 
-if TYPE_CHECKING:  # pandas is imported by the commands that need it: sweep starts faster
-    import pandas as pd
-
-app = typer.Typer(
-    name="lin2net",
-    help="Sweep gradient descent on L(a, b) = 1/2 (a·b − Φ)² over grids of η, λ(0), Φ and d.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 stdout = Console()
 stderr = Console(stderr=True)
-T = TypeVar("T")
+MAX_PATH_BYTES = 4095  # PATH_MAX - 1 on Linux
+MAX_NAME_BYTES = 255  # NAME_MAX: one component of a path
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (and undecodable bytes) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def fail(message: str, code: int) -> typer.Exit:
     """Print ``error: message`` as one line on stderr; return the Exit to raise.
     Control characters from user input (a YAML key with a newline) are escaped."""
-    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
-    stderr.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+    stderr.print(f"error: {printable(message)}", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -56,6 +59,112 @@ def user_errors() -> Iterator[None]:
         yield
     except Lin2netError as exc:
         raise fail(str(exc), exc.exit_code) from None
+    except OSError as exc:  # a path given on the command line the file system refuses
+        where = f"{_clip(printable(str(exc.filename)), 120)}: " if exc.filename is not None else ""
+        raise fail(f"{where}{exc.strerror or exc.__class__.__name__}", 2) from None
+
+
+def check_path(option: str, path: Path) -> Path:
+    """Refuse, in one line, a path the file system cannot take: a NUL byte, not
+    UTF-8 (it could not be recorded in OUT's config and manifest), longer than
+    PATH_MAX or with a component longer than NAME_MAX."""
+    text = str(path)
+    shown = _clip(printable(text), 80)
+    if "\x00" in text:
+        raise ConfigError(option, f"the path contains a NUL byte: {shown}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(option, f"the path is not valid UTF-8: {shown}") from None
+    size = len(os.fsencode(text))
+    if size > MAX_PATH_BYTES:
+        raise ConfigError(option, f"the path is too long ({size} bytes; at most {MAX_PATH_BYTES}): {shown}")
+    for part in Path(text).parts:
+        if len(os.fsencode(part)) > MAX_NAME_BYTES:
+            problem = f"a name in the path is too long ({len(os.fsencode(part))} bytes; at most {MAX_NAME_BYTES})"
+            raise ConfigError(option, f"{problem}: {shown}")
+    return path
+
+
+def check_output_file(option: str, path: Path) -> Path:
+    """:func:`check_path`, and the directory to write ``path`` in exists: checked
+    before any work, so a typo in -o is not found only after computing."""
+    check_path(option, path)
+    parent = Path(path).parent
+    if not parent.is_dir():
+        shown = _clip(printable(str(parent)), 80)
+        raise ConfigError(option, f"cannot write {_clip(printable(str(path)), 80)}: {shown} is not a directory")
+    return path
+
+
+def _usage_message(exc: click_errors.ClickException) -> str:
+    """A parser error as one line: ``--format: 'xx' is not one of ...`` plus where to get help."""
+    if isinstance(exc, click_errors.BadParameter) and not isinstance(exc, click_errors.MissingParameter):
+        param = exc.param
+        names = getattr(param, "opts", None) or []
+        longest = max(names, key=len) if names else "value"
+        if getattr(param, "param_type_name", "") == "argument":
+            longest = getattr(param, "metavar", None) or longest.upper()
+        message = re.sub(r"^Value error, ", "", str(exc.message))
+        text = f"{longest}: {message}"
+    else:
+        text = exc.format_message()
+    text = " ".join(text.split())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and isinstance(exc, click_errors.UsageError):
+        text = f"{text.rstrip('.')} (see '{ctx.command_path} --help')"
+    return text
+
+
+class _Group(TyperGroup):
+    """The app: every parser error is one line ``error: ...`` with exit code 2."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            result = super().main(
+                args=args, prog_name=prog_name or "lin2net", complete_var=complete_var, standalone_mode=False, **extra
+            )
+            code = result if isinstance(result, int) else 0
+        except click_errors.NoArgsIsHelpError as exc:
+            stdout.print(exc.ctx.get_help() if exc.ctx is not None else "", markup=False, highlight=False)
+            code = 0
+        except click_errors.ClickException as exc:
+            fail(_usage_message(exc), exc.exit_code)
+            code = exc.exit_code
+        except typer.Abort:
+            fail("aborted", 1)
+            code = 1
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+class _Command(TyperCommand):
+    """A command whose usage line shows ``CONFIG``, not ``{CONFIG}``."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = super().collect_usage_pieces(ctx)
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
+
+
+app = typer.Typer(
+    name="lin2net",
+    cls=_Group,
+    help="Sweep gradient descent on L(a, b) = 1/2 (a·b − Φ)² over grids of η, λ(0), Φ and d.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+command = app.command(cls=_Command)
 
 
 def version_callback(value: bool) -> None:
@@ -67,17 +176,18 @@ def version_callback(value: bool) -> None:
 @app.callback()
 def main_options(
     version: Annotated[
-        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version and exit.")
+        bool,
+        typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version and exit."),
     ] = False,
 ) -> None:
     """lin2net: exact, batched gradient-descent sweeps on depth-2 linear networks."""
 
 
-@app.command()
+@command
 def sweep(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML sweep config (see README).")],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output directory \\[default: runs/<config name>].")
+        Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/<config name>].")
     ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace results in OUT (default: resume a run of the same config).")
@@ -89,7 +199,7 @@ def sweep(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one log line at the end.")] = False,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", "-j", help="Local worker cores; 1 runs in this process \\[default: all cores]."),
+        typer.Option("--workers", "-j", help="Local worker cores; 1 runs in this process [default: all cores]."),
     ] = None,
     scheduler: Annotated[
         str | None,
@@ -107,7 +217,7 @@ def sweep(
         typer.Option(
             "--shard-size",
             metavar="ROWS",
-            help="Trajectories per shard file (whole cells) \\[default: 262144; 8192 for the NumPy integrators].",
+            help="Trajectories per shard file (whole cells) [default: 262144; 8192 for the NumPy integrators].",
         ),
     ] = None,
 ) -> None:
@@ -116,6 +226,9 @@ def sweep(
     Example: lin2net sweep configs/smoke.yaml -o runs/smoke --set max_steps=5000 --workers 2
     """
     with user_errors():
+        check_path("CONFIG", config_path)
+        if out is not None:
+            check_path("--out", out)
         config = load_config(config_path, sets or ())
         out_dir = out if out is not None else Path("runs") / config.name
         if workers is not None and workers < 1:
@@ -244,54 +357,116 @@ def _cell_progress(enabled: bool) -> Iterator[_Progress]:
         yield _Progress(progress)
 
 
-class SummaryFormat(StrEnum):
+class ExportFormat(StrEnum):
     table = "table"
     csv = "csv"
     markdown = "markdown"
     parquet = "parquet"
 
 
-SUFFIX_FORMATS = {".csv": SummaryFormat.csv, ".md": SummaryFormat.markdown, ".parquet": SummaryFormat.parquet}
+SUMMARY_COLUMNS = {  # column -> header, in priority order (the first ones stay on a narrow terminal)
+    "eta": "η",
+    "eta_lambda0": "η·λ0",
+    "lambda0": "λ0",
+    "phi": "Φ",
+    "d": "d",
+    "init": "init",
+    "trajectories": "n",
+    "frac_converged": "conv",
+    "steps_median": "steps",
+    "q_ratio_median": "Q(T)/Q0",
+    "sharpness_T_median": "S(T)",
+    "frac_diverged": "div",
+    "frac_max_steps": "max",
+    "lambda_gf_median": "λ_GF",
+}
+SUMMARY_CAPTION = "medians; Q(T)/Q0 and S(T) over converged trajectories; IQRs in --format csv"
+AXIS_COLUMNS = ("eta", "eta_lambda0", "lambda0", "phi", "d", "init")
 
 
-@app.command()
+def _table_width() -> int | None:
+    """Width a terminal table must fit: $COLUMNS if set, else the terminal's;
+    None (natural width) when output is piped or redirected."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return stdout.width if stdout.is_terminal else None
+
+
+OUT_HELP = "Output directory of a sweep."
+OUTPUT_HELP = "Write to FILE (.csv, .md, .parquet) instead of the terminal."
+FORMAT_HELP = "Output format [default: from the -o suffix, else table]."
+
+
+@command
 def summarize(
-    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output directory of a sweep.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help=OUT_HELP)],
     by: Annotated[
         list[str] | None,
-        typer.Option("--by", help="Group by these axes, pooling the others (repeat or comma-separate)."),
+        typer.Option(
+            "--by", metavar="AXES", help="Group by these axes, pooling the others (repeat or comma-separate)."
+        ),
     ] = None,
-    fmt: Annotated[
-        SummaryFormat | None,
-        typer.Option("--format", "-f", help="table, csv, markdown or parquet \\[default: from -o suffix, else table]."),
-    ] = None,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to FILE instead of the terminal.")
-    ] = None,
+    fmt: Annotated[ExportFormat | None, typer.Option("--format", "-f", help=FORMAT_HELP)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help=OUTPUT_HELP)] = None,
 ) -> None:
     """Per-cell statistics of a sweep: fractions converged, medians and IQRs.
 
     Example: lin2net summarize runs/smoke --by eta --format csv -o eta.csv
     """
+    from lin2net.store import read_resolved_config
+    from lin2net.tables import choose_format, export, print_table, terminal_table
+
     axes = [axis.strip() for item in by or [] for axis in item.split(",") if axis.strip()]
-    chosen = fmt or (SUFFIX_FORMATS.get(output.suffix, SummaryFormat.csv) if output else SummaryFormat.table)
     with user_errors():
-        if chosen is SummaryFormat.parquet and output is None:
-            raise ConfigError("--format", "parquet output needs a file: add -o FILE.parquet")
+        check_path("OUT", out)
+        if output is not None:
+            check_output_file("--output", output)
+        chosen = choose_format(fmt.value if fmt else None, output)
         from lin2net.summary import summarize as summarize_sweep
 
         frame = summarize_sweep(out, by=axes or None)
-    _note_missing_cells(out)
-    if chosen is SummaryFormat.table:
-        if output is not None:
-            raise fail("--format table prints to the terminal; use csv, markdown or parquet with -o", 2)
-        title = f"lin2net summary of {out}"
-        _print_table(_rich_table(frame, title=title, labels=TERMINAL_COLUMNS, caption=TABLE_CAPTION))
+        grid = read_resolved_config(out).get("grid", {})
+    if frame.empty:
+        raise fail(f"{out} holds no finished cells yet", 2)
+    _note_missing_cells(out, "summary")
+    if chosen != "table":
+        with user_errors():
+            export(frame, chosen, output)
         return
-    _export(frame, chosen, output)
+    # Without --by: the sweep's axes (those with one value go to the caption). With --by:
+    # the grouping axes, always, and the pooled axes that take one value in the caption.
+    shown_axes = axes or [a for a in AXIS_COLUMNS if a in grid or a == "init"]
+    labels = {c: h for c, h in SUMMARY_COLUMNS.items() if c not in AXIS_COLUMNS or c in shown_axes}
+    caption = SUMMARY_CAPTION
+    if axes:
+        pooled = {k: v for k, v in grid.items() if k not in axes and _single(v)}
+        constant = [f"{SUMMARY_COLUMNS.get(k, k)} = {_axis_value(v)}" for k, v in pooled.items()]
+        caption = "; ".join([*constant, SUMMARY_CAPTION])
+    table = terminal_table(
+        frame,
+        title=f"lin2net summary of {out}",
+        width=_table_width(),
+        labels=labels,
+        required=axes,
+        axes=[] if axes else [a for a in AXIS_COLUMNS if a in labels],
+        caption=caption,
+    )
+    print_table(stdout, table, _table_width())
 
 
-def _note_missing_cells(out: Path) -> None:
+def _single(values: Any) -> bool:
+    return not isinstance(values, list) or len(values) == 1
+
+
+def _axis_value(values: Any) -> str:
+    from lin2net.tables import format_value
+
+    value = values[0] if isinstance(values, list) and values else values
+    return format_value(value)
+
+
+def _note_missing_cells(out: Path, what: str) -> None:
     """One line on stderr when OUT's grid has cells without a file."""
     try:
         state = completeness(out)
@@ -301,108 +476,40 @@ def _note_missing_cells(out: Path) -> None:
         failed = f", {len(state.failed)} of them failed (see {out / MANIFEST_FILE})" if state.failed else ""
         stderr.print(
             f"note: {len(state.missing)} of {len(state.expected)} cells are missing from {out}{failed}; "
-            f"the summary covers the {len(state.expected) - len(state.missing)} finished",
+            f"the {what} covers the {len(state.expected) - len(state.missing)} finished",
             markup=False,
             highlight=False,
             soft_wrap=True,
         )
 
 
-def _export(frame: pd.DataFrame, fmt: str, output: Path | None) -> None:
-    """``frame`` as csv or markdown on stdout, or as csv, markdown or parquet
-    written atomically to ``output``."""
-    if fmt == "parquet" and output is not None:
-        with user_errors():
-            atomic_write(output, lambda temp: frame.to_parquet(temp, index=False))
-        return
-    text = frame.to_csv(index=False) if fmt == "csv" else to_markdown(frame)
-    if output is None:
-        sys.stdout.write(text)
-        return
-    with user_errors():
-        atomic_write(output, lambda temp: temp.write_text(text, encoding="utf-8"))
-
-
-TERMINAL_COLUMNS = {
-    "eta": "η",
-    "lambda0": "λ0",
-    "phi": "Φ",
-    "d": "d",
-    "init": "init",
-    "trajectories": "n",
-    "frac_converged": "conv",
-    "frac_diverged": "div",
-    "frac_max_steps": "max",
-    "steps_median": "steps",
-    "q_ratio_median": "Q(T)/Q0",
-    "sharpness_T_median": "S(T)",
-    "lambda_gf_median": "λ_GF",
+CHECK_OVERALL = {
+    "bound": "bound",
+    "in_regime": "in_regime",
+    "fails": "fails",
+    "holds": "holds",
+    "worst_margin": "worst_margin",
+    "cells_failing": "cells_failing",
+    "worst_cell": "worst_cell",
 }
-TABLE_CAPTION = "medians; Q(T)/Q0 and S(T) over converged trajectories; IQRs in --format csv"
-AXIS_COLUMNS = ("eta", "eta_lambda0", "lambda0", "phi", "d", "init")
+CHECK_THEOREM2 = {
+    "regime": "regime",
+    "trajectories": "trajectories",
+    "converged": "converged",
+    "passing": "passing",
+    "diverged": "diverged",
+    "max_steps": "max_steps",
+}
 
 
-def _format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def to_markdown(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table (numbers to 6 significant digits)."""
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = [
-        "| " + " | ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row) + " |"
-        for row in frame.itertuples(index=False)
-    ]
-    return "\n".join([header, rule, *body]) + "\n"
-
-
-def _rich_table(
-    frame: pd.DataFrame, title: str, labels: Mapping[str, str] | None = None, caption: str | None = None
-) -> Table:
-    """A terminal table of ``frame``. With ``labels`` (column → header), a compact
-    view: only those columns, and of the axes only those that vary. Exports
-    (csv, markdown, parquet) carry every column."""
-    if labels is None:
-        shown = list(frame.columns)
-        labels = {c: str(c) for c in shown}
-    else:
-        shown = [c for c in labels if c in frame.columns and (c not in AXIS_COLUMNS or frame[c].nunique() > 1)]
-    table = Table(title=title, header_style="bold", caption=caption)
-    for column in shown:
-        numeric = frame[column].dtype.kind in "biuf"
-        table.add_column(labels[column], justify="right" if numeric else "left", overflow="fold")
-    for row in frame[shown].itertuples(index=False):
-        table.add_row(*(_format_value(v) for v in row))
-    return table
-
-
-def _print_table(table: Table) -> None:
-    """On a terminal, fit its width; piped or redirected, print the table at its
-    natural width, so no number is split across lines."""
-    if stdout.is_terminal:
-        stdout.print(table)
-        return
-    natural = Measurement.get(stdout, stdout.options.update(max_width=100_000), table).maximum
-    Console(file=stdout.file, width=max(natural, stdout.width)).print(table)
-
-
-class CheckFormat(StrEnum):
-    table = "table"
-    csv = "csv"
-    markdown = "markdown"
-
-
-@app.command()
+@command
 def check(
-    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output directory of a sweep.")],
-    fmt: Annotated[
-        CheckFormat | None,
-        typer.Option("--format", "-f", help="table (terminal), csv or markdown [default: from -o, else table]."),
+    out: Annotated[Path, typer.Argument(metavar="OUT", help=OUT_HELP)],
+    fmt: Annotated[ExportFormat | None, typer.Option("--format", "-f", help=FORMAT_HELP)] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write the per-cell table to FILE (.csv, .md, .parquet)."),
     ] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the per-cell table to FILE.")] = None,
 ) -> None:
     """Check Theorem 1's bounds on Q(T)/Q(0) for every converged in-regime trajectory.
 
@@ -413,70 +520,137 @@ def check(
     Example: lin2net check runs/smoke --format markdown -o check.md
     """
     from lin2net.check import check_sweep
+    from lin2net.tables import choose_format, export, print_table, terminal_table
 
-    chosen = fmt or (CheckFormat.markdown if output is not None and output.suffix == ".md" else None)
-    chosen = chosen or (CheckFormat.csv if output is not None else CheckFormat.table)
-    if chosen is CheckFormat.table and output is not None:
-        raise fail("--format table prints to the terminal; use csv or markdown with -o", 2)
     with user_errors():
+        check_path("OUT", out)
+        if output is not None:
+            check_output_file("--output", output)
+        chosen = choose_format(fmt.value if fmt else None, output)
         report = check_sweep(out)
-    if chosen is CheckFormat.table:
-        shown_columns = ["bound", "in_regime", "holds", "fails", "cells_failing", "worst_margin", "worst_cell"]
-        overall = report.overall[shown_columns]
-        _print_table(_rich_table(overall, title=f"Theorem 1 bounds on Q(T)/Q(0) in {out}"))
-        for bound in ("lower", "upper"):
-            failing = report.failing(bound)
-            if len(failing):
-                shown = failing.head(20)[
-                    ["cell_id", "eta", "lambda0", "phi", "d", "in_regime", f"{bound}_fails", f"{bound}_worst_margin"]
-                ]
-                more = f" (worst 20 of {len(failing)})" if len(failing) > 20 else ""
-                _print_table(_rich_table(shown, title=f"cells where the {bound} bound fails{more}"))
-        _print_table(_rich_table(report.theorem2(), title="Theorem 2 regimes: outcomes"))
-        for line in [*report.sentences(), *report.theorem2_sentences()]:
-            stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+    _note_missing_cells(out, "check")
+    sentences = [*report.sentences(), *report.theorem2_sentences()]
+    if chosen != "table":
+        with user_errors():
+            export(report.export(), chosen, output)
+        for line in sentences:
+            stderr.print(line, markup=False, highlight=False, soft_wrap=True)
         return
-    _export(report.export(), chosen, output)
-    for line in [*report.sentences(), *report.theorem2_sentences()]:
-        stderr.print(line, markup=False, highlight=False, soft_wrap=True)
+    width = _table_width()
+    overall = terminal_table(
+        report.overall,
+        title=f"Theorem 1 bounds on Q(T)/Q(0) in {out}",
+        width=width,
+        labels=CHECK_OVERALL,
+        required=["bound", "in_regime", "fails"],
+    )
+    print_table(stdout, overall, width)
+    for bound in ("lower", "upper"):
+        failing = report.failing(bound)
+        if len(failing):
+            more = f" (worst 20 of {len(failing)})" if len(failing) > 20 else ""
+            labels = {
+                "cell_id": "cell_id",
+                f"{bound}_worst_margin": "worst_margin",
+                f"{bound}_fails": "fails",
+                "eta": "η",
+                "lambda0": "λ0",
+                "phi": "Φ",
+                "d": "d",
+                "in_regime": "in_regime",
+            }
+            table = terminal_table(
+                failing.head(20),
+                title=f"cells where the {bound} bound fails{more}",
+                width=width,
+                labels=labels,
+                required=["cell_id", f"{bound}_worst_margin"],
+                axes=["eta", "lambda0", "phi", "d"],
+            )
+            print_table(stdout, table, width)
+    theorem2 = terminal_table(
+        report.theorem2(), title="Theorem 2 regimes: outcomes", width=width, labels=CHECK_THEOREM2, required=["regime"]
+    )
+    print_table(stdout, theorem2, width)
+    for sentence in sentences:  # prose wraps between words at the table width
+        for line in textwrap.wrap(sentence, width) if width else [sentence]:
+            stdout.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-@app.command()
+class PlotAxis(StrEnum):
+    eta = "eta"
+    lambda0 = "lambda0"
+    phi = "phi"
+    d = "d"
+    eta_lambda0 = "eta_lambda0"
+
+
+class PlotStat(StrEnum):
+    median = "median"
+    mean = "mean"
+    min = "min"
+    max = "max"
+    q25 = "q25"
+    q75 = "q75"
+    frac_converged = "frac_converged"
+    frac_diverged = "frac_diverged"
+    frac_max_steps = "frac_max_steps"
+
+
+@command
 def plot(
-    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output directory of a sweep.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help=OUT_HELP)],
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Figure file, .png/.svg/.pdf [default: OUT/figure3.png, or OUT/<stat>_<value>.png]."
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Figure file: .png, .svg or .pdf [default: OUT/figure3.png for the default view, "
+            "else OUT/plot-<value>-<stat>-<x>-<y>.png].",
         ),
     ] = None,
     x: Annotated[
-        str | None, typer.Option("--x", help="Horizontal axis [default: eta, or eta_lambda0 if swept].")
+        PlotAxis | None, typer.Option("--x", help="Horizontal axis [default: eta, or eta_lambda0 if swept].")
     ] = None,
-    y: Annotated[str | None, typer.Option("--y", help="Vertical axis [default: lambda0].")] = None,
+    y: Annotated[PlotAxis | None, typer.Option("--y", help="Vertical axis [default: lambda0].")] = None,
     value: Annotated[
         str | None,
-        typer.Option("--value", help="Numeric column to map [default: two panels, q_ratio and steps, as Figure 3]."),
+        typer.Option(
+            "--value",
+            metavar="COLUMN",
+            help="Value to map: a numeric trajectory column (q_ratio, steps, lambda_T, sharpness_T, ...) or "
+            "one_minus_q_ratio, 1 − Q(T)/Q(0) on a log colour scale (shows the shrinkage where Q(T)/Q(0) "
+            "is close to 1) [default: two panels, q_ratio and steps, as Figure 3].",
+        ),
     ] = None,
-    stat: Annotated[
-        str,
-        typer.Option("--stat", help="median, mean, min, max, q25, q75, frac_converged, frac_diverged, frac_max_steps."),
-    ] = "median",
+    stat: Annotated[PlotStat, typer.Option("--stat", help="Statistic per grid point.")] = PlotStat.median,
 ) -> None:
-    """Heatmaps of a sweep over two axes, one row per value of the other axes (the paper's Figure 3).
+    """Heatmaps of a sweep over two axes, one panel per value of the other swept axes (the paper's Figure 3).
 
     By default: median Q(T)/Q(0) and median convergence time over eta and lambda0,
-    with the reference curves eta*lambda0 = 2, eta = 2/sqrt(lambda0^2 + 4 Phi^2), eta = 1/Phi.
-    Hatched grey: fewer than half the trajectories converged.
+    with the reference lines eta*lambda0 = 2, eta = 2/sqrt(lambda0^2 + 4 Phi^2),
+    eta = 1/(lambda0 + 2 Phi) and eta = 1/Phi. Hatched grey: fewer than half the
+    trajectories converged. The frac_* statistics draw one map, whatever --value.
 
-    Example: lin2net plot runs/figure3 -o figure3.png
+    Example: lin2net plot runs/figure3 --value one_minus_q_ratio
     """
     from lin2net.plotting import plot_sweep
 
-    path = output if output is not None else out / ("figure3.png" if value is None else f"{stat}_{value}.png")
     with user_errors():
-        plot_sweep(out, path, x=x, y=y, value=value, stat=stat)
-    stderr.print(f"wrote {path}", highlight=False)
+        check_path("OUT", out)
+        if output is not None:
+            check_output_file("--output", output)
+        path = plot_sweep(
+            out,
+            output,
+            x=x.value if x else None,
+            y=y.value if y else None,
+            value=value,
+            stat=stat.value,
+        )
+    _note_missing_cells(out, "figure")
+    stderr.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _floats(option: str, text: str | None) -> list[float] | None:
@@ -488,26 +662,45 @@ def _floats(option: str, text: str | None) -> list[float] | None:
         raise ConfigError(option, f"must be comma-separated numbers, got {text!r}") from None
 
 
-@app.command()
+@command
 def trace(
-    eta: Annotated[float, typer.Option("--eta", help="Stepsize.")],
+    out: Annotated[
+        Path | None,
+        typer.Argument(metavar="OUT", help="Output directory of a sweep, with --cell: trace one of its trajectories."),
+    ] = None,
+    cell_id: Annotated[
+        str | None,
+        typer.Option("--cell", metavar="CELL_ID", help="Cell of OUT (ids: lin2net summarize OUT --format csv)."),
+    ] = None,
+    eta: Annotated[float | None, typer.Option("--eta", help="Stepsize (without OUT).")] = None,
     lambda0: Annotated[float | None, typer.Option("--lambda0", help="Initial scale (random init).")] = None,
-    phi: Annotated[float, typer.Option("--phi", help="Target.")] = 1.0,
+    phi: Annotated[float | None, typer.Option("--phi", help="Target [default: 1].")] = None,
     d: Annotated[int | None, typer.Option("--d", help="Width (random init) [default: 10].")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Root seed, as in a sweep config.")] = 0,
+    seed: Annotated[int | None, typer.Option("--seed", help="Root seed, as in a sweep config [default: 0].")] = None,
     init: Annotated[str | None, typer.Option("--init", help="sphere or gaussian [default: sphere].")] = None,
     trajectory: Annotated[int, typer.Option("--trajectory", help="Index of the initialization in the cell.")] = 0,
     a: Annotated[str | None, typer.Option("--a", help="Explicit a, comma-separated, e.g. 1,2.")] = None,
     b: Annotated[str | None, typer.Option("--b", help="Explicit b, comma-separated, e.g. 0.5,0.1.")] = None,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Step budget.")] = 100_000,
-    loss_tol: Annotated[float, typer.Option("--loss-tol", help="Converged once eps^2/2 <= this.")] = 1e-10,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Per-step table, .parquet or .csv.")] = None,
-    plot_path: Annotated[Path | None, typer.Option("--plot", help="Figure, .png/.svg/.pdf.")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", help="Step budget [default: 100000, or OUT's max_steps].")
+    ] = None,
+    loss_tol: Annotated[
+        float | None, typer.Option("--loss-tol", help="Converged once eps^2/2 <= this [default: 1e-10, or OUT's].")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Per-step table, .parquet or .csv.")
+    ] = None,
+    plot_path: Annotated[
+        Path | None, typer.Option("--plot", metavar="FILE", help="Figure, .png, .svg or .pdf.")
+    ] = None,
 ) -> None:
     """Run one initialization step by step; write the per-step table and a figure.
 
-    The random initialization is trajectory --trajectory of the sweep cell
-    (eta, lambda0, phi, d) with root seed --seed, so it reproduces that sweep row.
+    Either OUT --cell CELL_ID --trajectory K: trajectory K of that cell of the sweep
+    in OUT, with the sweep's exact parameters and stopping rule, so the trace ends
+    on that trajectory's row. Or the parameters given here: the random
+    initialization is trajectory --trajectory of the sweep cell (eta, lambda0,
+    phi, d) with root seed --seed; --a and --b give an explicit one.
     The figure overlays the gradient flow from the same start (GF time eta*t).
 
     Example: lin2net trace --eta 0.5 --lambda0 3 --d 10 -o trace.csv --plot trace.png
@@ -525,38 +718,55 @@ def trace(
     )
 
     with user_errors():
+        if out is not None:
+            check_path("OUT", out)
+        for option, path in (("--output", output), ("--plot", plot_path)):
+            if path is not None:
+                check_output_file(option, path)
         if output is not None and output.suffix.lower() not in TABLE_SUFFIXES:
             raise ConfigError("--output", f"unknown table format {output.suffix or '(none)'!r}; use .parquet or .csv")
         if plot_path is not None:
             check_figure_path(plot_path)
-        if not (math.isfinite(eta) and eta > 0):
-            raise ConfigError("--eta", f"must be a finite number > 0, got {eta!r}")
-        if not 0 < max_steps <= TRACE_MAX_STEPS:
+        if max_steps is not None and not 0 < max_steps <= TRACE_MAX_STEPS:
             problem = f"must be > 0 and at most {TRACE_MAX_STEPS} (trace keeps every step), got {max_steps}"
             raise ConfigError("--max-steps", problem)
-        if not loss_tol > 0:
+        if loss_tol is not None and not loss_tol > 0:
             raise ConfigError("--loss-tol", f"must be > 0, got {loss_tol}")
-        vec_a, vec_b = _floats("--a", a), _floats("--b", b)
-        if (vec_a is None) != (vec_b is None):
-            raise ConfigError("--a/--b", "give both --a and --b, or neither")
-        if vec_a is not None and vec_b is not None:
-            for option, given in (("--lambda0", lambda0), ("--d", d), ("--init", init)):
-                if given is not None:
-                    raise ConfigError(option, "not used with --a/--b (the vectors fix the initialization)")
-            start = start_from_vectors(vec_a, vec_b, phi)
+        if out is not None or cell_id is not None:
+            if out is None or cell_id is None:
+                raise ConfigError("--cell", "give OUT and --cell CELL_ID together (ids: lin2net summarize OUT)")
+            given = {"--eta": eta, "--lambda0": lambda0, "--phi": phi, "--d": d, "--seed": seed, "--init": init}
+            for option, value in {**given, "--a": a, "--b": b}.items():
+                if value is not None:
+                    raise ConfigError(option, "not used with OUT --cell (the sweep's config fixes the parameters)")
+            start, eta, rule = _sweep_trajectory(out, cell_id, trajectory, max_steps, loss_tol)
         else:
-            if lambda0 is None:
-                raise ConfigError("--lambda0", "missing: give --lambda0 (and --d, --seed, --init), or --a and --b")
-            start = sweep_initialization(
-                eta=eta,
-                lambda0=lambda0,
-                phi=phi,
-                d=10 if d is None else d,
-                seed=seed,
-                init=init or "sphere",
-                trajectory=trajectory,
-            )
-        result = trace_trajectory(start, eta, StopRule(loss_tol, max_steps))
+            if eta is None:
+                raise ConfigError("--eta", "missing: give --eta (and --lambda0 or --a/--b), or OUT --cell CELL_ID")
+            if not (math.isfinite(eta) and eta > 0):
+                raise ConfigError("--eta", f"must be a finite number > 0, got {eta!r}")
+            rule = StopRule(1e-10 if loss_tol is None else loss_tol, 100_000 if max_steps is None else max_steps)
+            vec_a, vec_b = _floats("--a", a), _floats("--b", b)
+            if (vec_a is None) != (vec_b is None):
+                raise ConfigError("--a/--b", "give both --a and --b, or neither")
+            if vec_a is not None and vec_b is not None:
+                for option, given_value in (("--lambda0", lambda0), ("--d", d), ("--init", init)):
+                    if given_value is not None:
+                        raise ConfigError(option, "not used with --a/--b (the vectors fix the initialization)")
+                start = start_from_vectors(vec_a, vec_b, 1.0 if phi is None else phi)
+            else:
+                if lambda0 is None:
+                    raise ConfigError("--lambda0", "missing: give --lambda0 (and --d, --seed, --init), or --a and --b")
+                start = sweep_initialization(
+                    eta=eta,
+                    lambda0=lambda0,
+                    phi=1.0 if phi is None else phi,
+                    d=10 if d is None else d,
+                    seed=0 if seed is None else seed,
+                    init=init or "sphere",
+                    trajectory=trajectory,
+                )
+        result = trace_trajectory(start, eta, rule)
         if output is not None:
             write_trace_table(result, output)
         if plot_path is not None:
@@ -565,7 +775,8 @@ def trace(
     stderr.print(
         f"{result.status.label} at T = {result.steps}: Q(T)/Q(0) = {last['q_ratio']:.6g}, "
         f"lambda(T) = {last['lambda']:.6g}, lambda_GF = {result.lambda_gf:.6g}; "
-        f"eps0 = {start.eps0:.6g}, lambda0 = {start.lam0:.6g}, regime: {regime(eta, start.eps0, start.lam0, phi)}",
+        f"eps0 = {start.eps0:.6g}, lambda0 = {start.lam0:.6g}, "
+        f"regime: {regime(eta, start.eps0, start.lam0, start.phi)}",
         highlight=False,
         soft_wrap=True,
     )
@@ -574,5 +785,46 @@ def trace(
             stderr.print(f"wrote {path}", highlight=False)
 
 
+def _sweep_trajectory(
+    out: Path, cell_id: str, trajectory: int, max_steps: int | None, loss_tol: float | None
+) -> tuple[Any, float, Any]:
+    """(start, eta, stop rule) of trajectory ``trajectory`` of cell ``cell_id`` in the sweep in ``out``."""
+    from lin2net.cell import stop_rule
+    from lin2net.config import parse_config
+    from lin2net.grid import expand_grid
+    from lin2net.store import read_resolved_config
+    from lin2net.trace import TRACE_MAX_STEPS, start_from_vectors, sweep_initialization
+
+    config = parse_config(read_resolved_config(out))
+    cells = {cell.cell_id: cell for cell in expand_grid(config)}
+    cell = cells.get(cell_id.strip())
+    if cell is None:
+        shown = printable(_clip(cell_id, 40))
+        problem = f"no cell {shown!r} in the grid of {out}; list the ids with: lin2net summarize {out} --format csv"
+        raise ConfigError("--cell", problem)
+    if not 0 <= trajectory < config.trajectories:
+        problem = f"must be in 0 .. {config.trajectories - 1} (the cell's trajectories), got {trajectory}"
+        raise ConfigError("--trajectory", problem)
+    rule = stop_rule(config)
+    steps = rule.max_steps if max_steps is None else max_steps
+    if steps > TRACE_MAX_STEPS:
+        problem = f"OUT's max_steps is {steps} and a trace keeps every step: give --max-steps <= {TRACE_MAX_STEPS}"
+        raise ConfigError("--max-steps", problem)
+    rule = replace(rule, max_steps=steps, loss_tol=rule.loss_tol if loss_tol is None else loss_tol)
+    if config.explicit is not None:
+        start = start_from_vectors(config.explicit.a, config.explicit.b, cell.phi)
+    else:
+        start = sweep_initialization(
+            eta=cell.eta,
+            lambda0=cell.lambda0,
+            phi=cell.phi,
+            d=cell.d,
+            seed=config.seed,
+            init=config.init,
+            trajectory=trajectory,
+        )
+    return start, cell.eta, rule
+
+
 def main() -> None:
-    app()
+    app(prog_name="lin2net")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -56,6 +57,10 @@ MAX_CELLS = 1_000_000  # one file per cell
 MAX_TRAJECTORIES = 1_000_000_000  # per cell; memory grows with it (1e6 at d = 100: ~400 MB)
 MAX_D = 10_000_000  # one trajectory's (a, b) is 16 d bytes
 MAX_STEPS = 2**53  # step counts stay exact as float64
+MAX_SEED = 2**63 - 1  # a root seed fits a signed 64-bit integer
+MAX_PARAMETER = 1e150  # eta, lambda0, phi (and derived eta): their squares and products stay finite
+MAX_NAME_LENGTH = 100  # name labels the run and is the default output directory runs/<name>
+MAX_YAML_NODES = 1_000_000  # nodes of a config after expanding YAML aliases (guards against alias bombs)
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,61 @@ class SweepConfig:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-10`` as a float (YAML 1.1 wants ``1.0e-10``)."""
+    """SafeLoader that also reads ``1e-10`` as a float (YAML 1.1 wants ``1.0e-10``),
+    rejects duplicate keys, and refuses documents whose aliases expand to more
+    than :data:`MAX_YAML_NODES` nodes (or refer to themselves) before building them."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expanded_size(node)
+        return super().construct_document(node)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise ConfigError(
+                    "", f"duplicate key {_bounded_repr(key, 60)} at line {line}: each key may appear once"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Count the nodes of ``root`` with every alias expanded, in time linear in the
+    distinct nodes (sizes memoized per node): a config cannot hide a huge value
+    behind a few lines of nested aliases."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [item for pair in node.value for item in pair]
+        if done:
+            active.discard(key)
+            sizes[key] = min(1 + sum(sizes[id(child)] for child in children), MAX_YAML_NODES + 1)
+            if sizes[key] > MAX_YAML_NODES:
+                raise ConfigError("", f"YAML aliases expand to more than {MAX_YAML_NODES} values; write the values out")
+            continue
+        if key in sizes:
+            continue
+        if key in active:
+            raise ConfigError("", "a YAML alias refers to itself (a recursive value); write the values out")
+        active.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in active:
+                raise ConfigError("", "a YAML alias refers to itself (a recursive value); write the values out")
+            if id(child) not in sizes:
+                stack.append((child, False))
 
 
 _Loader.add_implicit_resolver(
@@ -132,14 +191,47 @@ def load_config(path: Path, overrides: Sequence[str] = ()) -> SweepConfig:
     """Read and validate a YAML config file; ``overrides`` (``key=value`` strings,
     see :func:`apply_overrides`) change the raw mapping first, so they are
     validated exactly like the file."""
+    shown = _printable(str(path))
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("", f"config file not found: {path}") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ConfigError("", f"cannot read config file {path}: {exc.__class__.__name__}") from None
-    raw = apply_overrides(parse_yaml(text, source=str(path)), overrides)
-    return parse_config(raw, default_name=Path(path).stem)
+        raise ConfigError("", f"config file not found: {shown}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("", f"cannot read config file {shown}: it is not UTF-8 text") from None
+    except OSError as exc:  # a directory, no permission, a file in the path, a symlink loop, a name too long
+        raise ConfigError("", f"cannot read config file {shown}: {exc.strerror or exc.__class__.__name__}") from None
+    except ValueError:  # a NUL byte in the path
+        raise ConfigError("", f"cannot read config file {shown}: the path contains a NUL byte") from None
+    raw = apply_overrides(parse_yaml(text, source=shown), overrides)
+    return parse_config(raw, default_name=default_name(Path(path).stem))
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters and undecodable bytes escaped, for messages."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def default_name(stem: str) -> str:
+    """A valid run name from a config file's stem: characters a name may not hold
+    become ``_``, and it is cut to :data:`MAX_NAME_LENGTH` characters."""
+    safe = "".join(c if c.isprintable() and c not in "/\\" else "_" for c in stem)[:MAX_NAME_LENGTH].strip()
+    while len(safe.encode("utf-8")) > 255:
+        safe = safe[:-1]
+    return safe if safe not in ("", ".", "..") else "sweep"
+
+
+def check_name(name: Any) -> str:
+    """``name`` labels a run and is its default output directory ``runs/<name>``,
+    so it is a single path component: printable, no ``/`` or ``\\``, not ``.``
+    or ``..``, at most :data:`MAX_NAME_LENGTH` characters."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("name", f"must be a non-empty string, got {_describe(name)}")
+    if len(name) > MAX_NAME_LENGTH or len(name.encode("utf-8", "surrogatepass")) > 255:
+        raise ConfigError("name", f"must be at most {MAX_NAME_LENGTH} characters, got {len(name)}")
+    if not name.isprintable() or "/" in name or "\\" in name or name in (".", ".."):
+        problem = "must be a label (printable, no '/' or backslash, not '.' or '..')"
+        raise ConfigError("name", f"{problem}, got {_describe(name)}")
+    return name
 
 
 _OVERRIDE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -185,6 +277,10 @@ def parse_yaml(text: str, source: str = "config") -> Any:
     """YAML text to plain data; a syntax error becomes a one-line ConfigError."""
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except RecursionError:
+        raise ConfigError("", f"malformed YAML in {source}: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+        raise ConfigError("", f"malformed YAML in {source}: {_clip(str(exc), 80)}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -203,9 +299,7 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
         raise ConfigError("grid", "missing: the grid of eta and lambda0 values to sweep is required")
     settings = {**DEFAULTS, **raw}
 
-    name = settings.get("name", default_name)
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError("name", f"must be a non-empty string, got {_describe(name)}")
+    name = check_name(settings.get("name", default_name))
     init, explicit = _parse_init(settings["init"])
     trajectories = _positive_int("trajectories", settings["trajectories"], maximum=MAX_TRAJECTORIES)
     if explicit is not None:
@@ -220,7 +314,7 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
     return SweepConfig(
         name=name,
         axes=axes,
-        seed=_non_negative_int("seed", settings["seed"]),
+        seed=_integer("seed", settings["seed"], minimum=0, maximum=MAX_SEED),
         trajectories=trajectories,
         init=init,
         explicit=explicit,
@@ -260,15 +354,32 @@ def _parse_grid(grid: Any, explicit: ExplicitInit | None) -> tuple[dict[str, tup
             for value in values:
                 if value < 0 or (value == 0 and not allow_zero):
                     raise ConfigError(f"grid.{key}", f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+                if value > MAX_PARAMETER:
+                    raise ConfigError(f"grid.{key}", f"must be at most {MAX_PARAMETER:g}, got {value!r}")
             axes[key] = tuple(values)
         duplicates = sorted({v for v in axes[key] if axes[key].count(v) > 1})
         if duplicates:
             raise ConfigError(f"grid.{key}", f"duplicate value {duplicates[0]!r}: every axis value must be distinct")
+    if "eta_lambda0" in axes and "lambda0" in axes:
+        _check_derived_eta(axes["eta_lambda0"], axes["lambda0"])
+    if explicit is not None and "eta_lambda0" in axes:
+        _check_derived_eta(axes["eta_lambda0"], (explicit.lambda0,))
     cells = math.prod(len(values) for values in axes.values())
     if cells > MAX_CELLS:
         sizes = " x ".join(f"{len(values)} {key}" for key, values in axes.items() if len(values) > 1)
         raise ConfigError("grid", f"{sizes} = {cells} cells; a sweep runs at most {MAX_CELLS} (one file each)")
     return axes, dict(specs)
+
+
+def _check_derived_eta(products: Sequence[float], lambda0s: Sequence[float]) -> None:
+    """η = (η·λ0)/λ0 per cell meets the checks of a given η: finite, > 0, at most MAX_PARAMETER."""
+    with np.errstate(over="ignore", under="ignore"):
+        eta = np.divide.outer(np.asarray(products, dtype=np.float64), np.asarray(lambda0s, dtype=np.float64))
+    bad = ~(np.isfinite(eta) & (eta > 0) & (eta <= MAX_PARAMETER))
+    if bad.any():
+        i, j = (int(k[0]) for k in np.nonzero(bad))
+        problem = f"eta = {products[i]!r}/{lambda0s[j]!r} = {float(eta[i, j])!r} at lambda0 = {lambda0s[j]!r}"
+        raise ConfigError("grid.eta_lambda0", f"{problem}; the derived eta must be > 0 and at most {MAX_PARAMETER:g}")
 
 
 def _expand_axis(key: str, spec: Any) -> list[float]:
@@ -337,6 +448,9 @@ def _parse_init(spec: Any) -> tuple[str, ExplicitInit | None]:
             lengths = f"{len(parsed['a'])} and {len(parsed['b'])}"
             raise ConfigError("init.explicit", f"a and b must have the same length, got {lengths}")
         explicit = ExplicitInit(parsed["a"], parsed["b"])
+        if not explicit.lambda0 <= MAX_PARAMETER:
+            problem = f"|a|² + |b|² must be at most {MAX_PARAMETER:g}, got {explicit.lambda0!r}"
+            raise ConfigError("init.explicit", problem)
         if explicit.lambda0 == 0:
             raise ConfigError("init.explicit", "a = b = 0 is the saddle point: gradient descent never moves from it")
         return "explicit", explicit
@@ -356,11 +470,48 @@ def _suggest(word: str, choices: Sequence[str]) -> str:
 
 
 def _describe(value: Any) -> str:
-    text = repr(value)
+    """A short rendering of ``value`` for messages, in time bounded by its first
+    few elements (a nested or aliased value is never rendered in full)."""
+    text = _bounded_repr(value, 60)
     if len(text) > 60:
         text = text[:57] + "..."
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
     return text if is_number else f"{text} ({type(value).__name__})"
+
+
+def _bounded_repr(value: Any, budget: int) -> str:
+    """repr(value), stopping once about ``budget`` characters are produced."""
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int):
+        if value.bit_length() > 160:
+            return f"{'-' if value < 0 else ''}an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value[: budget + 1])
+    if isinstance(value, Mapping):
+        pairs, opened, closed = list(itertools.islice(value.items(), 8)), "{", "}"
+    elif isinstance(value, (list, tuple)):
+        pairs, opened, closed = [(None, item) for item in itertools.islice(value, 8)], "[", "]"
+    else:
+        return _clip(repr(value), budget)
+    parts: list[str] = []
+    used = 0
+    for key, item in pairs:
+        if used > budget:
+            break
+        room = budget - used
+        part = _bounded_repr(item, room)
+        if opened == "{":
+            part = f"{_bounded_repr(key, room)}: {part}"
+        parts.append(part)
+        used += len(part) + 2
+    more = ", ..." if len(value) > len(parts) else ""
+    return opened + ", ".join(parts) + more + closed
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _finite_float(key: str, value: Any) -> float:
@@ -389,15 +540,15 @@ def _integer(key: str, value: Any, minimum: int, maximum: int | None = None) -> 
         else:
             raise ConfigError(key, f"must be an integer, got {_describe(value)}")
     if value < minimum:
-        raise ConfigError(key, f"must be {'>= 0' if minimum == 0 else '> 0'}, got {value!r}")
+        raise ConfigError(key, f"must be {'>= 0' if minimum == 0 else '> 0'}, got {_describe(value)}")
     if maximum is not None and value > maximum:
-        raise ConfigError(key, f"must be at most {maximum}, got {value!r}")
+        raise ConfigError(key, f"must be at most {maximum}, got {_describe(value)}")
     return int(value)
-
-
-def _non_negative_int(key: str, value: Any) -> int:
-    return _integer(key, value, minimum=0)
 
 
 def _positive_int(key: str, value: Any, maximum: int | None = None) -> int:
     return _integer(key, value, minimum=1, maximum=maximum)
+
+
+def _non_negative_int(key: str, value: Any) -> int:
+    return _integer(key, value, minimum=0)

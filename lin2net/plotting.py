@@ -1,20 +1,29 @@
 """Figures: heatmaps of a sweep over two axes (the seed paper's Figure 3) and traces.
 
-:func:`plot_sweep` reads a sweep cell by cell (only the columns it needs),
-reduces each grid point to one number per panel with a statistic, and draws
-heatmaps over two axes (``x``, ``y``), one row of panels per combination of
-the remaining axes that take several values (facets). By default it draws
-Figure 3: median Q(T)/Q(0) and median convergence time over η and λ(0).
+:func:`plot_sweep` reduces the sweep to one number per grid point and value
+with one :func:`lin2net.summary.grouped_statistics` call, and draws heatmaps
+over two axes (``x``, ``y``), one panel per combination of the remaining
+axes that take several values (facets, laid out in a roughly square grid).
+By default it draws Figure 3: median Q(T)/Q(0) and median convergence time
+over η and λ(0).
 
 Statistics (:data:`STATS`): ``median``, ``mean``, ``min``, ``max``, ``q25``,
 ``q75`` of the value over the converged trajectories (where the limit was
 reached) — except the quantiles of ``steps``, which count trajectories that
 did not converge as never converging (T = ∞), as ``lin2net summarize`` does;
-``frac_converged``, ``frac_diverged``, ``frac_max_steps`` ignore the value.
-Grid points where fewer than half the trajectories converged are drawn
-hatched grey (for all but the ``frac_*`` statistics). Axes are logarithmic
-where their values are positive and geometric (or span a decade); colour
-scales are logarithmic for non-negative values (fractions: linear, 0 to 1).
+``frac_converged``, ``frac_diverged``, ``frac_max_steps`` ignore the value
+(one map per facet). The value ``one_minus_q_ratio`` is 1 − Q(T)/Q(0), drawn
+on a log colour scale: where Q(T)/Q(0) is close to 1 it separates 10⁻² from
+10⁻⁶. Its statistics are those of 1 − q_ratio (computed as 1 minus the
+mirrored statistic of ``q_ratio``: q25 ↔ q75, min ↔ max). Grid points where fewer than half the trajectories
+converged are drawn hatched grey (for all but the ``frac_*`` statistics).
+Axes are logarithmic where their values are positive and geometric (or span
+a decade); colour scales are logarithmic for non-negative values (fractions:
+linear, 0 to 1).
+
+An axis with a single value cannot be ``x`` or ``y``, and an axis that is not
+on the sweep's grid (η·λ0 of an η grid) only where its values still fill the
+plane: such requests are refused with a one-line error.
 
 :func:`plot_trace` draws one traced trajectory (:mod:`lin2net.trace`).
 """
@@ -22,29 +31,31 @@ scales are logarithmic for non-negative values (fractions: linear, 0 to 1).
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from lin2net.errors import ConfigError
-from lin2net.store import cell_files, iter_cell_tables, read_resolved_config
-from lin2net.summary import FRACTION_STATS, STATS, cell_statistic
+from lin2net.store import read_resolved_config
+from lin2net.summary import FRACTION_STATS, STATS, cell_statistic, grouped_statistics
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.colorbar import Colorbar
     from matplotlib.figure import Figure
 
     from lin2net.trace import Trace
 
+__all__ = ["cell_statistic", "plot_sweep", "plot_trace", "sweep_grid"]
+
 PLOT_AXES = ("eta", "lambda0", "phi", "d", "eta_lambda0")
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 DEFAULT_VALUES = ("q_ratio", "steps")
+ONE_MINUS_Q = "one_minus_q_ratio"
+MIRRORED = {"median": "median", "q25": "q75", "q75": "q25", "min": "max", "max": "min"}
 LABELS = {
     "eta": "η",
     "lambda0": "λ(0)",
@@ -52,10 +63,14 @@ LABELS = {
     "d": "d",
     "eta_lambda0": "η·λ(0)",
     "q_ratio": "Q(T)/Q(0)",
+    ONE_MINUS_Q: "1 − Q(T)/Q(0)",
     "steps": "convergence time T (steps)",
     "lambda_T": "λ(T)",
     "sharpness_T": "sharpness at T",
     "lambda_gf": "gradient-flow sharpness λ_GF",
+    "frac_converged": "fraction converged",
+    "frac_diverged": "fraction diverged",
+    "frac_max_steps": "fraction at max_steps",
 }
 
 
@@ -80,10 +95,14 @@ class Panel:
     values: np.ndarray
     frac_converged: np.ndarray
 
+    @property
+    def title(self) -> str:
+        return label(self.stat) if self.stat in FRACTION_STATS else f"{self.stat} {label(self.value)}"
+
 
 @dataclass
 class SweepGrid:
-    """Everything :func:`plot_sweep` draws, computed from the sweep's files."""
+    """Everything :func:`plot_sweep` draws, computed from the sweep's output."""
 
     name: str
     x: str
@@ -92,14 +111,71 @@ class SweepGrid:
     y_values: np.ndarray
     panels: list[Panel] = field(default_factory=list)
     phi_values: tuple[float, ...] = ()
+    constants: dict[str, Any] = field(default_factory=dict)
+    trajectories: tuple[int, int] = (0, 0)
+
+    @property
+    def title(self) -> str:
+        """The fixed parameters and the sample size, e.g. "Φ = 1, d = 10; 200 trajectories per cell"."""
+        parts = [f"{label(k)} = {_number(v)}" for k, v in self.constants.items()]
+        low, high = self.trajectories
+        count = f"{low}" if low == high else f"{low}–{high}"
+        fixed = ", ".join(parts)
+        return f"{fixed}; {count} trajectories per cell" if fixed else f"{count} trajectories per cell"
 
 
-def _numeric_columns(out: Path) -> list[str]:
-    files = cell_files(out)
-    if not files:
-        raise ConfigError("", f"{out} holds no finished cells yet")
-    schema = pq.read_schema(files[0])
-    return [f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def numeric_columns() -> list[str]:
+    """Numeric columns of the trajectory table."""
+    import pyarrow as pa
+
+    from lin2net.cell import TRAJECTORY_SCHEMA
+
+    return [f.name for f in TRAJECTORY_SCHEMA if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
+
+
+def _axis_values(config: dict[str, Any], axis: str) -> list[Any] | None:
+    """The values of a grid axis in the resolved config (None: not on the grid)."""
+    grid = config.get("grid", {})
+    if axis not in grid:
+        return None
+    values = grid[axis]
+    return list(values) if isinstance(values, list) else [values]
+
+
+def resolve_axes(config: dict[str, Any], x: str | None, y: str | None) -> tuple[str, str]:
+    """``x`` and ``y`` with their defaults, checked against the sweep's grid."""
+    grid = config.get("grid", {})
+    x = x or ("eta" if "eta" in grid else "eta_lambda0")
+    y = y or "lambda0"
+    for option, axis in (("--x", x), ("--y", y)):
+        if axis not in PLOT_AXES:
+            raise ConfigError(option, f"unknown axis {axis!r}; choose from {', '.join(PLOT_AXES)}")
+    if x == y:
+        raise ConfigError("--y", f"x and y must differ, both are {x!r}")
+    stepsize = {"eta", "lambda0", "eta_lambda0"}
+    for option, axis in (("--x", x), ("--y", y)):
+        values = _axis_values(config, axis)
+        fixed = values is not None and len(values) == 1
+        if values is None and axis in ("lambda0", "d"):  # explicit init: one point fixes them
+            fixed = True
+        if (
+            values is None
+            and axis in stepsize
+            and not any(len(_axis_values(config, k) or [0]) > 1 for k in stepsize - {axis})
+        ):
+            fixed = True
+        if fixed:
+            shown = f" ({_number(values[0])})" if values else ""
+            raise ConfigError(
+                option,
+                f"{axis} takes one value in this sweep{shown}; an axis with one value cannot be an x or y axis "
+                f"(swept: {', '.join(k for k in grid if len(_axis_values(config, k) or []) > 1) or 'none'})",
+            )
+    return x, y
 
 
 def sweep_grid(
@@ -112,65 +188,92 @@ def sweep_grid(
 ) -> SweepGrid:
     """Reduce a sweep to heatmap panels (see module doc); bad choices raise ConfigError."""
     config = read_resolved_config(out)
-    grid_keys = [k for k in config.get("grid", {}) if k in PLOT_AXES]
-    x = x or ("eta" if "eta" in grid_keys else "eta_lambda0")
-    y = y or "lambda0"
-    for option, axis in (("--x", x), ("--y", y)):
-        if axis not in PLOT_AXES:
-            raise ConfigError(option, f"unknown axis {axis!r}; choose from {', '.join(PLOT_AXES)}")
-    if x == y:
-        raise ConfigError("--y", f"x and y must differ, both are {x!r}")
+    x, y = resolve_axes(config, x, y)
     if stat not in STATS:
         raise ConfigError("--stat", f"unknown statistic {stat!r}; choose from {', '.join(STATS)}")
-    numeric = _numeric_columns(out)
+    numeric = numeric_columns()
     for value in values:
-        if value not in numeric:
-            raise ConfigError("--value", f"{value!r} is not a numeric column; choose from {', '.join(numeric)}")
+        if value not in numeric and value != ONE_MINUS_Q:
+            choices = ", ".join([ONE_MINUS_Q, *numeric])
+            raise ConfigError("--value", f"{value!r} is not a numeric column; choose from {choices}")
+    if stat in FRACTION_STATS:
+        values = [stat]  # the fraction ignores the value: one map, not one per value
+        requested, request_stat = ["steps"], stat
+    elif list(values) == [ONE_MINUS_Q]:
+        requested, request_stat = ["q_ratio"], MIRRORED.get(stat, stat)
+    else:
+        if ONE_MINUS_Q in values:
+            raise ConfigError("--value", f"{ONE_MINUS_Q} is drawn on its own")
+        requested, request_stat = list(values), stat
 
+    grid_keys = list(config.get("grid", {}))
     covered = {x, y}
     stepsize = {"eta", "lambda0", "eta_lambda0"}
     if len(covered & stepsize) >= 2:  # any two of η, λ0, η·λ0 fix the third
         covered |= stepsize
     candidates = [k for k in grid_keys if k not in covered]
-    columns = list(dict.fromkeys([x, y, *candidates, "phi", *values, "status"]))
     keys = [x, y, *candidates]
-
-    groups: dict[tuple[Any, ...], list[pa.Table]] = defaultdict(list)
-    for table in iter_cell_tables(out, columns):
-        if table.num_rows:
-            first = table.slice(0, 1).to_pylist()[0]
-            groups[tuple(first[k] for k in keys)].append(table)
-    if not groups:
+    frame = grouped_statistics(out, keys, requested, request_stat)
+    if frame.empty:
         raise ConfigError("", f"{out} holds no finished cells yet")
 
-    facet_axes = [k for i, k in enumerate(candidates) if len({key[2 + i] for key in groups}) > 1]
-    x_values = np.array(sorted({key[0] for key in groups}), dtype=np.float64)
-    y_values = np.array(sorted({key[1] for key in groups}), dtype=np.float64)
-    facets = sorted({tuple(key[2 + candidates.index(k)] for k in facet_axes) for key in groups})
-    phis = sorted(
-        {float(v) for tables in groups.values() for t in tables for v in t.column("phi").unique().to_pylist()}
+    facet_axes = [k for k in candidates if frame[k].nunique() > 1]
+    x_values = np.sort(frame[x].unique().astype(np.float64))
+    y_values = np.sort(frame[y].unique().astype(np.float64))
+    facets = frame.groupby(facet_axes, sort=True) if facet_axes else [((), frame)]
+    n_facets = frame[facet_axes].drop_duplicates().shape[0] if facet_axes else 1
+    points = len(frame)
+    plane = len(x_values) * len(y_values) * n_facets
+    for option, axis in (("--x", x), ("--y", y)):
+        if axis not in grid_keys and points < 0.5 * plane:
+            raise ConfigError(
+                option,
+                f"{axis} is not an axis of this sweep's grid, and its values fill only {points} of the {plane} "
+                f"points of the plane; plot the grid's own axes ({', '.join(grid_keys)}) or sweep grid.{axis}",
+            )
+    constants = {k: v[0] for k in grid_keys if (v := _axis_values(config, k)) is not None and len(v) == 1}
+    constants = {k: v for k, v in constants.items() if k not in (x, y)}
+    phis = tuple(sorted({float(v) for v in (_axis_values(config, "phi") or [1.0])}))
+    counts = frame["trajectories"].to_numpy()
+    grid = SweepGrid(
+        str(config.get("name", Path(out).name)),
+        x,
+        y,
+        x_values,
+        y_values,
+        phi_values=phis,
+        constants=constants,
+        trajectories=(int(counts.min()), int(counts.max())),
     )
-    grid = SweepGrid(str(config.get("name", Path(out).name)), x, y, x_values, y_values, phi_values=tuple(phis))
-
     shape = (len(y_values), len(x_values))
-    for facet in facets:
-        cells = {
-            key[:2]: pa.concat_tables(tables)
-            for key, tables in groups.items()
-            if tuple(key[2 + candidates.index(k)] for k in facet_axes) == facet
-        }
+    for facet, part in facets:
+        facet_key = facet if isinstance(facet, tuple) else (facet,)
+        i = np.searchsorted(x_values, part[x].to_numpy(dtype=np.float64))
+        j = np.searchsorted(y_values, part[y].to_numpy(dtype=np.float64))
         frac = np.full(shape, np.nan)
-        reduced = {value: np.full(shape, np.nan) for value in values}
-        for (xv, yv), table in cells.items():
-            i, j = int(np.searchsorted(x_values, xv)), int(np.searchsorted(y_values, yv))
-            status = np.asarray(table.column("status").to_numpy(zero_copy_only=False))
-            frac[j, i] = float(np.mean(status == "converged"))
-            for value in values:
-                reduced[value][j, i] = cell_statistic(table.column(value).to_numpy(), status, value, stat)
-        facet_map = dict(zip(facet_axes, facet, strict=True))
-        for value in values:
-            grid.panels.append(Panel(value, stat, facet_map, reduced[value], frac))
+        frac[j, i] = part["frac_converged"].to_numpy(dtype=np.float64)
+        facet_map = {k: _plain(v) for k, v in zip(facet_axes, facet_key, strict=True)}
+        for value, column in zip(values, requested, strict=True):
+            data = part[column].to_numpy(dtype=np.float64)
+            if value == ONE_MINUS_Q:
+                data = 1.0 - data
+            reduced = np.full(shape, np.nan)
+            reduced[j, i] = data
+            grid.panels.append(Panel(value, stat, facet_map, reduced, frac))
     return grid
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def default_figure_name(x: str, y: str, value: str | None, stat: str, default_x: str) -> str:
+    """``figure3.png`` for the default view, else ``plot-<value>-<stat>-<x>-<y>.png``."""
+    if value is None and stat == "median" and (x, y) == (default_x, "lambda0"):
+        return "figure3.png"
+    if stat in FRACTION_STATS:
+        return f"plot-{stat}-{x}-{y}.png"
+    return f"plot-{value or 'figure3'}-{stat}-{x}-{y}.png"
 
 
 def _is_log_axis(values: np.ndarray) -> bool:
@@ -199,19 +302,32 @@ def _facet_title(facet: dict[str, Any]) -> str:
 
 def plot_sweep(
     out: Path,
-    path: Path,
+    path: Path | None = None,
     *,
     x: str | None = None,
     y: str | None = None,
     value: str | None = None,
     stat: str = "median",
 ) -> Path:
-    """Draw the heatmaps of :func:`sweep_grid` to ``path`` (.png, .svg or .pdf)."""
-    check_figure_path(path)
+    """Draw the heatmaps of :func:`sweep_grid` to ``path`` (.png, .svg or .pdf;
+    default: ``OUT/`` + :func:`default_figure_name`) and return the path."""
+    if path is not None:
+        check_figure_path(path)
     grid = sweep_grid(out, x=x, y=y, values=DEFAULT_VALUES if value is None else (value,), stat=stat)
+    if path is None:
+        default_x = "eta" if "eta" in read_resolved_config(out).get("grid", {}) else "eta_lambda0"
+        path = Path(out) / default_figure_name(grid.x, grid.y, value, stat, default_x)
     figure = draw_sweep_grid(grid)
     _save(figure, path)
     return path
+
+
+def layout(panels_per_facet: int, facets: int) -> tuple[int, int]:
+    """(rows, columns) of panels: facets in a roughly square grid, the values of
+    one facet side by side."""
+    facet_columns = max(1, math.ceil(math.sqrt(facets / panels_per_facet)))
+    facet_columns = min(facet_columns, facets)
+    return math.ceil(facets / facet_columns), facet_columns * panels_per_facet
 
 
 def draw_sweep_grid(grid: SweepGrid) -> Figure:
@@ -223,9 +339,8 @@ def draw_sweep_grid(grid: SweepGrid) -> Figure:
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch, Rectangle
 
-    n_values = len({p.value for p in grid.panels})
-    ncols = n_values if n_values > 1 else min(3, len(grid.panels))
-    nrows = math.ceil(len(grid.panels) / ncols)
+    per_facet = len(dict.fromkeys(p.value for p in grid.panels))
+    nrows, ncols = layout(per_facet, len(grid.panels) // per_facet)
     figure = Figure(figsize=(5.6 * ncols, 4.4 * nrows), layout="constrained")
     axes = figure.subplots(nrows, ncols, squeeze=False)
     x_log, y_log = _is_log_axis(grid.x_values), _is_log_axis(grid.y_values)
@@ -248,7 +363,8 @@ def draw_sweep_grid(grid: SweepGrid) -> Figure:
         else:
             norm = Normalize(vmin=vmin, vmax=vmax)
         mesh = ax.pcolormesh(x_edges, y_edges, np.ma.masked_invalid(data), cmap=cmap, norm=norm, shading="flat")
-        figure.colorbar(mesh, ax=ax, extend=extend, label=f"{panel.stat} {label(panel.value)}")
+        colorbar = figure.colorbar(mesh, ax=ax, extend=extend, label=panel.title)
+        _few_ticks(colorbar, use_log, vmin, vmax)
         if panel.stat not in FRACTION_STATS:
             rows, cols = np.nonzero(panel.frac_converged < 0.5)
             if rows.size:
@@ -256,9 +372,9 @@ def draw_sweep_grid(grid: SweepGrid) -> Figure:
                     Rectangle((x_edges[i], y_edges[j]), x_edges[i + 1] - x_edges[i], y_edges[j + 1] - y_edges[j])
                     for j, i in zip(rows, cols, strict=True)
                 ]
-                ax.add_collection(
-                    PatchCollection(boxes, facecolor="0.82", edgecolor="0.45", hatch="///", linewidth=0.0)
-                )
+                hatch = PatchCollection(boxes, facecolor="0.82", edgecolor="0.45", hatch="///", linewidth=0.0)
+                hatch.set_zorder(2)
+                ax.add_collection(hatch)
                 handles["most trajectories did not converge"] = Patch(
                     facecolor="0.82", edgecolor="0.45", hatch="///", label="most trajectories did not converge"
                 )
@@ -270,13 +386,30 @@ def draw_sweep_grid(grid: SweepGrid) -> Figure:
         ax.set_ylim(y_edges[0], y_edges[-1])
         ax.set_xlabel(label(grid.x))
         ax.set_ylabel(label(grid.y))
-        ax.set_title(f"{panel.stat} {label(panel.value)}" + (f"  ({_facet_title(panel.facet)})" if panel.facet else ""))
+        ax.set_title(panel.title + (f"  ({_facet_title(panel.facet)})" if panel.facet else ""))
     for k in range(len(grid.panels), nrows * ncols):
         axes[k // ncols][k % ncols].set_visible(False)
     if handles:
-        figure.legend(handles=list(handles.values()), loc="outside lower center", ncols=min(4, len(handles)))
-    figure.suptitle(f"lin2net sweep {grid.name}")
+        figure.legend(handles=list(handles.values()), loc="outside lower center", ncols=min(3, len(handles)))
+    figure.suptitle(grid.title)
     return figure
+
+
+def _few_ticks(colorbar: Colorbar, log: bool, vmin: float, vmax: float) -> None:
+    """At most about five labelled ticks on a colour bar."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+    axis = colorbar.ax.yaxis
+    if log:
+        decades = math.log10(vmax / vmin) if vmin > 0 else 10.0
+        if decades >= 2:
+            axis.set_major_locator(LogLocator(numticks=6))
+        else:  # less than two decades: 1, 2, 5 times powers of ten, written out
+            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_minor_formatter(NullFormatter())
+    else:
+        axis.set_major_locator(MaxNLocator(5))
 
 
 def _colour_scale(panels: list[Panel]) -> tuple[float, float, bool]:
@@ -302,8 +435,22 @@ def _colour_scale(panels: list[Panel]) -> tuple[float, float, bool]:
     return low, high if high > low else low + 1.0, False
 
 
+REFERENCE_STYLES = {  # label: (colour, line style); each line is labelled by what it is
+    "η·λ(0) = 2": ("black", "-"),
+    "η = 2/√(λ(0)² + 4Φ²)": ("red", "--"),
+    "η = 1/(λ(0) + 2Φ)": ("magenta", "-."),
+    "η = 1/Φ": ("orange", ":"),
+}
+
+
 def _reference_curves(ax: Axes, grid: SweepGrid, panel: Panel) -> dict[str, Any]:
-    """η·λ0 = 2, η = 2/√(λ0² + 4Φ²) and η = 1/Φ, where the axes are two of η, λ0, η·λ0."""
+    """The step-size lines where the axes are two of η, λ0, η·λ0, drawn above the
+    hatching: η·λ0 = 2 (GD starts at the edge of stability), η = 2/√(λ0² + 4Φ²)
+    and η = 1/(λ0 + 2Φ) (Theorem 1 needs η below both: the second is
+    η < 1/(2|ε0|) for the largest |ε0| = λ0/2 + Φ of a sphere start) and η = 1/Φ
+    (no minimum is stable beyond it)."""
+    from matplotlib import patheffects
+
     axes = {grid.x, grid.y}
     if "lambda0" not in axes or not axes & {"eta", "eta_lambda0"}:
         return {}
@@ -313,16 +460,21 @@ def _reference_curves(ax: Axes, grid: SweepGrid, panel: Panel) -> dict[str, Any]
     lam_values = grid.x_values if grid.x == "lambda0" else grid.y_values
     step_axis = grid.y if grid.x == "lambda0" else grid.x
     lam = np.geomspace(lam_values.min() / 10, lam_values.max() * 10, 400) if lam_values.min() > 0 else lam_values
-    curves = {"η·λ(0) = 2": 2.0 / lam, "η = 2/√(λ(0)² + 4Φ²)": 2.0 / np.hypot(lam, 2.0 * phi)}
+    curves = {
+        "η·λ(0) = 2": 2.0 / lam,
+        "η = 2/√(λ(0)² + 4Φ²)": 2.0 / np.hypot(lam, 2.0 * phi),
+        "η = 1/(λ(0) + 2Φ)": 1.0 / (lam + 2.0 * phi),
+    }
     if phi > 0:
         curves["η = 1/Φ"] = np.full_like(lam, 1.0 / phi)
-    styles = {"η·λ(0) = 2": ("black", "-"), "η = 2/√(λ(0)² + 4Φ²)": ("red", "--"), "η = 1/Φ": ("orange", ":")}
     lines = {}
+    outline: list[patheffects.AbstractPathEffect] = [patheffects.withStroke(linewidth=3.4, foreground="white")]
     for text, eta in curves.items():
         coordinate = eta if step_axis == "eta" else eta * lam
         xs, ys = (lam, coordinate) if grid.x == "lambda0" else (coordinate, lam)
-        color, style = styles[text]
-        (line,) = ax.plot(xs, ys, color=color, linestyle=style, linewidth=1.6, label=text)
+        color, style = REFERENCE_STYLES[text]
+        (line,) = ax.plot(xs, ys, color=color, linestyle=style, linewidth=1.8, label=text, zorder=3)
+        line.set_path_effects(outline)
         lines[text] = line
     return lines
 
@@ -334,10 +486,24 @@ def _save(figure: Figure, path: Path) -> None:
     atomic_write(Path(path), lambda temp: figure.savefig(temp, format=suffix, dpi=120))
 
 
+def _spans_decades(values: np.ndarray, decades: float = 2.0) -> bool:
+    """True when the finite values are positive and span more than ``decades`` powers of ten
+    (a diverging trace: drawn linearly it is a flat line under one huge point)."""
+    finite = values[np.isfinite(values)]
+    return bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 10**decades)
+
+
 def plot_trace(trace: Trace, path: Path) -> Path:
-    """Loss, sharpness against 2/η and Q(t)/Q(0) of a trace, with the gradient flow
-    from the same start overlaid at GF time η·t."""
+    """Draw :func:`draw_trace` to ``path`` (.png, .svg or .pdf)."""
     check_figure_path(path)
+    _save(draw_trace(trace), path)
+    return path
+
+
+def draw_trace(trace: Trace) -> Figure:
+    """Loss, sharpness against 2/η and Q(t)/Q(0) of a trace, with the gradient flow
+    from the same start overlaid at GF time η·t. The loss is on a log axis; the
+    sharpness and Q(t)/Q(0) are too where they span more than two decades."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -364,6 +530,9 @@ def plot_trace(trace: Trace, path: Path) -> Path:
             ax.plot(fine, gf, color="C1", linewidth=1.2, linestyle="--", label="gradient flow (time η·t)")
             ax.set_ylabel(name)
     ax_loss.set_yscale("log")
+    for ax, column in ((ax_sharp, "sharpness"), (ax_q, "q_ratio")):
+        if _spans_decades(table[column].to_numpy()):
+            ax.set_yscale("log")
     ax_sharp.axhline(2.0 / trace.eta, color="red", linestyle=":", label="2/η")
     ax_sharp.axhline(trace.lambda_gf, color="C1", linestyle=":", linewidth=0.8, label="λ_GF (gradient-flow limit)")
     ax_q.plot(t, table["q_ratio"].to_numpy(), color="C0", linewidth=1.2, label="gradient descent")
@@ -374,5 +543,4 @@ def plot_trace(trace: Trace, path: Path) -> Path:
         ax.legend(loc="best", fontsize="small")
         ax.grid(alpha=0.3)
     figure.suptitle(f"trace: η = {trace.eta:g}, Φ = {trace.phi:g}; {trace.status.label} at T = {trace.steps}")
-    _save(figure, path)
-    return path
+    return figure

@@ -609,7 +609,7 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         os.replace(temp, path)
         _fsync_directory(path.parent)
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise OutputError(f"{exc.strerror or exc}: cannot write {path}") from None
     finally:
         with contextlib.suppress(OSError):  # a read-only directory must not hide the real error
             temp.unlink()

@@ -46,12 +46,24 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
-@pytest.fixture
-def cli(runner: CliRunner):  # type: ignore[no-untyped-def]
-    def invoke(*args: str):  # type: ignore[no-untyped-def]
-        return runner.invoke(app, [str(a) for a in args])
+class Cli:
+    """``cli(*args)`` runs ``lin2net args`` in-process; ``cli.env(COLUMNS="80")(*args)``
+    with extra environment variables."""
 
-    return invoke
+    def __init__(self, runner: CliRunner, env: dict[str, str] | None = None) -> None:
+        self.runner = runner
+        self.extra = env or {}
+
+    def __call__(self, *args: Any) -> Any:
+        return self.runner.invoke(app, [a if isinstance(a, str) else str(a) for a in args], env=self.extra)
+
+    def env(self, **variables: str) -> Cli:
+        return Cli(self.runner, {**self.extra, **variables})
+
+
+@pytest.fixture
+def cli(runner: CliRunner) -> Cli:
+    return Cli(runner)
 
 
 def trajectories_frame(out: Path) -> Any:

@@ -197,3 +197,176 @@ def test_cell_write_failing_midway_leaves_no_file(
     monkeypatch.setattr(pq.ParquetWriter, "write_table", real_write)  # the disk has room again: a rerun finishes
     again = cli("sweep", config, "-o", out, "--quiet", "--workers", "1")
     assert again.exit_code == 0 and "ran 8, skipped 0" in again.stderr
+
+
+# --- paths and file-system failures, through every command ------------------------------------------
+
+PATH_KINDS = ("missing", "through-file", "symlink-loop", "long-name", "long-path", "nul", "not-utf8", "directory")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small finished sweep, and beside it a regular file, a symlink loop and a config."""
+    from lin2net.sweep import run_sweep
+
+    root = tmp_path_factory.mktemp("paths")
+    config = parse_config({**SMALL, "trajectories": 4, "grid": {**SMALL["grid"], "d": 1}})
+    run_sweep(config, root / "out")
+    (root / "file").write_text("x")
+    (root / "loop").symlink_to(root / "loop")
+    write_yaml(root / "good.yaml", {**SMALL, "trajectories": 4})
+    return root
+
+
+def bad_path(root: Path, kind: str, tail: str, suffix: str) -> str:
+    """A path of the given kind, as the command line passes it (a str; bytes that are not
+    UTF-8 arrive as surrogate escapes)."""
+    name = (tail or "x") + suffix
+    return {
+        "missing": str(root / "missing" / name),
+        "through-file": str(root / "file" / name),
+        "symlink-loop": str(root / "loop" / name),
+        "long-name": str(root / ("n" * 256 + suffix)),
+        "long-path": str(root / "/".join(["p" * 200] * 25) / name),
+        "nul": str(root / f"a\x00{name}"),
+        "not-utf8": str(root / f"\udcff{name}"),
+        "directory": str(root),
+    }[kind]
+
+
+def command_lines(root: Path, path: str) -> dict[str, list[str]]:
+    """Every command, with ``path`` in each place a command takes a path."""
+    out, config = str(root / "out"), str(root / "good.yaml")
+    return {
+        "sweep CONFIG": ["sweep", path, "-o", str(root / "never")],
+        "sweep -o": ["sweep", config, "-o", path, "--quiet"],
+        "summarize OUT": ["summarize", path],
+        "summarize -o": ["summarize", out, "-o", path],
+        "check OUT": ["check", path],
+        "check -o": ["check", out, "-o", path],
+        "plot OUT": ["plot", path],
+        "plot -o": ["plot", out, "-o", path],
+        "trace OUT": ["trace", path, "--cell", "000000000000"],
+        "trace -o": ["trace", "--eta", "0.1", "--lambda0", "1", "-o", path],
+        "trace --plot": ["trace", "--eta", "0.1", "--lambda0", "1", "--plot", path],
+    }
+
+
+def assert_one_error_line(result: Any, what: object) -> None:
+    assert result.exit_code == 2, (what, result.exit_code, result.output, result.exception)
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, (what, result.stderr)
+    assert "Traceback" not in result.output, what
+
+
+SUFFIXES = {"sweep CONFIG": ".yaml", "sweep -o": "", "summarize -o": ".csv", "check -o": ".md", "plot -o": ".png"}
+SUFFIXES |= {"trace -o": ".csv", "trace --plot": ".png"}
+
+
+@settings(FUZZ, max_examples=60)
+@given(
+    kind=st.sampled_from(PATH_KINDS),
+    place=st.sampled_from(sorted(command_lines(Path("/"), "p"))),
+    tail=st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"), max_size=12),
+)
+def test_bad_paths_exit_2_in_one_line_through_every_command(finished: Path, kind: str, place: str, tail: str) -> None:
+    """Missing, through a regular file, in a symlink loop, a name or path too long for the
+    file system, a NUL byte, not UTF-8, a directory where a file goes: one line, exit 2,
+    before anything runs; nothing written."""
+    assume(tail not in ("", ".", "..") and not tail.isspace())
+    if kind == "missing":
+        assume(place not in ("sweep -o",))  # a missing output directory is created: not an error
+    if kind == "directory":
+        assume(place not in ("summarize OUT", "check OUT", "plot OUT", "trace OUT", "sweep -o"))
+    path = bad_path(finished, kind, tail, SUFFIXES.get(place, ""))
+    before = sorted(p.name for p in finished.iterdir())
+    result = RUNNER.invoke(app, command_lines(finished, path)[place])
+    assert_one_error_line(result, (kind, place, path))
+    assert sorted(p.name for p in finished.iterdir()) == before
+
+
+def test_not_utf8_config_text_and_config_directory(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "latin1.yaml"
+    config.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    result = cli("sweep", config, "-o", tmp_path / "out")
+    assert_one_error_line(result, "latin-1")
+    assert "it is not UTF-8 text" in result.stderr and not (tmp_path / "out").exists()
+    result = cli("sweep", tmp_path, "-o", tmp_path / "out")
+    assert_one_error_line(result, "directory")
+    assert "Is a directory" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("code", "text"), [(errno.EROFS, "Read-only file system"), (errno.ENOSPC, "No space left on device")]
+)
+@pytest.mark.parametrize("place", ["summarize -o", "check -o", "plot -o", "trace -o", "trace --plot"])
+def test_read_only_or_full_file_system_when_writing_a_result(
+    finished: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, text: str, place: str
+) -> None:
+    """The file is written under a temporary name and renamed: when the file system refuses,
+    one line, exit 2, and neither the file nor its temporary name is left."""
+    import lin2net.store
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise OSError(code, text)
+
+    monkeypatch.setattr(lin2net.store.os, "replace", refuse)
+    path = tmp_path / f"result{SUFFIXES[place]}"
+    result = RUNNER.invoke(app, command_lines(finished, str(path))[place])
+    assert_one_error_line(result, place)
+    assert text in result.stderr and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("code", "text"), [(errno.EROFS, "Read-only file system"), (errno.ENOSPC, "No space left on device")]
+)
+def test_read_only_or_full_file_system_for_a_sweep(
+    tmp_path: Path,
+    cli,
+    monkeypatch: pytest.MonkeyPatch,
+    code: int,
+    text: str,  # type: ignore[no-untyped-def]
+) -> None:
+    """OUT cannot be created (read-only) or its config cannot be written (full): one line, exit 2."""
+
+    def refuse(self: Path, *args: Any, **kwargs: Any) -> None:
+        raise OSError(code, text, str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    out = tmp_path / "out"
+    result = cli("sweep", write_yaml(tmp_path / "c.yaml", SMALL), "-o", out, "--quiet")
+    assert_one_error_line(result, text)
+    assert text in result.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("target", ["name", "grid.eta", "trajectories", "init.explicit.a", "--set"])
+def test_alias_bomb_through_the_command_line(tmp_path: Path, cli, target: str) -> None:  # type: ignore[no-untyped-def]
+    """Nine lines of nested aliases (9**9 values) under a known key, or in --set: one line, exit 2."""
+    from tests.test_config import BOMB_TARGETS, _alias_bomb
+
+    config, out = tmp_path / "bomb.yaml", tmp_path / "out"
+    if target == "--set":
+        config.write_text(yaml.safe_dump(SMALL))
+        bomb = "{" + _alias_bomb().replace("\n", ", ").rstrip(", ") + ", b: *a8}"
+        result = cli("sweep", config, "-o", out, "--set", f"grid.eta={bomb}")
+    else:
+        config.write_text(_alias_bomb() + BOMB_TARGETS[target])
+        result = cli("sweep", config, "-o", out)
+    assert_one_error_line(result, target)
+    assert "YAML aliases expand to more than 1000000 values" in result.stderr and not out.exists()
+
+
+def test_entry_point_prints_one_line_errors(tmp_path: Path) -> None:
+    """The installed entry point (``python -m lin2net``), not only the in-process runner."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "lin2net", "summarize", str(tmp_path), "-f", "xx"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr == "error: --format: 'xx' is not one of 'table', 'csv', 'markdown', 'parquet' " + (
+        "(see 'lin2net summarize --help')\n"
+    )

@@ -18,6 +18,7 @@ from lin2net.cli import app
 from lin2net.config import parse_config
 from lin2net.grid import expand_grid
 from lin2net.integrator import StopRule
+from lin2net.store import read_trajectories
 from lin2net.sweep import run_sweep
 from tests.conftest import trajectories_frame
 from lin2net.trace import sweep_initialization, trace_trajectory
@@ -192,3 +193,18 @@ def test_theorem2_outcomes_past_one_over_phi(tmp_path: Path) -> None:
     later = trace_trajectory(start, 1.5, StopRule(1e-300, int(passing["steps"]) + 100)).table
     assert later["loss"].iloc[int(passing["steps"])] <= 1e-10
     assert later["loss"].iloc[int(passing["steps"]) :].max() > 1e-3
+
+
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_check_tables_fit_the_terminal_with_whole_ids(violating_sweep: tuple[Path, float, float], columns: str) -> None:
+    out, _, _ = violating_sweep
+    result = runner.invoke(app, ["check", str(out)], env={"COLUMNS": columns})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= int(columns)
+    header = next(line for line in lines if line.startswith("┃ cell_id"))
+    assert "worst_margin" in header and "fails" in header
+    ids = set(read_trajectories(out, ["cell_id"]).to_pandas()["cell_id"])
+    rows = [line.strip("│ ").split("│")[0].strip() for line in lines if line.startswith("│")]
+    assert any(row in ids for row in rows)  # ids are never split across lines
+    assert ("not shown for lack of width" in result.stdout) == (columns == "80")

@@ -156,3 +156,92 @@ def test_geomspace_values_are_exact_endpoints() -> None:
     config = parse_config({"grid": {"eta": {"geomspace": [0.001, 1.0, 31]}, "lambda0": 1.0}})
     assert config.axes["eta"][0] == 0.001 and config.axes["eta"][-1] == 1.0
     assert np.all(np.diff(np.log(config.axes["eta"])) > 0)
+
+
+def _alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """``levels`` anchors, each a list of ``width`` aliases of the previous: width**levels leaves in a few lines."""
+    lines = [f"a0: &a0 [{', '.join(['x'] * width)}]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+BOMB_TARGETS = {
+    "name": "name: *a8\ngrid: {eta: 0.1, lambda0: 1.0}\n",
+    "grid.eta": "grid: {eta: *a8, lambda0: 1.0}\n",
+    "trajectories": "trajectories: *a8\ngrid: {eta: 0.1, lambda0: 1.0}\n",
+    "init.explicit.a": "grid: {eta: 0.1}\ninit: {explicit: {a: *a8, b: [1]}}\n",
+}
+
+
+@pytest.mark.parametrize("key", list(BOMB_TARGETS))
+def test_alias_bomb_is_refused_while_loading(tmp_path: Path, key: str) -> None:
+    """387 420 489 leaves behind 9 lines: refused by counting the expanded nodes, before
+    anything is built or rendered (no key is named: the document as a whole is refused)."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb() + BOMB_TARGETS[key])
+    with pytest.raises(ConfigError, match=r"^YAML aliases expand to more than 1000000 values"):
+        load_config(path)
+
+
+def test_alias_bomb_in_set_and_small_aliases_still_work(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD_GRID)
+    bomb = "{" + _alias_bomb().replace("\n", ", ").rstrip(", ") + ", b: *a8}"
+    with pytest.raises(ConfigError, match=r"expand to more than"):
+        load_config(path, [f"name={bomb}"])
+    path.write_text("grid:\n  eta: &e [0.1, 0.2]\n  lambda0: *e\n")
+    assert load_config(path).axes["lambda0"] == (0.1, 0.2)
+
+
+def test_describe_is_bounded_for_huge_values() -> None:
+    """A value shared a million times over renders in bounded time and length."""
+    from lin2net.config import _describe
+
+    shared: list[object] = ["x"] * 10
+    for _ in range(30):
+        shared = [shared] * 10  # 10**31 leaves if rendered in full
+    text = _describe(shared)
+    assert len(text) < 80 and text.endswith("(list)")
+    assert "digits" in _describe(10**5000) and len(_describe(10**5000)) < 80
+
+
+@pytest.mark.parametrize(
+    ("text", "detail"),
+    [
+        ("a: &a [*a]\n" + GOOD_GRID, "refers to itself"),
+        (GOOD_GRID + "seed: 1\nseed: 2\n", "duplicate key 'seed' at line 5"),
+        ("grid:\n  eta: 0.1\n  eta: 0.2\n  lambda0: 1.0\n", "duplicate key 'eta' at line 3"),
+        (GOOD_GRID + "seed: " + "9" * 5000 + "\n", "malformed YAML"),
+        (GOOD_GRID + "seed: " + "9" * 30 + "\n", "seed: must be at most 9223372036854775807"),
+        ('name: "/"\n' + GOOD_GRID, "name: must be a label"),
+        ('name: ".."\n' + GOOD_GRID, "name: must be a label"),
+        ('name: "a/b"\n' + GOOD_GRID, "name: must be a label"),
+        ('name: "a\\0b"\n' + GOOD_GRID, "name: must be a label"),
+        ('name: "a\\nb"\n' + GOOD_GRID, "name: must be a label"),
+        ("name: " + "x" * 101 + "\n" + GOOD_GRID, "name: must be at most 100 characters"),
+        ("grid:\n  eta_lambda0: 1.0e-300\n  lambda0: 1.0e+100\n", "grid.eta_lambda0: eta = 1e-300/1e+100 = 0.0"),
+        ("grid:\n  eta_lambda0: 1.0e+100\n  lambda0: 1.0e-100\n", "the derived eta must be > 0 and at most 1e+150"),
+        ("grid:\n  eta: 0.1\n  lambda0: 1.0\n  phi: 1.0e+200\n", "grid.phi: must be at most 1e+150"),
+        ("grid:\n  eta: 1.0e+151\n  lambda0: 1.0\n", "grid.eta: must be at most 1e+150"),
+        ("grid:\n  eta: 0.1\n  lambda0: [1, 1.0e+160]\n", "grid.lambda0: must be at most 1e+150"),
+        (
+            "grid:\n  eta: 0.1\ninit: {explicit: {a: [1.0e+100], b: [1]}}\n",
+            "init.explicit: |a|² + |b|² must be at most",
+        ),
+        ("x: " + "[" * 3000 + "\n", "nested too deeply"),
+    ],
+)
+def test_more_bad_configs_are_one_line(tmp_path: Path, text: str, detail: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert detail in str(info.value) and "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_default_name_from_an_odd_file_name_is_a_safe_label(tmp_path: Path) -> None:
+    path = tmp_path / ("é" * 120 + ".yaml")
+    path.write_text(GOOD_GRID)
+    name = load_config(path).name
+    assert name == "é" * 100 and len(name.encode()) <= 255
+    assert parse_config({"grid": {"eta": 0.1, "lambda0": 1}}, default_name="runs").name == "runs"

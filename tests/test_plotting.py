@@ -6,7 +6,6 @@ from pathlib import Path
 
 import matplotlib.image
 import numpy as np
-import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 from typer.testing import CliRunner
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 from lin2net.cli import app
 from lin2net.config import parse_config
 from lin2net.plotting import cell_statistic, sweep_grid
+from lin2net.store import read_trajectories
 from lin2net.sweep import run_sweep
 from tests.conftest import trajectories_frame
 
@@ -123,3 +123,85 @@ def test_bad_plot_options_exit_2_with_one_line(small_sweep: Path, args: list[str
     result = runner.invoke(app, ["plot", str(small_sweep), *args])
     assert result.exit_code == 2
     assert result.output.startswith(f"error: {key}") and result.output.strip().count("\n") == 0
+
+
+def test_each_view_has_its_own_default_file(small_sweep: Path) -> None:
+    """Plots no longer overwrite OUT/figure3.png: the default view writes it, others are named by what they show."""
+    views = {
+        "figure3.png": [],
+        "plot-lambda_T-mean-eta-lambda0.png": ["--value", "lambda_T", "--stat", "mean"],
+        "plot-frac_converged-eta-d.png": ["--stat", "frac_converged", "--y", "d"],
+        "plot-one_minus_q_ratio-median-eta-lambda0.png": ["--value", "one_minus_q_ratio"],
+    }
+    for name, args in views.items():
+        result = runner.invoke(app, ["plot", str(small_sweep), *args])
+        assert result.exit_code == 0, result.output
+        assert result.output.strip().endswith(f"wrote {small_sweep / name}")
+    assert {name: (small_sweep / name).stat().st_size > 10_000 for name in views} == dict.fromkeys(views, True)
+
+
+@pytest.mark.parametrize(
+    ("args", "start"),
+    [
+        (["--x", "phi"], "error: --x: phi takes one value in this sweep (1); an axis with one value cannot be"),
+        (["--y", "phi"], "error: --y: phi takes one value in this sweep (1)"),
+        (["--x", "eta_lambda0"], "error: --x: eta_lambda0 is not an axis of this sweep's grid"),
+    ],
+)
+def test_plots_that_cannot_show_anything_are_refused(small_sweep: Path, args: list[str], start: str) -> None:
+    result = runner.invoke(app, ["plot", str(small_sweep), *args, "-o", "never.png"])
+    assert result.exit_code == 2 and result.output.startswith(start) and result.output.count("\n") == 1, result.output
+    assert not Path("never.png").exists()
+
+
+def test_fraction_statistics_draw_one_map_per_facet(small_sweep: Path) -> None:
+    frame = read_trajectories(small_sweep).to_pandas()
+    grid = sweep_grid(small_sweep, stat="frac_diverged")
+    assert [(p.value, p.facet) for p in grid.panels] == [("frac_diverged", {"d": 2}), ("frac_diverged", {"d": 8})]
+    for panel in grid.panels:
+        for (eta, lambda0), group in frame[frame["d"] == panel.facet["d"]].groupby(["eta", "lambda0"]):
+            i, j = list(grid.x_values).index(eta), list(grid.y_values).index(lambda0)
+            assert panel.values[j, i] == pytest.approx((group["status"] == "diverged").mean())
+
+
+def test_one_minus_q_ratio_against_the_trajectories(small_sweep: Path) -> None:
+    """1 − Q(T)/Q(0), from the mirrored statistic of Q(T)/Q(0), equals the statistic of 1 − q_ratio."""
+    frame = read_trajectories(small_sweep).to_pandas()
+    for stat, reduce in (("median", np.median), ("q25", lambda v: np.quantile(v, 0.25)), ("max", np.max)):
+        grid = sweep_grid(small_sweep, values=("one_minus_q_ratio",), stat=stat)
+        for panel in grid.panels:
+            part = frame[(frame["d"] == panel.facet["d"]) & (frame["status"] == "converged")]
+            for (eta, lambda0), group in part.groupby(["eta", "lambda0"]):
+                i, j = list(grid.x_values).index(eta), list(grid.y_values).index(lambda0)
+                expected = reduce(1.0 - group["q_ratio"].to_numpy())
+                assert panel.values[j, i] == pytest.approx(expected, rel=1e-9, abs=1e-15), (stat, eta, lambda0)
+
+
+def test_layout_is_roughly_square() -> None:
+    from lin2net.plotting import layout
+
+    assert layout(2, 1) == (1, 2) and layout(2, 2) == (2, 2) and layout(2, 8) == (4, 4)
+    assert layout(1, 1) == (1, 1) and layout(1, 3) == (2, 2) and layout(1, 6) == (2, 3) and layout(1, 9) == (3, 3)
+
+
+def test_figure_title_states_the_fixed_parameters(small_sweep: Path) -> None:
+    grid = sweep_grid(small_sweep)
+    assert grid.title == "Φ = 1; 120 trajectories per cell"
+    assert sweep_grid(small_sweep, x="eta", y="d").title == "Φ = 1; 120 trajectories per cell"
+
+
+def test_plot_notes_missing_cells(tmp_path: Path) -> None:
+    """A cell that failed (through the test hook) is missing: the plot says so, as summarize does."""
+    from lin2net.grid import expand_grid
+    from tests.conftest import write_yaml
+
+    raw = {"name": "m", "trajectories": 8, "grid": {"eta": [0.1, 0.3], "lambda0": [0.5, 1.0]}}
+    failing = expand_grid(parse_config(raw))[0].cell_id
+    out = tmp_path / "out"
+    env = {"LIN2NET_TEST_FAIL_CELLS": failing}
+    swept = runner.invoke(app, ["sweep", str(write_yaml(tmp_path / "m.yaml", raw)), "-o", str(out), "-j", "1"], env=env)
+    assert swept.exit_code == 1, swept.output
+    result = runner.invoke(app, ["plot", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "note: 1 of 4 cells are missing from" in result.output and "1 of them failed" in result.output
+    assert "the figure covers the 3 finished" in result.output

@@ -249,3 +249,118 @@ def test_shard_row_groups_hold_whole_cells_and_read_back_equal(tmp_path: Path) -
     path = write_shard(tmp_path, config, shard, shard_tables(cells, 50, initial, results))
     assert pq.ParquetFile(path).metadata.num_row_groups == 1
     assert plain(read_trajectories(tmp_path)).equals(plain(whole))
+
+
+WIDE_CONFIG = {**SMALL, "trajectories": 10, "grid": {**SMALL["grid"], "phi": [1.0, 1.5]}}
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    rows = [line for line in text.splitlines() if line.startswith("│")]
+    return [[f.strip() for f in line.strip().strip("│").split("│")] for line in rows]
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_summary_fits_a_narrow_terminal_by_dropping_columns(tmp_path: Path, cli, columns: int) -> None:  # type: ignore[no-untyped-def]
+    """At 80 (or 60) columns, no line is wider than the terminal, every row stays on one
+    line with whole numbers, and the caption names the columns left out."""
+    out = _sweep(cli, tmp_path, WIDE_CONFIG)
+    result = cli.env(COLUMNS=str(columns))("summarize", out)
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.stdout.splitlines()) <= columns
+    rows = _table_rows(result.stdout)
+    expected = summarize(out)
+    assert len(rows) == len(expected) == 16
+    for fields, (_, cell) in zip(rows, expected.iterrows(), strict=True):
+        assert [float(f) for f in fields[:4]] == [cell.eta, cell.lambda0, cell.phi, cell.d]
+        assert int(fields[4]) == cell.trajectories
+        assert float(fields[5]) == pytest.approx(cell.frac_converged, rel=1e-3)
+    assert "not shown for lack of width: " in result.stdout and "λ_GF" in result.stdout.split("not shown")[1]
+    wide = cli.env(COLUMNS="200")("summarize", out)
+    assert "not shown" not in wide.stdout and "λ_GF" in wide.stdout
+    assert len(_table_rows(wide.stdout)[0]) > len(rows[0])
+
+
+def test_grouping_columns_always_show_and_constant_axes_go_in_the_caption(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    out = _sweep(cli, tmp_path, SMALL)  # phi takes one value
+    plain = cli("summarize", out)
+    header = next(line for line in plain.stdout.splitlines() if line.startswith("┃"))
+    assert "Φ" not in header and "Φ = 1, init = sphere" in plain.stdout
+    for axis, label, values in (("phi", "Φ", [1.0]), ("eta_lambda0", "η·λ0", [0.05, 0.2, 0.45, 1.8])):
+        result = cli("summarize", out, "--by", axis)
+        assert result.exit_code == 0, result.output
+        header = next(line for line in result.stdout.splitlines() if line.startswith("┃"))
+        assert header.strip("┃ ").startswith(label), header
+        assert [float(row[0]) for row in _table_rows(result.stdout)] == values
+    by_init = cli("summarize", out, "--by", "init")
+    assert _table_rows(by_init.stdout)[0][0] == "sphere" and "Φ = 1" in by_init.stdout
+
+
+@pytest.mark.parametrize("command", ["summarize", "check"])
+@pytest.mark.parametrize("name", ["x.xlsx", "x.bin", "noext"])
+def test_unknown_output_suffix_is_an_error(tmp_path: Path, cli, command: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    out = _sweep(cli, tmp_path, {**SMALL, "trajectories": 4})
+    result = cli(command, out, "-o", tmp_path / name)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert result.stderr.startswith(f"error: --output: unknown file type '{Path(name).suffix or '(no suffix)'}")
+    assert not (tmp_path / name).exists()
+    forced = cli(command, out, "-o", tmp_path / name, "--format", "csv")
+    assert forced.exit_code == 0 and (tmp_path / name).read_text().startswith("cell_id,eta,lambda0,phi,d,")
+
+
+def test_integer_columns_stay_integers_in_every_export(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    import csv
+    import io
+
+    out = _sweep(cli, tmp_path, {**SMALL, "trajectories": 4})
+    for command in ("summarize", "check"):
+        for fmt in ("csv", "markdown"):
+            result = cli(command, out, "--format", fmt)
+            assert result.exit_code == 0, result.output
+            lines = result.stdout.splitlines()
+            if fmt == "markdown":
+                lines = [line.strip("| ").replace(" | ", ",") for line in lines if not line.startswith("|--")]
+            rows = list(csv.DictReader(io.StringIO("\n".join(lines))))
+            assert {row["d"] for row in rows} <= {"1", "5", ""}, (command, fmt)
+            assert all(row["trajectories"].isdigit() for row in rows), (command, fmt)
+        path = tmp_path / f"{command}.parquet"
+        assert cli(command, out, "-o", path).exit_code == 0
+        frame = pd.read_parquet(path)
+        assert frame["d"].dtype.kind == "i" or str(frame["d"].dtype) == "Int64", command
+
+
+def test_option_errors_are_one_line_with_exit_2(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    out = _sweep(cli, tmp_path, {**SMALL, "trajectories": 4})
+    cases = [
+        (["summarize", out, "-f", "xx"], "error: --format: 'xx' is not one of 'table', 'csv', 'markdown', 'parquet'"),
+        (["plot", out, "--x", "width"], "error: --x: 'width' is not one of"),
+        (["plot", out, "--stat", "mode"], "error: --stat: 'mode' is not one of"),
+        (["sweep"], "error: Missing argument 'CONFIG'"),
+        (["sweep", "c.yaml", "--nope"], "error: No such option: --nope"),
+        (["nope"], "error: No such command 'nope'"),
+        (["sweep", "c.yaml", "--workers", "many"], "error: --workers: Input should be a valid integer"),
+        (["sweep", "c.yaml", "--overwrite=yes"], "error: "),
+    ]
+    for args, start in cases:
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.startswith(start) and result.stderr.count("\n") == 1, (args, result.stderr)
+        assert result.stdout == "" and "╭" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_is_plain_text_with_choices_and_defaults(cli) -> None:  # type: ignore[no-untyped-def]
+    for command in ([], ["sweep"], ["summarize"], ["check"], ["plot"], ["trace"]):
+        short, long = cli(*command, "-h"), cli(*command, "--help")
+        assert short.exit_code == long.exit_code == 0 and short.stdout == long.stdout
+        text = short.stdout
+        assert "<bool>" not in text and "{" not in text and "\\[" not in text and "╭" not in text, command
+        assert not [line for line in text.splitlines() if line.rstrip().endswith(" .")], command
+        if command:
+            assert text.startswith(f"Usage: lin2net {command[0]} [OPTIONS]"), text.splitlines()[0]
+    sweep_help = cli("sweep", "-h").stdout
+    assert "--overwrite  " in sweep_help and "--dry-run  " in sweep_help  # flags take no value
+    plot_help = " ".join(cli("plot", "-h").stdout.split())
+    assert "--x <eta|lambda0|phi|d|eta_lambda0>" in plot_help and "--y <eta|lambda0|phi|d|eta_lambda0>" in plot_help
+    assert "[default: eta, or eta_lambda0 if swept]" in plot_help and "[default: lambda0]" in plot_help
+    assert "-o, --output FILE Figure file: .png, .svg or .pdf [default: OUT/figure3.png" in plot_help
+    assert "one_minus_q_ratio" in plot_help and "[default: median]" in plot_help
+    assert "Usage: lin2net sweep [OPTIONS] CONFIG" in cli("sweep", "-h").stdout

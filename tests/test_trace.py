@@ -18,6 +18,7 @@ from lin2net.config import parse_config
 from lin2net.gradient_flow import GradientFlow
 from lin2net.grid import expand_grid
 from lin2net.integrator import StopRule
+from lin2net.store import read_trajectories
 from lin2net.trace import start_from_vectors, sweep_initialization, trace_trajectory
 
 runner = CliRunner()
@@ -165,3 +166,72 @@ def test_every_new_command_has_help_with_an_example() -> None:
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0
         assert "Example: lin2net " + command in result.output
+
+
+@pytest.fixture(scope="module")
+def traced_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sweep with stable, edge-of-stability and diverging cells (compiled integrator, as by default)."""
+    from lin2net.sweep import run_sweep
+
+    out = tmp_path_factory.mktemp("trace") / "out"
+    config = parse_config(
+        {"name": "t", "seed": 5, "trajectories": 12, "grid": {"eta": [0.1, 0.9, 2.5], "lambda0": [0.5, 2.0], "d": 3}}
+    )
+    run_sweep(config, out)
+    return out
+
+
+def test_trace_cell_ends_on_the_sweep_row(traced_sweep: Path, tmp_path: Path) -> None:
+    """trace OUT --cell ID --trajectory K re-simulates that trajectory with the sweep's own
+    parameters: its last row is the sweep's row for it."""
+    frame = read_trajectories(traced_sweep).to_pandas()
+    statuses = set()
+    for cell_id, cell in frame.groupby("cell_id"):
+        for k in (0, 5, 11):
+            row = cell[cell["trajectory"] == k].iloc[0]
+            path = tmp_path / f"{cell_id}-{k}.parquet"
+            result = runner.invoke(
+                app, ["trace", str(traced_sweep), "--cell", cell_id, "--trajectory", str(k), "-o", str(path)]
+            )
+            assert result.exit_code == 0, result.output
+            assert f"{row['status']} at T = {row['steps']}:" in result.output
+            last = pd.read_parquet(path).iloc[-1]
+            assert last["t"] == row["steps"]
+            assert last["lambda"] == pytest.approx(row["lambda_T"], rel=1e-13)
+            assert last["eps"] == pytest.approx(row["eps_T"], rel=1e-13, abs=1e-300)
+            assert last["log_q_ratio"] == pytest.approx(row["log_q_ratio"], rel=1e-12, abs=1e-15)
+            statuses.add(row["status"])
+    assert statuses >= {"converged", "diverged"}
+
+
+@pytest.mark.parametrize(
+    ("args", "start"),
+    [
+        (["--cell", "000000000000"], "error: --cell: no cell '000000000000' in the grid of"),
+        (["--cell", "ID", "--trajectory", "12"], "error: --trajectory: must be in 0 .. 11"),
+        (["--cell", "ID", "--eta", "0.1"], "error: --eta: not used with OUT --cell"),
+        (["--cell", "ID", "--seed", "3"], "error: --seed: not used with OUT --cell"),
+        ([], "error: --cell: give OUT and --cell CELL_ID together"),
+    ],
+)
+def test_trace_cell_errors_are_one_line(traced_sweep: Path, args: list[str], start: str) -> None:
+    cell_id = read_trajectories(traced_sweep, ["cell_id"]).to_pandas()["cell_id"].iloc[0]
+    args = [cell_id if a == "ID" else a for a in args]
+    result = runner.invoke(app, ["trace", str(traced_sweep), *args])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(start) and result.output.count("\n") == 1, result.output
+    if "no cell" in start:
+        assert "lin2net summarize" in result.output
+
+
+def test_diverging_trace_is_drawn_on_log_axes() -> None:
+    """A diverging run spans tens of decades: sharpness and Q(t)/Q(0) go on log axes
+    (linear, they would be flat lines under an offset of 1e60); a converging one stays linear."""
+    from lin2net.plotting import draw_trace
+
+    diverging = trace_trajectory(start_from_vectors(np.array([2.0]), np.array([1.0]), 1.0), 1.5, StopRule(1e-10, 1000))
+    assert diverging.table["sharpness"].max() > 1e20
+    scales = [ax.get_yscale() for ax in draw_trace(diverging).axes[:3]]
+    assert scales == ["log", "log", "log"]
+    stable = trace_trajectory(start_from_vectors(np.array([1.0]), np.array([0.5]), 1.0), 0.1, StopRule(1e-10, 1000))
+    assert [ax.get_yscale() for ax in draw_trace(stable).axes[:3]] == ["log", "linear", "linear"]
