@@ -61,6 +61,10 @@ TRAJECTORY_SCHEMA = pa.schema(
         ("regime", pa.string()),
     ]
 )
+# SGD cells (algorithm: sgd) add these columns after GD's (GD tables are unchanged).
+SGD_TRAJECTORY_SCHEMA = TRAJECTORY_SCHEMA.append(pa.field("batch_size", pa.int64()))
+for _name in ("label_noise", "loss_T", "q_ratio_window", "log_q_ratio_window", "sharpness_window", "loss_window"):
+    SGD_TRAJECTORY_SCHEMA = SGD_TRAJECTORY_SCHEMA.append(pa.field(_name, pa.float64()))
 TABLE_ROWS = 1 << 15  # trajectories per slice of a cell's table (and per Parquet row group)
 CONSTANT_CHUNK = 1 << 16  # rows per chunk of a constant column (shared, so stored once)
 _Columns = TypeVar("_Columns", InitialConditions, TrajectoryResults)
@@ -79,6 +83,10 @@ def simulate_cell(
     ``threads`` is passed to the compiled kernel (default: all cores); the
     NumPy integrators ignore it. Results do not depend on it.
     """
+    if config.algorithm == "sgd":
+        from lin2net.sgd_cell import simulate_sgd_cell  # imports numba: only when used
+
+        return simulate_sgd_cell(config, cell, threads)
     rule = stop_rule(config)
     if config.integrator == "compiled":
         from lin2net.compiled import integrate_compiled  # imports numba: only when used
@@ -128,9 +136,11 @@ def cell_table(cell: Cell, initial: InitialConditions, results: TrajectoryResult
     the three labels (no Python lists, no fixed-width NumPy strings).
     """
     n = initial.eps0.shape[0]
+    sgd = cell.batch_size is not None
+    schema = SGD_TRAJECTORY_SCHEMA if sgd else TRAJECTORY_SCHEMA
 
     def constant(value: object, name: str) -> pa.ChunkedArray:
-        block = pa.repeat(pa.scalar(value, type=TRAJECTORY_SCHEMA.field(name).type), min(n, CONSTANT_CHUNK))
+        block = pa.repeat(pa.scalar(value, type=schema.field(name).type), min(n, CONSTANT_CHUNK))
         full, rest = divmod(n, CONSTANT_CHUNK)
         return pa.chunked_array([block] * full + ([block.slice(0, rest)] if rest else []), type=block.type)
 
@@ -165,7 +175,12 @@ def cell_table(cell: Cell, initial: InitialConditions, results: TrajectoryResult
         "thm1_upper": theory.thm1_upper(cell.eta, results.sum_eps2),
         "regime": theory.regime(cell.eta, initial.eps0, initial.lam0, cell.phi),
     }
-    return pa.Table.from_pydict(columns, schema=TRAJECTORY_SCHEMA)
+    if sgd:
+        columns["batch_size"] = constant(cell.batch_size, "batch_size")
+        columns["label_noise"] = constant(cell.label_noise, "label_noise")
+        for name in ("loss_T", "q_ratio_window", "log_q_ratio_window", "sharpness_window", "loss_window"):
+            columns[name] = getattr(results, name)
+    return pa.Table.from_pydict(columns, schema=schema)
 
 
 def run_cell(config: SweepConfig, cell: Cell, threads: int | None = None) -> pa.Table:

@@ -27,7 +27,10 @@ standard normal per step (Box–Muller from draws 0 and 1) scaled by
 
 Stopping is GD's (see :mod:`lin2net.integrator`) on the full-batch residual ε:
 converged once ½ε² <= loss_tol (the excess full-batch loss), diverged, or
-max_steps. Window averages cover the states t with max_steps − window < t <= T
+max_steps; but only where the minimum is a fixed point of every step (no label
+noise, and interpolating data or the full batch): a noisy trajectory that
+touches loss_tol by chance leaves it again, so it runs to max_steps (or
+diverges), see :func:`stopping_tolerance`. Window averages cover the states t with max_steps − window < t <= T
 (NaN for a trajectory that stopped before the window).
 
 :func:`integrate_sgd` is the NumPy reference; the reduced state steps (ε, λ),
@@ -113,6 +116,19 @@ def finish(
         loss_T=0.5 * base.eps_T * base.eps_T + noise_floor,
         **{name: means[i] for i, name in enumerate(WINDOW_COLUMNS)},
     )
+
+
+def stopping_tolerance(params: SGDParameters, data: DataSet, sampling: str, loss_tol: float) -> FloatArray:
+    """Per trajectory: ``loss_tol`` where SGD can converge, −inf where it cannot.
+
+    SGD stays at ε = 0 only if every batch's gradient vanishes there: no label
+    noise, and the data interpolate (noise-free) or the batch is the full data
+    set in index order. Elsewhere ½ε² <= −inf is never true: no chance stops.
+    """
+    full_batch = (params.batch_size == data.n) & (sampling == "without_replacement")
+    fixed_point = (params.label_noise == 0) & (full_batch | (not np.any(data.x_nu)))
+    tol: FloatArray = np.where(fixed_point, loss_tol, -np.inf)
+    return tol
 
 
 def full_sharpness(eps: FloatArray, lam: FloatArray, phi: FloatArray) -> FloatArray:
@@ -286,6 +302,7 @@ def integrate_sgd(
     eos_steps = np.zeros(n, dtype=np.int64)
     max_abs_eps = np.zeros(n)
     first = window_start(rule.max_steps, window)
+    tolerance = stopping_tolerance(params, data, sampling, rule.loss_tol)
     t = 0
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         while index.size:
@@ -300,7 +317,7 @@ def integrate_sgd(
                 for row, value in enumerate((np.exp(current), current, sharp, 0.5 * eps * eps + data.noise_floor)):
                     sums[row, index] += value
                 count[index] += 1
-            converged = 0.5 * eps * eps <= rule.loss_tol
+            converged = 0.5 * eps * eps <= tolerance[index]
             diverged = ~converged & ~(
                 (np.abs(eps) <= rule.divergence_threshold) & (np.abs(lam) <= rule.divergence_threshold)
             )
@@ -370,13 +387,14 @@ def trace_sgd(
     that row of a sweep.
     """
     state = SGDReducedState(np.array([eps0]), np.array([lam0]))
+    tolerance = float(stopping_tolerance(params, data, sampling, rule.loss_tol)[0])
     eps_list, lam_list, log_q_list, g_list, s_list, r_list = [eps0], [lam0], [0.0], [], [], []
     status = Status.MAX_STEPS
     t = 0
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         while True:
             eps, lam = state.residual_and_scale()
-            if 0.5 * eps[0] * eps[0] <= rule.loss_tol:
+            if 0.5 * eps[0] * eps[0] <= tolerance:
                 status = Status.CONVERGED
                 break
             if not (abs(eps[0]) <= rule.divergence_threshold and abs(lam[0]) <= rule.divergence_threshold):

@@ -35,7 +35,7 @@ from numba.extending import intrinsic
 from lin2net.closed_forms import FloatArray
 from lin2net.counter_rng import NOISE_DRAWS, below, draw, open_unit, step_key
 from lin2net.integrator import Status, StopRule, TrajectoryResults
-from lin2net.sgd import SGDParameters, SGDResults, finish, window_start
+from lin2net.sgd import SGDParameters, SGDResults, finish, stopping_tolerance, window_start
 from lin2net.sgd_data import DataSet
 
 LANES = 8  # trajectories advanced in lock-step per thread
@@ -134,7 +134,7 @@ def _run_lanes(
     s_full: float,
     r_full: float,
     with_replacement: bool,
-    loss_tol: float,
+    loss_tol: FloatArray,
     max_steps: int,
     threshold: float,
     first: int,
@@ -159,6 +159,7 @@ def _run_lanes(
     eta = np.ones(LANES)
     phi = np.zeros(LANES)
     sigma = np.zeros(LANES)
+    tol = np.zeros(LANES)
     size = np.ones(LANES, dtype=np.int64)
     key = np.zeros(LANES, dtype=np.uint64)
     q_hi = np.ones(LANES)
@@ -193,6 +194,7 @@ def _run_lanes(
         if following < n:
             eps[j], lam[j], row[j], live[j] = eps0[following], lam0[following], following, True
             eta[j], phi[j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
+            tol[j] = loss_tol[following]
             size[j], key[j] = size_in[following], key_in[following]
             running += 1
 
@@ -208,7 +210,7 @@ def _run_lanes(
                 m = max_eta_sharp[j]
                 max_eta_sharp[j] = es if (alive & (es > m)) else m
                 eta_sharp[j] = es
-                converged = 0.5 * e * e <= loss_tol
+                converged = 0.5 * e * e <= tol[j]
                 bounded = (abs(e) <= threshold) & (abs(lj) <= threshold)
                 go[j] = alive & ~converged & bounded & (t[j] < max_steps)
                 if alive and t[j] > first:
@@ -295,7 +297,7 @@ def _run_lanes(
             rr = row[j]
             e = eps[j]
             lj = lam[j]
-            if 0.5 * e * e <= loss_tol:
+            if 0.5 * e * e <= tol[j]:
                 status[rr] = _CONVERGED
             elif not ((abs(e) <= threshold) & (abs(lj) <= threshold)):
                 status[rr] = _DIVERGED
@@ -317,6 +319,7 @@ def _run_lanes(
             if following < n:
                 eps[j], lam[j], row[j], live[j] = eps0[following], lam0[following], following, True
                 eta[j], phi[j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
+                tol[j] = loss_tol[following]
                 size[j], key[j] = size_in[following], key_in[following]
                 q_hi[j] = 1.0
                 q_lo[j] = q_exp[j] = q_special[j] = sum_eps2[j] = max_abs_eps[j] = eos[j] = 0.0
@@ -344,7 +347,7 @@ def _run_all(
     s_full: float,
     r_full: float,
     with_replacement: bool,
-    loss_tol: float,
+    loss_tol: FloatArray,
     max_steps: int,
     threshold: float,
     first: int,
@@ -435,7 +438,7 @@ def integrate_sgd_compiled(
         s_full,
         r_full,
         sampling == "with_replacement",
-        float(rule.loss_tol),
+        stopping_tolerance(params, data, sampling, rule.loss_tol),
         int(rule.max_steps),
         float(rule.divergence_threshold),
         int(window_start(rule.max_steps, window)),
