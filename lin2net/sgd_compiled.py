@@ -38,7 +38,7 @@ from lin2net.integrator import Status, StopRule, TrajectoryResults
 from lin2net.sgd import SGDParameters, SGDResults, finish, stopping_tolerance, window_start
 from lin2net.sgd_data import DataSet
 
-LANES = 8  # trajectories advanced in lock-step per thread
+LANES = 16  # trajectories advanced in lock-step per thread
 STEPS_PER_REFILL = 8  # steps between write-out and refill of stopped lanes
 
 _CONVERGED = int(Status.CONVERGED)
@@ -186,7 +186,11 @@ def _run_lanes(
     for j in range(LANES):
         for i in range(n_data):
             perm[j, i] = i
-    picks = np.empty(width, dtype=np.int64)
+    picks = np.zeros((width, LANES), dtype=np.int64)
+    sk = np.zeros(LANES, dtype=np.uint64)
+    noisy = False
+    for i in range(n):
+        noisy |= sigma_in[i] > 0.0
 
     running = 0
     for j in range(LANES):
@@ -200,7 +204,8 @@ def _run_lanes(
 
     while running > 0:
         for _ in range(STEPS_PER_REFILL):
-            # Pass 1: observe state t and decide whether to step (branch-free but the window).
+            # Pass 1: observe state t and decide whether to step (branch-free).
+            windowed = False
             for j in range(LANES):
                 e = eps[j]
                 lj = lam[j]
@@ -213,53 +218,69 @@ def _run_lanes(
                 converged = 0.5 * e * e <= tol[j]
                 bounded = (abs(e) <= threshold) & (abs(lj) <= threshold)
                 go[j] = alive & ~converged & bounded & (t[j] < max_steps)
-                if alive and t[j] > first:
-                    log_q = _log_product(q_hi[j], q_lo[j], q_exp[j], q_special[j])
-                    window[0, j] += math.exp(log_q)
-                    window[1, j] += log_q
-                    window[2, j] += sharp
-                    window[3, j] += 0.5 * e * e + noise_floor
-                    in_window[j] += 1
+                windowed |= alive & (t[j] > first)
+            if windowed:  # only in the final window of the step budget
+                for j in range(LANES):
+                    if live[j] and t[j] > first:
+                        e = eps[j]
+                        log_q = _log_product(q_hi[j], q_lo[j], q_exp[j], q_special[j])
+                        window[0, j] += math.exp(log_q)
+                        window[1, j] += log_q
+                        window[2, j] += _sharpness(e, lam[j], phi[j])
+                        window[3, j] += 0.5 * e * e + noise_floor
+                        in_window[j] += 1
             # Pass 2: the batch sums s = mean_B x², r = mean_B x ν + mean_B x ξ.
+            # Hashes, the noise normal and (with replacement) the gathers are
+            # branch-free loops over the lanes; only the Fisher-Yates swaps are not.
+            depth = 0  # batch positions to draw: the largest sampled batch among the lanes
             for j in range(LANES):
-                if not go[j]:
-                    s[j] = 0.0
-                    r[j] = 0.0
-                    continue
-                b = size[j]
-                sk = step_key(key[j], np.uint64(t[j]))
-                if b == n_data and not with_replacement:
-                    sj = s_full
-                    rj = r_full
-                else:
+                sk[j] = step_key(key[j], np.uint64(t[j]))
+                sampled = go[j] & ~((size[j] == n_data) & ~with_replacement)
+                depth = max(depth, size[j] if sampled else 0)
+                s[j] = 0.0
+                r[j] = 0.0
+            for k in range(depth):
+                kk = np.uint64(NOISE_DRAWS + k)
+                span = np.uint64(n_data if with_replacement else n_data - k)
+                offset = 0 if with_replacement else k
+                for j in range(LANES):
+                    pick = offset + np.int64(below(draw(sk[j], kk), span))
+                    picks[k, j] = pick
+                    # Direct: with replacement, or a batch of one (Fisher-Yates' first pick).
+                    use = go[j] & (k < size[j]) & (with_replacement | (size[j] == 1))
+                    i = pick if use else 0
+                    s[j] += x2[i] if use else 0.0
+                    r[j] += x_nu[i] if use else 0.0
+            if not with_replacement:
+                for j in range(LANES):
+                    b = size[j]
+                    if not go[j] or b == n_data or b == 1:
+                        continue
                     sj = 0.0
                     rj = 0.0
-                    if with_replacement:
-                        for k in range(b):
-                            i = np.int64(below(draw(sk, np.uint64(NOISE_DRAWS + k)), np.uint64(n_data)))
-                            sj += x2[i]
-                            rj += x_nu[i]
-                    else:
-                        for k in range(b):
-                            pick = k + np.int64(below(draw(sk, np.uint64(NOISE_DRAWS + k)), np.uint64(n_data - k)))
-                            picks[k] = pick
-                            i = perm[j, pick]
-                            perm[j, pick] = perm[j, k]
-                            perm[j, k] = i
-                            sj += x2[i]
-                            rj += x_nu[i]
-                        for k in range(b):  # back to the identity
-                            perm[j, k] = k
-                            perm[j, picks[k]] = picks[k]
-                    sj /= b
-                    rj /= b
-                if sigma[j] > 0.0:
-                    u1 = open_unit(draw(sk, _NOISE0))
-                    u2 = open_unit(draw(sk, _NOISE1))
+                    for k in range(b):  # partial Fisher-Yates on the identity
+                        pick = picks[k, j]
+                        i = perm[j, pick]
+                        perm[j, pick] = perm[j, k]
+                        perm[j, k] = i
+                        sj += x2[i]
+                        rj += x_nu[i]
+                    for k in range(b):  # back to the identity
+                        perm[j, k] = k
+                        perm[j, picks[k, j]] = picks[k, j]
+                    s[j] = sj
+                    r[j] = rj
+            for j in range(LANES):
+                b = size[j]
+                full = (b == n_data) & ~with_replacement
+                s[j] = s_full if full else s[j] / b
+                r[j] = r_full if full else r[j] / b
+            if noisy:
+                for j in range(LANES):
+                    u1 = open_unit(draw(sk[j], _NOISE0))
+                    u2 = open_unit(draw(sk[j], _NOISE1))
                     z = math.sqrt(-2.0 * math.log(u1)) * math.cos(_TWO_PI * u2)
-                    rj = rj + sigma[j] * z * math.sqrt(sj / b)
-                s[j] = sj
-                r[j] = rj
+                    r[j] = r[j] + sigma[j] * z * math.sqrt(s[j] / size[j]) if sigma[j] > 0.0 else r[j]
             # Pass 3: step the map and the diagnostics (branch-free).
             for j in range(LANES):
                 e = eps[j]
