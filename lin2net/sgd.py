@@ -4,7 +4,7 @@ A batch B_t of the data set (:mod:`lin2net.sgd_data`) gives the gradients g_t·b
 for a and g_t·a for b, with g_t = s_t (a·b) − c_t, s_t = mean_{B_t} x², c_t =
 mean_{B_t} x (y + ξ). With m = a·b, ε = m − Φ, λ = ‖a‖² + ‖b‖² one step is
 
-    ε' = ε − η g (λ − η g m),   λ' = (1 + η² g²) λ − 4 η g m,   Q_i' = (1 − η² g²) Q_i,
+    ε' = ε − η g λ + η² g² m,   λ' = (1 + η² g²) λ − 4 η g m,   Q_i' = (1 − η² g²) Q_i,
 
 and g = s_t ε − r_t with r_t = mean_{B_t} x ν + mean_{B_t} x ξ: O(1) per step
 after the batch sums, whatever d.
@@ -41,6 +41,7 @@ the vectors and the batch's (x_i, y_i) directly) as a cross-check.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -53,6 +54,7 @@ from lin2net.integrator import IntArray, Status, StopRule, TrajectoryResults
 from lin2net.sgd_data import DataSet
 
 SAMPLINGS = ("without_replacement", "with_replacement")
+TWO_PI = 2.0 * math.pi
 WINDOW_COLUMNS = ("q_ratio_window", "log_q_ratio_window", "sharpness_window", "loss_window")
 
 
@@ -192,10 +194,15 @@ def sample_batch(data: DataSet, params: SGDParameters, t: int, sampling: str) ->
         r += np.where(valid[:, k], data.x_nu[index[:, k]], 0.0)
     s /= size
     r /= size
-    z = np.sqrt(-2.0 * np.log(open_unit(_draw(steps, 0)))) * np.cos(
-        2.0 * np.pi * open_unit(_draw(steps, 1))
-    )
-    noise = np.where(params.label_noise > 0, params.label_noise * z * np.sqrt(s / size), 0.0)
+    noise = np.zeros(k_rows)
+    noisy = params.label_noise > 0
+    if noisy.any():
+        # Python's math calls the C library's log and cos, as the compiled kernel
+        # does (NumPy's SIMD versions may differ in the last bit).
+        u1 = open_unit(_draw(steps[noisy], 0)).tolist()
+        u2 = open_unit(_draw(steps[noisy], 1)).tolist()
+        z = np.array([math.sqrt(-2.0 * math.log(v)) * math.cos(TWO_PI * w) for v, w in zip(u1, u2, strict=True)])
+        noise[noisy] = params.label_noise[noisy] * z * np.sqrt(s[noisy] / size[noisy])
     return Batch(index=index, valid=valid, s=s, r=r, noise=noise)
 
 
@@ -208,8 +215,8 @@ class SGDState(Protocol):
     def gradient_factor(self, batch: Batch, phi: FloatArray) -> FloatArray:
         """g with gradients g·b for a and g·a for b, shape (k,)."""
 
-    def step(self, g: FloatArray, eta: FloatArray, phi: FloatArray) -> None:
-        """a ← a − η g b, b ← b − η g a for every trajectory."""
+    def step(self, g: FloatArray, eta: FloatArray, phi: FloatArray, s: FloatArray, r: FloatArray) -> None:
+        """a ← a − η g b, b ← b − η g a for every trajectory (g = sε − r: the batch's s and r)."""
 
     def keep(self, mask: NDArray[np.bool_]) -> None:
         """Drop the trajectories where ``mask`` is False."""
@@ -232,10 +239,16 @@ class SGDReducedState:
         g: FloatArray = batch.s * self.eps - (batch.r + batch.noise)
         return g
 
-    def step(self, g: FloatArray, eta: FloatArray, phi: FloatArray) -> None:
+    def step(self, g: FloatArray, eta: FloatArray, phi: FloatArray, s: FloatArray, r: FloatArray) -> None:
+        # ε' = ε − ηgλ + η²g²m written with g = sε − r as
+        # ε (1 − ηsλ + ηg·ηs·m) + ηr (λ − ηg m): with s = 1, r = 0 (x ones, or a full
+        # batch of interpolating data) these are GD's operations, bit for bit.
         eta_g = eta * g
+        eta_s = eta * s
         product = self.eps + phi  # m = a·b
-        self.eps = self.eps - eta_g * (self.lam - eta_g * product)
+        self.eps = self.eps * (1.0 - eta_s * self.lam + eta_g * eta_s * product) + eta * r * (
+            self.lam - eta_g * product
+        )
         self.lam = (1.0 + eta_g * eta_g) * self.lam - 4.0 * eta_g * product
 
     def keep(self, mask: NDArray[np.bool_]) -> None:
@@ -269,7 +282,7 @@ class SGDFullState:
         g: FloatArray = per_example.sum(axis=1) / batch.valid.sum(axis=1) - batch.noise
         return g
 
-    def step(self, g: FloatArray, eta: FloatArray, phi: FloatArray) -> None:
+    def step(self, g: FloatArray, eta: FloatArray, phi: FloatArray, s: FloatArray, r: FloatArray) -> None:
         scale = (eta * g)[:, None]
         self.a, self.b = self.a - scale * self.b, self.b - scale * self.a
 
@@ -345,13 +358,14 @@ def integrate_sgd(
                 max_abs_eps = max_abs_eps[running]
                 eps, eta_sharp = eps[running], eta_sharp[running]
                 p = params.take(index)
-            g = state.gradient_factor(sample_batch(data, p, t, sampling), p.phi)
+            batch = sample_batch(data, p, t, sampling)
+            g = state.gradient_factor(batch, p.phi)
             eta_g = p.eta * g
             eos_steps += eta_sharp > 2.0
             log_q += np.log(np.abs(1.0 - eta_g * eta_g))
             sum_eps2 += eps * eps
             np.fmax(max_abs_eps, np.abs(eps), out=max_abs_eps)
-            state.step(g, p.eta, p.phi)
+            state.step(g, p.eta, p.phi, batch.s, batch.r + batch.noise)
             t += 1
     return finish(out, sums, count, data.noise_floor)
 
@@ -406,7 +420,7 @@ def trace_sgd(
             g = state.gradient_factor(batch, params.phi)
             eta_g = params.eta * g
             log_q_list.append(log_q_list[-1] + float(np.log(np.abs(1.0 - eta_g * eta_g))[0]))
-            state.step(g, params.eta, params.phi)
+            state.step(g, params.eta, params.phi, batch.s, batch.r + batch.noise)
             g_list.append(float(g[0]))
             s_list.append(float(batch.s[0]))
             r_list.append(float((batch.r + batch.noise)[0]))

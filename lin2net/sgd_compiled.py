@@ -11,8 +11,7 @@ Each step has three passes over the lanes: observe and decide to stop
 (branch-free), draw the batch sums (a loop of ``batch_size`` per lane), and
 step the map with the diagnostics (branch-free). (ε, λ), status and steps are
 bitwise those of the reference where both use the same libm (the label-noise
-normal calls log and cos; NumPy may use its own SIMD versions, so with label
-noise agreement is to rounding). ``log_q_ratio`` is an exact double-double
+normal calls the C library's log and cos in both). ``log_q_ratio`` is an exact double-double
 product with one logarithm at T, as in the GD kernel.
 
 Without replacement, each lane keeps an index array equal to the identity
@@ -35,7 +34,7 @@ from numba.extending import intrinsic
 from lin2net.closed_forms import FloatArray
 from lin2net.counter_rng import NOISE_DRAWS, below, draw, open_unit, step_key
 from lin2net.integrator import Status, StopRule, TrajectoryResults
-from lin2net.sgd import SGDParameters, SGDResults, finish, stopping_tolerance, window_start
+from lin2net.sgd import TWO_PI, SGDParameters, SGDResults, finish, stopping_tolerance, window_start
 from lin2net.sgd_data import DataSet
 
 LANES = 16  # trajectories advanced in lock-step per thread
@@ -47,7 +46,6 @@ _MAX_STEPS = int(Status.MAX_STEPS)
 _JIT: dict[str, Any] = {"nogil": True, "cache": True, "error_model": "numpy"}
 _NOISE0 = np.uint64(0)
 _NOISE1 = np.uint64(1)
-_TWO_PI = 2.0 * math.pi
 
 # Private copies of the GD kernel's helpers (lin2net.compiled): the exact Q product.
 
@@ -279,7 +277,7 @@ def _run_lanes(
                 for j in range(LANES):
                     u1 = open_unit(draw(sk[j], _NOISE0))
                     u2 = open_unit(draw(sk[j], _NOISE1))
-                    z = math.sqrt(-2.0 * math.log(u1)) * math.cos(_TWO_PI * u2)
+                    z = math.sqrt(-2.0 * math.log(u1)) * math.cos(TWO_PI * u2)
                     r[j] = r[j] + sigma[j] * z * math.sqrt(s[j] / size[j]) if sigma[j] > 0.0 else r[j]
             # Pass 3: step the map and the diagnostics (branch-free).
             for j in range(LANES):
@@ -303,7 +301,9 @@ def _run_lanes(
                 a = abs(e)
                 max_abs_eps[j] = a if (ok & (a > max_abs_eps[j])) else max_abs_eps[j]
                 product = e + phi[j]
-                eps[j] = e - eta_g * (lj - eta_g * product) if ok else e
+                eta_s = eta[j] * s[j]
+                stepped = e * (1.0 - eta_s * lj + eta_g * eta_s * product) + eta[j] * r[j] * (lj - eta_g * product)
+                eps[j] = stepped if ok else e
                 lam[j] = (1.0 + eta_g * eta_g) * lj - 4.0 * eta_g * product if ok else lj
                 t[j] += 1 if ok else 0
                 live[j] = ok

@@ -4,7 +4,8 @@ Model in data form: L(a, b) = (1/2n) Σ_i (a·b x_i − y_i)². The data are bui
 that this is the paper's loss with target Φ (a grid axis) plus a constant:
 
 * x: ``gaussian`` (i.i.d. N(0, 1)), ``ones``, or an explicit list; then scaled
-  so that mean x² = 1 (up to rounding);
+  so that mean x² = 1 (exactly in the left-to-right sum wherever nudging the
+  last x by ulps achieves that, which is almost always);
 * y_i = Φ x_i + ν_i with ν_i i.i.d. N(0, noise²), minus its least-squares fit
   on x, so that mean(x ν) = 0 (up to rounding) and Φ* = mean(x y) = Φ. With
   noise 0 the data interpolate (y = Φ x): every sample is fitted at a·b = Φ.
@@ -70,6 +71,22 @@ def _ordered_mean(values: FloatArray) -> float:
     return total / len(values)
 
 
+def _exactly_normalized(x: FloatArray) -> FloatArray:
+    """x with its last entry nudged (by ulps) so that mean x² is 1.0 exactly in the
+    kernel's summation order: then a full batch of interpolating data is GD bit for bit."""
+    x2 = x * x
+    head = 0.0
+    for value in x2[:-1].tolist():
+        head += value
+    last = float(len(x)) - head
+    if last > 0 and head + last == float(len(x)):
+        candidate = x.copy()
+        candidate[-1] = np.copysign(np.sqrt(last), x[-1])
+        if _ordered_mean(candidate * candidate) == 1.0:
+            return candidate
+    return x
+
+
 def data_rng(seed: int, stream: str) -> np.random.Generator:
     """The data set's own random streams (``x`` and ``noise``), apart from every other."""
     key = hashlib.sha256(f"sgd-data|{stream}".encode()).digest()
@@ -85,7 +102,7 @@ def build_data(spec: DataSpec, seed: int) -> DataSet:
         x = np.asarray(spec.x, dtype=np.float64)
     if not np.any(x):
         raise ValueError("data x must not be all zero (mean x² = 1 cannot be reached)")
-    x = x / np.sqrt(np.mean(x * x))
+    x = _exactly_normalized(x / np.sqrt(np.mean(x * x)))
     nu = np.zeros(x.shape[0])
     if spec.noise > 0:
         raw = spec.noise * data_rng(seed, "noise").standard_normal(x.shape[0])
