@@ -62,8 +62,17 @@ TRAJECTORY_SCHEMA = pa.schema(
     ]
 )
 # SGD cells (algorithm: sgd) add these columns after GD's (GD tables are unchanged).
+# (lin2net.sgd.WINDOW_COLUMNS; not imported here, as lin2net.sgd imports numba).
+SGD_RESULT_COLUMNS = (
+    "loss_T",
+    "q_ratio_window",
+    "log_q_ratio_window",
+    "sharpness_window",
+    "loss_window",
+    "lambda_window",
+)
 SGD_TRAJECTORY_SCHEMA = TRAJECTORY_SCHEMA.append(pa.field("batch_size", pa.int64()))
-for _name in ("label_noise", "loss_T", "q_ratio_window", "log_q_ratio_window", "sharpness_window", "loss_window"):
+for _name in ("label_noise", *SGD_RESULT_COLUMNS):
     SGD_TRAJECTORY_SCHEMA = SGD_TRAJECTORY_SCHEMA.append(pa.field(_name, pa.float64()))
 TABLE_ROWS = 1 << 15  # trajectories per slice of a cell's table (and per Parquet row group)
 CONSTANT_CHUNK = 1 << 16  # rows per chunk of a constant column (shared, so stored once)
@@ -178,7 +187,7 @@ def cell_table(cell: Cell, initial: InitialConditions, results: TrajectoryResult
     if sgd:
         columns["batch_size"] = constant(cell.batch_size, "batch_size")
         columns["label_noise"] = constant(cell.label_noise, "label_noise")
-        for name in ("loss_T", "q_ratio_window", "log_q_ratio_window", "sharpness_window", "loss_window"):
+        for name in SGD_RESULT_COLUMNS:
             columns[name] = getattr(results, name)
     return pa.Table.from_pydict(columns, schema=schema)
 

@@ -55,7 +55,7 @@ from lin2net.sgd_data import DataSet
 
 SAMPLINGS = ("without_replacement", "with_replacement")
 TWO_PI = 2.0 * math.pi
-WINDOW_COLUMNS = ("q_ratio_window", "log_q_ratio_window", "sharpness_window", "loss_window")
+WINDOW_COLUMNS = ("q_ratio_window", "log_q_ratio_window", "sharpness_window", "loss_window", "lambda_window")
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,7 @@ class SGDResults(TrajectoryResults):
     log_q_ratio_window: FloatArray
     sharpness_window: FloatArray
     loss_window: FloatArray
+    lambda_window: FloatArray
 
 
 def window_start(max_steps: int, window: int) -> int:
@@ -109,7 +110,7 @@ def window_start(max_steps: int, window: int) -> int:
 def finish(
     base: TrajectoryResults, window_sums: FloatArray, window_count: IntArray, noise_floor: float
 ) -> SGDResults:
-    """SGDResults from GD's columns and the window sums of (Q/Q0, log Q/Q0, S, loss), shape (4, n)."""
+    """SGDResults from GD's columns and the window sums of (Q/Q0, log Q/Q0, S, loss, λ), shape (5, n)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         means = window_sums / window_count[None, :]  # 0/0 = NaN: stopped before the window
     fields = {name: getattr(base, name) for name in TrajectoryResults.__dataclass_fields__}
@@ -306,7 +307,7 @@ def integrate_sgd(
     eps, _ = state.residual_and_scale()
     n = eps.shape[0]
     out = TrajectoryResults.empty(n)
-    sums = np.zeros((4, n))
+    sums = np.zeros((5, n))
     count = np.zeros(n, dtype=np.int64)
     index = np.arange(n)
     log_q = np.zeros(n)
@@ -327,7 +328,7 @@ def integrate_sgd(
             if t > first:
                 measured = state.measured_log_q_ratio(np.ones(index.size, dtype=np.bool_))
                 current = log_q if measured is None else measured
-                for row, value in enumerate((np.exp(current), current, sharp, 0.5 * eps * eps + data.noise_floor)):
+                for row, value in enumerate((np.exp(current), current, sharp, 0.5 * eps * eps + data.noise_floor, lam)):
                     sums[row, index] += value
                 count[index] += 1
             converged = 0.5 * eps * eps <= tolerance[index]

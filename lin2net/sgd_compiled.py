@@ -145,9 +145,9 @@ def _run_lanes(
 ) -> None:
     """Integrate trajectories, taking each next one from ``counter``.
 
-    ``out`` has shape (11, n): eps_T, lambda_T, sharpness_T, log_q_ratio,
+    ``out`` has shape (12, n): eps_T, lambda_T, sharpness_T, log_q_ratio,
     sum_eps2, max_eta_sharpness, max_abs_eps, then the window sums of
-    Q/Q0, log Q/Q0, sharpness and loss.
+    Q/Q0, log Q/Q0, sharpness, loss and λ.
     """
     n = eps0.shape[0]
     n_data = x2.shape[0]
@@ -168,7 +168,7 @@ def _run_lanes(
     max_eta_sharp = np.full(LANES, -np.inf)
     max_abs_eps = np.zeros(LANES)
     eos = np.zeros(LANES)
-    window = np.zeros((4, LANES))
+    window = np.zeros((5, LANES))
     in_window = np.zeros(LANES, dtype=np.int64)
     t = np.zeros(LANES, dtype=np.int64)
     live = np.zeros(LANES, dtype=np.bool_)
@@ -226,6 +226,7 @@ def _run_lanes(
                         window[1, j] += log_q
                         window[2, j] += _sharpness(e, lam[j], phi[j])
                         window[3, j] += 0.5 * e * e + noise_floor
+                        window[4, j] += lam[j]
                         in_window[j] += 1
             # Pass 2: the batch sums s = mean_B x², r = mean_B x ν + mean_B x ξ.
             # Hashes, the noise normal and (with replacement) the gathers are
@@ -332,7 +333,7 @@ def _run_lanes(
             out[4, rr] = sum_eps2[j]
             out[5, rr] = max_eta_sharp[j]
             out[6, rr] = max_abs_eps[j]
-            for c in range(4):
+            for c in range(5):
                 out[7 + c, rr] = window[c, j]
             eos_out[rr] = np.int64(eos[j])
             count_out[rr] = in_window[j]
@@ -344,7 +345,7 @@ def _run_lanes(
                 size[j], key[j] = size_in[following], key_in[following]
                 q_hi[j] = 1.0
                 q_lo[j] = q_exp[j] = q_special[j] = sum_eps2[j] = max_abs_eps[j] = eos[j] = 0.0
-                for c in range(4):
+                for c in range(5):
                     window[c, j] = 0.0
                 in_window[j] = 0
                 max_eta_sharp[j] = -np.inf
@@ -448,7 +449,7 @@ def integrate_sgd_compiled(
     steps = np.empty(n, dtype=np.int64)
     eos_steps = np.empty(n, dtype=np.int64)
     count = np.empty(n, dtype=np.int64)
-    out = np.empty((11, n))
+    out = np.empty((12, n))
     s_full, r_full = data.full_moments
     arguments = (
         eps0,

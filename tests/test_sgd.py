@@ -22,7 +22,7 @@ from lin2net.sgd_compiled import integrate_sgd_compiled
 from lin2net.sgd_data import DataSpec, build_data
 
 GD_FLOATS = ("eps_T", "lambda_T", "sharpness_T", "log_q_ratio", "sum_eps2", "max_eta_sharpness", "max_abs_eps")
-SGD_FLOATS = (*GD_FLOATS, "loss_T", "q_ratio_window", "log_q_ratio_window", "sharpness_window", "loss_window")
+SGD_FLOATS = (*GD_FLOATS, "loss_T", "q_ratio_window", "log_q_ratio_window", "sharpness_window", "loss_window", "lambda_window")
 EXACT = ("status", "steps", "eos_steps")
 
 
@@ -286,9 +286,16 @@ def test_sgd_table_has_the_new_columns_and_gd_tables_do_not() -> None:
     table = run_cell(config, cells[1], threads=1)
     assert table.column("batch_size").to_pylist() == [2] * 96
     assert table.column("label_noise").to_pylist() == [0.05] * 96
-    for name in ("loss_T", "q_ratio_window", "log_q_ratio_window", "sharpness_window", "loss_window"):
+    for name in ("loss_T", "q_ratio_window", "log_q_ratio_window", "sharpness_window", "loss_window", "lambda_window"):
         assert name in table.column_names
     gd = gd_twin(config)
     gd_table = run_cell(gd, expand_grid(gd)[0], threads=1)
     assert "batch_size" not in gd_table.column_names
     assert gd_table.schema.names == table.schema.names[: len(gd_table.schema.names)]
+
+
+def test_cell_table_lists_every_sgd_result_column() -> None:
+    from lin2net.cell import SGD_RESULT_COLUMNS
+    from lin2net.sgd import WINDOW_COLUMNS
+
+    assert SGD_RESULT_COLUMNS == ("loss_T", *WINDOW_COLUMNS)
