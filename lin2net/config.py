@@ -68,6 +68,7 @@ MAX_CELLS = 1_000_000  # one file per cell
 MAX_TRAJECTORIES = 1_000_000_000  # per cell; memory grows with it (1e6 at d = 100: ~400 MB)
 MAX_D = 10_000_000  # one trajectory's (a, b) is 16 d bytes
 MAX_STEPS = 2**53  # step counts stay exact as float64
+MAX_SGD_STEPS = 2**46  # SGD's random-number counters hold the step in 46 bits (lin2net.counter_rng)
 
 
 @dataclass(frozen=True)
@@ -274,14 +275,16 @@ def _parse_sgd(settings: Mapping[str, Any], grid: Any, max_steps: int) -> dict[s
     data = _parse_data(settings.get("data", {}))
     sampling = settings.get("sampling", "without_replacement")
     if sampling not in SAMPLINGS:
-        problem = f"must be one of {', '.join(SAMPLINGS)}, got {_describe(sampling)}{_suggest(str(sampling), SAMPLINGS)}"
-        raise ConfigError("sampling", problem)
+        hint = _suggest(str(sampling), SAMPLINGS)
+        raise ConfigError("sampling", f"must be one of {', '.join(SAMPLINGS)}, got {_describe(sampling)}{hint}")
     if "window" in settings:
         window = _positive_int("window", settings["window"])
         if window > max_steps:
             raise ConfigError("window", f"must be at most max_steps = {max_steps}, got {window}")
     else:
         window = min(DEFAULT_WINDOW, max_steps)
+    if max_steps > MAX_SGD_STEPS:
+        raise ConfigError("max_steps", f"must be at most {MAX_SGD_STEPS} (2^46) with algorithm: sgd, got {max_steps}")
     if isinstance(grid, Mapping) and "batch_size" not in grid:
         raise ConfigError("grid.batch_size", f"missing: give the mini-batch size axis (1 to data.n = {data.n})")
     return {"data": data, "sampling": sampling, "window": window}
@@ -309,7 +312,8 @@ def _parse_data(spec: Any) -> DataSpec:
             raise ConfigError("data.x", "all values are 0: the data cannot be normalized to mean x² = 1")
         n = len(values)
         if "n" in spec and _positive_int("data.n", spec["n"]) != n:
-            raise ConfigError("data.n", f"an explicit data.x has {n} values; omit data.n or give {n}, got {spec['n']!r}")
+            problem = f"an explicit data.x has {n} values; omit data.n or give {n}, got {spec['n']!r}"
+            raise ConfigError("data.n", problem)
     else:
         raise ConfigError("data.x", f"must be gaussian, ones or a non-empty list of numbers, got {_describe(x)}")
     noise = _finite_float("data.noise", spec.get("noise", 0.0))

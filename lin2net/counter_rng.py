@@ -1,12 +1,16 @@
 """Counter-based random numbers for SGD: every draw is a pure function of its coordinates.
 
 A draw is ``mix64`` (the splitmix64 finalizer, a bijection of 64-bit words with
-full avalanche) applied to a counter built from (trajectory key, step, draw
-index), so no generator state is carried between steps:
+full avalanche) applied to the trajectory's key XOR a counter built from
+(step, draw index), so no generator state is carried between steps:
 
     trajectory_key(seed, r) = mix64(seed_key(seed) + (r + 1) · γ)
-    step_key(k, t)          = mix64(k ^ mix64(t + γ))
-    draw(s, j)              = mix64(s + (j + 1) · γ)          (γ = 0x9E3779B97F4A7C15)
+    word(k, t, j)           = mix64(k ^ ((t · 2¹⁸ + j + 1) · γ))      (γ = 0x9E3779B97F4A7C15)
+
+for draw j < 2¹⁸ of step t < 2⁴⁶ (mod 2⁶⁴ throughout). One multiply-xorshift
+hash per 64-bit word, as splitmix64 costs per output; the XOR (rather than a
+sum) keeps the streams of two trajectories from being shifted copies of each
+other.
 
 Draws j = 0, 1 of a step give its label-noise normal (Box–Muller); draws
 j = 2, 3, … pick its mini-batch. Step t of trajectory r can therefore be
@@ -37,6 +41,9 @@ from numpy.typing import NDArray
 UIntArray = NDArray[np.uint64]
 
 GAMMA = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's increment: 2⁶⁴ / golden ratio, odd
+DRAW_BITS = 18  # draws per step < 2¹⁸ (batch sizes up to 2¹⁸ − 2)
+MAX_STEP = 2**46  # steps per trajectory < 2⁴⁶, so (step, draw) counters never wrap
+STEP_GAMMA = np.uint64((0x9E3779B97F4A7C15 << DRAW_BITS) % 2**64)  # γ · 2¹⁸ mod 2⁶⁴
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _S30 = np.uint64(30)
@@ -78,15 +85,16 @@ def mix64(z: Any) -> Any:
 
 
 @register_jitable
-def step_key(key: Any, t: Any) -> Any:
-    """Key of step ``t`` (uint64) of the trajectory with key ``key``."""
-    return mix64(key ^ mix64(t + GAMMA))
+def step_counter(t: Any) -> Any:
+    """(t · 2¹⁸ + 1) · γ: the counter of draw 0 of step ``t`` (uint64)."""
+    return t * STEP_GAMMA + GAMMA
 
 
 @register_jitable
-def draw(step: Any, j: Any) -> Any:
-    """Draw ``j`` (uint64) of the step with key ``step``: a uniform 64-bit word."""
-    return mix64(step + (j + _ONE) * GAMMA)
+def word(key: Any, counter: Any, j: Any) -> Any:
+    """Draw ``j`` (uint64) of the step whose :func:`step_counter` is ``counter``,
+    for the trajectory with key ``key``: a uniform 64-bit word."""
+    return mix64(key ^ (counter + j * GAMMA))
 
 
 @register_jitable

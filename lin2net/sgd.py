@@ -49,7 +49,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lin2net.closed_forms import FloatArray, imbalance, reduced_coordinates
-from lin2net.counter_rng import NOISE_DRAWS, UIntArray, below, draw, open_unit, step_key
+from lin2net.counter_rng import NOISE_DRAWS, UIntArray, below, open_unit, step_counter, word
 from lin2net.integrator import IntArray, Status, StopRule, TrajectoryResults
 from lin2net.sgd_data import DataSet
 
@@ -107,9 +107,7 @@ def window_start(max_steps: int, window: int) -> int:
     return max_steps - window
 
 
-def finish(
-    base: TrajectoryResults, window_sums: FloatArray, window_count: IntArray, noise_floor: float
-) -> SGDResults:
+def finish(base: TrajectoryResults, window_sums: FloatArray, window_count: IntArray, noise_floor: float) -> SGDResults:
     """SGDResults from GD's columns and the window sums of (Q/Q0, log Q/Q0, S, loss, λ), shape (5, n)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         means = window_sums / window_count[None, :]  # 0/0 = NaN: stopped before the window
@@ -155,9 +153,9 @@ class Batch:
     noise: FloatArray
 
 
-def _draw(steps: UIntArray, j: int) -> UIntArray:
-    """Draw j of every step key (uint64 arrays throughout: NumPy scalars warn on wrap-around)."""
-    words: UIntArray = draw(steps, np.full(steps.shape, j, dtype=np.uint64))
+def _draw(keys: UIntArray, counters: UIntArray, j: int) -> UIntArray:
+    """Draw j of each trajectory's step (uint64 arrays throughout: NumPy scalars warn on wrap-around)."""
+    words: UIntArray = word(keys, counters, np.full(keys.shape, j, dtype=np.uint64))
     return words
 
 
@@ -169,18 +167,19 @@ def sample_batch(data: DataSet, params: SGDParameters, t: int, sampling: str) ->
     k_rows = params.key.shape[0]
     n = data.n
     size = params.batch_size
-    steps = step_key(params.key, np.full(k_rows, t, dtype=np.uint64))
+    keys = params.key
+    counters = step_counter(np.full(k_rows, t, dtype=np.uint64))
     width = int(size.max()) if k_rows else 0
     index = np.zeros((k_rows, width), dtype=np.int64)
     full = (size == n) & (sampling == "without_replacement")
     if sampling == "with_replacement":
         for k in range(width):
-            index[:, k] = below(_draw(steps, NOISE_DRAWS + k), np.uint64(n)).astype(np.int64)
+            index[:, k] = below(_draw(keys, counters, NOISE_DRAWS + k), np.uint64(n)).astype(np.int64)
     else:
         perm = np.tile(np.arange(n, dtype=np.int64), (k_rows, 1))
         rows = np.arange(k_rows)
         for k in range(width):
-            pick = k + below(_draw(steps, NOISE_DRAWS + k), np.uint64(n - k)).astype(np.int64)
+            pick = k + below(_draw(keys, counters, NOISE_DRAWS + k), np.uint64(n - k)).astype(np.int64)
             pick = np.where(k < size, pick, k)
             chosen = perm[rows, pick]
             perm[rows, pick] = perm[rows, k]
@@ -200,8 +199,8 @@ def sample_batch(data: DataSet, params: SGDParameters, t: int, sampling: str) ->
     if noisy.any():
         # Python's math calls the C library's log and cos, as the compiled kernel
         # does (NumPy's SIMD versions may differ in the last bit).
-        u1 = open_unit(_draw(steps[noisy], 0)).tolist()
-        u2 = open_unit(_draw(steps[noisy], 1)).tolist()
+        u1 = open_unit(_draw(keys[noisy], counters[noisy], 0)).tolist()
+        u2 = open_unit(_draw(keys[noisy], counters[noisy], 1)).tolist()
         z = np.array([math.sqrt(-2.0 * math.log(v)) * math.cos(TWO_PI * w) for v, w in zip(u1, u2, strict=True)])
         noise[noisy] = params.label_noise[noisy] * z * np.sqrt(s[noisy] / size[noisy])
     return Batch(index=index, valid=valid, s=s, r=r, noise=noise)

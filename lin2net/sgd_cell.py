@@ -70,8 +70,8 @@ def simulate_sgd_cell(
             initial.eps0, initial.lam0, params, data, config.sampling, rule, config.window, threads=threads
         )
         return initial, results
-    state = SGDReducedState(initial.eps0, initial.lam0)
-    return initial, integrate_sgd(state, params, data, config.sampling, rule, config.window)
+    reduced = SGDReducedState(initial.eps0, initial.lam0)
+    return initial, integrate_sgd(reduced, params, data, config.sampling, rule, config.window)
 
 
 def trace_sgd_trajectory(config: SweepConfig, cell: Cell, trajectory: int) -> SGDTrace:

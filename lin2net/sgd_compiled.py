@@ -32,7 +32,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from lin2net.closed_forms import FloatArray
-from lin2net.counter_rng import NOISE_DRAWS, below, draw, open_unit, step_key
+from lin2net.counter_rng import NOISE_DRAWS, below, open_unit, step_counter, word
 from lin2net.integrator import Status, StopRule, TrajectoryResults
 from lin2net.sgd import TWO_PI, SGDParameters, SGDResults, finish, stopping_tolerance, window_start
 from lin2net.sgd_data import DataSet
@@ -233,7 +233,7 @@ def _run_lanes(
             # branch-free loops over the lanes; only the Fisher-Yates swaps are not.
             depth = 0  # batch positions to draw: the largest sampled batch among the lanes
             for j in range(LANES):
-                sk[j] = step_key(key[j], np.uint64(t[j]))
+                sk[j] = step_counter(np.uint64(t[j]))
                 sampled = go[j] & ~((size[j] == n_data) & ~with_replacement)
                 depth = max(depth, size[j] if sampled else 0)
                 s[j] = 0.0
@@ -243,14 +243,14 @@ def _run_lanes(
                 span = np.uint64(n_data if with_replacement else n_data - k)
                 offset = 0 if with_replacement else k
                 for j in range(LANES):
-                    pick = offset + np.int64(below(draw(sk[j], kk), span))
+                    pick = offset + np.int64(below(word(key[j], sk[j], kk), span))
                     picks[k, j] = pick
                     # Direct: with replacement, or a batch of one (Fisher-Yates' first pick).
                     use = go[j] & (k < size[j]) & (with_replacement | (size[j] == 1))
-                    i = pick if use else 0
-                    s[j] += x2[i] if use else 0.0
-                    r[j] += x_nu[i] if use else 0.0
-            if not with_replacement:
+                    at = pick if use else 0
+                    s[j] += x2[at] if use else 0.0
+                    r[j] += x_nu[at] if use else 0.0
+            if depth > 1 and not with_replacement:
                 for j in range(LANES):
                     b = size[j]
                     if not go[j] or b == n_data or b == 1:
@@ -276,8 +276,8 @@ def _run_lanes(
                 r[j] = r_full if full else r[j] / b
             if noisy:
                 for j in range(LANES):
-                    u1 = open_unit(draw(sk[j], _NOISE0))
-                    u2 = open_unit(draw(sk[j], _NOISE1))
+                    u1 = open_unit(word(key[j], sk[j], _NOISE0))
+                    u2 = open_unit(word(key[j], sk[j], _NOISE1))
                     z = math.sqrt(-2.0 * math.log(u1)) * math.cos(TWO_PI * u2)
                     r[j] = r[j] + sigma[j] * z * math.sqrt(s[j] / size[j]) if sigma[j] > 0.0 else r[j]
             # Pass 3: step the map and the diagnostics (branch-free).

@@ -7,8 +7,9 @@ Workload W1-like: trajectories of the W1 cell of scripts/bench.py (d = 10,
 several data sets and batch sizes, random numbers included. A noisy SGD
 trajectory never converges, so the label-noise rows use max_steps = 2000
 (rates are per executed step either way). Each figure is trajectory-steps per
-second (Σ T / wall time, median of ``--repeats``), and the SGD/GD ratio of
-the rates.
+second (Σ T / wall time, median of ``--repeats``), and the GD/SGD ratio of
+the rates (median over alternating GD, SGD pairs: robust to a machine whose load
+drifts during the run).
 
 Usage: ``python3 scripts/bench_sgd.py`` (about a minute), ``--trajectories``,
 ``--threads`` (default: all numba threads).
@@ -20,6 +21,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +37,7 @@ from lin2net.initialization import initial_conditions  # noqa: E402
 from lin2net.integrator import StopRule  # noqa: E402
 from lin2net.sgd import SGDParameters  # noqa: E402
 from lin2net.sgd_compiled import integrate_sgd_compiled  # noqa: E402
-from lin2net.sgd_data import DataSpec, build_data  # noqa: E402
+from lin2net.sgd_data import DataSet, DataSpec, build_data  # noqa: E402
 
 ETA, LAMBDA0, PHI, D = 0.1, 1.0, 1.0, 10
 LOSS_TOL = 5e-13
@@ -52,21 +54,28 @@ CASES = (
 )
 
 
-def rate(run: object, repeats: int) -> float:
-    """Median trajectory-steps per second of ``run()``, which returns its Σ T."""
-    rates = []
+def paired_rates(gd: Callable[[], int], sgd: Callable[[], int], repeats: int) -> tuple[float, float, float]:
+    """Trajectory-steps per second of GD and SGD (medians), and the median of the
+    per-pair ratios: the two runs alternate, so a load that drifts during the
+    benchmark (a shared machine) hits both alike."""
+    gd_rates, sgd_rates, ratios = [], [], []
     for _ in range(repeats):
-        started = time.perf_counter()
-        total = run()  # type: ignore[operator]
-        rates.append(total / (time.perf_counter() - started))
-    return statistics.median(rates)
+        rates = []
+        for run in (gd, sgd):
+            started = time.perf_counter()
+            total = run()
+            rates.append(total / (time.perf_counter() - started))
+        gd_rates.append(rates[0])
+        sgd_rates.append(rates[1])
+        ratios.append(rates[0] / rates[1])
+    return statistics.median(gd_rates), statistics.median(sgd_rates), statistics.median(ratios)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trajectories", type=int, default=20_000)
     parser.add_argument("--threads", type=int, default=available_threads())
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     config = parse_config(
         {"trajectories": args.trajectories, "grid": {"eta": ETA, "lambda0": LAMBDA0, "phi": PHI, "d": D}}
@@ -81,29 +90,33 @@ def main() -> None:
 
     gd(10)  # compile (or load the cache) outside the timing
     rows = []
-    gd_rates: dict[int, float] = {}
     for label, spec, size, noise, sampling, max_steps in CASES:
         data = build_data(spec, 0)
         params = SGDParameters.broadcast(n, ETA, PHI, size, noise, keys)
         rule = StopRule(LOSS_TOL, max_steps)
 
-        def sgd(rule: StopRule = rule, params: SGDParameters = params, sampling: str = sampling) -> int:
+        def sgd(
+            rule: StopRule = rule, params: SGDParameters = params, sampling: str = sampling, data: DataSet = data
+        ) -> int:
             results = integrate_sgd_compiled(
-                initial.eps0, initial.lam0, params, data, sampling, rule, window=min(1000, rule.max_steps),
+                initial.eps0,
+                initial.lam0,
+                params,
+                data,
+                sampling,
+                rule,
+                window=min(1000, rule.max_steps),
                 threads=args.threads,
             )
             return int(results.steps.sum())
 
         sgd()  # compile outside the timing
-        if max_steps not in gd_rates:
-            gd_rates[max_steps] = rate(lambda m=max_steps: gd(m), args.repeats)
-        sgd_rate = rate(sgd, args.repeats)
-        rows.append((label, gd_rates[max_steps], sgd_rate))
+        rows.append((label, *paired_rates(lambda m=max_steps: gd(m), sgd, args.repeats)))
     print(f"{n} trajectories, d = {D}, η = {ETA}, λ0 = {LAMBDA0}, Φ = {PHI}, {args.threads} thread(s)\n")
-    print("| SGD case | GD steps/s | SGD steps/s | GD/SGD time per step |")
+    print("| SGD case | GD steps/s | SGD steps/s | SGD time per step / GD's |")
     print("|---|---|---|---|")
-    for label, gd_rate, sgd_rate in rows:
-        print(f"| {label} | {gd_rate:.3g} | {sgd_rate:.3g} | {gd_rate / sgd_rate:.2f}x |")
+    for label, gd_rate, sgd_rate, ratio in rows:
+        print(f"| {label} | {gd_rate:.3g} | {sgd_rate:.3g} | {ratio:.2f}x |")
 
 
 if __name__ == "__main__":

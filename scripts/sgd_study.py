@@ -86,9 +86,7 @@ def question1(trajectories: int) -> None:
     print("|---" * (len(shown) + 1) + "|")
     for i, b in enumerate(BATCHES):
         label = f"{b} (GD)" if b == N_DATA else str(b)
-        cells_text = [
-            "—" if np.isnan(q[i, j]) else f"{q[i, j]:.3f} [{steps[i, j]:.0f}]" for j in shown
-        ]
+        cells_text = ["—" if np.isnan(q[i, j]) else f"{q[i, j]:.3f} [{steps[i, j]:.0f}]" for j in shown]
         print(f"| {label} | " + " | ".join(cells_text) + " |")
     gd = len(BATCHES) - 1
     data = cached_data(config.data, config.seed)  # type: ignore[arg-type]
@@ -247,8 +245,10 @@ def question3(trajectories: int, max_steps: int) -> None:
         print(f"| {label} | " + " | ".join(f"{frac[b][j]:.2f}" for j in shown) + " |")
     data = cached_data(config.data, config.seed)  # type: ignore[arg-type]
     print(f"\nlargest x² in the data set: {data.x2.max():.2f}")
-    print("\n| batch | edge: first η·λ(0) with < 50% converged | median η·λ(T) of converged just below it | "
-          "mean-log stability c*(B) |")
+    print(
+        "\n| batch | edge: first η·λ(0) with < 50% converged | median η·λ(T) of converged just below it | "
+        "mean-log stability c*(B) |"
+    )
     print("|---|---|---|---|")
     for b in batches:
         below_half = np.nonzero(frac[b] < 0.5)[0]

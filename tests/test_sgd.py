@@ -16,13 +16,13 @@ from lin2net.counter_rng import trajectory_keys
 from lin2net.grid import Cell, expand_grid
 from lin2net.initialization import initial_blocks
 from lin2net.integrator import Status, StopRule, TrajectoryResults
-from lin2net.sgd import SGDParameters, SGDReducedState, SGDResults, integrate_sgd, sample_batch
+from lin2net.sgd import WINDOW_COLUMNS, SGDParameters, SGDReducedState, SGDResults, integrate_sgd, sample_batch
 from lin2net.sgd_cell import cached_data, simulate_sgd_cell, trace_sgd_trajectory
 from lin2net.sgd_compiled import integrate_sgd_compiled
 from lin2net.sgd_data import DataSpec, build_data
 
 GD_FLOATS = ("eps_T", "lambda_T", "sharpness_T", "log_q_ratio", "sum_eps2", "max_eta_sharpness", "max_abs_eps")
-SGD_FLOATS = (*GD_FLOATS, "loss_T", "q_ratio_window", "log_q_ratio_window", "sharpness_window", "loss_window", "lambda_window")
+SGD_FLOATS = (*GD_FLOATS, "loss_T", *WINDOW_COLUMNS)
 EXACT = ("status", "steps", "eos_steps")
 
 
