@@ -49,7 +49,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lin2net.closed_forms import FloatArray, imbalance, reduced_coordinates
-from lin2net.counter_rng import NOISE_DRAWS, UIntArray, below, open_unit, step_counter, word
+from lin2net.counter_rng import (
+    NOISE_DRAWS,
+    UIntArray,
+    below,
+    cos_kernel,
+    log_reduced,
+    open_unit,
+    sin_kernel,
+    step_counter,
+    turn_parts,
+    word,
+)
 from lin2net.integrator import IntArray, Status, StopRule, TrajectoryResults
 from lin2net.sgd_data import DataSet
 
@@ -153,6 +164,37 @@ class Batch:
     noise: FloatArray
 
 
+_MANTISSA = np.int64(0x000FFFFFFFFFFFFF)
+_ONE_BITS = np.int64(0x3FF0000000000000)
+
+
+def split_unit(u: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """u = m · 2^k with m in [√2/2, √2), for normal u > 0 (fdlibm's reduction; as
+    sgd_compiled._split)."""
+    bits = u.view(np.int64)
+    mantissa = bits & _MANTISSA
+    i = (mantissa + np.int64(0x00095F6400000000)) & np.int64(0x0010000000000000)
+    m: FloatArray = (mantissa | (i ^ _ONE_BITS)).view(np.float64)
+    k: FloatArray = ((bits >> 52) - 1023 + (i >> 52)).astype(np.float64)
+    return m, k
+
+
+def standard_normal(word1: UIntArray, word2: UIntArray) -> FloatArray:
+    """Box–Muller √(−2 ln u₁) cos(2π u₂) from two words (u = open_unit(word)), with the
+    arithmetic ln and cos of counter_rng: the same bits as the compiled kernel."""
+    m, k = split_unit(open_unit(word1))
+    radius = np.sqrt(-2.0 * log_reduced(m, k))
+    octant, x = turn_parts(word2)
+    cos_x, sin_x = cos_kernel(x), sin_kernel(x)
+    odd = (octant & np.uint64(1)) == 1
+    cos_phi = np.where(odd, sin_x, cos_x)  # φ = 2πu₂ − qπ/2 in [0, π/2)
+    sin_phi = np.where(odd, cos_x, sin_x)
+    quadrant = (octant >> np.uint64(1)) & np.uint64(3)
+    cosine = np.select([quadrant == 0, quadrant == 1, quadrant == 2], [cos_phi, -sin_phi, -cos_phi], sin_phi)
+    z: FloatArray = radius * cosine
+    return z
+
+
 def _draw(keys: UIntArray, counters: UIntArray, j: int) -> UIntArray:
     """Draw j of each trajectory's step (uint64 arrays throughout: NumPy scalars warn on wrap-around)."""
     words: UIntArray = word(keys, counters, np.full(keys.shape, j, dtype=np.uint64))
@@ -197,11 +239,7 @@ def sample_batch(data: DataSet, params: SGDParameters, t: int, sampling: str) ->
     noise = np.zeros(k_rows)
     noisy = params.label_noise > 0
     if noisy.any():
-        # Python's math calls the C library's log and cos, as the compiled kernel
-        # does (NumPy's SIMD versions may differ in the last bit).
-        u1 = open_unit(_draw(keys[noisy], counters[noisy], 0)).tolist()
-        u2 = open_unit(_draw(keys[noisy], counters[noisy], 1)).tolist()
-        z = np.array([math.sqrt(-2.0 * math.log(v)) * math.cos(TWO_PI * w) for v, w in zip(u1, u2, strict=True)])
+        z = standard_normal(_draw(keys[noisy], counters[noisy], 0), _draw(keys[noisy], counters[noisy], 1))
         noise[noisy] = params.label_noise[noisy] * z * np.sqrt(s[noisy] / size[noisy])
     return Batch(index=index, valid=valid, s=s, r=r, noise=noise)
 

@@ -11,7 +11,7 @@ Each step has three passes over the lanes: observe and decide to stop
 (branch-free), draw the batch sums (a loop of ``batch_size`` per lane), and
 step the map with the diagnostics (branch-free). (ε, λ), status and steps are
 bitwise those of the reference where both use the same libm (the label-noise
-normal calls the C library's log and cos in both). ``log_q_ratio`` is an exact double-double
+normal uses the arithmetic ln and cos of counter_rng in both). ``log_q_ratio`` is an exact double-double
 product with one logarithm at T, as in the GD kernel.
 
 Without replacement, each lane keeps an index array equal to the identity
@@ -32,9 +32,9 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from lin2net.closed_forms import FloatArray
-from lin2net.counter_rng import NOISE_DRAWS, below, open_unit, step_counter, word
+from lin2net.counter_rng import NOISE_DRAWS, below, cos_kernel, log_reduced, open_unit, sin_kernel, step_counter, turn_parts, word
 from lin2net.integrator import Status, StopRule, TrajectoryResults
-from lin2net.sgd import TWO_PI, SGDParameters, SGDResults, finish, stopping_tolerance, window_start
+from lin2net.sgd import SGDParameters, SGDResults, finish, stopping_tolerance, window_start
 from lin2net.sgd_data import DataSet
 
 LANES = 16  # trajectories advanced in lock-step per thread
@@ -46,6 +46,8 @@ _MAX_STEPS = int(Status.MAX_STEPS)
 _JIT: dict[str, Any] = {"nogil": True, "cache": True, "error_model": "numpy"}
 _NOISE0 = np.uint64(0)
 _NOISE1 = np.uint64(1)
+_ONE_U64 = np.uint64(1)
+_THREE_U64 = np.uint64(3)
 
 # Private copies of the GD kernel's helpers (lin2net.compiled): the exact Q product.
 
@@ -107,6 +109,25 @@ def _log_product(hi: float, lo: float, exponent: float, special: float) -> float
     lo = lo * (m / hi)
     k += exponent
     return float((k * _LN2_HI + (math.log(m) + (lo / m + k * _LN2_LO))) + special)
+
+
+@njit(inline="always", **_JIT)
+def _standard_normal(word1: Any, word2: Any) -> float:
+    """sgd.standard_normal for one pair of words, branch-free (selects only)."""
+    m, k = _split(open_unit(word1))
+    radius = math.sqrt(-2.0 * log_reduced(m, k))
+    octant, x = turn_parts(word2)
+    cos_x = cos_kernel(x)
+    sin_x = sin_kernel(x)
+    odd = (octant & _ONE_U64) == _ONE_U64
+    cos_phi = sin_x if odd else cos_x
+    sin_phi = cos_x if odd else sin_x
+    quadrant = (octant >> _ONE_U64) & _THREE_U64
+    cosine = sin_phi
+    cosine = -cos_phi if quadrant == 2 else cosine
+    cosine = -sin_phi if quadrant == 1 else cosine
+    cosine = cos_phi if quadrant == 0 else cosine
+    return radius * cosine
 
 
 @njit(inline="always", **_JIT)
@@ -276,9 +297,7 @@ def _run_lanes(
                 r[j] = r_full if full else r[j] / b
             if noisy:
                 for j in range(LANES):
-                    u1 = open_unit(word(key[j], sk[j], _NOISE0))
-                    u2 = open_unit(word(key[j], sk[j], _NOISE1))
-                    z = math.sqrt(-2.0 * math.log(u1)) * math.cos(TWO_PI * u2)
+                    z = _standard_normal(word(key[j], sk[j], _NOISE0), word(key[j], sk[j], _NOISE1))
                     r[j] = r[j] + sigma[j] * z * math.sqrt(s[j] / size[j]) if sigma[j] > 0.0 else r[j]
             # Pass 3: step the map and the diagnostics (branch-free).
             for j in range(LANES):

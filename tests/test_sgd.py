@@ -299,3 +299,23 @@ def test_cell_table_lists_every_sgd_result_column() -> None:
     from lin2net.sgd import WINDOW_COLUMNS
 
     assert SGD_RESULT_COLUMNS == ("loss_T", *WINDOW_COLUMNS)
+
+
+def test_standard_normal_is_box_muller_to_rounding_and_normal() -> None:
+    """The arithmetic ln and cos against the C library's, and the law against N(0, 1)."""
+    import math
+
+    from lin2net.sgd import standard_normal
+
+    words1 = trajectory_keys(1, np.arange(100_000, dtype=np.int64))
+    words2 = trajectory_keys(2, np.arange(100_000, dtype=np.int64))
+    z = standard_normal(words1, words2)
+    u1, u2 = (((w >> np.uint64(11)) + np.uint64(1)) * 2.0**-53 for w in (words1, words2))
+    libm = np.array([math.sqrt(-2 * math.log(a)) * math.cos(2 * math.pi * b) for a, b in zip(u1, u2, strict=True)])
+    assert_allclose(z, libm, rtol=0, atol=4e-15)  # libm's own 2πu rounding is of this size
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    # Ends and octant boundaries: u = 2⁻⁵³, 1, and just above 1/8, 1/4, 3/8, …, 7/8.
+    edges = np.array([0, 2**64 - 1, *(k << 61 for k in range(1, 8))], dtype=np.uint64)
+    u = ((edges >> np.uint64(11)) + np.uint64(1)) * 2.0**-53
+    expected = [math.sqrt(-2 * math.log(a)) * math.cos(2 * math.pi * a) for a in u]
+    assert_allclose(standard_normal(edges, edges), expected, rtol=0, atol=4e-15)
