@@ -41,7 +41,6 @@ the vectors and the batch's (x_i, y_i) directly) as a cross-check.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -65,7 +64,6 @@ from lin2net.integrator import IntArray, Status, StopRule, TrajectoryResults
 from lin2net.sgd_data import DataSet
 
 SAMPLINGS = ("without_replacement", "with_replacement")
-TWO_PI = 2.0 * math.pi
 WINDOW_COLUMNS = ("q_ratio_window", "log_q_ratio_window", "sharpness_window", "loss_window", "lambda_window")
 
 

@@ -32,7 +32,17 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from lin2net.closed_forms import FloatArray
-from lin2net.counter_rng import NOISE_DRAWS, below, cos_kernel, log_reduced, open_unit, sin_kernel, step_counter, turn_parts, word
+from lin2net.counter_rng import (
+    NOISE_DRAWS,
+    below,
+    cos_kernel,
+    log_reduced,
+    open_unit,
+    sin_kernel,
+    step_counter,
+    turn_parts,
+    word,
+)
 from lin2net.integrator import Status, StopRule, TrajectoryResults
 from lin2net.sgd import SGDParameters, SGDResults, finish, stopping_tolerance, window_start
 from lin2net.sgd_data import DataSet
@@ -127,7 +137,8 @@ def _standard_normal(word1: Any, word2: Any) -> float:
     cosine = -cos_phi if quadrant == 2 else cosine
     cosine = -sin_phi if quadrant == 1 else cosine
     cosine = cos_phi if quadrant == 0 else cosine
-    return radius * cosine
+    z: float = radius * cosine
+    return z
 
 
 @njit(inline="always", **_JIT)
