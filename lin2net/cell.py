@@ -65,6 +65,19 @@ TRAJECTORY_SCHEMA = pa.schema(
         ("regime", pa.dictionary(pa.int8(), pa.string())),
     ]
 )
+# SGD cells (algorithm: sgd) add these columns after GD's (GD tables are unchanged).
+# (lin2net.sgd.WINDOW_COLUMNS; not imported here, as lin2net.sgd imports numba).
+SGD_RESULT_COLUMNS = (
+    "loss_T",
+    "q_ratio_window",
+    "log_q_ratio_window",
+    "sharpness_window",
+    "loss_window",
+    "lambda_window",
+)
+SGD_TRAJECTORY_SCHEMA = TRAJECTORY_SCHEMA.append(pa.field("batch_size", pa.int64()))
+for _name in ("label_noise", *SGD_RESULT_COLUMNS):
+    SGD_TRAJECTORY_SCHEMA = SGD_TRAJECTORY_SCHEMA.append(pa.field(_name, pa.float64()))
 _Columns = TypeVar("_Columns", InitialConditions, TrajectoryResults)
 STATUS_LABELS = pa.array([status.label for status in Status], type=pa.string())
 REGIME_LABELS = pa.array(list(theory.REGIMES), type=pa.string())
@@ -95,6 +108,10 @@ def simulate_cells(
     the kernel, which raises) go to the compiled kernel; the NumPy
     integrators ignore them. Results do not depend on ``threads``.
     """
+    if config.algorithm == "sgd":
+        from lin2net.sgd_cell import simulate_sgd_cells  # imports numba: only when used
+
+        return simulate_sgd_cells(config, cells, threads)
     rule = stop_rule(config)
     n = config.trajectories
     if config.integrator == "compiled":
@@ -169,6 +186,8 @@ def _table(
     """Rows ``start`` … ``stop − 1`` of the cells' per-trajectory table (docs/columns.md)."""
     rows = np.arange(start, stop, dtype=np.int64)
     which = rows // max(1, trajectories)  # index of each row's cell
+    sgd = cells[0].batch_size is not None
+    schema = SGD_TRAJECTORY_SCHEMA if sgd else TRAJECTORY_SCHEMA
 
     def parameter(name: str, dtype: Any = np.float64) -> np.ndarray:
         return np.array([getattr(cell, name) for cell in cells], dtype=dtype)[which]
@@ -212,7 +231,12 @@ def _table(
         "thm1_upper": theory.thm1_upper(eta, results.sum_eps2),
         "regime": _dictionary(np.where(linear, 0, np.where(slow, 1, 2)).astype(np.int8), REGIME_LABELS, pa.int8()),
     }
-    return pa.Table.from_pydict(columns, schema=TRAJECTORY_SCHEMA)
+    if sgd:
+        columns["batch_size"] = parameter("batch_size", np.int64)
+        columns["label_noise"] = parameter("label_noise")
+        for name in SGD_RESULT_COLUMNS:
+            columns[name] = getattr(results, name)
+    return pa.Table.from_pydict(columns, schema=schema)
 
 
 def cell_table(cell: Cell, initial: InitialConditions, results: TrajectoryResults) -> pa.Table:

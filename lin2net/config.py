@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 
 from lin2net.errors import ConfigError
+from lin2net.sgd_data import MAX_DATA, DataSpec
 
 TOP_LEVEL_KEYS = (
     "name",
@@ -33,11 +34,22 @@ TOP_LEVEL_KEYS = (
     "max_steps",
     "divergence_threshold",
     "integrator",
+    "algorithm",
+    "data",
+    "sampling",
+    "window",
 )
-GRID_KEYS = ("eta", "eta_lambda0", "lambda0", "phi", "d")
+GRID_KEYS = ("eta", "eta_lambda0", "lambda0", "phi", "d", "batch_size", "label_noise")
 INIT_KINDS = ("sphere", "gaussian", "explicit")
 INTEGRATORS = ("compiled", "reduced", "full")
 AXIS_FORMS = ("linspace", "geomspace")
+ALGORITHMS = ("gd", "sgd")
+SAMPLINGS = ("without_replacement", "with_replacement")
+SGD_KEYS = ("data", "sampling", "window")  # top-level keys that only SGD reads
+SGD_GRID_KEYS = ("batch_size", "label_noise")
+DATA_KEYS = ("n", "x", "noise")
+DATA_X_KINDS = ("gaussian", "ones")
+DEFAULT_WINDOW = 1000  # final-window length for SGD averages (at most max_steps)
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -61,6 +73,7 @@ MAX_SEED = 2**63 - 1  # a root seed fits a signed 64-bit integer
 MAX_PARAMETER = 1e150  # eta, lambda0, phi (and derived eta): their squares and products stay finite
 MAX_NAME_LENGTH = 100  # name labels the run and is the default output directory runs/<name>
 MAX_YAML_NODES = 1_000_000  # nodes of a config after expanding YAML aliases (guards against alias bombs)
+MAX_SGD_STEPS = 2**46  # SGD's random-number counters hold the step in 46 bits (lin2net.counter_rng)
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,10 @@ class SweepConfig:
     divergence_threshold: float = 1e30
     integrator: str = "compiled"
     axis_specs: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    algorithm: str = "gd"
+    data: DataSpec | None = None  # set exactly when algorithm is sgd
+    sampling: str = "without_replacement"
+    window: int = DEFAULT_WINDOW
 
     @property
     def eta_key(self) -> str:
@@ -109,7 +126,7 @@ class SweepConfig:
         init: Any = self.init
         if self.explicit is not None:
             init = {"explicit": {"a": list(self.explicit.a), "b": list(self.explicit.b)}}
-        return {
+        resolved = {
             "name": self.name,
             "seed": self.seed,
             "trajectories": self.trajectories,
@@ -120,6 +137,13 @@ class SweepConfig:
             "divergence_threshold": self.divergence_threshold,
             "integrator": self.integrator,
         }
+        if self.data is not None:  # SGD keys only for SGD: GD's resolved config is unchanged
+            x = self.data.x if isinstance(self.data.x, str) else list(self.data.x)
+            resolved["algorithm"] = self.algorithm
+            resolved["data"] = {"n": self.data.n, "x": x, "noise": self.data.noise}
+            resolved["sampling"] = self.sampling
+            resolved["window"] = self.window
+        return resolved
 
 
 class _Loader(yaml.SafeLoader):
@@ -310,7 +334,19 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
     integrator = settings["integrator"]
     if integrator not in INTEGRATORS:
         raise ConfigError("integrator", f"must be one of {', '.join(INTEGRATORS)}, got {_describe(integrator)}")
-    axes, specs = _parse_grid(raw["grid"], explicit)
+    algorithm = settings.get("algorithm", "gd")
+    if algorithm not in ALGORITHMS:
+        raise ConfigError("algorithm", f"must be one of {', '.join(ALGORITHMS)}, got {_describe(algorithm)}")
+    max_steps = _positive_int("max_steps", settings["max_steps"], maximum=MAX_STEPS)
+    sgd: dict[str, Any] = {}
+    if algorithm == "sgd":
+        sgd = _parse_sgd(settings, raw["grid"], max_steps)
+    else:
+        grid = raw["grid"] if isinstance(raw["grid"], Mapping) else {}
+        present = [key for key in SGD_KEYS if key in raw] + [f"grid.{key}" for key in SGD_GRID_KEYS if key in grid]
+        if present:
+            raise ConfigError(present[0], "only used with algorithm: sgd (add algorithm: sgd, or remove it)")
+    axes, specs = _parse_grid(raw["grid"], explicit, sgd.get("data"))
     return SweepConfig(
         name=name,
         axes=axes,
@@ -319,14 +355,70 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
         init=init,
         explicit=explicit,
         loss_tol=_positive_float("loss_tol", settings["loss_tol"]),
-        max_steps=_positive_int("max_steps", settings["max_steps"], maximum=MAX_STEPS),
+        max_steps=max_steps,
         divergence_threshold=_positive_float("divergence_threshold", settings["divergence_threshold"]),
         integrator=integrator,
         axis_specs=specs,
+        algorithm=algorithm,
+        **sgd,
     )
 
 
-def _parse_grid(grid: Any, explicit: ExplicitInit | None) -> tuple[dict[str, tuple[Any, ...]], dict[str, Any]]:
+def _parse_sgd(settings: Mapping[str, Any], grid: Any, max_steps: int) -> dict[str, Any]:
+    """The SGD keys (data, sampling, window) of a config with algorithm: sgd."""
+    data = _parse_data(settings.get("data", {}))
+    sampling = settings.get("sampling", "without_replacement")
+    if sampling not in SAMPLINGS:
+        hint = _suggest(str(sampling), SAMPLINGS)
+        raise ConfigError("sampling", f"must be one of {', '.join(SAMPLINGS)}, got {_describe(sampling)}{hint}")
+    if "window" in settings:
+        window = _positive_int("window", settings["window"])
+        if window > max_steps:
+            raise ConfigError("window", f"must be at most max_steps = {max_steps}, got {window}")
+    else:
+        window = min(DEFAULT_WINDOW, max_steps)
+    if max_steps > MAX_SGD_STEPS:
+        raise ConfigError("max_steps", f"must be at most {MAX_SGD_STEPS} (2^46) with algorithm: sgd, got {max_steps}")
+    if isinstance(grid, Mapping) and "batch_size" not in grid:
+        raise ConfigError("grid.batch_size", f"missing: give the mini-batch size axis (1 to data.n = {data.n})")
+    return {"data": data, "sampling": sampling, "window": window}
+
+
+def _parse_data(spec: Any) -> DataSpec:
+    """``data: {n, x: gaussian | ones | [x_1, …], noise}``; an explicit x fixes n."""
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, Mapping):
+        raise ConfigError("data", f"must be a mapping with keys {', '.join(DATA_KEYS)}, got {_describe(spec)}")
+    _reject_unknown(spec, DATA_KEYS, prefix="data.")
+    x = spec.get("x", "gaussian")
+    if isinstance(x, str):
+        if x not in DATA_X_KINDS:
+            kinds = ", ".join(DATA_X_KINDS)
+            raise ConfigError("data.x", f"must be {kinds} or a list of numbers, got {x!r}{_suggest(x, DATA_X_KINDS)}")
+        n = _positive_int("data.n", spec.get("n", DataSpec.n), maximum=MAX_DATA)
+        values: str | tuple[float, ...] = x
+    elif isinstance(x, Sequence) and len(x) > 0:
+        values = tuple(_finite_float(f"data.x[{i}]", v) for i, v in enumerate(x))
+        if len(values) > MAX_DATA:
+            raise ConfigError("data.x", f"at most {MAX_DATA} values, got {len(values)}")
+        if not any(values):
+            raise ConfigError("data.x", "all values are 0: the data cannot be normalized to mean x² = 1")
+        n = len(values)
+        if "n" in spec and _positive_int("data.n", spec["n"]) != n:
+            problem = f"an explicit data.x has {n} values; omit data.n or give {n}, got {spec['n']!r}"
+            raise ConfigError("data.n", problem)
+    else:
+        raise ConfigError("data.x", f"must be gaussian, ones or a non-empty list of numbers, got {_describe(x)}")
+    noise = _finite_float("data.noise", spec.get("noise", 0.0))
+    if noise < 0:
+        raise ConfigError("data.noise", f"must be >= 0, got {noise!r}")
+    return DataSpec(n=n, x=values, noise=noise)
+
+
+def _parse_grid(
+    grid: Any, explicit: ExplicitInit | None, data: DataSpec | None = None
+) -> tuple[dict[str, tuple[Any, ...]], dict[str, Any]]:
     if not isinstance(grid, Mapping):
         raise ConfigError("grid", f"must be a mapping of axis names to values, got {_describe(grid)}")
     _reject_unknown(grid, GRID_KEYS, prefix="grid.")
@@ -341,7 +433,7 @@ def _parse_grid(grid: Any, explicit: ExplicitInit | None) -> tuple[dict[str, tup
     elif "lambda0" not in grid:
         raise ConfigError("grid.lambda0", "missing: give the initial-scale axis grid.lambda0")
 
-    specs = {**({} if explicit is not None else GRID_DEFAULTS), **grid}
+    specs = {**({} if explicit is not None else GRID_DEFAULTS), **({"label_noise": 0.0} if data else {}), **grid}
     axes: dict[str, tuple[Any, ...]] = {}
     for key in GRID_KEYS:
         if key not in specs:
@@ -349,8 +441,13 @@ def _parse_grid(grid: Any, explicit: ExplicitInit | None) -> tuple[dict[str, tup
         values = _expand_axis(f"grid.{key}", specs[key])
         if key == "d":
             axes[key] = _integer_axis(f"grid.{key}", values, from_range=isinstance(specs[key], Mapping))
+        elif key == "batch_size" and data is not None:
+            axes[key] = _integer_axis(f"grid.{key}", values, from_range=isinstance(specs[key], Mapping))
+            for size in axes[key]:
+                if size > data.n:
+                    raise ConfigError("grid.batch_size", f"must be at most data.n = {data.n}, got {size}")
         else:
-            allow_zero = key == "phi"
+            allow_zero = key in ("phi", "label_noise")
             for value in values:
                 if value < 0 or (value == 0 and not allow_zero):
                     raise ConfigError(f"grid.{key}", f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")

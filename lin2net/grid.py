@@ -20,7 +20,9 @@ from lin2net.config import SweepConfig
 
 @dataclass(frozen=True)
 class Cell:
-    """One grid point. ``eta_lambda0`` is set when the config's stepsize axis is η·λ0."""
+    """One grid point. ``eta_lambda0`` is set when the config's stepsize axis is η·λ0;
+    ``batch_size`` and ``label_noise`` exactly when the algorithm is SGD (so GD
+    cells keep their parameters and ids)."""
 
     eta: float
     lambda0: float
@@ -28,12 +30,17 @@ class Cell:
     d: int
     init: str
     eta_lambda0: float | None = None
+    batch_size: int | None = None
+    label_noise: float | None = None
 
     @property
     def parameters(self) -> dict[str, float | int | str]:
         params: dict[str, float | int | str] = {"eta": self.eta, "lambda0": self.lambda0, "phi": self.phi, "d": self.d}
         if self.eta_lambda0 is not None:
             params["eta_lambda0"] = self.eta_lambda0
+        if self.batch_size is not None and self.label_noise is not None:
+            params["batch_size"] = self.batch_size
+            params["label_noise"] = self.label_noise
         params["init"] = self.init
         return params
 
@@ -67,12 +74,18 @@ def _iter_cells(config: SweepConfig) -> Iterator[Cell]:
     else:
         lambda0s = tuple(float(v) for v in axes["lambda0"])
         widths = tuple(int(v) for v in axes["d"])
-    for step, lambda0, phi, d in itertools.product(axes[config.eta_key], lambda0s, axes["phi"], widths):
+    # SGD's axes vary fastest; GD has one pseudo-value (None, None) that leaves its cells unchanged.
+    sgd_axes: list[tuple[int | None, float | None]] = [(None, None)]
+    if config.algorithm == "sgd":
+        sgd_axes = [(int(b), float(s)) for b, s in itertools.product(axes["batch_size"], axes["label_noise"])]
+    for step, lambda0, phi, d, (size, noise) in itertools.product(
+        axes[config.eta_key], lambda0s, axes["phi"], widths, sgd_axes
+    ):
         if config.eta_key == "eta":
-            yield Cell(eta=float(step), lambda0=lambda0, phi=float(phi), d=d, init=label)
+            eta, eta_lambda0 = float(step), None
         else:
-            eta = float(step) / lambda0
-            yield Cell(eta=eta, lambda0=lambda0, phi=float(phi), d=d, init=label, eta_lambda0=float(step))
+            eta, eta_lambda0 = float(step) / lambda0, float(step)
+        yield Cell(eta, lambda0, float(phi), d, label, eta_lambda0, batch_size=size, label_noise=noise)
 
 
 def initialization_rng(seed: int, init: str, d: int, block: int) -> np.random.Generator:

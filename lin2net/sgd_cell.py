@@ -1,0 +1,127 @@
+"""One SGD grid cell: the config's data set, initializations and keys in, results out.
+
+The seam between :mod:`lin2net.cell` (tables, files) and the SGD integrators:
+the initial points are GD's (same stream, same ε0, λ0, Q0), the data set is
+built once per (data spec, seed) and the counter-RNG key of trajectory r is
+``counter_rng.trajectory_keys(seed, r)``, so a row can be re-simulated alone
+with :func:`trace_sgd_trajectory`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import fields
+from functools import lru_cache
+
+import numpy as np
+
+from lin2net.config import SweepConfig
+from lin2net.counter_rng import trajectory_keys
+from lin2net.grid import Cell
+from lin2net.initialization import InitialConditions, initial_blocks, initial_conditions
+from lin2net.integrator import StopRule
+from lin2net.sgd import SGDFullState, SGDParameters, SGDReducedState, SGDResults, SGDTrace, integrate_sgd, trace_sgd
+from lin2net.sgd_data import DataSet, DataSpec, build_data
+
+
+@lru_cache(maxsize=8)
+def cached_data(spec: DataSpec, seed: int) -> DataSet:
+    """The sweep's data set (the same for every cell; built once per process)."""
+    return build_data(spec, seed)
+
+
+def cell_parameters(config: SweepConfig, cell: Cell, start: int, stop: int) -> SGDParameters:
+    """Per-trajectory parameters of trajectories start…stop−1 of an SGD cell."""
+    if cell.batch_size is None or cell.label_noise is None:
+        raise ValueError(f"cell {cell.cell_id} has no SGD parameters (algorithm is {config.algorithm})")
+    keys = trajectory_keys(config.seed, np.arange(start, stop, dtype=np.int64))
+    return SGDParameters.broadcast(stop - start, cell.eta, cell.phi, cell.batch_size, cell.label_noise, keys)
+
+
+def _rule(config: SweepConfig) -> StopRule:
+    return StopRule(config.loss_tol, config.max_steps, config.divergence_threshold)
+
+
+def simulate_sgd_cell(
+    config: SweepConfig, cell: Cell, threads: int | None = None
+) -> tuple[InitialConditions, SGDResults]:
+    """Integrate every trajectory of an SGD cell with the config's integrator
+    (compiled kernel, NumPy reduced reference, or full vectors)."""
+    assert config.data is not None, "simulate_sgd_cell needs algorithm: sgd"
+    data = cached_data(config.data, config.seed)
+    rule = _rule(config)
+    if config.integrator == "full":
+        starts: list[InitialConditions] = []
+        parts: list[SGDResults] = []
+        for block in initial_blocks(config, cell):
+            n = block.a.shape[0]
+            params = cell_parameters(config, cell, block.start, block.start + n)
+            state = SGDFullState(block.a, block.b, params.phi, data)
+            eps0, lam0 = state.residual_and_scale()
+            starts.append(InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0))
+            parts.append(integrate_sgd(state, params, data, config.sampling, rule, config.window))
+        initial = InitialConditions(*(np.concatenate([getattr(s, k) for s in starts]) for k in ("eps0", "lam0", "q0")))
+        names = SGDResults.__dataclass_fields__
+        return initial, SGDResults(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in names})
+    initial = initial_conditions(config, cell)
+    params = cell_parameters(config, cell, 0, initial.eps0.shape[0])
+    if config.integrator == "compiled":
+        from lin2net.sgd_compiled import integrate_sgd_compiled  # imports numba: only when used
+
+        results = integrate_sgd_compiled(
+            initial.eps0, initial.lam0, params, data, config.sampling, rule, config.window, threads=threads
+        )
+        return initial, results
+    reduced = SGDReducedState(initial.eps0, initial.lam0)
+    return initial, integrate_sgd(reduced, params, data, config.sampling, rule, config.window)
+
+
+def simulate_sgd_cells(
+    config: SweepConfig, cells: Sequence[Cell], threads: int | None = None
+) -> tuple[InitialConditions, SGDResults]:
+    """Every trajectory of ``cells`` (a shard): one kernel call with per-trajectory
+    parameters for the compiled and reduced integrators; a cell's rows are those
+    of :func:`simulate_sgd_cell`."""
+    if config.integrator == "full" or len(cells) == 1:
+        parts = [simulate_sgd_cell(config, cell, threads) for cell in cells]
+        return _join_initial([p[0] for p in parts]), _join_results([p[1] for p in parts])
+    assert config.data is not None, "simulate_sgd_cells needs algorithm: sgd"
+    data = cached_data(config.data, config.seed)
+    rule = _rule(config)
+    initial = _join_initial([initial_conditions(config, cell) for cell in cells])
+    n = config.trajectories
+    params = _join_parameters([cell_parameters(config, cell, 0, n) for cell in cells])
+    if config.integrator == "compiled":
+        from lin2net.sgd_compiled import integrate_sgd_compiled  # imports numba: only when used
+
+        results = integrate_sgd_compiled(
+            initial.eps0, initial.lam0, params, data, config.sampling, rule, config.window, threads=threads
+        )
+        return initial, results
+    reduced = SGDReducedState(initial.eps0, initial.lam0)
+    return initial, integrate_sgd(reduced, params, data, config.sampling, rule, config.window)
+
+
+def _join_initial(parts: Sequence[InitialConditions]) -> InitialConditions:
+    names = [f.name for f in fields(InitialConditions)]
+    return InitialConditions(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in names})
+
+
+def _join_results(parts: Sequence[SGDResults]) -> SGDResults:
+    names = [f.name for f in fields(SGDResults)]
+    return SGDResults(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in names})
+
+
+def _join_parameters(parts: Sequence[SGDParameters]) -> SGDParameters:
+    names = [f.name for f in fields(SGDParameters)]
+    return SGDParameters(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in names})
+
+
+def trace_sgd_trajectory(config: SweepConfig, cell: Cell, trajectory: int) -> SGDTrace:
+    """Re-simulate trajectory ``trajectory`` of an SGD cell step by step (every state kept)."""
+    assert config.data is not None, "trace_sgd_trajectory needs algorithm: sgd"
+    initial = initial_conditions(config, cell)
+    params = cell_parameters(config, cell, trajectory, trajectory + 1)
+    data = cached_data(config.data, config.seed)
+    eps0, lam0 = float(initial.eps0[trajectory]), float(initial.lam0[trajectory])
+    return trace_sgd(eps0, lam0, params, data, config.sampling, _rule(config))

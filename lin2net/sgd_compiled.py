@@ -1,0 +1,521 @@
+"""Compiled (numba) twin of :func:`lin2net.sgd.integrate_sgd` on the reduced map.
+
+Same batches, map, stopping rule and columns as the NumPy reference (read
+:mod:`lin2net.sgd` first); the lane scheme is that of :mod:`lin2net.compiled`:
+threads claim trajectories from a shared atomic counter and each advances
+``LANES`` of them in lock-step, so the results do not depend on the thread
+count. Every parameter is per trajectory (η, Φ, batch size, label-noise std,
+RNG key), so one call can run trajectories of many cells.
+
+Each step has three passes over the lanes: observe and decide to stop
+(branch-free), draw the batch sums (a loop of ``batch_size`` per lane), and
+step the map with the diagnostics (branch-free). (ε, λ), status and steps are
+bitwise those of the reference where both use the same libm (the label-noise
+normal uses the arithmetic ln and cos of counter_rng in both). ``log_q_ratio`` is an exact double-double
+product with one logarithm at T, as in the GD kernel.
+
+Without replacement, each lane keeps an index array equal to the identity
+between steps: the partial Fisher–Yates of a step swaps ``batch_size``
+positions, and the touched positions are reset afterwards (O(batch_size)).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+from lin2net.closed_forms import FloatArray
+from lin2net.counter_rng import (
+    NOISE_DRAWS,
+    below,
+    cos_kernel,
+    log_reduced,
+    open_unit,
+    sin_kernel,
+    step_counter,
+    turn_parts,
+    word,
+)
+from lin2net.integrator import Status, StopRule, TrajectoryResults
+from lin2net.sgd import SGDParameters, SGDResults, finish, stopping_tolerance, window_start
+from lin2net.sgd_data import DataSet
+
+LANES = 16  # trajectories advanced in lock-step per thread
+STEPS_PER_REFILL = 8  # steps between write-out and refill of stopped lanes
+
+_CONVERGED = int(Status.CONVERGED)
+_DIVERGED = int(Status.DIVERGED)
+_MAX_STEPS = int(Status.MAX_STEPS)
+_JIT: dict[str, Any] = {"nogil": True, "cache": True, "error_model": "numpy"}
+_NOISE0 = np.uint64(0)
+_NOISE1 = np.uint64(1)
+_ONE_U64 = np.uint64(1)
+_THREE_U64 = np.uint64(3)
+
+# Private copies of the GD kernel's helpers (lin2net.compiled): the exact Q product.
+
+
+@intrinsic
+def _float_bits(typingctx: Any, x: Any) -> Any:
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _bits_float(typingctx: Any, x: Any) -> Any:
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _fma(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.fma(*args)
+
+    return types.float64(types.float64, types.float64, types.float64), codegen
+
+
+@intrinsic
+def _claim(typingctx: Any, counter: Any) -> Any:
+    """Atomically ``counter[0] += 1``; returns the value before."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.atomic_rmw("add", array.data, ir.Constant(ir.IntType(64), 1), "monotonic")
+
+    return types.int64(counter), codegen
+
+
+_MANTISSA = 0x000FFFFFFFFFFFFF
+_ONE_BITS = 0x3FF0000000000000
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+
+
+@njit(inline="always", **_JIT)
+def _split(x: float) -> tuple[float, float]:
+    """x = m · 2^k with m in [√2/2, √2), for x > 0 normal; returns (m, k as float)."""
+    bits = _float_bits(x)
+    mantissa = bits & _MANTISSA
+    i = (mantissa + 0x00095F6400000000) & 0x0010000000000000
+    return _bits_float(mantissa | (i ^ _ONE_BITS)), float((bits >> 52) - 1023 + (i >> 52))
+
+
+@njit(inline="always", **_JIT)
+def _log_product(hi: float, lo: float, exponent: float, special: float) -> float:
+    """log of (hi + lo) · 2^exponent, plus ``special`` (the ±inf/NaN terms)."""
+    m, k = _split(hi)
+    lo = lo * (m / hi)
+    k += exponent
+    return float((k * _LN2_HI + (math.log(m) + (lo / m + k * _LN2_LO))) + special)
+
+
+@njit(inline="always", **_JIT)
+def _standard_normal(word1: Any, word2: Any) -> float:
+    """sgd.standard_normal for one pair of words, branch-free (selects only)."""
+    m, k = _split(open_unit(word1))
+    radius = math.sqrt(-2.0 * log_reduced(m, k))
+    octant, x = turn_parts(word2)
+    cos_x = cos_kernel(x)
+    sin_x = sin_kernel(x)
+    odd = (octant & _ONE_U64) == _ONE_U64
+    cos_phi = sin_x if odd else cos_x
+    sin_phi = cos_x if odd else sin_x
+    quadrant = (octant >> _ONE_U64) & _THREE_U64
+    cosine = sin_phi
+    cosine = -cos_phi if quadrant == 2 else cosine
+    cosine = -sin_phi if quadrant == 1 else cosine
+    cosine = cos_phi if quadrant == 0 else cosine
+    z: float = radius * cosine
+    return z
+
+
+@njit(inline="always", **_JIT)
+def _sharpness(eps: float, lam: float, phi: float) -> float:
+    """sgd.full_sharpness, same operations in the same order."""
+    disc = lam * lam + 8.0 * eps * (eps + phi) + 4.0 * eps * eps
+    disc = 0.0 if disc < 0.0 else disc
+    return 0.5 * (lam + math.sqrt(disc))
+
+
+@njit(**_JIT)
+def _run_lanes(
+    counter: Any,
+    eps0: FloatArray,
+    lam0: FloatArray,
+    eta_in: FloatArray,
+    phi_in: FloatArray,
+    size_in: Any,
+    sigma_in: FloatArray,
+    key_in: Any,
+    x2: FloatArray,
+    x_nu: FloatArray,
+    s_full: float,
+    r_full: float,
+    with_replacement: bool,
+    loss_tol: FloatArray,
+    max_steps: int,
+    threshold: float,
+    first: int,
+    noise_floor: float,
+    status: Any,
+    steps: Any,
+    out: FloatArray,
+    eos_out: Any,
+    count_out: Any,
+) -> None:
+    """Integrate trajectories, taking each next one from ``counter``.
+
+    ``out`` has shape (12, n): eps_T, lambda_T, sharpness_T, log_q_ratio,
+    sum_eps2, max_eta_sharpness, max_abs_eps, then the window sums of
+    Q/Q0, log Q/Q0, sharpness, loss and λ.
+    """
+    n = eps0.shape[0]
+    n_data = x2.shape[0]
+    # Lane state, as in the GD kernel, plus the lane's parameters and window sums.
+    eps = np.zeros(LANES)
+    lam = np.zeros(LANES)
+    eta = np.ones(LANES)
+    phi = np.zeros(LANES)
+    sigma = np.zeros(LANES)
+    tol = np.zeros(LANES)
+    size = np.ones(LANES, dtype=np.int64)
+    key = np.zeros(LANES, dtype=np.uint64)
+    q_hi = np.ones(LANES)
+    q_lo = np.zeros(LANES)
+    q_exp = np.zeros(LANES)
+    q_special = np.zeros(LANES)
+    sum_eps2 = np.zeros(LANES)
+    max_eta_sharp = np.full(LANES, -np.inf)
+    max_abs_eps = np.zeros(LANES)
+    eos = np.zeros(LANES)
+    window = np.zeros((5, LANES))
+    in_window = np.zeros(LANES, dtype=np.int64)
+    t = np.zeros(LANES, dtype=np.int64)
+    live = np.zeros(LANES, dtype=np.bool_)
+    go = np.zeros(LANES, dtype=np.bool_)
+    eta_sharp = np.zeros(LANES)
+    s = np.zeros(LANES)
+    r = np.zeros(LANES)
+    row = np.full(LANES, -1, dtype=np.int64)
+    width = 1
+    for i in range(n):
+        width = max(width, size_in[i])
+    perm = np.empty((LANES, n_data), dtype=np.int64)
+    for j in range(LANES):
+        for i in range(n_data):
+            perm[j, i] = i
+    picks = np.zeros((width, LANES), dtype=np.int64)
+    sk = np.zeros(LANES, dtype=np.uint64)
+    noisy = False
+    for i in range(n):
+        noisy |= sigma_in[i] > 0.0
+
+    running = 0
+    for j in range(LANES):
+        following = _claim(counter)
+        if following < n:
+            eps[j], lam[j], row[j], live[j] = eps0[following], lam0[following], following, True
+            eta[j], phi[j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
+            tol[j] = loss_tol[following]
+            size[j], key[j] = size_in[following], key_in[following]
+            running += 1
+
+    while running > 0:
+        for _ in range(STEPS_PER_REFILL):
+            # Pass 1: observe state t and decide whether to step (branch-free).
+            windowed = False
+            for j in range(LANES):
+                e = eps[j]
+                lj = lam[j]
+                alive = live[j]
+                sharp = _sharpness(e, lj, phi[j])
+                es = eta[j] * sharp
+                m = max_eta_sharp[j]
+                max_eta_sharp[j] = es if (alive & (es > m)) else m
+                eta_sharp[j] = es
+                converged = 0.5 * e * e <= tol[j]
+                bounded = (abs(e) <= threshold) & (abs(lj) <= threshold)
+                go[j] = alive & ~converged & bounded & (t[j] < max_steps)
+                windowed |= alive & (t[j] > first)
+            if windowed:  # only in the final window of the step budget
+                for j in range(LANES):
+                    if live[j] and t[j] > first:
+                        e = eps[j]
+                        log_q = _log_product(q_hi[j], q_lo[j], q_exp[j], q_special[j])
+                        window[0, j] += math.exp(log_q)
+                        window[1, j] += log_q
+                        window[2, j] += _sharpness(e, lam[j], phi[j])
+                        window[3, j] += 0.5 * e * e + noise_floor
+                        window[4, j] += lam[j]
+                        in_window[j] += 1
+            # Pass 2: the batch sums s = mean_B x², r = mean_B x ν + mean_B x ξ.
+            # Hashes, the noise normal and (with replacement) the gathers are
+            # branch-free loops over the lanes; only the Fisher-Yates swaps are not.
+            depth = 0  # batch positions to draw: the largest sampled batch among the lanes
+            for j in range(LANES):
+                sk[j] = step_counter(np.uint64(t[j]))
+                sampled = go[j] & ~((size[j] == n_data) & ~with_replacement)
+                depth = max(depth, size[j] if sampled else 0)
+                s[j] = 0.0
+                r[j] = 0.0
+            for k in range(depth):
+                kk = np.uint64(NOISE_DRAWS + k)
+                span = np.uint64(n_data if with_replacement else n_data - k)
+                offset = 0 if with_replacement else k
+                for j in range(LANES):
+                    pick = offset + np.int64(below(word(key[j], sk[j], kk), span))
+                    picks[k, j] = pick
+                    # Direct: with replacement, or a batch of one (Fisher-Yates' first pick).
+                    use = go[j] & (k < size[j]) & (with_replacement | (size[j] == 1))
+                    at = pick if use else 0
+                    s[j] += x2[at] if use else 0.0
+                    r[j] += x_nu[at] if use else 0.0
+            if depth > 1 and not with_replacement:
+                for j in range(LANES):
+                    b = size[j]
+                    if not go[j] or b == n_data or b == 1:
+                        continue
+                    sj = 0.0
+                    rj = 0.0
+                    for k in range(b):  # partial Fisher-Yates on the identity
+                        pick = picks[k, j]
+                        i = perm[j, pick]
+                        perm[j, pick] = perm[j, k]
+                        perm[j, k] = i
+                        sj += x2[i]
+                        rj += x_nu[i]
+                    for k in range(b):  # back to the identity
+                        perm[j, k] = k
+                        perm[j, picks[k, j]] = picks[k, j]
+                    s[j] = sj
+                    r[j] = rj
+            for j in range(LANES):
+                b = size[j]
+                full = (b == n_data) & ~with_replacement
+                s[j] = s_full if full else s[j] / b
+                r[j] = r_full if full else r[j] / b
+            if noisy:
+                for j in range(LANES):
+                    z = _standard_normal(word(key[j], sk[j], _NOISE0), word(key[j], sk[j], _NOISE1))
+                    r[j] = r[j] + sigma[j] * z * math.sqrt(s[j] / size[j]) if sigma[j] > 0.0 else r[j]
+            # Pass 3: step the map and the diagnostics (branch-free).
+            for j in range(LANES):
+                e = eps[j]
+                lj = lam[j]
+                ok = go[j]
+                g = s[j] * e - r[j]
+                eta_g = eta[j] * g
+                eos[j] += 1.0 if (ok & (eta_sharp[j] > 2.0)) else 0.0
+                factor = abs(1.0 - eta_g * eta_g)
+                normal = ok & (factor > 0.0) & (factor < np.inf)
+                mantissa, k2 = _split(factor)
+                mantissa = mantissa if normal else 1.0
+                hi = q_hi[j]
+                q_product = hi * mantissa
+                q_lo[j] = q_lo[j] * mantissa + _fma(hi, mantissa, -q_product)
+                q_hi[j] = q_product
+                q_exp[j] += k2 if normal else 0.0
+                q_special[j] += (-np.inf if factor == 0.0 else factor) if (ok & ~normal) else 0.0
+                sum_eps2[j] += e * e if ok else 0.0
+                a = abs(e)
+                max_abs_eps[j] = a if (ok & (a > max_abs_eps[j])) else max_abs_eps[j]
+                product = e + phi[j]
+                eta_s = eta[j] * s[j]
+                stepped = e * (1.0 - eta_s * lj + eta_g * eta_s * product) + eta[j] * r[j] * (lj - eta_g * product)
+                eps[j] = stepped if ok else e
+                lam[j] = (1.0 + eta_g * eta_g) * lj - 4.0 * eta_g * product if ok else lj
+                t[j] += 1 if ok else 0
+                live[j] = ok
+        for j in range(LANES):
+            m, k2 = _split(q_hi[j])
+            q_lo[j] *= m / q_hi[j]
+            q_hi[j] = m
+            q_exp[j] += k2
+        for j in range(LANES):
+            if live[j] or row[j] < 0:
+                continue
+            rr = row[j]
+            e = eps[j]
+            lj = lam[j]
+            if 0.5 * e * e <= tol[j]:
+                status[rr] = _CONVERGED
+            elif not ((abs(e) <= threshold) & (abs(lj) <= threshold)):
+                status[rr] = _DIVERGED
+            else:
+                status[rr] = _MAX_STEPS
+            steps[rr] = t[j]
+            out[0, rr] = e
+            out[1, rr] = lj
+            out[2, rr] = _sharpness(e, lj, phi[j])
+            out[3, rr] = _log_product(q_hi[j], q_lo[j], q_exp[j], q_special[j])
+            out[4, rr] = sum_eps2[j]
+            out[5, rr] = max_eta_sharp[j]
+            out[6, rr] = max_abs_eps[j]
+            for c in range(5):
+                out[7 + c, rr] = window[c, j]
+            eos_out[rr] = np.int64(eos[j])
+            count_out[rr] = in_window[j]
+            following = _claim(counter)
+            if following < n:
+                eps[j], lam[j], row[j], live[j] = eps0[following], lam0[following], following, True
+                eta[j], phi[j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
+                tol[j] = loss_tol[following]
+                size[j], key[j] = size_in[following], key_in[following]
+                q_hi[j] = 1.0
+                q_lo[j] = q_exp[j] = q_special[j] = sum_eps2[j] = max_abs_eps[j] = eos[j] = 0.0
+                for c in range(5):
+                    window[c, j] = 0.0
+                in_window[j] = 0
+                max_eta_sharp[j] = -np.inf
+                t[j] = 0
+            else:
+                row[j] = -1
+                running -= 1
+
+
+@njit(parallel=True, **_JIT)
+def _run_all(
+    eps0: FloatArray,
+    lam0: FloatArray,
+    eta: FloatArray,
+    phi: FloatArray,
+    size: Any,
+    sigma: FloatArray,
+    key: Any,
+    x2: FloatArray,
+    x_nu: FloatArray,
+    s_full: float,
+    r_full: float,
+    with_replacement: bool,
+    loss_tol: FloatArray,
+    max_steps: int,
+    threshold: float,
+    first: int,
+    noise_floor: float,
+    workers: int,
+    status: Any,
+    steps: Any,
+    out: FloatArray,
+    eos_out: Any,
+    count_out: Any,
+) -> None:
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(workers):
+        _run_lanes(
+            counter,
+            eps0,
+            lam0,
+            eta,
+            phi,
+            size,
+            sigma,
+            key,
+            x2,
+            x_nu,
+            s_full,
+            r_full,
+            with_replacement,
+            loss_tol,
+            max_steps,
+            threshold,
+            first,
+            noise_floor,
+            status,
+            steps,
+            out,
+            eos_out,
+            count_out,
+        )
+
+
+def integrate_sgd_compiled(
+    eps0: FloatArray,
+    lam0: FloatArray,
+    params: SGDParameters,
+    data: DataSet,
+    sampling: str,
+    rule: StopRule,
+    window: int,
+    threads: int | None = None,
+) -> SGDResults:
+    """Run every trajectory (ε0, λ0), each of shape (n,), to its stopping time.
+
+    Same semantics and outputs as ``integrate_sgd(SGDReducedState(eps0, lam0),
+    params, data, sampling, rule, window)``; ``threads`` (default: all numba
+    threads) does not change the results.
+    """
+    eps0 = np.ascontiguousarray(eps0, dtype=np.float64)
+    lam0 = np.ascontiguousarray(lam0, dtype=np.float64)
+    n = eps0.shape[0]
+    arrays = (
+        np.ascontiguousarray(params.eta, dtype=np.float64),
+        np.ascontiguousarray(params.phi, dtype=np.float64),
+        np.ascontiguousarray(params.batch_size, dtype=np.int64),
+        np.ascontiguousarray(params.label_noise, dtype=np.float64),
+        np.ascontiguousarray(params.key, dtype=np.uint64),
+    )
+    if eps0.ndim != 1 or lam0.shape != eps0.shape or any(a.shape != eps0.shape for a in arrays):
+        raise ValueError("eps0, lam0 and every parameter array must be 1-D of equal length")
+    if n and not (1 <= int(arrays[2].min()) and int(arrays[2].max()) <= data.n):
+        raise ValueError(f"batch sizes must be between 1 and n = {data.n}")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    limit = int(numba.config.NUMBA_NUM_THREADS)
+    threads = limit if threads is None else threads
+    if not 1 <= threads <= limit:
+        raise ValueError(f"threads must be between 1 and {limit} (NUMBA_NUM_THREADS), got {threads}")
+    status = np.empty(n, dtype=np.int8)
+    steps = np.empty(n, dtype=np.int64)
+    eos_steps = np.empty(n, dtype=np.int64)
+    count = np.empty(n, dtype=np.int64)
+    out = np.empty((12, n))
+    s_full, r_full = data.full_moments
+    arguments = (
+        eps0,
+        lam0,
+        *arrays,
+        np.ascontiguousarray(data.x2),
+        np.ascontiguousarray(data.x_nu),
+        s_full,
+        r_full,
+        sampling == "with_replacement",
+        stopping_tolerance(params, data, sampling, rule.loss_tol),
+        int(rule.max_steps),
+        float(rule.divergence_threshold),
+        int(window_start(rule.max_steps, window)),
+        float(data.noise_floor),
+    )
+    workers = min(threads, max(1, n // LANES))
+    if n and workers == 1:
+        _run_lanes(np.zeros(1, dtype=np.int64), *arguments, status, steps, out, eos_steps, count)
+    elif n:
+        previous = numba.get_num_threads()
+        numba.set_num_threads(workers)
+        try:
+            _run_all(*arguments, workers, status, steps, out, eos_steps, count)
+        finally:
+            numba.set_num_threads(previous)
+    base = TrajectoryResults(
+        status=status,
+        steps=steps,
+        eps_T=out[0],
+        lambda_T=out[1],
+        sharpness_T=out[2],
+        log_q_ratio=out[3],
+        sum_eps2=out[4],
+        max_eta_sharpness=out[5],
+        eos_steps=eos_steps,
+        max_abs_eps=out[6],
+    )
+    return finish(base, out[7:], count, data.noise_floor)
