@@ -30,8 +30,8 @@ import pandas as pd
 import pyarrow as pa
 
 from lin2net import theory
-from lin2net.errors import OutputError
-from lin2net.store import read_trajectories
+from lin2net.errors import ConfigError, OutputError
+from lin2net.store import read_config, read_trajectories
 
 CHECK_COLUMNS = [
     "cell_id",
@@ -197,6 +197,12 @@ class CheckReport:
 
 def check_sweep(out: Path) -> CheckReport:
     """Check Theorem 1's bounds on every finished cell of the sweep in ``out``."""
+    if read_config(out).algorithm != "gd":
+        raise ConfigError(
+            "algorithm",
+            f"{out} is an SGD sweep; check tests the seed paper's theorems, which are about gradient descent "
+            "(summarize and plot read SGD sweeps)",
+        )
     rows = [check_table(table) for table in cell_tables(read_trajectories(out, CHECK_COLUMNS))]
     if not rows:
         raise OutputError(f"{out} holds no finished cells yet")

@@ -583,6 +583,8 @@ class PlotAxis(StrEnum):
     phi = "phi"
     d = "d"
     eta_lambda0 = "eta_lambda0"
+    batch_size = "batch_size"
+    label_noise = "label_noise"
 
 
 class PlotStat(StrEnum):

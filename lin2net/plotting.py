@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = ["cell_statistic", "plot_sweep", "plot_trace", "sweep_grid"]
 
-PLOT_AXES = ("eta", "lambda0", "phi", "d", "eta_lambda0")
+PLOT_AXES = ("eta", "lambda0", "phi", "d", "eta_lambda0", "batch_size", "label_noise")  # the last two: SGD
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 DEFAULT_VALUES = ("q_ratio", "steps")
 ONE_MINUS_Q = "one_minus_q_ratio"
@@ -128,13 +128,14 @@ def _number(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def numeric_columns() -> list[str]:
-    """Numeric columns of the trajectory table."""
+def numeric_columns(sgd: bool = False) -> list[str]:
+    """Numeric columns of the trajectory table (of an SGD sweep's, with ``sgd``)."""
     import pyarrow as pa
 
-    from lin2net.cell import TRAJECTORY_SCHEMA
+    from lin2net.cell import SGD_TRAJECTORY_SCHEMA, TRAJECTORY_SCHEMA
 
-    return [f.name for f in TRAJECTORY_SCHEMA if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
+    schema = SGD_TRAJECTORY_SCHEMA if sgd else TRAJECTORY_SCHEMA
+    return [f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
 
 
 def _axis_values(config: dict[str, Any], axis: str) -> list[Any] | None:
@@ -191,7 +192,7 @@ def sweep_grid(
     x, y = resolve_axes(config, x, y)
     if stat not in STATS:
         raise ConfigError("--stat", f"unknown statistic {stat!r}; choose from {', '.join(STATS)}")
-    numeric = numeric_columns()
+    numeric = numeric_columns(sgd=config.get("algorithm") == "sgd")
     for value in values:
         if value not in numeric and value != ONE_MINUS_Q:
             choices = ", ".join([ONE_MINUS_Q, *numeric])

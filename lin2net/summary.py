@@ -30,9 +30,10 @@ import pandas as pd
 import pyarrow as pa
 
 from lin2net.errors import ConfigError
-from lin2net.store import read_trajectories
+from lin2net.store import read_config, read_trajectories
 
-AXES = ("eta", "lambda0", "phi", "d", "eta_lambda0", "init")
+AXES = ("eta", "lambda0", "phi", "d", "eta_lambda0", "init", "batch_size", "label_noise")
+SGD_AXES = ("batch_size", "label_noise")  # only in SGD sweeps' tables
 VALUE_COLUMNS = ("status", "steps", "q_ratio", "sharpness_T", "lambda_gf")
 STATS = ("median", "mean", "min", "max", "q25", "q75", "frac_converged", "frac_diverged", "frac_max_steps")
 FRACTION_STATS = {"frac_converged": "converged", "frac_diverged": "diverged", "frac_max_steps": "max_steps"}
@@ -156,12 +157,18 @@ def summarize(out: Path, by: Sequence[str] | None = None) -> pd.DataFrame:
         unknown = [axis for axis in by if axis not in AXES]
         if unknown:
             raise ConfigError("--by", f"unknown axis {unknown[0]!r}; choose from {', '.join(AXES)}")
-    keys = list(dict.fromkeys(by)) if by else ["cell_id", *AXES]
+    sgd = read_config(Path(out)).algorithm == "sgd"
+    present = [axis for axis in AXES if sgd or axis not in SGD_AXES]
+    if by:
+        absent = [axis for axis in by if axis not in present]
+        if absent:
+            raise ConfigError("--by", f"{absent[0]} is an axis of SGD sweeps only; this is a GD sweep")
+    keys = list(dict.fromkeys(by)) if by else ["cell_id", *present]
     table = read_trajectories(Path(out), list(dict.fromkeys([*keys, *VALUE_COLUMNS])))
     frame = summary_query().run(table, keys)
     if frame.empty:
         return frame
-    sort = [a for a in (by or AXES) if a in frame.columns]
+    sort = [a for a in (by or present) if a in frame.columns]
     return frame.sort_values(sort, kind="stable").reset_index(drop=True)
 
 

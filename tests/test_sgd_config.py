@@ -13,7 +13,7 @@ import pytest
 from lin2net.config import parse_config
 from lin2net.errors import ConfigError
 from lin2net.grid import expand_grid
-from tests.conftest import make_config, write_yaml
+from tests.conftest import trajectories_frame, make_config, write_yaml
 
 SGD: dict[str, Any] = {
     "name": "sgd",
@@ -104,8 +104,18 @@ def test_sgd_sweep_through_the_cli(cli: Any, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = cli("sweep", config, "-o", out, "--quiet", "-j", "1")
     assert result.exit_code == 0, result.output
-    table = pd.read_parquet(out / "cells")
+    table = trajectories_frame(out)
     assert len(table) == 8 * 8
+    summary = cli("summarize", out, "--by", "batch_size,label_noise", "--format", "csv")
+    assert summary.exit_code == 0, summary.output
+    assert summary.stdout.splitlines()[0].startswith("batch_size,label_noise,trajectories")
+    assert len(summary.stdout.strip().splitlines()) == 1 + 4
+    figure = tmp_path / "sgd.png"
+    plot = cli("plot", out, "--y", "batch_size", "--value", "loss_window", "-o", figure)
+    assert plot.exit_code == 0, plot.output
+    assert figure.stat().st_size > 0
+    refused = cli("check", out)
+    assert refused.exit_code == 2 and "SGD sweep" in refused.stderr and refused.stderr.count("\n") == 1
     assert sorted(set(table["batch_size"])) == [1, 4] and sorted(set(table["label_noise"])) == [0.0, 0.1]
     noisy = table[table["label_noise"] > 0]
     assert (noisy["status"] == "max_steps").all() and noisy["loss_window"].notna().all()
