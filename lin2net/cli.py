@@ -58,7 +58,12 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except Lin2netError as exc:
-        raise fail(str(exc), exc.exit_code) from None
+        failure = fail(str(exc), exc.exit_code)
+        if getattr(exc, "exit_now", False):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.exit_code)  # skip finalizers of a half-made Dask client (a 20 s wait, a report)
+        raise failure from None
     except OSError as exc:  # a path given on the command line the file system refuses
         where = f"{_clip(printable(str(exc.filename)), 120)}: " if exc.filename is not None else ""
         raise fail(f"{where}{exc.strerror or exc.__class__.__name__}", 2) from None

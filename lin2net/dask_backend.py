@@ -29,23 +29,26 @@ from lin2net.executors import ShardOutcome, ShardTask, compute_shard, describe_e
 
 
 class SchedulerError(Lin2netError):
-    """Dask is not installed or the scheduler cannot be reached (nothing written)."""
+    """Dask is not installed or the scheduler cannot be reached (nothing written).
+
+    A failed connection can leave a half-made client whose finalizer waits 20 s
+    and prints a report at exit; ``exit_now`` tells the CLI to end the process
+    at once after printing its one line (nothing was written, nothing to flush)."""
 
     exit_code = 2
+    exit_now = False
 
 
 class DaskCluster(AbstractContextManager["DaskCluster"]):
     """A client connected to the scheduler at ``address`` (``tcp://host:8786``)."""
 
-    def __init__(self, address: str, timeout: float = 10.0) -> None:
+    def __init__(self, address: str, timeout: float = 5.0) -> None:
         try:
             import distributed
         except ImportError:
             raise SchedulerError("--scheduler needs Dask distributed: pip install 'lin2net[dask]'") from None
-        try:
-            self.client: Any = distributed.Client(address, timeout=timeout, set_as_default=False)  # type: ignore[no-untyped-call]
-        except (OSError, TimeoutError, ValueError, TypeError) as exc:
-            raise SchedulerError(f"cannot connect to the Dask scheduler at {address}: {describe_error(exc)}") from None
+        _probe(address)
+        self.client: Any = _connect(distributed, address, timeout)
         self.address = address
 
     def __exit__(self, *exc_info: object) -> None:
@@ -114,3 +117,51 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
                 with contextlib.suppress(Exception):  # noqa: BLE001 - best effort: the files are counted after
                     distributed.wait(list(in_flight), timeout=wait)
                 self.client.cancel(list(in_flight))
+
+
+def _probe(address: str, timeout: float = 1.0) -> None:
+    """Fail within ``timeout`` when nothing listens at a tcp:// address (the
+    Dask client would retry for its whole timeout before saying so)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls") or parts.hostname is None:
+        return  # other transports: leave it to the client
+    try:
+        port = parts.port or 8786
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise SchedulerError(f"cannot connect to the Dask scheduler at {address}: {describe_error(exc)}") from None
+
+
+def _clip(exc: BaseException) -> str:
+    text = describe_error(exc)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _connect(distributed: Any, address: str, timeout: float) -> Any:
+    """A client of the scheduler at ``address``, or SchedulerError within about
+    ``timeout`` seconds: the connection is made in a helper thread, because a
+    server that is not Dask's can stall the client's handshake past its own
+    timeout."""
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            outcome["client"] = distributed.Client(address, timeout=timeout, set_as_default=False)
+        except BaseException as exc:  # noqa: BLE001 - reported below, whatever the handshake raised
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=connect, name="lin2net-dask-connect", daemon=True)
+    thread.start()
+    thread.join(timeout + 1.0)
+    if "client" in outcome:
+        return outcome["client"]
+    reason = _clip(outcome["error"]) if "error" in outcome else f"no answer within {timeout:g} s"
+    failure = SchedulerError(f"cannot connect to the Dask scheduler at {address}: {reason}")
+    failure.exit_now = True  # a half-made client would wait 20 s at exit and print a report
+    raise failure

@@ -123,3 +123,40 @@ def test_interrupting_a_dask_sweep_leaves_no_file_behind_the_manifest(tmp_path: 
     assert done == len(finished_cell_ids(out)) >= 1
     time.sleep(2.0)  # tasks that were running when the sweep stopped have ended by now
     assert len(finished_cell_ids(out)) == done and leftovers(out) == []
+
+
+@pytest.mark.parametrize("server", ["refused", "not dask"])
+def test_a_bad_scheduler_address_is_one_line_at_once(tmp_path: Path, server: str) -> None:
+    """Nothing listening, or a server that is not Dask's (it answers garbage):
+    one line, exit 2, within a few seconds, nothing written, no report at exit."""
+    import socket
+    import subprocess
+    import threading
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    if server == "refused":
+        listener.close()
+    else:
+        listener.listen()
+
+        def answer_garbage() -> None:
+            connection, _ = listener.accept()
+            connection.sendall(b"\xff" * 64)
+            time.sleep(5)
+            connection.close()
+
+        threading.Thread(target=answer_garbage, daemon=True).start()
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "lin2net", "sweep", str(config), "-o", str(tmp_path / "o"),
+         "--scheduler", f"tcp://127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and time.monotonic() - started < 8
+    assert done.stderr.startswith("error: cannot connect to the Dask scheduler") and done.stderr.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+    listener.close()
