@@ -245,7 +245,8 @@ def sweep(
         if workers is not None and scheduler is not None:
             raise ConfigError("--workers", "give --workers (local) or --scheduler (Dask), not both")
         if dry_run:
-            _print_plan(plan_sweep(config, out_dir, overwrite=overwrite, extend=extend, shard_rows=shard_size))
+            plan = plan_sweep(config, out_dir, overwrite=overwrite, extend=extend, shard_rows=shard_size, workers=workers)
+            _print_plan(plan)
             return
         with _cell_progress(enabled=not quiet and stderr.is_terminal) as progress:
             try:
@@ -315,8 +316,24 @@ def _print_plan(plan: SweepPlan) -> None:
         lines += [
             f"to run: {plan.cells - plan.done} cells in {plan.shards} shard file{'s' if plan.shards != 1 else ''}",
             f"estimated output size: {_human_bytes(plan.estimated_bytes)}",
+            *(
+                [
+                    f"estimated run time: {_human_seconds(plan.estimated_seconds)} "
+                    f"(scaled from a pilot of {plan.pilot_trajectories} of its trajectories)"
+                ]
+                if plan.estimated_seconds is not None
+                else []
+            ),
         ]
     stdout.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
+def _human_seconds(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _human_bytes(size: float) -> str:

@@ -373,13 +373,6 @@ def read_trajectories(out: Path, columns: list[str] | None = None) -> pa.Table:
     no finished cells), and CorruptShard (one line naming the file) for a
     shard file that fails verification: a result is never used unverified."""
     out = Path(out)
-    if not is_marked(out):
-        if is_legacy_output(out):
-            raise OutputError(
-                f"{out} was written by lin2net 0.1 (one file per cell), which this version does not read; "
-                "rerun its sweep into a new -o"
-            )
-        raise OutputError(f"{out} is not a lin2net output directory (no {MARKER_FILE} marker)")
     config = read_config(out)
     scan = scan_shards(out, config, verify_data=False)
     if scan.bad:
@@ -645,7 +638,17 @@ def read_resolved_config(out: Path) -> dict[str, Any]:
 
 
 def read_config(out: Path) -> SweepConfig:
-    """OUT's resolved config, parsed (an unparsable one is an OutputError)."""
+    """The resolved config of a lin2net output, parsed. OutputError (one line)
+    for a directory without the marker, for lin2net 0.1's layout, and for a
+    config.yaml that does not parse."""
+    out = Path(out)
+    if not is_marked(out):
+        if is_legacy_output(out):
+            raise OutputError(
+                f"{out} was written by lin2net 0.1 (one file per cell), which this version does not read; "
+                "rerun its sweep into a new -o"
+            )
+        raise OutputError(f"{out} is not a lin2net output directory (no {MARKER_FILE} marker)")
     try:
         return parse_config(read_resolved_config(out))
     except Lin2netError as exc:

@@ -114,6 +114,40 @@ class SweepPlan:
     shards: int
     estimated_bytes: int
     bad_files: int = 0
+    estimated_seconds: float | None = None
+    pilot_trajectories: int = 0
+
+
+PILOT_CELLS = 16  # cells sampled, evenly over those to run, for the run-time estimate
+PILOT_TRAJECTORIES = 32  # trajectories of each (the first ones of the cell: real rows)
+
+
+def estimate_seconds(config: SweepConfig, todo: Sequence[Cell], workers: int | None = None) -> tuple[float, int]:
+    """Seconds the cells ``todo`` would take, from a pilot: the first
+    trajectories of up to :data:`PILOT_CELLS` cells spread over ``todo``,
+    integrated in one call. Returns ``(seconds, pilot trajectories)``.
+
+    Kernel time grows with the steps taken, and the pilot's trajectories are
+    real rows of the sweep, so the estimate scales the pilot's time by the
+    ratio of trajectories; a few runs of the pilot's own overhead are
+    discounted by timing a second call."""
+    from dataclasses import replace
+
+    from lin2net.cell import simulate_cells
+
+    if not todo:
+        return 0.0, 0
+    step = max(1, len(todo) // PILOT_CELLS)
+    sample = list(todo[::step])[:PILOT_CELLS]
+    per_cell = min(config.trajectories, PILOT_TRAJECTORIES)
+    pilot = replace(config, trajectories=per_cell)
+    threads = plan_backend(config, default_workers() if workers is None else workers)[1]
+    simulate_cells(pilot, sample[:1], threads=threads)  # loads the kernel (numba's cache)
+    started = time.perf_counter()
+    simulate_cells(pilot, sample, threads=threads)
+    seconds = time.perf_counter() - started
+    total = len(todo) * config.trajectories
+    return seconds * total / (len(sample) * per_cell), len(sample) * per_cell
 
 
 def plan_backend(config: SweepConfig, workers: int) -> tuple[int, int, int]:
@@ -206,7 +240,9 @@ def run_sweep(
             for shard in shards
         )
         if cluster is not None:
-            outcomes: Generator[ShardOutcome, None, None] = cluster.run(tasks, stop_file=stop_file, wait=STOP_WAIT_SECONDS)
+            outcomes: Generator[ShardOutcome, None, None] = cluster.run(
+                tasks, stop_file=stop_file, wait=STOP_WAIT_SECONDS
+            )
         elif processes > 1:
             outcomes = run_pool(tasks, processes)
         else:
@@ -282,10 +318,19 @@ def _deferred_signals() -> Iterator[None]:
 
 
 def plan_sweep(
-    config: SweepConfig, out: Path, *, overwrite: bool = False, extend: bool = False, shard_rows: int | None = None
+    config: SweepConfig,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    extend: bool = False,
+    shard_rows: int | None = None,
+    workers: int | None = None,
+    pilot: bool = True,
 ) -> SweepPlan:
-    """The cells, shards, cells already done in ``out`` and an output size
-    estimate; raises like :func:`run_sweep` would for an ``out`` it refuses."""
+    """The cells, shards, cells already done in ``out``, an output size
+    estimate and (``pilot``) a run-time estimate from a small pilot run;
+    writes nothing, and raises like :func:`run_sweep` would for an ``out`` it
+    refuses."""
     cells = expand_grid(config)
     state = inspect_output_dir(out, config)
     check_output_dir(out, state, overwrite, extend)
@@ -298,6 +343,9 @@ def plan_sweep(
     sizes = [p.stat().st_size for p in files]
     held = len(state.finished)
     per_row = (sum(sizes) / (held * config.trajectories)) if sizes and held else ROW_BYTES
+    finished = state.finished if reusable else frozenset()
+    remaining = [cell for cell in cells if cell.cell_id not in finished]
+    estimated, pilot_size = estimate_seconds(config, remaining, workers) if pilot and remaining else (None, 0)
     label = (
         "overwrite"
         if overwrite and state.kind != "new"
@@ -313,6 +361,8 @@ def plan_sweep(
         shards=shards,
         estimated_bytes=int(per_row * todo * config.trajectories + FILE_OVERHEAD * shards),
         bad_files=len(state.scan.bad) if state.scan is not None else 0,
+        estimated_seconds=estimated,
+        pilot_trajectories=pilot_size,
     )
 
 

@@ -265,3 +265,35 @@ def test_a_shard_holds_its_cells_and_settings_in_its_footer(clean_sweep) -> None
     assert [cell["rows"] for cell in footer["cells"]] == [40, 40]
     assert set(footer["checksums"]) == set(pq.read_schema(clean / "shards" / sorted(reference)[0]).names)
     assert pq.ParquetFile(clean / "shards" / sorted(reference)[0]).metadata.row_group(0).num_rows == 80
+
+
+def test_an_output_of_lin2net_0_1_is_refused_with_what_to_do(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """The one-file-per-cell layout is never misread (nor replaced)."""
+    old = tmp_path / "old"
+    (old / "cells").mkdir(parents=True)
+    (old / "config.yaml").write_text(json.dumps({"name": "x", "seed": 0}))
+    (old / "provenance.json").write_text(json.dumps({"lin2net": "0.1.0", "numpy": "2.0"}))
+    (old / "cells" / "0123456789ab.parquet").write_bytes(b"PAR1")
+    before = snapshot(old)
+    for args in (["summarize", old], ["check", old], ["sweep", write_yaml(tmp_path / "c.yaml", SMALL), "-o", old]):
+        result = cli(*args, "--overwrite") if args[0] == "sweep" else cli(*args)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+        assert "lin2net 0.1" in result.stderr and "new -o" in result.stderr
+    assert snapshot(old) == before
+
+
+def test_provenance_names_the_versions_and_the_checkout(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    import numba
+
+    out = tmp_path / "out"
+    assert cli("sweep", write_yaml(tmp_path / "c.yaml", SMALL), "-o", out, "-q").exit_code == 0
+    info = json.loads((out / "provenance.json").read_text())
+    assert info["numba"] == numba.__version__ and info["lin2net"] and info["pyarrow"]
+    root = Path(__file__).resolve().parents[1]
+    if (root / ".git").exists():
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+        assert info["git_commit"].split("+")[0] == head.strip()
+    footer = json.loads(pq.read_metadata(shard_files(out)[0]).metadata[b"lin2net.provenance"])
+    assert footer["numba"] == numba.__version__
