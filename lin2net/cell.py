@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lin2net import theory
-from lin2net.closed_forms import gradient_flow_sharpness, sharpness
+from lin2net.closed_forms import gradient_flow_sharpness, sharpness, sum_and_difference_norms
 from lin2net.config import SweepConfig
 from lin2net.grid import Cell
 from lin2net.initialization import InitialConditions, initial_blocks, initial_conditions
@@ -84,18 +84,23 @@ def simulate_cell(
         from lin2net.compiled import integrate_compiled  # imports numba: only when used
 
         initial = initial_conditions(config, cell)
-        return initial, integrate_compiled(initial.eps0, initial.lam0, cell.eta, cell.phi, rule, threads=threads)
+        results = integrate_compiled(
+            initial.eps0, initial.lam0, cell.eta, cell.phi, rule, threads=threads, s0=initial.s0, p0=initial.p0
+        )
+        return initial, results
     if config.integrator == "reduced":
         initial = initial_conditions(config, cell)
-        return initial, integrate(ReducedState(initial.eps0, initial.lam0), cell.eta, cell.phi, rule)
+        state = ReducedState(initial.eps0, initial.lam0, initial.s0, initial.p0)
+        return initial, integrate(state, cell.eta, cell.phi, rule)
     starts: list[InitialConditions] = []
     parts: list[TrajectoryResults] = []
     for block in initial_blocks(config, cell):
         state = FullState(block.a, block.b, cell.phi)
         eps0, lam0 = state.residual_and_scale()
-        starts.append(InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0))
+        s0, p0 = sum_and_difference_norms(block.a, block.b)
+        starts.append(InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0, s0=s0, p0=p0))
         parts.append(integrate(state, cell.eta, cell.phi, rule))
-    initial = InitialConditions(*(np.concatenate([getattr(s, k) for s in starts]) for k in ("eps0", "lam0", "q0")))
+    initial = InitialConditions(**{f.name: np.concatenate([getattr(s, f.name) for s in starts]) for f in fields(starts[0])})
     return initial, concatenate(parts)
 
 

@@ -27,19 +27,60 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import numba
 import numpy as np
+from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
+from numpy.typing import NDArray
 
-from lin2net.closed_forms import FloatArray
+from lin2net.closed_forms import FloatArray, split_scale
 from lin2net.integrator import Status, StopRule, TrajectoryResults
 
-LANES = 16  # trajectories advanced in lock-step per thread (two AVX-512 registers of float64)
-STEPS_PER_REFILL = 8  # steps between write-out and refill of stopped lanes
+
+
+def vector_width() -> int:
+    """Bits of the widest float64 vector register of the CPU numba compiles for:
+    512 with AVX-512, 256 with AVX2 (or AVX), else 128. Follows NUMBA_CPU_NAME /
+    NUMBA_CPU_FEATURES (a build for another CPU) when they are set."""
+    features = numba.config.CPU_FEATURES
+    if features is None:
+        name = numba.config.CPU_NAME
+        if name is None or name == "host":
+            host = llvm_binding.get_host_cpu_features()
+            enabled = {feature for feature, on in host.items() if on}
+        else:
+            enabled = _named_cpu_features(name)
+    else:
+        enabled = {item[1:] for item in features.split(",") if item.startswith("+")}
+    if "avx512f" in enabled:
+        return 512
+    if "avx" in enabled or "avx2" in enabled:
+        return 256
+    return 128
+
+
+def _named_cpu_features(name: str) -> set[str]:
+    """The vector features of the LLVM CPU ``name`` (e.g. haswell, skylake-avx512), by family."""
+    avx512 = ("avx512", "skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake", "tigerlake")
+    wide = ("sapphirerapids", "graniterapids", "emeraldrapids", "znver4", "znver5", "rocketlake", "x86-64-v4")
+    if name.startswith(avx512) or name.startswith(wide):
+        return {"avx512f", "avx2", "avx"}
+    avx2 = ("haswell", "broadwell", "skylake", "kabylake", "coffeelake", "alderlake", "znver", "x86-64-v3")
+    if name.startswith(avx2):
+        return {"avx2", "avx"}
+    return set()
+
+
+# Trajectories advanced in lock-step per thread: two vector registers per lane
+# quantity on the CPU the kernel is compiled for (16 with AVX-512, 8 with AVX2).
+LANES = max(4, 2 * vector_width() // 64)
+STEPS_PER_REFILL = 16  # steps between write-out and refill of stopped lanes (and cancel polls)
 
 _CONVERGED = int(Status.CONVERGED)
 _DIVERGED = int(Status.DIVERGED)
@@ -78,6 +119,17 @@ def _fma(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
 
 
 @intrinsic
+def _poll(typingctx: Any, flag: Any) -> Any:
+    """``flag[0]``, read with an atomic load: never hoisted out of the loop that polls it."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.load_atomic(array.data, "monotonic", 8)
+
+    return types.int64(flag), codegen
+
+
+@intrinsic
 def _claim(typingctx: Any, counter: Any) -> Any:
     """Atomically ``counter[0] += 1``; returns the value before. Threads take the
     next unclaimed trajectory with it, so a slow thread never holds up the rest."""
@@ -109,15 +161,6 @@ _LN2_LO = 1.90821492927058770002e-10
 
 
 @njit(inline="always", **_JIT)
-def _log_product(hi: float, lo: float, exponent: float, special: float) -> float:
-    """log of the product (hi + lo) · 2^exponent, plus ``special`` (the ±inf/NaN terms)."""
-    m, k = _split(hi)
-    lo = lo * (m / hi)  # scale lo by the same power of two as hi (exact)
-    k += exponent
-    return float((k * _LN2_HI + (math.log(m) + (lo / m + k * _LN2_LO))) + special)
-
-
-@njit(inline="always", **_JIT)
 def _eta_sharpness(eps: float, lam: float, eta: float, phi: float) -> float:
     """η·S(ε, λ), the same operations in the same order as closed_forms.sharpness."""
     disc = lam * lam + 8.0 * eps * (eps + phi) + 4.0 * eps * eps
@@ -125,13 +168,38 @@ def _eta_sharpness(eps: float, lam: float, eta: float, phi: float) -> float:
     return eta * (0.5 * (lam + math.sqrt(disc)))
 
 
+@njit(inline="always", **_JIT)
+def _running(eps: float, lam: float, t: int, loss_tol: float, max_steps: int, threshold: float) -> bool:
+    """The reference's stopping rule, negated: True while the trajectory takes another step."""
+    converged = 0.5 * eps * eps <= loss_tol
+    bounded = (abs(eps) <= threshold) & (abs(lam) <= threshold)
+    return bool(~converged & bounded & (t < max_steps))
+
+
+@njit(inline="always", **_JIT)
+def _log_product(hi: float, lo: float, exponent: float) -> float:
+    """log of the product (hi + lo) · 2^exponent; log(hi) itself when hi is 0, inf or NaN."""
+    if not (0.0 < hi < np.inf):
+        return math.log(hi) if hi >= 0.0 else math.nan
+    m, k = _split(hi)
+    lo = lo * (m / hi)  # scale lo by the same power of two as hi (exact)
+    k += exponent
+    return float((k * _LN2_HI + (math.log(m) + (lo / m + k * _LN2_LO))) + 0.0)
+
+
+_BIG = 2.0**32  # a Q factor above this is scaled by 2^-512 (twice at most) before it enters the product
+_SCALE_DOWN = 2.0**-512
+
+
 @njit(**_JIT)
 def _run_lanes(
     counter: Any,
+    cancel: Any,
     eps0: FloatArray,
-    lam0: FloatArray,
-    eta: float,
-    phi: float,
+    s0: FloatArray,
+    p0: FloatArray,
+    eta_rows: FloatArray,
+    phi_rows: FloatArray,
     loss_tol: float,
     max_steps: int,
     threshold: float,
@@ -140,122 +208,152 @@ def _run_lanes(
     out: FloatArray,
     eos_out: Any,
 ) -> None:
-    """Integrate trajectories of the batch, taking each next one from ``counter``.
+    """Integrate trajectories of the batch, taking each next one from ``counter``,
+    until none is left or ``cancel[0]`` is nonzero (polled at every refill).
 
     ``out`` has shape (7, n): eps_T, lambda_T, sharpness_T, log_q_ratio,
     sum_eps2, max_eta_sharpness, max_abs_eps.
 
-    Q(T)/Q(0) = Π_{t<T} |1 − η²ε_t²| is kept as an unevaluated double-double
-    product (q_hi + q_lo) · 2^q_exp, each factor first split as m · 2^k with
-    m in [√2/2, √2): a handful of multiply-adds per step instead of a logarithm,
-    and the log taken once at T is that of the exact product (NumPy's sum of
-    rounded logs differs from it by its own rounding, ~√T ulp).
+    Q(T)/Q(0) = Π_{t<T} |1 − x_t|, x = (ηε)², is kept as an unevaluated
+    double-double product (q_hi + q_lo) · 2^q_exp. Each factor enters exactly:
+    f = fl(1 − x) plus its rounding error r (Fast2Sum), so the product is that
+    of the exact |1 − x_t| (to ~2⁻¹⁰⁰ per step) and one logarithm is taken at T.
+    A tiny η loses nothing to the rounding of 1 − x, and q_hi is brought back
+    to [√2/2, √2) by an exact power of two at every refill. Factors 0, inf and
+    NaN propagate through q_hi (0·inf = NaN, as −inf + inf in the reference).
     """
     n = eps0.shape[0]
-    eta2 = eta * eta
-    # Lane state: residual, scale, and the running diagnostics of the reference.
+    # Lane state: residual, S, P, the trajectory's η and Φ, step count, and the running diagnostics.
     eps = np.zeros(LANES)
-    lam = np.zeros(LANES)
+    s_norm = np.zeros(LANES)
+    p_norm = np.zeros(LANES)
+    eta = np.zeros(LANES)
+    phi = np.zeros(LANES)
+    t = np.full(LANES, max_steps, dtype=np.int64)  # an empty lane never steps
     q_hi = np.ones(LANES)
     q_lo = np.zeros(LANES)
     q_exp = np.zeros(LANES)
-    q_special = np.zeros(LANES)  # sum of the log terms that are ±inf or NaN (factor 0, inf, NaN)
     sum_eps2 = np.zeros(LANES)
     max_eta_sharp = np.full(LANES, -np.inf)
     max_abs_eps = np.zeros(LANES)
     eos = np.zeros(LANES)  # counts kept as float64 so every lane array vectorizes alike
-    t = np.zeros(LANES, dtype=np.int64)
-    live = np.zeros(LANES, dtype=np.bool_)
     row = np.full(LANES, -1, dtype=np.int64)  # trajectory held by the lane, -1 when empty
 
     running = 0
     for j in range(LANES):
         following = _claim(counter)
         if following < n:
-            eps[j], lam[j], row[j], live[j] = eps0[following], lam0[following], following, True
+            eps[j], s_norm[j], p_norm[j] = eps0[following], s0[following], p0[following]
+            eta[j], phi[j], row[j], t[j] = eta_rows[following], phi_rows[following], following, 0
             running += 1
 
     while running > 0:
+        if _poll(cancel) != 0:
+            return
         for _ in range(STEPS_PER_REFILL):
             # Branch-free lock-step over the lanes: the compiler vectorizes this loop.
+            # A lane that stopped keeps its state, so `go` stays False for it.
             for j in range(LANES):
                 e = eps[j]
-                lj = lam[j]
-                alive = live[j]
-                eta_sharp = _eta_sharpness(e, lj, eta, phi)
-                m = max_eta_sharp[j]
-                max_eta_sharp[j] = eta_sharp if (alive & (eta_sharp > m)) else m  # np.fmax: NaN never wins
-                converged = 0.5 * e * e <= loss_tol
-                bounded = (abs(e) <= threshold) & (abs(lj) <= threshold)
-                go = alive & ~converged & bounded & (t[j] < max_steps)
-                eps2 = e * e
+                s = s_norm[j]
+                p = p_norm[j]
+                h = eta[j]
+                f = phi[j]
+                tj = t[j]
+                lam = 0.5 * (s + p)
+                eta_sharp = _eta_sharpness(e, lam, h, f)
+                # `+ 0.0` makes every store unconditional: LLVM turns "store (c ? x : *p), p" into
+                # a masked store, which the next step's load cannot forward from (a stall).
+                m = max_eta_sharp[j] + 0.0
+                max_eta_sharp[j] = eta_sharp if eta_sharp > m else m  # np.fmax: NaN never wins
+                go = _running(e, lam, tj, loss_tol, max_steps, threshold)
                 eos[j] += 1.0 if (go & (eta_sharp > 2.0)) else 0.0
-                # Q factor |1 − η²ε²| is 0 or at least 2⁻⁵³ (never subnormal).
-                factor = abs(1.0 - eta2 * eps2)
-                normal = go & (factor > 0.0) & (factor < np.inf)
-                mantissa, k = _split(factor)
-                mantissa = mantissa if normal else 1.0
-                hi = q_hi[j]
-                q_product = hi * mantissa
-                q_lo[j] = q_lo[j] * mantissa + _fma(hi, mantissa, -q_product)
-                q_hi[j] = q_product
-                q_exp[j] += k if normal else 0.0
-                q_special[j] += (-np.inf if factor == 0.0 else factor) if (go & ~normal) else 0.0
+                eps2 = e * e
                 sum_eps2[j] += eps2 if go else 0.0
                 a = abs(e)
-                max_abs_eps[j] = a if (go & (a > max_abs_eps[j])) else max_abs_eps[j]
-                eta_eps = eta * e
-                product = e + phi
-                eps[j] = e * (1.0 - eta * lj + eta_eps * eta * product) if go else e
-                lam[j] = (1.0 + eta_eps * eta_eps) * lj - 4.0 * eta_eps * product if go else lj
-                t[j] += 1 if go else 0
-                live[j] = go
-        # Bring q_hi back into [√2/2, √2) by an exact power of two (it drifts by < 2^±4 per refill).
+                mx = max_abs_eps[j] + 0.0
+                max_abs_eps[j] = a if (go & (a > mx)) else mx
+                u = h * e
+                x = u * u
+                factor = 1.0 - x
+                error = (-x - (factor - 1.0)) if x <= 1.0 else (1.0 - (factor + x))  # factor + error = 1 − x
+                negative = factor < 0.0
+                factor = -factor if negative else factor
+                error = -error if negative else error
+                big = factor > _BIG
+                factor = factor * _SCALE_DOWN if big else factor
+                error = error * _SCALE_DOWN if big else error
+                shift = 512.0 if big else 0.0
+                big = factor > _BIG
+                factor = factor * _SCALE_DOWN if big else factor
+                error = error * _SCALE_DOWN if big else error
+                shift += 512.0 if big else 0.0
+                factor = factor if go else 1.0
+                error = error if go else 0.0
+                q_exp[j] += shift if go else 0.0
+                hi = q_hi[j]
+                product = hi * factor
+                q_lo[j] = _fma(hi, error, _fma(q_lo[j], factor, _fma(hi, factor, -product)))
+                q_hi[j] = product
+                eps[j] = e + e * (u * (h * (e + f)) - h * lam) if go else e
+                s_norm[j] = s + s * (u * (u - 2.0)) if go else s
+                p_norm[j] = p + p * (u * (u + 2.0)) if go else p
+                t[j] = tj + 1 if go else tj
         for j in range(LANES):
-            m, k = _split(q_hi[j])
-            q_lo[j] *= m / q_hi[j]
-            q_hi[j] = m
-            q_exp[j] += k
-        # Write out the lanes that stopped (their state is frozen at T) and refill them.
-        for j in range(LANES):
-            if live[j] or row[j] < 0:
+            if row[j] < 0:
                 continue
-            r = row[j]
+            hi = q_hi[j]
+            if 0.0 < hi < np.inf:
+                # Bring q_hi back into [√2/2, √2) by an exact power of two.
+                m, k = _split(hi)
+                q_lo[j] *= m / hi
+                q_hi[j] = m
+                q_exp[j] += k
             e = eps[j]
-            lj = lam[j]
+            lam = 0.5 * (s_norm[j] + p_norm[j])
+            if _running(e, lam, t[j], loss_tol, max_steps, threshold):
+                continue
+            # The lane stopped (its state is frozen at T): write it out and refill it.
+            r = row[j]
             if 0.5 * e * e <= loss_tol:
                 status[r] = _CONVERGED
-            elif not ((abs(e) <= threshold) & (abs(lj) <= threshold)):
+            elif not ((abs(e) <= threshold) & (abs(lam) <= threshold)):
                 status[r] = _DIVERGED
             else:
                 status[r] = _MAX_STEPS
             steps[r] = t[j]
             out[0, r] = e
-            out[1, r] = lj
-            out[2, r] = _eta_sharpness(e, lj, eta, phi) / eta
-            out[3, r] = _log_product(q_hi[j], q_lo[j], q_exp[j], q_special[j])
+            out[1, r] = lam
+            eta_sharp = _eta_sharpness(e, lam, eta[j], phi[j])
+            out[2, r] = eta_sharp / eta[j]
+            out[3, r] = _log_product(q_hi[j], q_lo[j], q_exp[j])
             out[4, r] = sum_eps2[j]
-            out[5, r] = max_eta_sharp[j]
+            # The state at T may not have been observed yet (stopped on the last step of a block).
+            out[5, r] = eta_sharp if eta_sharp > max_eta_sharp[j] else max_eta_sharp[j]
             out[6, r] = max_abs_eps[j]
             eos_out[r] = np.int64(eos[j])
             following = _claim(counter)
+            q_hi[j] = 1.0
+            q_lo[j] = q_exp[j] = sum_eps2[j] = max_abs_eps[j] = eos[j] = 0.0
+            max_eta_sharp[j] = -np.inf
             if following < n:
-                eps[j], lam[j], row[j], live[j] = eps0[following], lam0[following], following, True
-                q_hi[j] = 1.0
-                q_lo[j] = q_exp[j] = q_special[j] = sum_eps2[j] = max_abs_eps[j] = eos[j] = 0.0
-                max_eta_sharp[j] = -np.inf
-                t[j] = 0
+                eps[j], s_norm[j], p_norm[j] = eps0[following], s0[following], p0[following]
+                eta[j], phi[j], row[j], t[j] = eta_rows[following], phi_rows[following], following, 0
             else:
-                row[j] = -1
+                eps[j] = s_norm[j] = p_norm[j] = 0.0
+                row[j], t[j] = -1, max_steps
                 running -= 1
 
 
 @njit(parallel=True, **_JIT)
 def _run_all(
+    counter: Any,
+    cancel: Any,
     eps0: FloatArray,
-    lam0: FloatArray,
-    eta: float,
-    phi: float,
+    s0: FloatArray,
+    p0: FloatArray,
+    eta: FloatArray,
+    phi: FloatArray,
     loss_tol: float,
     max_steps: int,
     threshold: float,
@@ -265,9 +363,12 @@ def _run_all(
     out: FloatArray,
     eos_out: Any,
 ) -> None:
-    counter = np.zeros(1, dtype=np.int64)
     for _ in prange(workers):
-        _run_lanes(counter, eps0, lam0, eta, phi, loss_tol, max_steps, threshold, status, steps, out, eos_out)
+        _run_lanes(counter, cancel, eps0, s0, p0, eta, phi, loss_tol, max_steps, threshold, status, steps, out, eos_out)
+
+
+class KernelCancelled(Exception):
+    """The kernel stopped early because its ``cancel`` flag was set; no results."""
 
 
 def available_threads() -> int:
@@ -275,24 +376,59 @@ def available_threads() -> int:
     return int(numba.config.NUMBA_NUM_THREADS)
 
 
+def _per_trajectory(value: float | FloatArray, n: int, name: str) -> FloatArray:
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim > 1 or (array.ndim == 1 and array.shape[0] != n):
+        raise ValueError(f"{name} must be a scalar or of shape ({n},), got shape {array.shape}")
+    return np.ascontiguousarray(np.broadcast_to(array, (n,)))
+
+
 def integrate_compiled(
     eps0: FloatArray,
     lam0: FloatArray,
-    eta: float,
-    phi: float,
+    eta: float | FloatArray,
+    phi: float | FloatArray,
     rule: StopRule,
     threads: int | None = None,
+    *,
+    s0: FloatArray | None = None,
+    p0: FloatArray | None = None,
+    cancel: NDArray[np.int64] | None = None,
 ) -> TrajectoryResults:
     """Run every trajectory (ε0, λ0), each of shape (n,), to its stopping time.
 
-    Same semantics and outputs as ``integrate(ReducedState(eps0, lam0), eta,
-    phi, rule)``. ``threads`` (default: all cores, see :func:`available_threads`)
-    sets how many threads share the batch; the results do not depend on it.
+    Same semantics and outputs as ``integrate(ReducedState(eps0, lam0, s0, p0),
+    eta, phi, rule)``. ``eta`` and ``phi`` are scalars or arrays of shape (n,)
+    (one value per trajectory: one call may hold many grid cells; each row is
+    bitwise what a call with that row's scalars gives). ``s0``, ``p0`` are
+    ‖a + b‖², ‖a − b‖² measured from the vectors; by default λ0 ± 2(ε0 + Φ).
+    ``threads`` (default: all cores, see :func:`available_threads`) sets how
+    many threads share the batch; the results do not depend on it.
+
+    ``cancel``: an int64 array of shape (1,) that the kernel polls every
+    ``STEPS_PER_REFILL`` steps; once it is nonzero every thread returns and
+    :class:`KernelCancelled` is raised. The kernel runs in a worker thread while
+    this one waits in short slices, so a signal handler (Ctrl-C) runs promptly:
+    on KeyboardInterrupt (or any exception raised by a handler) the kernel is
+    cancelled and joined, and the exception propagates.
     """
     eps0 = np.ascontiguousarray(eps0, dtype=np.float64)
     lam0 = np.ascontiguousarray(lam0, dtype=np.float64)
     if eps0.ndim != 1 or eps0.shape != lam0.shape:
         raise ValueError(f"eps0 and lam0 must be 1-D of equal length, got shapes {eps0.shape} and {lam0.shape}")
+    n = eps0.shape[0]
+    eta_rows = _per_trajectory(eta, n, "eta")
+    phi_rows = _per_trajectory(phi, n, "phi")
+    if s0 is None or p0 is None:
+        s0, p0 = split_scale(eps0, lam0, phi_rows)
+    s0 = np.ascontiguousarray(s0, dtype=np.float64)
+    p0 = np.ascontiguousarray(p0, dtype=np.float64)
+    if s0.shape != eps0.shape or p0.shape != eps0.shape:
+        raise ValueError(f"s0 and p0 must have the shape of eps0 {eps0.shape}, got {s0.shape} and {p0.shape}")
+    if cancel is None:
+        cancel = np.zeros(1, dtype=np.int64)
+    if cancel.dtype != np.int64 or cancel.shape != (1,) or not cancel.flags.c_contiguous:
+        raise ValueError("cancel must be a contiguous int64 array of shape (1,)")
     # The kernel alternates with I/O in a sweep and shares the machine: worker
     # threads that finish early should sleep, not spin (OpenMP's default), so as
     # not to take the core a late thread or the writer needs. libgomp reads this
@@ -303,33 +439,39 @@ def integrate_compiled(
         threads = limit
     if not 1 <= threads <= limit:
         raise ValueError(f"threads must be between 1 and {limit} (NUMBA_NUM_THREADS), got {threads}")
-    n = eps0.shape[0]
     status = np.empty(n, dtype=np.int8)
     steps = np.empty(n, dtype=np.int64)
     eos_steps = np.empty(n, dtype=np.int64)
     out = np.empty((7, n))  # every entry is written by the kernel
+    counter = np.zeros(2, dtype=np.int64)  # [trajectories claimed, trajectories written out]
     arguments = (
+        counter,
+        cancel,
         eps0,
-        lam0,
-        float(eta),
-        float(phi),
+        s0,
+        p0,
+        eta_rows,
+        phi_rows,
         float(rule.loss_tol),
         int(rule.max_steps),
         float(rule.divergence_threshold),
     )
-    workers = min(threads, max(1, n // LANES))
-    if n and workers == 1:
-        # One thread: call the lane loop directly, outside numba's thread pool, so a
-        # process that only ever runs one thread never starts OpenMP (which is not
-        # fork-safe once started: see the README on process pools).
-        _run_lanes(np.zeros(1, dtype=np.int64), *arguments, status, steps, out, eos_steps)
-    elif n:
-        previous = numba.get_num_threads()
-        numba.set_num_threads(workers)
-        try:
+    workers = min(threads, max(1, -(-n // LANES)))
+
+    def kernel() -> None:
+        if workers == 1:
+            # One thread: call the lane loop directly, outside numba's thread pool, so a
+            # process that only ever runs one thread never starts OpenMP (which is not
+            # fork-safe once started: see the README on process pools).
+            _run_lanes(*arguments, status, steps, out, eos_steps)
+        else:
+            numba.set_num_threads(workers)  # per calling thread: this worker only
             _run_all(*arguments, workers, status, steps, out, eos_steps)
-        finally:
-            numba.set_num_threads(previous)
+
+    if n:
+        _run_in_worker(kernel, cancel)
+    if counter[1] < n:
+        raise KernelCancelled(f"cancelled: {int(counter[1])} of {n} trajectories were finished")
     eps_t, lambda_t, sharpness_t, log_q_ratio, sum_eps2, max_eta_sharpness, max_abs_eps = out
     return TrajectoryResults(
         status=status,
@@ -343,3 +485,31 @@ def integrate_compiled(
         eos_steps=eos_steps,
         max_abs_eps=max_abs_eps,
     )
+
+
+_WAIT_SLICE = 0.05  # seconds between chances for a signal handler to run while the kernel works
+
+
+def _run_in_worker(kernel: Callable[[], None], cancel: NDArray[np.int64]) -> None:
+    """Run ``kernel`` (which releases the GIL) in a worker thread and wait for it in
+    short slices; if waiting is interrupted (KeyboardInterrupt, or whatever a signal
+    handler raises), set ``cancel``, wait for the kernel to return, and re-raise."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            kernel()
+        except BaseException as exc:  # re-raised in the calling thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=target, name="lin2net-kernel", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(_WAIT_SLICE)
+    except BaseException:
+        cancel[0] = 1
+        worker.join()
+        raise
+    if failure:
+        raise failure[0]
