@@ -143,6 +143,20 @@ def _claim(typingctx: Any, counter: Any) -> Any:
 
 _MANTISSA = 0x000FFFFFFFFFFFFF
 _ONE_BITS = 0x3FF0000000000000
+_EXPONENT = 0x7FF0000000000000  # bits & _EXPONENT is the power of two 2^k ≤ |x| (normal x)
+_INVERSE_POWER = 0x7FE0000000000000  # its bits minus those of 2^k are those of 2^−k
+
+
+@intrinsic
+def _count_finished(typingctx: Any, counter: Any) -> Any:
+    """Atomically ``counter[1] += 1``: the wrapper knows from it that every row was written."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        second = builder.gep(array.data, [ir.Constant(ir.IntType(64), 1)])
+        return builder.atomic_rmw("add", second, ir.Constant(ir.IntType(64), 1), "monotonic")
+
+    return types.int64(counter), codegen
 
 
 @njit(inline="always", **_JIT)
@@ -232,7 +246,7 @@ def _run_lanes(
     t = np.full(LANES, max_steps, dtype=np.int64)  # an empty lane never steps
     q_hi = np.ones(LANES)
     q_lo = np.zeros(LANES)
-    q_exp = np.zeros(LANES)
+    q_exp = np.zeros(LANES, dtype=np.int64)
     sum_eps2 = np.zeros(LANES)
     max_eta_sharp = np.full(LANES, -np.inf)
     max_abs_eps = np.zeros(LANES)
@@ -274,23 +288,18 @@ def _run_lanes(
                 mx = max_abs_eps[j] + 0.0
                 max_abs_eps[j] = a if (go & (a > mx)) else mx
                 u = h * e
-                x = u * u
+                # Q factor 1 − x, x = u², entered exactly as factor + error (Fast2Sum; the
+                # error is 0 for x >= 1/2 where 1 − x is exact, and a rounding of it for x > 2),
+                # signed (only |Q| is read), and scaled by an exact power of two into [1, 2).
+                ug = u if go else 0.0  # a stopped lane multiplies by exactly 1
+                x = ug * ug
                 factor = 1.0 - x
-                error = (-x - (factor - 1.0)) if x <= 1.0 else (1.0 - (factor + x))  # factor + error = 1 − x
-                negative = factor < 0.0
-                factor = -factor if negative else factor
-                error = -error if negative else error
-                big = factor > _BIG
-                factor = factor * _SCALE_DOWN if big else factor
-                error = error * _SCALE_DOWN if big else error
-                shift = 512.0 if big else 0.0
-                big = factor > _BIG
-                factor = factor * _SCALE_DOWN if big else factor
-                error = error * _SCALE_DOWN if big else error
-                shift += 512.0 if big else 0.0
-                factor = factor if go else 1.0
-                error = error if go else 0.0
-                q_exp[j] += shift if go else 0.0
+                error = (1.0 - factor) - x
+                power = _float_bits(factor) & _EXPONENT
+                inverse = _bits_float(_INVERSE_POWER - power)  # 2^−k for factor's 2^k (0 → 2^1023)
+                factor *= inverse
+                error *= inverse
+                q_exp[j] += (power >> 52) - 1023
                 hi = q_hi[j]
                 product = hi * factor
                 q_lo[j] = _fma(hi, error, _fma(q_lo[j], factor, _fma(hi, factor, -product)))
@@ -302,13 +311,14 @@ def _run_lanes(
         for j in range(LANES):
             if row[j] < 0:
                 continue
-            hi = q_hi[j]
+            hi = abs(q_hi[j])
             if 0.0 < hi < np.inf:
-                # Bring q_hi back into [√2/2, √2) by an exact power of two.
-                m, k = _split(hi)
-                q_lo[j] *= m / hi
-                q_hi[j] = m
-                q_exp[j] += k
+                # Bring q_hi back into [1, 2) by an exact power of two (it grows < 2^K per block).
+                power = _float_bits(hi) & _EXPONENT
+                inverse = _bits_float(_INVERSE_POWER - power)
+                q_hi[j] *= inverse
+                q_lo[j] *= inverse
+                q_exp[j] += (power >> 52) - 1023
             e = eps[j]
             lam = 0.5 * (s_norm[j] + p_norm[j])
             if _running(e, lam, t[j], loss_tol, max_steps, threshold):
@@ -326,15 +336,19 @@ def _run_lanes(
             out[1, r] = lam
             eta_sharp = _eta_sharpness(e, lam, eta[j], phi[j])
             out[2, r] = eta_sharp / eta[j]
-            out[3, r] = _log_product(q_hi[j], q_lo[j], q_exp[j])
+            negative = q_hi[j] < 0.0
+            hi, lo = (-q_hi[j], -q_lo[j]) if negative else (q_hi[j], q_lo[j])
+            out[3, r] = _log_product(hi, lo, float(q_exp[j]))
             out[4, r] = sum_eps2[j]
             # The state at T may not have been observed yet (stopped on the last step of a block).
             out[5, r] = eta_sharp if eta_sharp > max_eta_sharp[j] else max_eta_sharp[j]
             out[6, r] = max_abs_eps[j]
             eos_out[r] = np.int64(eos[j])
+            _count_finished(counter)
             following = _claim(counter)
             q_hi[j] = 1.0
-            q_lo[j] = q_exp[j] = sum_eps2[j] = max_abs_eps[j] = eos[j] = 0.0
+            q_lo[j] = sum_eps2[j] = max_abs_eps[j] = eos[j] = 0.0
+            q_exp[j] = 0
             max_eta_sharp[j] = -np.inf
             if following < n:
                 eps[j], s_norm[j], p_norm[j] = eps0[following], s0[following], p0[following]
