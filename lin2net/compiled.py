@@ -509,21 +509,24 @@ def _run_in_worker(kernel: Callable[[], None], cancel: NDArray[np.int64]) -> Non
     short slices; if waiting is interrupted (KeyboardInterrupt, or whatever a signal
     handler raises), set ``cancel``, wait for the kernel to return, and re-raise."""
     failure: list[BaseException] = []
+    finished = threading.Event()  # not Thread.join: an interrupted join can leave the thread looking alive
 
     def target() -> None:
         try:
             kernel()
         except BaseException as exc:  # re-raised in the calling thread
             failure.append(exc)
+        finally:
+            finished.set()
 
     worker = threading.Thread(target=target, name="lin2net-kernel", daemon=True)
     worker.start()
     try:
-        while worker.is_alive():
-            worker.join(_WAIT_SLICE)
+        while not finished.wait(_WAIT_SLICE):
+            pass
     except BaseException:
         cancel[0] = 1
-        worker.join()
+        finished.wait()
         raise
     if failure:
         raise failure[0]
