@@ -304,9 +304,22 @@ def _run_lanes(
                 product = hi * factor
                 q_lo[j] = _fma(hi, error, _fma(q_lo[j], factor, _fma(hi, factor, -product)))
                 q_hi[j] = product
-                eps[j] = e + e * (u * (h * (e + f)) - h * lam) if go else e
-                s_norm[j] = s + s * (u * (u - 2.0)) if go else s
-                p_norm[j] = p + p * (u * (u + 2.0)) if go else p
+                e_next = e + e * (u * (h * (e + f)) - h * lam)
+                s_next = s + s * (u * (u - 2.0))
+                p_next = p + p * (u * (u + 2.0))
+                # Re-derive the largest of S, P, 4|ε| from the other two (see ReducedState.step).
+                four_eps = 4.0 * abs(e_next)
+                derive_eps = (four_eps >= s_next) & (four_eps >= p_next)
+                s_larger = s_next >= p_next
+                derive_s = ~derive_eps & s_larger
+                derive_p = ~derive_eps & ~s_larger
+                four_product = 4.0 * (e_next + f)
+                e_next = 0.25 * (s_next - p_next) - f if derive_eps else e_next
+                s_fixed = p_next + four_product if derive_s else s_next
+                p_fixed = s_next - four_product if derive_p else p_next
+                eps[j] = e_next if go else e
+                s_norm[j] = s_fixed if go else s
+                p_norm[j] = p_fixed if go else p
                 t[j] = tj + 1 if go else tj
         for j in range(LANES):
             if row[j] < 0:

@@ -93,6 +93,10 @@ class ReducedState:
     the saddle is set by it) nor a tiny ε (near convergence) nor a tiny η
     loses digits: no 1 − ηλ or 1 ± u is ever rounded on its own. ε has its
     own update rather than (S − P)/4 − Φ, which would cancel near ε = 0.
+    The state has two degrees of freedom: after each step the largest in
+    magnitude of S, P and 4ε is re-derived from the other two by S − P =
+    4(ε + Φ): near the saddle (ε ≈ −Φ, λ ≪ Φ) ε comes from S and P, near a
+    minimum the larger of S and P comes from the smaller one and ε.
     ``s0``/``p0`` default to λ0 ± 2(ε0 + Φ) (see :func:`split_scale`); pass the
     values measured from the vectors for full precision.
     """
@@ -123,9 +127,21 @@ class ReducedState:
         self.start(phi)
         assert self.s is not None and self.p is not None
         u = eta * eps
-        self.s = self.s + self.s * (u * (u - 2.0))
-        self.p = self.p + self.p * (u * (u + 2.0))
-        self.eps = eps + eps * (u * (eta * (eps + phi)) - eta * lam)
+        s = self.s + self.s * (u * (u - 2.0))
+        p = self.p + self.p * (u * (u + 2.0))
+        eps = eps + eps * (u * (eta * (eps + phi)) - eta * lam)
+        # Only two of (ε, S, P) are independent: S − P = 4(ε + Φ). Carrying all three
+        # would let a mismatch grow by 1 + u² per step, so after each step the one
+        # largest in magnitude among S, P and 4ε (the one with the largest absolute
+        # rounding error) is re-derived from the other two by that relation.
+        four_eps = 4.0 * np.abs(eps)
+        derive_eps = (four_eps >= s) & (four_eps >= p)
+        derive_s = ~derive_eps & (s >= p)
+        derive_p = ~derive_eps & ~(s >= p)
+        four_product = 4.0 * (eps + phi)
+        self.eps = np.where(derive_eps, 0.25 * (s - p) - phi, eps)
+        self.s = np.where(derive_s, p + four_product, s)
+        self.p = np.where(derive_p, s - four_product, p)
 
     def keep(self, mask: NDArray[np.bool_]) -> None:
         self.eps = self.eps[mask]
