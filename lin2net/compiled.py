@@ -81,6 +81,7 @@ def _named_cpu_features(name: str) -> set[str]:
 # quantity on the CPU the kernel is compiled for (16 with AVX-512, 8 with AVX2).
 LANES = max(4, 2 * vector_width() // 64)
 STEPS_PER_REFILL = 16  # steps between write-out and refill of stopped lanes (and cancel polls)
+CLAIM = 4 * LANES  # trajectories a thread takes from the shared counter at a time
 
 _CONVERGED = int(Status.CONVERGED)
 _DIVERGED = int(Status.DIVERGED)
@@ -130,33 +131,20 @@ def _poll(typingctx: Any, flag: Any) -> Any:
 
 
 @intrinsic
-def _claim(typingctx: Any, counter: Any) -> Any:
-    """Atomically ``counter[0] += 1``; returns the value before. Threads take the
-    next unclaimed trajectory with it, so a slow thread never holds up the rest."""
+def _fetch_add(typingctx: Any, counter: Any, index: Any, amount: Any) -> Any:
+    """Atomically ``counter[index] += amount``; returns the value before."""
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
         array = context.make_array(signature.args[0])(context, builder, args[0])
-        return builder.atomic_rmw("add", array.data, ir.Constant(ir.IntType(64), 1), "monotonic")
+        return builder.atomic_rmw("add", builder.gep(array.data, [args[1]]), args[2], "monotonic")
 
-    return types.int64(counter), codegen
+    return types.int64(counter, types.int64, types.int64), codegen
 
 
 _MANTISSA = 0x000FFFFFFFFFFFFF
 _ONE_BITS = 0x3FF0000000000000
 _EXPONENT = 0x7FF0000000000000  # bits & _EXPONENT is the power of two 2^k ≤ |x| (normal x)
 _INVERSE_POWER = 0x7FE0000000000000  # its bits minus those of 2^k are those of 2^−k
-
-
-@intrinsic
-def _count_finished(typingctx: Any, counter: Any) -> Any:
-    """Atomically ``counter[1] += 1``: the wrapper knows from it that every row was written."""
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        second = builder.gep(array.data, [ir.Constant(ir.IntType(64), 1)])
-        return builder.atomic_rmw("add", second, ir.Constant(ir.IntType(64), 1), "monotonic")
-
-    return types.int64(counter), codegen
 
 
 @njit(inline="always", **_JIT)
@@ -253,17 +241,23 @@ def _run_lanes(
     eos = np.zeros(LANES)  # counts kept as float64 so every lane array vectorizes alike
     row = np.full(LANES, -1, dtype=np.int64)  # trajectory held by the lane, -1 when empty
 
+    # Trajectories are claimed from the shared counter[0] in chunks of CLAIM rows:
+    # few atomic operations, and each thread writes mostly its own output lines.
+    following, claimed_end, finished = 0, 0, 0
     running = 0
     for j in range(LANES):
-        following = _claim(counter)
+        if following == claimed_end:
+            following = _fetch_add(counter, 0, CLAIM)
+            claimed_end = min(following + CLAIM, n)
         if following < n:
             eps[j], s_norm[j], p_norm[j] = eps0[following], s0[following], p0[following]
             eta[j], phi[j], row[j], t[j] = eta_rows[following], phi_rows[following], following, 0
+            following += 1
             running += 1
 
     while running > 0:
         if _poll(cancel) != 0:
-            return
+            break
         for _ in range(STEPS_PER_REFILL):
             # Branch-free lock-step over the lanes: the compiler vectorizes this loop.
             # A lane that stopped keeps its state, so `go` stays False for it.
@@ -357,8 +351,10 @@ def _run_lanes(
             out[5, r] = eta_sharp if eta_sharp > max_eta_sharp[j] else max_eta_sharp[j]
             out[6, r] = max_abs_eps[j]
             eos_out[r] = np.int64(eos[j])
-            _count_finished(counter)
-            following = _claim(counter)
+            finished += 1
+            if following == claimed_end:
+                following = _fetch_add(counter, 0, CLAIM)
+                claimed_end = min(following + CLAIM, n)
             q_hi[j] = 1.0
             q_lo[j] = sum_eps2[j] = max_abs_eps[j] = eos[j] = 0.0
             q_exp[j] = 0
@@ -366,10 +362,12 @@ def _run_lanes(
             if following < n:
                 eps[j], s_norm[j], p_norm[j] = eps0[following], s0[following], p0[following]
                 eta[j], phi[j], row[j], t[j] = eta_rows[following], phi_rows[following], following, 0
+                following += 1
             else:
                 eps[j] = s_norm[j] = p_norm[j] = 0.0
                 row[j], t[j] = -1, max_steps
                 running -= 1
+    _fetch_add(counter, 1, finished)  # counter[1]: rows written out, n once every thread is done
 
 
 @njit(parallel=True, **_JIT)
