@@ -90,8 +90,8 @@ def simulate_cell(
         return initial, results
     if config.integrator == "reduced":
         initial = initial_conditions(config, cell)
-        state = ReducedState(initial.eps0, initial.lam0, initial.s0, initial.p0)
-        return initial, integrate(state, cell.eta, cell.phi, rule)
+        reduced = ReducedState(initial.eps0, initial.lam0, initial.s0, initial.p0)
+        return initial, integrate(reduced, cell.eta, cell.phi, rule)
     starts: list[InitialConditions] = []
     parts: list[TrajectoryResults] = []
     for block in initial_blocks(config, cell):
@@ -100,7 +100,9 @@ def simulate_cell(
         s0, p0 = sum_and_difference_norms(block.a, block.b)
         starts.append(InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0, s0=s0, p0=p0))
         parts.append(integrate(state, cell.eta, cell.phi, rule))
-    initial = InitialConditions(**{f.name: np.concatenate([getattr(s, f.name) for s in starts]) for f in fields(starts[0])})
+    initial = InitialConditions(
+        **{f.name: np.concatenate([getattr(s, f.name) for s in starts]) for f in fields(starts[0])}
+    )
     return initial, concatenate(parts)
 
 

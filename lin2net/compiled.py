@@ -1,26 +1,36 @@
 """Compiled (numba) twin of :func:`lin2net.integrator.integrate` on the reduced map.
 
-Same map, same stopping rule, same diagnostics as the NumPy reference driver
-(read that module first; this one only explains how it is made fast):
+Same map on (ε, S, P), same stopping rule, same diagnostics as the NumPy
+reference driver (read that module first; this one only explains how it is
+made fast):
 
 * every trajectory is an independent 2-D map, so one worker per thread
-  (``prange``) takes the next unclaimed trajectory from a shared atomic
-  counter whenever it has room: no thread waits on a slower one, and since
-  trajectories never interact the results do not depend on the thread count;
+  (``prange``) takes the next ``CLAIM`` unclaimed trajectories from a shared
+  atomic counter whenever it runs out: no thread waits on a slower one, and
+  since trajectories never interact the results do not depend on the thread
+  count. η and Φ are per trajectory, so one call may hold many grid cells;
 * a compiled loop that advances one trajectory at a time is latency bound
   (each step waits on the previous one). Instead each thread advances
   ``LANES`` trajectories in lock-step with branch-free masked updates, so the
-  compiler can put the lanes into SIMD registers. Every ``STEPS_PER_REFILL``
-  steps the lanes that stopped are written out and refilled;
+  compiler puts the lanes into SIMD registers (``LANES`` is two registers'
+  worth for the CPU it compiles for: 16 with AVX-512, 8 with AVX2). Every
+  store in the lane loop is unconditional: a masked store cannot forward to
+  the next step's load. Every ``STEPS_PER_REFILL`` steps the lanes that
+  stopped are written out and refilled, and the ``cancel`` flag is polled;
 * a lane that stops keeps its state frozen at its stopping time T; status,
   sharpness and the outputs are read back from the frozen state with the
   same expressions as the reference, in the same order of operations.
 
-The state (ε, λ), the stopping decisions and every output but one are
-bitwise equal to the NumPy driver (IEEE arithmetic in the same order, no
-fast-math, no contraction into FMA). The one difference is ``log_q_ratio``: the reference sums T rounded logarithms,
-this kernel multiplies the T factors exactly (double-double) and takes one
-logarithm at T (see :func:`_run_lanes`); they agree to ~1e-14 relative.
+The state, the stopping decisions and every output but one are bitwise equal
+to the NumPy driver (IEEE arithmetic in the same order, no fast-math, no
+contraction into FMA). The one difference is ``log_q_ratio``: the reference
+sums T logarithms (compensated), this kernel multiplies the T exact factors
+in double-double and takes one logarithm at T (see :func:`_run_lanes`); they
+agree to ~1e-15 relative.
+
+:func:`integrate_compiled` runs the kernel (which releases the GIL) in a
+worker thread and waits in short slices, so Ctrl-C or a signal handler in the
+calling thread cancels it within a fraction of a second.
 """
 
 from __future__ import annotations
@@ -41,7 +51,6 @@ from numpy.typing import NDArray
 
 from lin2net.closed_forms import FloatArray, split_scale
 from lin2net.integrator import Status, StopRule, TrajectoryResults
-
 
 
 def vector_width() -> int:

@@ -100,7 +100,14 @@ def sweep_initialization(
             s0, p0 = sum_and_difference_norms(block.a, block.b)
             lam = cell.lambda0 if init == "sphere" else float(lam0[row])
             return Start(
-                block.a[row], block.b[row], cell.phi, float(eps0[row]), lam, float(q0[row]), float(s0[row]), float(p0[row])
+                block.a[row],
+                block.b[row],
+                cell.phi,
+                float(eps0[row]),
+                lam,
+                float(q0[row]),
+                float(s0[row]),
+                float(p0[row]),
             )
     raise AssertionError("unreachable: the last block holds the last trajectory")  # pragma: no cover
 

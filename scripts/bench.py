@@ -74,7 +74,11 @@ MAX_STEPS = 100_000
 # The yardstick lives beside the repository (ROOT.parent / "shared"); a git worktree
 # one level further down finds it one level further up.
 YARDSTICK = next(
-    (base / "shared" / "yardstick" / "numba_lanes.py" for base in ROOT.parents if (base / "shared" / "yardstick").is_dir()),
+    (
+        base / "shared" / "yardstick" / "numba_lanes.py"
+        for base in ROOT.parents
+        if (base / "shared" / "yardstick").is_dir()
+    ),
     ROOT.parent / "shared" / "yardstick" / "numba_lanes.py",
 )
 
@@ -105,9 +109,7 @@ def yardstick_rates(workload: Workload, repeats: int, threads: int | None = None
     return rates
 
 
-def python_loop(
-    eps0: np.ndarray, s0: np.ndarray, p0: np.ndarray, eta: float, phi: float, rule: StopRule
-) -> int:
+def python_loop(eps0: np.ndarray, s0: np.ndarray, p0: np.ndarray, eta: float, phi: float, rule: StopRule) -> int:
     """The reference semantics, one trajectory and one step at a time in plain Python.
     Returns the steps executed."""
     total = 0
@@ -168,7 +170,9 @@ def bench_workload(
     rates: dict[str, float] = {}
 
     def compiled(threads: int | None = None) -> object:
-        return integrate_compiled(initial.eps0, initial.lam0, cell.eta, phi, rule, threads, s0=initial.s0, p0=initial.p0)
+        return integrate_compiled(
+            initial.eps0, initial.lam0, cell.eta, phi, rule, threads, s0=initial.s0, p0=initial.p0
+        )
 
     result = integrate_compiled(initial.eps0, initial.lam0, cell.eta, phi, rule, s0=initial.s0, p0=initial.p0)  # warm
     steps = float(result.steps.sum())
@@ -214,7 +218,9 @@ def figure3_kernel_time(config: SweepConfig, repeats: int) -> tuple[float, float
         nonlocal steps
         steps = 0.0
         for cell, initial in cells:
-            result = integrate_compiled(initial.eps0, initial.lam0, cell.eta, cell.phi, rule, s0=initial.s0, p0=initial.p0)
+            result = integrate_compiled(
+                initial.eps0, initial.lam0, cell.eta, cell.phi, rule, s0=initial.s0, p0=initial.p0
+            )
             steps += float(result.steps.sum())
 
     run()  # warm
@@ -425,9 +431,10 @@ def main() -> None:
             ("import + first call, cache filled (load)", f"{warm:.2f} s"),
         ]
 
+    target = f", NUMBA_CPU_NAME={os.environ['NUMBA_CPU_NAME']}" if "NUMBA_CPU_NAME" in os.environ else ""
     print(
         f"lin2net benchmark: {cpu_model()} ({cpu_vector_extension()}), kernel compiled for {vector_width()}-bit "
-        f"vectors ({LANES} lanes{', NUMBA_CPU_NAME=' + os.environ['NUMBA_CPU_NAME'] if 'NUMBA_CPU_NAME' in os.environ else ''}), "
+        f"vectors ({LANES} lanes{target}), "
         f"{os.cpu_count()} cores, numba threads {available_threads()}, "
         f"Python {platform.python_version()}, NumPy {np.__version__}; load average at start {load:.2f}; "
         f"medians of {repeats} repetitions\n"

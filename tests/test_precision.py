@@ -30,7 +30,9 @@ DIGITS = 60
 RTOL = 1e-12
 
 
-def exact_gradient_descent(a: np.ndarray, b: np.ndarray, eta: float, phi: float, rule: StopRule) -> tuple[int, float, float]:
+def exact_gradient_descent(
+    a: np.ndarray, b: np.ndarray, eta: float, phi: float, rule: StopRule
+) -> tuple[int, float, float]:
     """(T, log Q(T)/Q(0), λ(T)) of GD from the vectors (a, b) of shape (d,), in 60 digits."""
     with mpmath.workdps(DIGITS):
         x = [mpmath.mpf(float(v)) for v in a]
