@@ -91,6 +91,11 @@ def _named_cpu_features(name: str) -> set[str]:
 LANES = max(4, 2 * vector_width() // 64)
 STEPS_PER_REFILL = 16  # steps between write-out and refill of stopped lanes (and cancel polls)
 CLAIM = 4 * LANES  # trajectories a thread takes from the shared counter at a time
+# Offsets of the lane quantities in the kernel's one lane-state array.
+_QUANTITIES = 13
+_EPS, _S, _P, _ETA, _PHI, _T, _Q_HI, _Q_LO, _Q_EXP, _SUM_EPS2, _MAX_ETA_SHARP, _MAX_ABS_EPS, _EOS = (
+    k * LANES for k in range(_QUANTITIES)
+)
 
 _CONVERGED = int(Status.CONVERGED)
 _DIVERGED = int(Status.DIVERGED)
@@ -154,6 +159,12 @@ _MANTISSA = 0x000FFFFFFFFFFFFF
 _ONE_BITS = 0x3FF0000000000000
 _EXPONENT = 0x7FF0000000000000  # bits & _EXPONENT is the power of two 2^k ≤ |x| (normal x)
 _INVERSE_POWER = 0x7FE0000000000000  # its bits minus those of 2^k are those of 2^−k
+
+
+@njit(inline="always", **_JIT)
+def _small_int_float(k: int) -> float:
+    """float(k) for 0 <= k < 2⁵² by bit operations (AVX2 has no packed int64 → float64)."""
+    return _bits_float(k | 0x4330000000000000) - 4503599627370496.0
 
 
 @njit(inline="always", **_JIT)
@@ -234,20 +245,14 @@ def _run_lanes(
     NaN propagate through q_hi (0·inf = NaN, as −inf + inf in the reference).
     """
     n = eps0.shape[0]
-    # Lane state: residual, S, P, the trajectory's η and Φ, step count, and the running diagnostics.
-    eps = np.zeros(LANES)
-    s_norm = np.zeros(LANES)
-    p_norm = np.zeros(LANES)
-    eta = np.zeros(LANES)
-    phi = np.zeros(LANES)
-    t = np.full(LANES, max_steps, dtype=np.int64)  # an empty lane never steps
-    q_hi = np.ones(LANES)
-    q_lo = np.zeros(LANES)
-    q_exp = np.zeros(LANES, dtype=np.int64)
-    sum_eps2 = np.zeros(LANES)
-    max_eta_sharp = np.full(LANES, -np.inf)
-    max_abs_eps = np.zeros(LANES)
-    eos = np.zeros(LANES)  # counts kept as float64 so every lane array vectorizes alike
+    # Lane state (residual, S, P, the trajectory's η and Φ, step count, running
+    # diagnostics) in one array at constant offsets: the compiler sees that the
+    # quantities never overlap, so the lane loop needs no runtime alias checks
+    # (with a dozen separate arrays it may refuse to vectorize at all).
+    lane = np.zeros(_QUANTITIES * LANES)
+    lane[_T : _T + LANES] = max_steps  # an empty lane never steps
+    lane[_Q_HI : _Q_HI + LANES] = 1.0
+    lane[_MAX_ETA_SHARP : _MAX_ETA_SHARP + LANES] = -np.inf
     row = np.full(LANES, -1, dtype=np.int64)  # trajectory held by the lane, -1 when empty
 
     # Trajectories are claimed from the shared counter[0] in chunks of CLAIM rows:
@@ -259,8 +264,8 @@ def _run_lanes(
             following = _fetch_add(counter, 0, CLAIM)
             claimed_end = min(following + CLAIM, n)
         if following < n:
-            eps[j], s_norm[j], p_norm[j] = eps0[following], s0[following], p0[following]
-            eta[j], phi[j], row[j], t[j] = eta_rows[following], phi_rows[following], following, 0
+            lane[_EPS + j], lane[_S + j], lane[_P + j] = eps0[following], s0[following], p0[following]
+            lane[_ETA + j], lane[_PHI + j], row[j], lane[_T + j] = eta_rows[following], phi_rows[following], following, 0.0
             following += 1
             running += 1
 
@@ -271,25 +276,25 @@ def _run_lanes(
             # Branch-free lock-step over the lanes: the compiler vectorizes this loop.
             # A lane that stopped keeps its state, so `go` stays False for it.
             for j in range(LANES):
-                e = eps[j]
-                s = s_norm[j]
-                p = p_norm[j]
-                h = eta[j]
-                f = phi[j]
-                tj = t[j]
+                e = lane[_EPS + j]
+                s = lane[_S + j]
+                p = lane[_P + j]
+                h = lane[_ETA + j]
+                f = lane[_PHI + j]
+                tj = lane[_T + j]
                 lam = 0.5 * (s + p)
                 eta_sharp = _eta_sharpness(e, lam, h, f)
                 # `+ 0.0` makes every store unconditional: LLVM turns "store (c ? x : *p), p" into
                 # a masked store, which the next step's load cannot forward from (a stall).
-                m = max_eta_sharp[j] + 0.0
-                max_eta_sharp[j] = eta_sharp if eta_sharp > m else m  # np.fmax: NaN never wins
+                m = lane[_MAX_ETA_SHARP + j] + 0.0
+                lane[_MAX_ETA_SHARP + j] = eta_sharp if eta_sharp > m else m  # np.fmax: NaN never wins
                 go = _running(e, lam, tj, loss_tol, max_steps, threshold)
-                eos[j] += 1.0 if (go & (eta_sharp > 2.0)) else 0.0
+                lane[_EOS + j] += 1.0 if (go & (eta_sharp > 2.0)) else 0.0
                 eps2 = e * e
-                sum_eps2[j] += eps2 if go else 0.0
+                lane[_SUM_EPS2 + j] += eps2 if go else 0.0
                 a = abs(e)
-                mx = max_abs_eps[j] + 0.0
-                max_abs_eps[j] = a if (go & (a > mx)) else mx
+                mx = lane[_MAX_ABS_EPS + j] + 0.0
+                lane[_MAX_ABS_EPS + j] = a if (go & (a > mx)) else mx
                 u = h * e
                 # Q factor 1 − x, x = u², entered exactly as factor + error (Fast2Sum; the
                 # error is 0 for x >= 1/2 where 1 − x is exact, and a rounding of it for x > 2),
@@ -302,11 +307,11 @@ def _run_lanes(
                 inverse = _bits_float(_INVERSE_POWER - power)  # 2^−k for factor's 2^k (0 → 2^1023)
                 factor *= inverse
                 error *= inverse
-                q_exp[j] += (power >> 52) - 1023
-                hi = q_hi[j]
+                lane[_Q_EXP + j] += _small_int_float(power >> 52) - 1023.0
+                hi = lane[_Q_HI + j]
                 product = hi * factor
-                q_lo[j] = _fma(hi, error, _fma(q_lo[j], factor, _fma(hi, factor, -product)))
-                q_hi[j] = product
+                lane[_Q_LO + j] = _fma(hi, error, _fma(lane[_Q_LO + j], factor, _fma(hi, factor, -product)))
+                lane[_Q_HI + j] = product
                 e_next = e + e * (u * (h * (e + f)) - h * lam)
                 s_next = s + s * (u * (u - 2.0))
                 p_next = p + p * (u * (u + 2.0))
@@ -320,24 +325,24 @@ def _run_lanes(
                 e_next = 0.25 * (s_next - p_next) - f if derive_eps else e_next
                 s_fixed = p_next + four_product if derive_s else s_next
                 p_fixed = s_next - four_product if derive_p else p_next
-                eps[j] = e_next if go else e
-                s_norm[j] = s_fixed if go else s
-                p_norm[j] = p_fixed if go else p
-                t[j] = tj + 1 if go else tj
+                lane[_EPS + j] = e_next if go else e
+                lane[_S + j] = s_fixed if go else s
+                lane[_P + j] = p_fixed if go else p
+                lane[_T + j] = tj + 1 if go else tj
         for j in range(LANES):
             if row[j] < 0:
                 continue
-            hi = abs(q_hi[j])
+            hi = abs(lane[_Q_HI + j])
             if 0.0 < hi < np.inf:
                 # Bring q_hi back into [1, 2) by an exact power of two (it grows < 2^K per block).
                 power = _float_bits(hi) & _EXPONENT
                 inverse = _bits_float(_INVERSE_POWER - power)
-                q_hi[j] *= inverse
-                q_lo[j] *= inverse
-                q_exp[j] += (power >> 52) - 1023
-            e = eps[j]
-            lam = 0.5 * (s_norm[j] + p_norm[j])
-            if _running(e, lam, t[j], loss_tol, max_steps, threshold):
+                lane[_Q_HI + j] *= inverse
+                lane[_Q_LO + j] *= inverse
+                lane[_Q_EXP + j] += _small_int_float(power >> 52) - 1023.0
+            e = lane[_EPS + j]
+            lam = 0.5 * (lane[_S + j] + lane[_P + j])
+            if _running(e, lam, lane[_T + j], loss_tol, max_steps, threshold):
                 continue
             # The lane stopped (its state is frozen at T): write it out and refill it.
             r = row[j]
@@ -347,34 +352,34 @@ def _run_lanes(
                 status[r] = _DIVERGED
             else:
                 status[r] = _MAX_STEPS
-            steps[r] = t[j]
+            steps[r] = np.int64(lane[_T + j])
             out[0, r] = e
             out[1, r] = lam
-            eta_sharp = _eta_sharpness(e, lam, eta[j], phi[j])
-            out[2, r] = eta_sharp / eta[j]
-            negative = q_hi[j] < 0.0
-            hi, lo = (-q_hi[j], -q_lo[j]) if negative else (q_hi[j], q_lo[j])
-            out[3, r] = _log_product(hi, lo, float(q_exp[j]))
-            out[4, r] = sum_eps2[j]
+            eta_sharp = _eta_sharpness(e, lam, lane[_ETA + j], lane[_PHI + j])
+            out[2, r] = eta_sharp / lane[_ETA + j]
+            negative = lane[_Q_HI + j] < 0.0
+            hi, lo = (-lane[_Q_HI + j], -lane[_Q_LO + j]) if negative else (lane[_Q_HI + j], lane[_Q_LO + j])
+            out[3, r] = _log_product(hi, lo, lane[_Q_EXP + j])
+            out[4, r] = lane[_SUM_EPS2 + j]
             # The state at T may not have been observed yet (stopped on the last step of a block).
-            out[5, r] = eta_sharp if eta_sharp > max_eta_sharp[j] else max_eta_sharp[j]
-            out[6, r] = max_abs_eps[j]
-            eos_out[r] = np.int64(eos[j])
+            out[5, r] = eta_sharp if eta_sharp > lane[_MAX_ETA_SHARP + j] else lane[_MAX_ETA_SHARP + j]
+            out[6, r] = lane[_MAX_ABS_EPS + j]
+            eos_out[r] = np.int64(lane[_EOS + j])
             finished += 1
             if following == claimed_end:
                 following = _fetch_add(counter, 0, CLAIM)
                 claimed_end = min(following + CLAIM, n)
-            q_hi[j] = 1.0
-            q_lo[j] = sum_eps2[j] = max_abs_eps[j] = eos[j] = 0.0
-            q_exp[j] = 0
-            max_eta_sharp[j] = -np.inf
+            lane[_Q_HI + j] = 1.0
+            lane[_Q_LO + j] = lane[_SUM_EPS2 + j] = lane[_MAX_ABS_EPS + j] = lane[_EOS + j] = 0.0
+            lane[_Q_EXP + j] = 0.0
+            lane[_MAX_ETA_SHARP + j] = -np.inf
             if following < n:
-                eps[j], s_norm[j], p_norm[j] = eps0[following], s0[following], p0[following]
-                eta[j], phi[j], row[j], t[j] = eta_rows[following], phi_rows[following], following, 0
+                lane[_EPS + j], lane[_S + j], lane[_P + j] = eps0[following], s0[following], p0[following]
+                lane[_ETA + j], lane[_PHI + j], row[j], lane[_T + j] = eta_rows[following], phi_rows[following], following, 0.0
                 following += 1
             else:
-                eps[j] = s_norm[j] = p_norm[j] = 0.0
-                row[j], t[j] = -1, max_steps
+                lane[_EPS + j] = lane[_S + j] = lane[_P + j] = 0.0
+                row[j], lane[_T + j] = -1, float(max_steps)
                 running -= 1
     _fetch_add(counter, 1, finished)  # counter[1]: rows written out, n once every thread is done
 
