@@ -213,6 +213,55 @@ _BIG = 2.0**32  # a Q factor above this is scaled by 2^-512 (twice at most) befo
 _SCALE_DOWN = 2.0**-512
 
 
+_BIG_FACTOR = 2.0**60  # a Q factor above this (|ηε| > 2³⁰) sends the trajectory to _replay_log_q
+
+
+@njit(inline="always", **_JIT)
+def _map_step(e: float, s: float, p: float, lam: float, u: float, h: float, f: float) -> tuple[float, float, float]:
+    """One step of the reduced map on (ε, S, P), u = ηε: the same operations in the
+    same order as ReducedState.step, re-deriving the largest of S, P, 4|ε|."""
+    e_next = e + e * (u * (h * (e + f)) - h * lam)
+    s_next = s + s * (u * (u - 2.0))
+    p_next = p + p * (u * (u + 2.0))
+    four_eps = 4.0 * abs(e_next)
+    derive_eps = (four_eps >= s_next) & (four_eps >= p_next)
+    s_larger = s_next >= p_next
+    derive_s = ~derive_eps & s_larger
+    derive_p = ~derive_eps & ~s_larger
+    four_product = 4.0 * (e_next + f)
+    e_next = 0.25 * (s_next - p_next) - f if derive_eps else e_next
+    s_fixed = p_next + four_product if derive_s else s_next
+    p_fixed = s_next - four_product if derive_p else p_next
+    return e_next, s_fixed, p_fixed
+
+
+@njit(**_JIT)
+def _replay_log_q(e: float, s: float, p: float, h: float, f: float, steps: int) -> float:
+    """log Q(T)/Q(0) of one trajectory, replayed from its start with the lane loop's
+    arithmetic (so through the same states) and each Q factor scaled by an exact
+    power of two: for the rare trajectory with a factor too large for the lane
+    loop's unscaled product (one with |ηε| > 2³⁰ at some step)."""
+    hi, lo, exponent = 1.0, 0.0, 0.0
+    for _ in range(steps):
+        lam = 0.5 * (s + p)
+        u = h * e
+        x = u * u
+        factor = 1.0 - x
+        error = (1.0 - factor) - x
+        power = _float_bits(factor) & _EXPONENT
+        inverse = _bits_float(_INVERSE_POWER - power)  # 2^−k for factor's 2^k (0 → 2^1023)
+        factor *= inverse
+        error *= inverse
+        exponent += _small_int_float(power >> 52) - 1023.0
+        product = hi * factor
+        lo = _fma(hi, error, _fma(lo, factor, _fma(hi, factor, -product)))
+        hi = product
+        e, s, p = _map_step(e, s, p, lam, u, h, f)
+    if hi < 0.0:
+        hi, lo = -hi, -lo
+    return _log_product(hi, lo, exponent)
+
+
 @njit(**_JIT)
 def _run_lanes(
     counter: Any,
@@ -241,8 +290,10 @@ def _run_lanes(
     f = fl(1 − x) plus its rounding error r (Fast2Sum), so the product is that
     of the exact |1 − x_t| (to ~2⁻¹⁰⁰ per step) and one logarithm is taken at T.
     A tiny η loses nothing to the rounding of 1 − x, and q_hi is brought back
-    to [√2/2, √2) by an exact power of two at every refill. Factors 0, inf and
-    NaN propagate through q_hi (0·inf = NaN, as −inf + inf in the reference).
+    to [1, 2) by an exact power of two at every refill. A factor 0 propagates
+    through q_hi (log 0 = −inf, as in the reference); a factor above 2⁶⁰, inf
+    or NaN makes q_hi NaN and :func:`_replay_log_q` recomputes that one
+    trajectory's Q with every factor scaled.
     """
     n = eps0.shape[0]
     # Lane state (residual, S, P, the trajectory's η and Φ, step count, running
@@ -265,7 +316,12 @@ def _run_lanes(
             claimed_end = min(following + CLAIM, n)
         if following < n:
             lane[_EPS + j], lane[_S + j], lane[_P + j] = eps0[following], s0[following], p0[following]
-            lane[_ETA + j], lane[_PHI + j], row[j], lane[_T + j] = eta_rows[following], phi_rows[following], following, 0.0
+            lane[_ETA + j], lane[_PHI + j], row[j], lane[_T + j] = (
+                eta_rows[following],
+                phi_rows[following],
+                following,
+                0.0,
+            )
             following += 1
             running += 1
 
@@ -298,33 +354,19 @@ def _run_lanes(
                 u = h * e
                 # Q factor 1 − x, x = u², entered exactly as factor + error (Fast2Sum; the
                 # error is 0 for x >= 1/2 where 1 − x is exact, and a rounding of it for x > 2),
-                # signed (only |Q| is read), and scaled by an exact power of two into [1, 2).
+                # signed (only |Q| is read). Factors lie in [2⁻⁵³, 2⁶⁰] (or are 0), so the
+                # product cannot leave the range of doubles within a block; a larger one
+                # makes it NaN, and the trajectory's Q is replayed exactly at write-out.
                 ug = u if go else 0.0  # a stopped lane multiplies by exactly 1
                 x = ug * ug
                 factor = 1.0 - x
                 error = (1.0 - factor) - x
-                power = _float_bits(factor) & _EXPONENT
-                inverse = _bits_float(_INVERSE_POWER - power)  # 2^−k for factor's 2^k (0 → 2^1023)
-                factor *= inverse
-                error *= inverse
-                lane[_Q_EXP + j] += _small_int_float(power >> 52) - 1023.0
+                factor = math.nan if x > _BIG_FACTOR else factor
                 hi = lane[_Q_HI + j]
                 product = hi * factor
                 lane[_Q_LO + j] = _fma(hi, error, _fma(lane[_Q_LO + j], factor, _fma(hi, factor, -product)))
                 lane[_Q_HI + j] = product
-                e_next = e + e * (u * (h * (e + f)) - h * lam)
-                s_next = s + s * (u * (u - 2.0))
-                p_next = p + p * (u * (u + 2.0))
-                # Re-derive the largest of S, P, 4|ε| from the other two (see ReducedState.step).
-                four_eps = 4.0 * abs(e_next)
-                derive_eps = (four_eps >= s_next) & (four_eps >= p_next)
-                s_larger = s_next >= p_next
-                derive_s = ~derive_eps & s_larger
-                derive_p = ~derive_eps & ~s_larger
-                four_product = 4.0 * (e_next + f)
-                e_next = 0.25 * (s_next - p_next) - f if derive_eps else e_next
-                s_fixed = p_next + four_product if derive_s else s_next
-                p_fixed = s_next - four_product if derive_p else p_next
+                e_next, s_fixed, p_fixed = _map_step(e, s, p, lam, u, h, f)
                 lane[_EPS + j] = e_next if go else e
                 lane[_S + j] = s_fixed if go else s
                 lane[_P + j] = p_fixed if go else p
@@ -359,7 +401,10 @@ def _run_lanes(
             out[2, r] = eta_sharp / lane[_ETA + j]
             negative = lane[_Q_HI + j] < 0.0
             hi, lo = (-lane[_Q_HI + j], -lane[_Q_LO + j]) if negative else (lane[_Q_HI + j], lane[_Q_LO + j])
-            out[3, r] = _log_product(hi, lo, lane[_Q_EXP + j])
+            if hi != hi:  # NaN: a factor above _BIG_FACTOR (or a NaN one, which the replay finds again)
+                out[3, r] = _replay_log_q(eps0[r], s0[r], p0[r], eta_rows[r], phi_rows[r], steps[r])
+            else:
+                out[3, r] = _log_product(hi, lo, lane[_Q_EXP + j])
             out[4, r] = lane[_SUM_EPS2 + j]
             # The state at T may not have been observed yet (stopped on the last step of a block).
             out[5, r] = eta_sharp if eta_sharp > lane[_MAX_ETA_SHARP + j] else lane[_MAX_ETA_SHARP + j]
@@ -375,7 +420,12 @@ def _run_lanes(
             lane[_MAX_ETA_SHARP + j] = -np.inf
             if following < n:
                 lane[_EPS + j], lane[_S + j], lane[_P + j] = eps0[following], s0[following], p0[following]
-                lane[_ETA + j], lane[_PHI + j], row[j], lane[_T + j] = eta_rows[following], phi_rows[following], following, 0.0
+                lane[_ETA + j], lane[_PHI + j], row[j], lane[_T + j] = (
+                    eta_rows[following],
+                    phi_rows[following],
+                    following,
+                    0.0,
+                )
                 following += 1
             else:
                 lane[_EPS + j] = lane[_S + j] = lane[_P + j] = 0.0
