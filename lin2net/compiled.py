@@ -164,7 +164,7 @@ _INVERSE_POWER = 0x7FE0000000000000  # its bits minus those of 2^k are those of 
 @njit(inline="always", **_JIT)
 def _small_int_float(k: int) -> float:
     """float(k) for 0 <= k < 2⁵² by bit operations (AVX2 has no packed int64 → float64)."""
-    return _bits_float(k | 0x4330000000000000) - 4503599627370496.0
+    return float(_bits_float(k | 0x4330000000000000) - 4503599627370496.0)
 
 
 @njit(inline="always", **_JIT)
@@ -259,7 +259,7 @@ def _replay_log_q(e: float, s: float, p: float, h: float, f: float, steps: int) 
         e, s, p = _map_step(e, s, p, lam, u, h, f)
     if hi < 0.0:
         hi, lo = -hi, -lo
-    return _log_product(hi, lo, exponent)
+    return float(_log_product(hi, lo, exponent))
 
 
 @njit(**_JIT)
