@@ -305,6 +305,7 @@ def _run_lanes(
     lane[_Q_HI : _Q_HI + LANES] = 1.0
     lane[_MAX_ETA_SHARP : _MAX_ETA_SHARP + LANES] = -np.inf
     row = np.full(LANES, -1, dtype=np.int64)  # trajectory held by the lane, -1 when empty
+    stopped = np.zeros(LANES)  # 1.0 for a lane whose trajectory stopped (set at each refill)
 
     # Trajectories are claimed from the shared counter[0] in chunks of CLAIM rows:
     # few atomic operations, and each thread writes mostly its own output lines.
@@ -371,21 +372,24 @@ def _run_lanes(
                 lane[_S + j] = s_fixed if go else s
                 lane[_P + j] = p_fixed if go else p
                 lane[_T + j] = tj + 1 if go else tj
+        # Branch-free over the lanes again: bring q_hi back into [1, 2) by an exact power
+        # of two (it moves by < 2^±61 per step), and mark the lanes that stopped.
         for j in range(LANES):
-            if row[j] < 0:
-                continue
             hi = abs(lane[_Q_HI + j])
-            if 0.0 < hi < np.inf:
-                # Bring q_hi back into [1, 2) by an exact power of two (it grows < 2^K per block).
-                power = _float_bits(hi) & _EXPONENT
-                inverse = _bits_float(_INVERSE_POWER - power)
-                lane[_Q_HI + j] *= inverse
-                lane[_Q_LO + j] *= inverse
-                lane[_Q_EXP + j] += _small_int_float(power >> 52) - 1023.0
+            normal = (hi > 0.0) & (hi < np.inf)
+            power = _float_bits(hi) & _EXPONENT
+            inverse = _bits_float(_INVERSE_POWER - power) if normal else 1.0
+            lane[_Q_HI + j] *= inverse
+            lane[_Q_LO + j] *= inverse
+            lane[_Q_EXP + j] += (_small_int_float(power >> 52) - 1023.0) if normal else 0.0
+            lam = 0.5 * (lane[_S + j] + lane[_P + j])
+            running_lane = _running(lane[_EPS + j], lam, lane[_T + j], loss_tol, max_steps, threshold)
+            stopped[j] = 0.0 if running_lane else 1.0
+        for j in range(LANES):
+            if stopped[j] == 0.0 or row[j] < 0:
+                continue
             e = lane[_EPS + j]
             lam = 0.5 * (lane[_S + j] + lane[_P + j])
-            if _running(e, lam, lane[_T + j], loss_tol, max_steps, threshold):
-                continue
             # The lane stopped (its state is frozen at T): write it out and refill it.
             r = row[j]
             if 0.5 * e * e <= loss_tol:
