@@ -105,10 +105,12 @@ def below(u: Any, m: Any) -> Any:
     """⌊u · m / 2⁶⁴⌋: a uniform integer in [0, m) from a 64-bit word u, m < 2³².
 
     Exact (the 64 × 32-bit product is formed from two 32-bit halves), so its
-    bias is at most m / 2⁶⁴.
+    bias is at most m / 2⁶⁴. (``m & 2³² − 1`` is m: it tells the compiler that
+    both products are 32 × 32-bit, one cheap vector multiply each.)
     """
-    high = (u >> _S32) * m
-    low = (u & _LOW32) * m
+    m32 = m & _LOW32
+    high = (u >> _S32) * m32
+    low = (u & _LOW32) * m32
     return (high + (low >> _S32)) >> _S32
 
 

@@ -149,6 +149,35 @@ def _sharpness(eps: float, lam: float, phi: float) -> float:
     return 0.5 * (lam + math.sqrt(disc))
 
 
+# Pass-2 pieces as functions of their own: each lane loop is then compiled (and
+# vectorized) apart from the big kernel, whose array arguments LLVM cannot tell apart.
+
+
+@njit(inline="always", **_JIT)
+def _draw_positions(key: Any, sk: Any, kk: Any, span: Any, offset: int, out: Any) -> None:
+    """out[j] = offset + below(word(key[j], sk[j], kk), span) for every lane."""
+    for j in range(LANES):
+        out[j] = np.int32(offset + np.int64(below(word(key[j], sk[j], kk), span)))
+
+
+@njit(inline="always", **_JIT)
+def _accumulate(index: Any, sampled: Any, size: Any, k: int, x2: FloatArray, x_nu: FloatArray, s: Any, r: Any) -> None:
+    """s[j] += x2[index[j]], r[j] += x_nu[index[j]] for the lanes with batch position k."""
+    for j in range(LANES):
+        use = sampled[j] & (k < size[j])
+        at = index[j] if use else 0
+        s[j] += x2[at] if use else 0.0
+        r[j] += x_nu[at] if use else 0.0
+
+
+@njit(inline="always", **_JIT)
+def _add_noise(key: Any, sk: Any, sigma: FloatArray, s: FloatArray, size: Any, r: FloatArray) -> None:
+    """r[j] += σ_j z √(s_j / B_j), z the step's standard normal, for the lanes with σ_j > 0."""
+    for j in range(LANES):
+        z = _standard_normal(word(key[j], sk[j], _NOISE0), word(key[j], sk[j], _NOISE1))
+        r[j] = r[j] + sigma[j] * z * math.sqrt(s[j] / size[j]) if sigma[j] > 0.0 else r[j]
+
+
 @njit(**_JIT)
 def _run_lanes(
     counter: Any,
@@ -212,11 +241,12 @@ def _run_lanes(
     width = 1
     for i in range(n):
         width = max(width, size_in[i])
-    perm = np.empty((LANES, n_data), dtype=np.int64)
+    perm = np.empty((LANES, n_data if width > 1 else 1), dtype=np.int32)
     for j in range(LANES):
-        for i in range(n_data):
+        for i in range(perm.shape[1]):
             perm[j, i] = i
-    picks = np.zeros((width, LANES), dtype=np.int64)
+    picks = np.zeros((width, LANES), dtype=np.int32)
+    sampled = np.zeros(LANES, dtype=np.bool_)
     sk = np.zeros(LANES, dtype=np.uint64)
     noisy = False
     for i in range(n):
@@ -261,32 +291,35 @@ def _run_lanes(
                         window[4, j] += lam[j]
                         in_window[j] += 1
             # Pass 2: the batch sums s = mean_B x², r = mean_B x ν + mean_B x ξ.
-            # Hashes, the noise normal and (with replacement) the gathers are
-            # branch-free loops over the lanes; only the Fisher-Yates swaps are not.
+            # Every loop over the lanes is branch-free (selects only), so it vectorizes.
             depth = 0  # batch positions to draw: the largest sampled batch among the lanes
+            divide = False  # some sampled lane has a batch of more than one
+            any_full = False
             for j in range(LANES):
                 sk[j] = step_counter(np.uint64(t[j]))
-                sampled = go[j] & ~((size[j] == n_data) & ~with_replacement)
-                depth = max(depth, size[j] if sampled else 0)
+                b = size[j]
+                full = (b == n_data) & ~with_replacement
+                draws = go[j] & ~full
+                sampled[j] = draws
+                depth = max(depth, b if draws else 0)
+                divide |= draws & (b > 1)
+                any_full |= full
                 s[j] = 0.0
                 r[j] = 0.0
-            for k in range(depth):
-                kk = np.uint64(NOISE_DRAWS + k)
-                span = np.uint64(n_data if with_replacement else n_data - k)
-                offset = 0 if with_replacement else k
+            if with_replacement:
+                for k in range(depth):
+                    _draw_positions(key, sk, np.uint64(NOISE_DRAWS + k), np.uint64(n_data), 0, picks[k])
+                    _accumulate(picks[k], sampled, size, k, x2, x_nu, s, r)
+            elif depth == 1:  # a batch of one: Fisher-Yates' first pick is a uniform index
+                _draw_positions(key, sk, np.uint64(NOISE_DRAWS), np.uint64(n_data), 0, picks[0])
+                _accumulate(picks[0], sampled, size, 0, x2, x_nu, s, r)
+            else:  # the swaps on a per-lane index array (kept at the identity between steps)
+                for k in range(depth):
+                    _draw_positions(key, sk, np.uint64(NOISE_DRAWS + k), np.uint64(n_data - k), k, picks[k])
                 for j in range(LANES):
-                    pick = offset + np.int64(below(word(key[j], sk[j], kk), span))
-                    picks[k, j] = pick
-                    # Direct: with replacement, or a batch of one (Fisher-Yates' first pick).
-                    use = go[j] & (k < size[j]) & (with_replacement | (size[j] == 1))
-                    at = pick if use else 0
-                    s[j] += x2[at] if use else 0.0
-                    r[j] += x_nu[at] if use else 0.0
-            if depth > 1 and not with_replacement:
-                for j in range(LANES):
-                    b = size[j]
-                    if not go[j] or b == n_data or b == 1:
+                    if not sampled[j]:
                         continue
+                    b = size[j]
                     sj = 0.0
                     rj = 0.0
                     for k in range(b):  # partial Fisher-Yates on the identity
@@ -301,15 +334,17 @@ def _run_lanes(
                         perm[j, picks[k, j]] = picks[k, j]
                     s[j] = sj
                     r[j] = rj
-            for j in range(LANES):
-                b = size[j]
-                full = (b == n_data) & ~with_replacement
-                s[j] = s_full if full else s[j] / b
-                r[j] = r_full if full else r[j] / b
-            if noisy:
+            if divide:
                 for j in range(LANES):
-                    z = _standard_normal(word(key[j], sk[j], _NOISE0), word(key[j], sk[j], _NOISE1))
-                    r[j] = r[j] + sigma[j] * z * math.sqrt(s[j] / size[j]) if sigma[j] > 0.0 else r[j]
+                    s[j] = s[j] / size[j]
+                    r[j] = r[j] / size[j]
+            if any_full:
+                for j in range(LANES):
+                    full = (size[j] == n_data) & ~with_replacement
+                    s[j] = s_full if full else s[j]
+                    r[j] = r_full if full else r[j]
+            if noisy:
+                _add_noise(key, sk, sigma, s, size, r)
             # Pass 3: step the map and the diagnostics (branch-free).
             for j in range(LANES):
                 e = eps[j]
