@@ -162,20 +162,27 @@ def _draw_positions(key: Any, sk: Any, kk: Any, span: Any, offset: int, out: Any
 
 @njit(inline="always", **_JIT)
 def _accumulate(index: Any, sampled: Any, size: Any, k: int, x2: FloatArray, x_nu: FloatArray, s: Any, r: Any) -> None:
-    """s[j] += x2[index[j]], r[j] += x_nu[index[j]] for the lanes with batch position k."""
+    """s[j] += x2[index[j]], r[j] += x_nu[index[j]] for the lanes with batch position k
+    (the sums start at 0 for k = 0; 0 + x is x)."""
     for j in range(LANES):
         use = sampled[j] & (k < size[j])
         at = index[j] if use else 0
-        s[j] += x2[at] if use else 0.0
-        r[j] += x_nu[at] if use else 0.0
+        s_k = x2[at] if k == 0 else s[j] + x2[at]
+        r_k = x_nu[at] if k == 0 else r[j] + x_nu[at]
+        s[j] = s_k if use else s[j]
+        r[j] = r_k if use else r[j]
 
 
 @njit(inline="always", **_JIT)
-def _add_noise(key: Any, sk: Any, sigma: FloatArray, s: FloatArray, size: Any, r: FloatArray) -> None:
-    """r[j] += σ_j z √(s_j / B_j), z the step's standard normal, for the lanes with σ_j > 0."""
+def _add_noise(
+    key: Any, sk: Any, sigma: FloatArray, s: FloatArray, size: Any, full: Any, r_full: float, r: FloatArray
+) -> None:
+    """r[j] ← r_j + σ_j z √(s_j / B_j) (z the step's standard normal) where σ_j > 0, with
+    r_j = r_full on a full batch (whose r is otherwise kept from step to step)."""
     for j in range(LANES):
         z = _standard_normal(word(key[j], sk[j], _NOISE0), word(key[j], sk[j], _NOISE1))
-        r[j] = r[j] + sigma[j] * z * math.sqrt(s[j] / size[j]) if sigma[j] > 0.0 else r[j]
+        base = r_full if full[j] else r[j]
+        r[j] = base + sigma[j] * z * math.sqrt(s[j] / size[j]) if sigma[j] > 0.0 else base
 
 
 @njit(**_JIT)
@@ -237,6 +244,7 @@ def _run_lanes(
     eta_sharp = np.zeros(LANES)
     s = np.zeros(LANES)
     r = np.zeros(LANES)
+    full = np.zeros(LANES, dtype=np.bool_)
     row = np.full(LANES, -1, dtype=np.int64)
     width = 1
     for i in range(n):
@@ -249,8 +257,10 @@ def _run_lanes(
     sampled = np.zeros(LANES, dtype=np.bool_)
     sk = np.zeros(LANES, dtype=np.uint64)
     noisy = False
+    sampling = False
     for i in range(n):
         noisy |= sigma_in[i] > 0.0
+        sampling |= with_replacement or size_in[i] < n_data
 
     running = 0
     for j in range(LANES):
@@ -260,6 +270,8 @@ def _run_lanes(
             eta[j], phi[j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
             tol[j] = loss_tol[following]
             size[j], key[j] = size_in[following], key_in[following]
+            full[j] = (size[j] == n_data) & ~with_replacement
+            s[j], r[j] = s_full, r_full  # constant for a full batch; overwritten otherwise
             running += 1
 
     while running > 0:
@@ -294,18 +306,16 @@ def _run_lanes(
             # Every loop over the lanes is branch-free (selects only), so it vectorizes.
             depth = 0  # batch positions to draw: the largest sampled batch among the lanes
             divide = False  # some sampled lane has a batch of more than one
-            any_full = False
-            for j in range(LANES):
-                sk[j] = step_counter(np.uint64(t[j]))
-                b = size[j]
-                full = (b == n_data) & ~with_replacement
-                draws = go[j] & ~full
-                sampled[j] = draws
-                depth = max(depth, b if draws else 0)
-                divide |= draws & (b > 1)
-                any_full |= full
-                s[j] = 0.0
-                r[j] = 0.0
+            if sampling:  # some trajectory of the call draws batches
+                for j in range(LANES):
+                    b = size[j]
+                    draws = go[j] & ~full[j]
+                    sampled[j] = draws
+                    depth = max(depth, b if draws else 0)
+                    divide |= draws & (b > 1)
+            if depth > 0 or noisy:
+                for j in range(LANES):
+                    sk[j] = step_counter(np.uint64(t[j]))
             if with_replacement:
                 for k in range(depth):
                     _draw_positions(key, sk, np.uint64(NOISE_DRAWS + k), np.uint64(n_data), 0, picks[k])
@@ -334,23 +344,19 @@ def _run_lanes(
                         perm[j, picks[k, j]] = picks[k, j]
                     s[j] = sj
                     r[j] = rj
-            if divide:
+            if divide:  # a batch of one needs no division (x / 1 = x), a full batch has its own moments
                 for j in range(LANES):
-                    s[j] = s[j] / size[j]
-                    r[j] = r[j] / size[j]
-            if any_full:
-                for j in range(LANES):
-                    full = (size[j] == n_data) & ~with_replacement
-                    s[j] = s_full if full else s[j]
-                    r[j] = r_full if full else r[j]
+                    s[j] = s[j] / size[j] if sampled[j] else s[j]
+                    r[j] = r[j] / size[j] if sampled[j] else r[j]
             if noisy:
-                _add_noise(key, sk, sigma, s, size, r)
+                _add_noise(key, sk, sigma, s, size, full, r_full, r)
             # Pass 3: step the map and the diagnostics (branch-free).
             for j in range(LANES):
                 e = eps[j]
                 lj = lam[j]
                 ok = go[j]
-                g = s[j] * e - r[j]
+                rj = r[j]
+                g = s[j] * e - rj
                 eta_g = eta[j] * g
                 eos[j] += 1.0 if (ok & (eta_sharp[j] > 2.0)) else 0.0
                 factor = abs(1.0 - eta_g * eta_g)
@@ -368,7 +374,7 @@ def _run_lanes(
                 max_abs_eps[j] = a if (ok & (a > max_abs_eps[j])) else max_abs_eps[j]
                 product = e + phi[j]
                 eta_s = eta[j] * s[j]
-                stepped = e * (1.0 - eta_s * lj + eta_g * eta_s * product) + eta[j] * r[j] * (lj - eta_g * product)
+                stepped = e * (1.0 - eta_s * lj + eta_g * eta_s * product) + eta[j] * rj * (lj - eta_g * product)
                 eps[j] = stepped if ok else e
                 lam[j] = (1.0 + eta_g * eta_g) * lj - 4.0 * eta_g * product if ok else lj
                 t[j] += 1 if ok else 0
@@ -408,6 +414,8 @@ def _run_lanes(
                 eta[j], phi[j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
                 tol[j] = loss_tol[following]
                 size[j], key[j] = size_in[following], key_in[following]
+                full[j] = (size[j] == n_data) & ~with_replacement
+                s[j], r[j] = s_full, r_full
                 q_hi[j] = 1.0
                 q_lo[j] = q_exp[j] = q_special[j] = sum_eps2[j] = max_abs_eps[j] = eos[j] = 0.0
                 for c in range(5):
