@@ -118,12 +118,29 @@ def _log_product(hi: float, lo: float, exponent: float, special: float) -> float
     m, k = _split(hi)
     lo = lo * (m / hi)
     k += exponent
-    return float((k * _LN2_HI + (math.log(m) + (lo / m + k * _LN2_LO))) + special)
+    return float((k * _LN2_HI + (log_reduced(m, 0.0) + (lo / m + k * _LN2_LO))) + special)
 
 
 @njit(inline="always", **_JIT)
-def _standard_normal(word1: Any, word2: Any) -> float:
-    """sgd.standard_normal for one pair of words, branch-free (selects only)."""
+def _power_of_two(e: float) -> float:
+    """2^e for an integer-valued e in [−1022, 1023]."""
+    return _bits_float((np.int64(e) + 1023) << 52)
+
+
+@njit(inline="always", **_JIT)
+def _product_value(hi: float, lo: float, exponent: float, special: float) -> float:
+    """(hi + lo) · 2^exponent, or the special term's limit: exp of :func:`_log_product`
+    without a call to exp (one rounding in the scaling, subnormals included)."""
+    first = min(max(exponent, -1022.0), 1023.0)
+    second = min(max(exponent - first, -1022.0), 1023.0)
+    value = ((hi + lo) * _power_of_two(first)) * _power_of_two(second)
+    limit = 0.0 if special == -np.inf else special  # exp(−inf) = 0; +inf and NaN stay
+    return value if special == 0.0 else limit
+
+
+@njit(inline="always", **_JIT)
+def _normal_pair(word1: Any, word2: Any) -> tuple[float, float]:
+    """sgd.standard_normal for one pair of words, cosine and sine, branch-free (selects only)."""
     m, k = _split(open_unit(word1))
     radius = math.sqrt(-2.0 * log_reduced(m, k))
     octant, x = turn_parts(word2)
@@ -137,8 +154,11 @@ def _standard_normal(word1: Any, word2: Any) -> float:
     cosine = -cos_phi if quadrant == 2 else cosine
     cosine = -sin_phi if quadrant == 1 else cosine
     cosine = cos_phi if quadrant == 0 else cosine
-    z: float = radius * cosine
-    return z
+    sine = -cos_phi
+    sine = -sin_phi if quadrant == 2 else sine
+    sine = cos_phi if quadrant == 1 else sine
+    sine = sin_phi if quadrant == 0 else sine
+    return radius * cosine, radius * sine
 
 
 @njit(inline="always", **_JIT)
@@ -175,14 +195,38 @@ def _accumulate(index: Any, sampled: Any, size: Any, k: int, x2: FloatArray, x_n
 
 @njit(inline="always", **_JIT)
 def _add_noise(
-    key: Any, sk: Any, sigma: FloatArray, s: FloatArray, size: Any, full: Any, r_full: float, r: FloatArray
+    key: Any,
+    t: Any,
+    go: Any,
+    sigma: FloatArray,
+    s: FloatArray,
+    size: Any,
+    full: Any,
+    r_full: float,
+    spare: FloatArray,
+    z: FloatArray,
+    r: FloatArray,
 ) -> None:
     """r[j] ← r_j + σ_j z √(s_j / B_j) (z the step's standard normal) where σ_j > 0, with
-    r_j = r_full on a full batch (whose r is otherwise kept from step to step)."""
+    r_j = r_full on a full batch (whose r is otherwise kept from step to step).
+
+    Steps 2i and 2i + 1 share a Box–Muller pair: when every noisy stepping lane is at
+    an odd step, each takes the sine its even step left in ``spare``; otherwise the
+    pairs are computed (sine kept in ``spare``) and odd lanes take their sine."""
+    all_odd = True
     for j in range(LANES):
-        z = _standard_normal(word(key[j], sk[j], _NOISE0), word(key[j], sk[j], _NOISE1))
+        all_odd &= ~(go[j] & (sigma[j] > 0.0)) | ((t[j] & 1) == 1)
+    if not all_odd:
+        for j in range(LANES):  # few arrays per loop: LLVM vectorizes it without alias doubts
+            tj = t[j]
+            counter = step_counter(np.uint64(tj - (tj & 1)))
+            cosine, sine = _normal_pair(word(key[j], counter, _NOISE0), word(key[j], counter, _NOISE1))
+            z[j] = sine if (tj & 1) == 1 else cosine
+            spare[j] = sine
+    normal = spare if all_odd else z
+    for j in range(LANES):
         base = r_full if full[j] else r[j]
-        r[j] = base + sigma[j] * z * math.sqrt(s[j] / size[j]) if sigma[j] > 0.0 else base
+        r[j] = base + sigma[j] * normal[j] * math.sqrt(s[j] / size[j]) if sigma[j] > 0.0 else base
 
 
 @njit(**_JIT)
@@ -255,6 +299,8 @@ def _run_lanes(
             perm[j, i] = i
     picks = np.zeros((width, LANES), dtype=np.int32)
     sampled = np.zeros(LANES, dtype=np.bool_)
+    spare = np.zeros(LANES)  # the sine of the lane's last Box–Muller pair: the next odd step's normal
+    z = np.zeros(LANES)  # the step's normal
     sk = np.zeros(LANES, dtype=np.uint64)
     noisy = False
     sampling = False
@@ -292,16 +338,19 @@ def _run_lanes(
                 go[j] = alive & ~converged & bounded & (t[j] < max_steps)
                 windowed |= alive & (t[j] > first)
             if windowed:  # only in the final window of the step budget
-                for j in range(LANES):
-                    if live[j] and t[j] > first:
-                        e = eps[j]
-                        log_q = _log_product(q_hi[j], q_lo[j], q_exp[j], q_special[j])
-                        window[0, j] += math.exp(log_q)
-                        window[1, j] += log_q
-                        window[2, j] += _sharpness(e, lam[j], phi[j])
-                        window[3, j] += 0.5 * e * e + noise_floor
-                        window[4, j] += lam[j]
-                        in_window[j] += 1
+                for j in range(LANES):  # branch-free, no libm calls
+                    inside = live[j] & (t[j] > first)
+                    e = eps[j]
+                    lj = lam[j]
+                    hi, lo, exponent, special = q_hi[j], q_lo[j], q_exp[j], q_special[j]
+                    log_q = _log_product(hi, lo, exponent, special)
+                    q = _product_value(hi, lo, exponent, special)
+                    window[0, j] += q if inside else 0.0
+                    window[1, j] += log_q if inside else 0.0
+                    window[2, j] += _sharpness(e, lj, phi[j]) if inside else 0.0
+                    window[3, j] += 0.5 * e * e + noise_floor if inside else 0.0
+                    window[4, j] += lj if inside else 0.0
+                    in_window[j] += 1 if inside else 0
             # Pass 2: the batch sums s = mean_B x², r = mean_B x ν + mean_B x ξ.
             # Every loop over the lanes is branch-free (selects only), so it vectorizes.
             depth = 0  # batch positions to draw: the largest sampled batch among the lanes
@@ -313,7 +362,7 @@ def _run_lanes(
                     sampled[j] = draws
                     depth = max(depth, b if draws else 0)
                     divide |= draws & (b > 1)
-            if depth > 0 or noisy:
+            if depth > 0:
                 for j in range(LANES):
                     sk[j] = step_counter(np.uint64(t[j]))
             if with_replacement:
@@ -349,7 +398,7 @@ def _run_lanes(
                     s[j] = s[j] / size[j] if sampled[j] else s[j]
                     r[j] = r[j] / size[j] if sampled[j] else r[j]
             if noisy:
-                _add_noise(key, sk, sigma, s, size, full, r_full, r)
+                _add_noise(key, t, go, sigma, s, size, full, r_full, spare, z, r)
             # Pass 3: step the map and the diagnostics (branch-free).
             for j in range(LANES):
                 e = eps[j]

@@ -336,3 +336,37 @@ def test_standard_normal_is_box_muller_to_rounding_and_normal() -> None:
     u = ((edges >> np.uint64(11)) + np.uint64(1)) * 2.0**-53
     expected = [math.sqrt(-2 * math.log(a)) * math.cos(2 * math.pi * a) for a in u]
     assert_allclose(standard_normal(edges, edges), expected, rtol=0, atol=4e-15)
+    sine = [math.sqrt(-2 * math.log(a)) * math.sin(2 * math.pi * a) for a in u]
+    assert_allclose(standard_normal(edges, edges, sine=True), sine, rtol=0, atol=4e-15)
+
+
+def test_paired_normals_are_sine_and_cosine_and_independent() -> None:
+    """Steps 2i and 2i + 1 take the cosine and the sine of one Box–Muller pair: each
+    exactly the libm formula to rounding, each N(0, 1), uncorrelated with each other."""
+    import math
+
+    from lin2net.counter_rng import step_counter, word
+    from lin2net.sgd import standard_normal
+
+    words1 = trajectory_keys(3, np.arange(50_000, dtype=np.int64))
+    words2 = trajectory_keys(4, np.arange(50_000, dtype=np.int64))
+    cosine, sine = standard_normal(words1, words2), standard_normal(words1, words2, sine=True)
+    u1, u2 = (((w >> np.uint64(11)) + np.uint64(1)) * 2.0**-53 for w in (words1, words2))
+    libm = np.array([math.sqrt(-2 * math.log(a)) * math.sin(2 * math.pi * b) for a, b in zip(u1, u2, strict=True)])
+    assert_allclose(sine, libm, rtol=0, atol=4e-15)
+    assert stats.kstest(sine, "norm").pvalue > 1e-3
+    assert abs(np.corrcoef(cosine, sine)[0, 1]) < 4 / np.sqrt(cosine.size)
+    assert abs(np.corrcoef(cosine**2, sine**2)[0, 1]) < 4 / np.sqrt(cosine.size)  # not just uncorrelated
+    # In a run: step 2i + 1 uses the sine of step 2i's words, step 2i + 2 fresh words.
+    n_data = 8
+    data = build_data(DataSpec(n=n_data, x="ones"), 0)
+    keys = trajectory_keys(0, np.arange(20_000, dtype=np.int64))
+    params = SGDParameters.broadcast(keys.size, 0.1, 1.0, 1, 1.0, keys)
+    z = [sample_batch(data, params, t, "without_replacement").noise for t in range(4)]  # s = 1, B = 1: noise = z
+    pair = [
+        word(keys, step_counter(np.zeros(keys.size, dtype=np.uint64)), np.full(keys.size, j, np.uint64)) for j in (0, 1)
+    ]
+    assert_array_equal(z[0], standard_normal(*pair))
+    assert_array_equal(z[1], standard_normal(*pair, sine=True))
+    for a, b in ((0, 1), (1, 2), (0, 2), (2, 3)):
+        assert abs(np.corrcoef(z[a] ** 2, z[b] ** 2)[0, 1]) < 4 / np.sqrt(keys.size)
