@@ -124,7 +124,8 @@ def _log_product(hi: float, lo: float, exponent: float, special: float) -> float
 @njit(inline="always", **_JIT)
 def _power_of_two(e: float) -> float:
     """2^e for an integer-valued e in [−1022, 1023]."""
-    return _bits_float((np.int64(e) + 1023) << 52)
+    result: float = _bits_float((np.int64(e) + 1023) << 52)
+    return result
 
 
 @njit(inline="always", **_JIT)
@@ -135,7 +136,8 @@ def _product_value(hi: float, lo: float, exponent: float, special: float) -> flo
     second = min(max(exponent - first, -1022.0), 1023.0)
     value = ((hi + lo) * _power_of_two(first)) * _power_of_two(second)
     limit = 0.0 if special == -np.inf else special  # exp(−inf) = 0; +inf and NaN stay
-    return value if special == 0.0 else limit
+    result: float = value if special == 0.0 else limit
+    return result
 
 
 @njit(inline="always", **_JIT)

@@ -134,6 +134,7 @@ def test_reduced_map_equals_full_vectors_on_the_same_batches(
         # absolute errors of ~1e-16 λ, so compare those on that scale.
         for name in ("eps_T", "max_abs_eps"):
             assert_allclose(getattr(full, name), getattr(reduced, name), rtol=1e-12, atol=1e-14, err_msg=name)
+        assert isinstance(full, SGDResults) and isinstance(reduced, SGDResults)
         assert_allclose(full.loss_T, reduced.loss_T, rtol=1e-12, atol=1e-14 * np.abs(reduced.eps_T).max())
         q_scale = 1e-14 * reduced.lambda_T / (initial.q0 * reduced.q_ratio)
         assert (np.abs(full.log_q_ratio - reduced.log_q_ratio) <= 1e-12 * np.abs(reduced.log_q_ratio) + q_scale).all()
@@ -170,7 +171,8 @@ def test_label_noise_log_q_matches_independent_monte_carlo() -> None:
             g = (xb * (m[:, None] * xb - yb)).mean(axis=1)[:, None]
             va, vb = va - eta * g * vb, vb - eta * g * va
         del rows
-        return np.log(np.abs(va * va - vb * vb).sum(axis=1) / q0)
+        log_ratio: np.ndarray = np.log(np.abs(va * va - vb * vb).sum(axis=1) / q0)
+        return log_ratio
 
     same = stats.ks_2samp(results.log_q_ratio, monte_carlo(1.0))
     assert same.pvalue > 0.01, same
@@ -290,6 +292,7 @@ def test_data_set_is_normalized_and_its_loss_is_half_eps_squared_plus_floor() ->
 def test_noisy_sgd_runs_to_max_steps_and_noise_free_converges() -> None:
     config = sgd_config(grid={"label_noise": [0.0, 0.1], "eta": 0.2, "lambda0": 1.0}, max_steps=2000)
     noise_free, noisy = (simulate_cell(config, cell, threads=1)[1] for cell in expand_grid(config))
+    assert isinstance(noise_free, SGDResults) and isinstance(noisy, SGDResults)
     assert (noise_free.status == Status.CONVERGED).all()
     assert (noisy.status == Status.MAX_STEPS).all()
     assert np.isnan(noise_free.loss_window).all() and np.isfinite(noisy.loss_window).all()
@@ -366,7 +369,7 @@ def test_paired_normals_are_sine_and_cosine_and_independent() -> None:
     pair = [
         word(keys, step_counter(np.zeros(keys.size, dtype=np.uint64)), np.full(keys.size, j, np.uint64)) for j in (0, 1)
     ]
-    assert_array_equal(z[0], standard_normal(*pair))
-    assert_array_equal(z[1], standard_normal(*pair, sine=True))
+    assert_array_equal(z[0], standard_normal(pair[0], pair[1]))
+    assert_array_equal(z[1], standard_normal(pair[0], pair[1], sine=True))
     for a, b in ((0, 1), (1, 2), (0, 2), (2, 3)):
         assert abs(np.corrcoef(z[a] ** 2, z[b] ** 2)[0, 1]) < 4 / np.sqrt(keys.size)
