@@ -176,19 +176,20 @@ def _sharpness(eps: float, lam: float, phi: float) -> float:
 
 
 @njit(inline="always", **_JIT)
-def _draw_positions(key: Any, sk: Any, kk: Any, span: Any, offset: int, out: Any) -> None:
-    """out[j] = offset + below(word(key[j], sk[j], kk), span) for every lane."""
+def _draw_positions(key: Any, sk: Any, kk: Any, span: Any, offset: int, out: Any, row: int) -> None:
+    """out[row, j] = offset + below(word(key[j], sk[j], kk), span) for every lane (no row
+    views: each would cost an atomic reference count)."""
     for j in range(LANES):
-        out[j] = np.int32(offset + np.int64(below(word(key[j], sk[j], kk), span)))
+        out[row, j] = np.int32(offset + np.int64(below(word(key[j], sk[j], kk), span)))
 
 
 @njit(inline="always", **_JIT)
 def _accumulate(index: Any, sampled: Any, size: Any, k: int, x2: FloatArray, x_nu: FloatArray, s: Any, r: Any) -> None:
-    """s[j] += x2[index[j]], r[j] += x_nu[index[j]] for the lanes with batch position k
+    """s[j] += x2[index[k, j]], r[j] += x_nu[index[k, j]] for the lanes with batch position k
     (the sums start at 0 for k = 0; 0 + x is x)."""
     for j in range(LANES):
         use = sampled[j] & (k < size[j])
-        at = index[j] if use else 0
+        at = index[k, j] if use else 0
         s_k = x2[at] if k == 0 else s[j] + x2[at]
         r_k = x_nu[at] if k == 0 else r[j] + x_nu[at]
         s[j] = s_k if use else s[j]
@@ -369,14 +370,14 @@ def _run_lanes(
                     sk[j] = step_counter(np.uint64(t[j]))
             if with_replacement:
                 for k in range(depth):
-                    _draw_positions(key, sk, np.uint64(NOISE_DRAWS + k), np.uint64(n_data), 0, picks[k])
-                    _accumulate(picks[k], sampled, size, k, x2, x_nu, s, r)
+                    _draw_positions(key, sk, np.uint64(NOISE_DRAWS + k), np.uint64(n_data), 0, picks, k)
+                    _accumulate(picks, sampled, size, k, x2, x_nu, s, r)
             elif depth == 1:  # a batch of one: Fisher-Yates' first pick is a uniform index
-                _draw_positions(key, sk, np.uint64(NOISE_DRAWS), np.uint64(n_data), 0, picks[0])
-                _accumulate(picks[0], sampled, size, 0, x2, x_nu, s, r)
+                _draw_positions(key, sk, np.uint64(NOISE_DRAWS), np.uint64(n_data), 0, picks, 0)
+                _accumulate(picks, sampled, size, 0, x2, x_nu, s, r)
             else:  # the swaps on a per-lane index array (kept at the identity between steps)
                 for k in range(depth):
-                    _draw_positions(key, sk, np.uint64(NOISE_DRAWS + k), np.uint64(n_data - k), k, picks[k])
+                    _draw_positions(key, sk, np.uint64(NOISE_DRAWS + k), np.uint64(n_data - k), k, picks, k)
                 for j in range(LANES):
                     if not sampled[j]:
                         continue
