@@ -310,6 +310,7 @@ def _run_lanes(
     for i in range(n):
         noisy |= sigma_in[i] > 0.0
         sampling |= with_replacement or size_in[i] < n_data
+    quiet = not (noisy or sampling)
 
     running = 0
     for j in range(LANES):
@@ -324,7 +325,49 @@ def _run_lanes(
             running += 1
 
     while running > 0:
+        # No trajectory samples a batch or has label noise (every batch is the full one)
+        # and no lane reaches the final window in this block: GD's single pass.
+        gd_block = quiet
+        for j in range(LANES):
+            gd_block &= ~live[j] | (t[j] + STEPS_PER_REFILL <= first)
         for _ in range(STEPS_PER_REFILL):
+            if gd_block:
+                for j in range(LANES):
+                    e = eps[j]
+                    lj = lam[j]
+                    alive = live[j]
+                    es = eta[j] * _sharpness(e, lj, phi[j])
+                    m = max_eta_sharp[j]
+                    max_eta_sharp[j] = es if (alive & (es > m)) else m
+                    converged = 0.5 * e * e <= tol[j]
+                    bounded = (abs(e) <= threshold) & (abs(lj) <= threshold)
+                    ok = alive & ~converged & bounded & (t[j] < max_steps)
+                    sj = s_full
+                    rj = r_full
+                    g = sj * e - rj
+                    eta_g = eta[j] * g
+                    eos[j] += 1.0 if (ok & (es > 2.0)) else 0.0
+                    factor = abs(1.0 - eta_g * eta_g)
+                    normal = ok & (factor > 0.0) & (factor < np.inf)
+                    mantissa, k2 = _split(factor)
+                    mantissa = mantissa if normal else 1.0
+                    hi = q_hi[j]
+                    q_product = hi * mantissa
+                    q_lo[j] = q_lo[j] * mantissa + _fma(hi, mantissa, -q_product)
+                    q_hi[j] = q_product
+                    q_exp[j] += k2 if normal else 0.0
+                    q_special[j] += (-np.inf if factor == 0.0 else factor) if (ok & ~normal) else 0.0
+                    sum_eps2[j] += e * e if ok else 0.0
+                    a = abs(e)
+                    max_abs_eps[j] = a if (ok & (a > max_abs_eps[j])) else max_abs_eps[j]
+                    product = e + phi[j]
+                    eta_s = eta[j] * sj
+                    stepped = e * (1.0 - eta_s * lj + eta_g * eta_s * product) + eta[j] * rj * (lj - eta_g * product)
+                    eps[j] = stepped if ok else e
+                    lam[j] = (1.0 + eta_g * eta_g) * lj - 4.0 * eta_g * product if ok else lj
+                    t[j] += 1 if ok else 0
+                    live[j] = ok
+                continue
             # Pass 1: observe state t and decide whether to step (branch-free).
             windowed = False
             for j in range(LANES):

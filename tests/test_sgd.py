@@ -220,20 +220,30 @@ def test_compiled_kernel_equals_numpy_reference(sampling: str, data_noise: float
 
 
 @pytest.mark.parametrize("sampling", ["without_replacement", "with_replacement"])
-@pytest.mark.parametrize("batch_size", [1, 3])
-def test_compiled_kernel_equals_numpy_reference_for_one_batch_size(sampling: str, batch_size: int) -> None:
-    """Every lane with the same batch size: the kernel's batch-of-one and uniform paths."""
+@pytest.mark.parametrize(("batch_size", "label_noise"), [(1, 0.05), (3, 0.05), (40, 0.0), (40, 0.05)])
+def test_compiled_kernel_equals_numpy_reference_for_one_batch_size(
+    sampling: str, batch_size: int, label_noise: float
+) -> None:
+    """Every lane with the same batch size: the kernel's batch-of-one path, and the full
+    batch without noise (GD's single pass until the final window)."""
     n, n_data = 200, 40
     rng = np.random.default_rng(7)
     lam0 = rng.uniform(0.3, 4.0, n)
     eps0 = 0.5 * lam0 * rng.uniform(-0.95, 0.95, n) - 1.0
     keys = trajectory_keys(13, np.arange(n, dtype=np.int64))
-    params = SGDParameters.broadcast(n, 0.3, 1.0, batch_size, 0.05, keys)
+    params = SGDParameters(
+        eta=rng.choice([0.005, 0.3, 0.9], n),
+        phi=np.ones(n),
+        batch_size=np.full(n, batch_size, dtype=np.int64),
+        label_noise=np.full(n, label_noise),
+        key=keys,
+    )
     data = build_data(DataSpec(n=n_data, noise=0.2), 0)
     rule = StopRule(1e-12, 600)
     expected = integrate_sgd(SGDReducedState(eps0, lam0), params, data, sampling, rule, window=100)
     actual = integrate_sgd_compiled(eps0, lam0, params, data, sampling, rule, window=100, threads=1)
     assert_kernel_equals_reference(expected, actual)
+    assert Status.MAX_STEPS in set(expected.status.tolist())  # the final window was reached
 
 
 def test_results_do_not_depend_on_thread_count_or_batching() -> None:
