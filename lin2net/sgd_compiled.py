@@ -232,6 +232,65 @@ def _add_noise(
         r[j] = base + sigma[j] * normal[j] * math.sqrt(s[j] / size[j]) if sigma[j] > 0.0 else base
 
 
+@njit(inline="always", **_JIT)
+def _observe_and_step(
+    j: int,
+    sj: float,
+    rj: float,
+    eps: FloatArray,
+    lam: FloatArray,
+    live: Any,
+    t: Any,
+    eta: FloatArray,
+    phi: FloatArray,
+    tol: FloatArray,
+    max_eta_sharp: FloatArray,
+    eos: FloatArray,
+    q_hi: FloatArray,
+    q_lo: FloatArray,
+    q_exp: FloatArray,
+    q_special: FloatArray,
+    sum_eps2: FloatArray,
+    max_abs_eps: FloatArray,
+    max_steps: int,
+    threshold: float,
+) -> None:
+    """Pass 1 and pass 3 of lane j in one (the same operations): observe state t, and
+    step it with the batch moments (sj, rj) if the lane goes on. Outside the window."""
+    e = eps[j]
+    lj = lam[j]
+    alive = live[j]
+    es = eta[j] * _sharpness(e, lj, phi[j])
+    m = max_eta_sharp[j]
+    max_eta_sharp[j] = es if (alive & (es > m)) else m
+    converged = 0.5 * e * e <= tol[j]
+    bounded = (abs(e) <= threshold) & (abs(lj) <= threshold)
+    ok = alive & ~converged & bounded & (t[j] < max_steps)
+    g = sj * e - rj
+    eta_g = eta[j] * g
+    eos[j] += 1.0 if (ok & (es > 2.0)) else 0.0
+    factor = abs(1.0 - eta_g * eta_g)
+    normal = ok & (factor > 0.0) & (factor < np.inf)
+    mantissa, k2 = _split(factor)
+    mantissa = mantissa if normal else 1.0
+    hi = q_hi[j]
+    q_product = hi * mantissa
+    q_lo[j] = q_lo[j] * mantissa + _fma(hi, mantissa, -q_product)
+    q_hi[j] = q_product
+    q_exp[j] += k2 if normal else 0.0
+    q_special[j] += (-np.inf if factor == 0.0 else factor) if (ok & ~normal) else 0.0
+    sum_eps2[j] += e * e if ok else 0.0
+    a = abs(e)
+    max_abs_eps[j] = a if (ok & (a > max_abs_eps[j])) else max_abs_eps[j]
+    product = e + phi[j]
+    eta_s = eta[j] * sj
+    stepped = e * (1.0 - eta_s * lj + eta_g * eta_s * product) + eta[j] * rj * (lj - eta_g * product)
+    eps[j] = stepped if ok else e
+    lam[j] = (1.0 + eta_g * eta_g) * lj - 4.0 * eta_g * product if ok else lj
+    t[j] += 1 if ok else 0
+    live[j] = ok
+
+
 @njit(**_JIT)
 def _run_lanes(
     counter: Any,
@@ -310,7 +369,6 @@ def _run_lanes(
     for i in range(n):
         noisy |= sigma_in[i] > 0.0
         sampling |= with_replacement or size_in[i] < n_data
-    quiet = not (noisy or sampling)
 
     running = 0
     for j in range(LANES):
@@ -325,78 +383,68 @@ def _run_lanes(
             running += 1
 
     while running > 0:
-        # No trajectory samples a batch or has label noise (every batch is the full one)
-        # and no lane reaches the final window in this block: GD's single pass.
-        gd_block = quiet
+        # Outside the final window, the batches are drawn first, for every live lane
+        # (draws depend on the trajectory and the step only), and one pass observes
+        # and steps; in the window the three passes below take turns.
+        fast = True
         for j in range(LANES):
-            gd_block &= ~live[j] | (t[j] + STEPS_PER_REFILL <= first)
+            fast &= ~live[j] | (t[j] + STEPS_PER_REFILL <= first)
         for _ in range(STEPS_PER_REFILL):
-            if gd_block:
+            if fast and not sampling and not noisy:  # GD's single pass with the full-batch moments
+                for j in range(LANES):
+                    _observe_and_step(
+                        j,
+                        s_full,
+                        r_full,
+                        eps,
+                        lam,
+                        live,
+                        t,
+                        eta,
+                        phi,
+                        tol,
+                        max_eta_sharp,
+                        eos,
+                        q_hi,
+                        q_lo,
+                        q_exp,
+                        q_special,
+                        sum_eps2,
+                        max_abs_eps,
+                        max_steps,
+                        threshold,
+                    )
+                continue
+            if not fast:
+                # Pass 1: observe state t and decide whether to step (branch-free).
+                windowed = False
                 for j in range(LANES):
                     e = eps[j]
                     lj = lam[j]
                     alive = live[j]
-                    es = eta[j] * _sharpness(e, lj, phi[j])
+                    sharp = _sharpness(e, lj, phi[j])
+                    es = eta[j] * sharp
                     m = max_eta_sharp[j]
                     max_eta_sharp[j] = es if (alive & (es > m)) else m
+                    eta_sharp[j] = es
                     converged = 0.5 * e * e <= tol[j]
                     bounded = (abs(e) <= threshold) & (abs(lj) <= threshold)
-                    ok = alive & ~converged & bounded & (t[j] < max_steps)
-                    sj = s_full
-                    rj = r_full
-                    g = sj * e - rj
-                    eta_g = eta[j] * g
-                    eos[j] += 1.0 if (ok & (es > 2.0)) else 0.0
-                    factor = abs(1.0 - eta_g * eta_g)
-                    normal = ok & (factor > 0.0) & (factor < np.inf)
-                    mantissa, k2 = _split(factor)
-                    mantissa = mantissa if normal else 1.0
-                    hi = q_hi[j]
-                    q_product = hi * mantissa
-                    q_lo[j] = q_lo[j] * mantissa + _fma(hi, mantissa, -q_product)
-                    q_hi[j] = q_product
-                    q_exp[j] += k2 if normal else 0.0
-                    q_special[j] += (-np.inf if factor == 0.0 else factor) if (ok & ~normal) else 0.0
-                    sum_eps2[j] += e * e if ok else 0.0
-                    a = abs(e)
-                    max_abs_eps[j] = a if (ok & (a > max_abs_eps[j])) else max_abs_eps[j]
-                    product = e + phi[j]
-                    eta_s = eta[j] * sj
-                    stepped = e * (1.0 - eta_s * lj + eta_g * eta_s * product) + eta[j] * rj * (lj - eta_g * product)
-                    eps[j] = stepped if ok else e
-                    lam[j] = (1.0 + eta_g * eta_g) * lj - 4.0 * eta_g * product if ok else lj
-                    t[j] += 1 if ok else 0
-                    live[j] = ok
-                continue
-            # Pass 1: observe state t and decide whether to step (branch-free).
-            windowed = False
-            for j in range(LANES):
-                e = eps[j]
-                lj = lam[j]
-                alive = live[j]
-                sharp = _sharpness(e, lj, phi[j])
-                es = eta[j] * sharp
-                m = max_eta_sharp[j]
-                max_eta_sharp[j] = es if (alive & (es > m)) else m
-                eta_sharp[j] = es
-                converged = 0.5 * e * e <= tol[j]
-                bounded = (abs(e) <= threshold) & (abs(lj) <= threshold)
-                go[j] = alive & ~converged & bounded & (t[j] < max_steps)
-                windowed |= alive & (t[j] > first)
-            if windowed:  # only in the final window of the step budget
-                for j in range(LANES):  # branch-free, no libm calls
-                    inside = live[j] & (t[j] > first)
-                    e = eps[j]
-                    lj = lam[j]
-                    hi, lo, exponent, special = q_hi[j], q_lo[j], q_exp[j], q_special[j]
-                    log_q = _log_product(hi, lo, exponent, special)
-                    q = _product_value(hi, lo, exponent, special)
-                    window[0, j] += q if inside else 0.0
-                    window[1, j] += log_q if inside else 0.0
-                    window[2, j] += _sharpness(e, lj, phi[j]) if inside else 0.0
-                    window[3, j] += 0.5 * e * e + noise_floor if inside else 0.0
-                    window[4, j] += lj if inside else 0.0
-                    in_window[j] += 1 if inside else 0
+                    go[j] = alive & ~converged & bounded & (t[j] < max_steps)
+                    windowed |= alive & (t[j] > first)
+                if windowed:  # only in the final window of the step budget
+                    for j in range(LANES):  # branch-free, no libm calls
+                        inside = live[j] & (t[j] > first)
+                        e = eps[j]
+                        lj = lam[j]
+                        hi, lo, exponent, special = q_hi[j], q_lo[j], q_exp[j], q_special[j]
+                        log_q = _log_product(hi, lo, exponent, special)
+                        q = _product_value(hi, lo, exponent, special)
+                        window[0, j] += q if inside else 0.0
+                        window[1, j] += log_q if inside else 0.0
+                        window[2, j] += _sharpness(e, lj, phi[j]) if inside else 0.0
+                        window[3, j] += 0.5 * e * e + noise_floor if inside else 0.0
+                        window[4, j] += lj if inside else 0.0
+                        in_window[j] += 1 if inside else 0
             # Pass 2: the batch sums s = mean_B x², r = mean_B x ν + mean_B x ξ.
             # Every loop over the lanes is branch-free (selects only), so it vectorizes.
             depth = 0  # batch positions to draw: the largest sampled batch among the lanes
@@ -404,7 +452,7 @@ def _run_lanes(
             if sampling:  # some trajectory of the call draws batches
                 for j in range(LANES):
                     b = size[j]
-                    draws = go[j] & ~full[j]
+                    draws = (live[j] if fast else go[j]) & ~full[j]
                     sampled[j] = draws
                     depth = max(depth, b if draws else 0)
                     divide |= draws & (b > 1)
@@ -444,7 +492,32 @@ def _run_lanes(
                     s[j] = s[j] / size[j] if sampled[j] else s[j]
                     r[j] = r[j] / size[j] if sampled[j] else r[j]
             if noisy:
-                _add_noise(key, t, go, sigma, s, size, full, r_full, spare, z, r)
+                _add_noise(key, t, live if fast else go, sigma, s, size, full, r_full, spare, z, r)
+            if fast:  # observe and step in one pass (the batch was drawn for every live lane)
+                for j in range(LANES):
+                    _observe_and_step(
+                        j,
+                        s[j],
+                        r[j],
+                        eps,
+                        lam,
+                        live,
+                        t,
+                        eta,
+                        phi,
+                        tol,
+                        max_eta_sharp,
+                        eos,
+                        q_hi,
+                        q_lo,
+                        q_exp,
+                        q_special,
+                        sum_eps2,
+                        max_abs_eps,
+                        max_steps,
+                        threshold,
+                    )
+                continue
             # Pass 3: step the map and the diagnostics (branch-free).
             for j in range(LANES):
                 e = eps[j]
