@@ -7,16 +7,28 @@ threads claim trajectories from a shared atomic counter and each advances
 count. Every parameter is per trajectory (η, Φ, batch size, label-noise std,
 RNG key), so one call can run trajectories of many cells.
 
-Each step has three passes over the lanes: observe and decide to stop
-(branch-free), draw the batch sums (a loop of ``batch_size`` per lane), and
-step the map with the diagnostics (branch-free). (ε, λ), status and steps are
-bitwise those of the reference where both use the same libm (the label-noise
-normal uses the arithmetic ln and cos of counter_rng in both). ``log_q_ratio`` is an exact double-double
-product with one logarithm at T, as in the GD kernel.
+A step has two parts. First the batch sums of every lane (drawn for the live
+lanes whatever their stopping decision: a draw depends on the trajectory and
+the step only): the hashes, the Box–Muller normals and the divisions are
+branch-free lane loops (vectorized); the gathers and, for batches of more than
+one without replacement, the Fisher–Yates swaps are scalar. Then one
+branch-free pass observes the state (stop or not), steps the map and updates
+the diagnostics. With no batch to draw (every trajectory of the call on the
+full batch without replacement, no label noise) the first part vanishes and
+the step is GD's single pass with the full-batch moments. In the final window
+the observation comes first in a pass of its own (the window sums read it),
+then the batch sums for the stepping lanes, then the step.
+
+(ε, λ), status and steps are bitwise those of the reference (the label-noise
+normal uses the arithmetic ln, sin and cos of counter_rng in both);
+``log_q_ratio`` is an exact double-double product with one logarithm at T, as
+in the GD kernel, and the window sums of Q/Q0 and log Q/Q0 use that product
+too (no libm calls): they agree with the reference's summed logs to rounding (tested to 1e-12).
 
 Without replacement, each lane keeps an index array equal to the identity
 between steps: the partial Fisher–Yates of a step swaps ``batch_size``
-positions, and the touched positions are reset afterwards (O(batch_size)).
+positions, and the touched positions are reset afterwards (O(batch_size)); a
+batch of one is a single uniform index (no array).
 """
 
 from __future__ import annotations
