@@ -9,8 +9,8 @@ trajectory never converges, so the label-noise rows use max_steps = 2000
 (rates are per executed step either way). Each figure is trajectory-steps per
 second (Σ T / wall time, median of ``--repeats``), and the GD/SGD ratio of
 the rates (median over alternating GD, SGD pairs: robust to a machine whose load
-drifts during the run). Below the table: the cost of one more batch element and
-of the label noise, in GD steps.
+drifts during the run). Below the table: the cost of one more batch element, in
+GD steps.
 
 Usage: ``python3 scripts/bench_sgd.py`` (about a minute), ``--trajectories``,
 ``--threads`` (default: all numba threads).
@@ -123,11 +123,7 @@ def main() -> None:
         print(f"| {label} | {gd_rate:.3g} | {sgd_rate:.3g} | {ratio:.2f}x |")
     ratios = {label: row_ratio for label, _, _, row_ratio in rows}
     per_element = (ratios["gaussian x, B = 32"] - ratios["gaussian x, B = 8"]) / 24
-    noise = ratios["gaussian x, B = 1, label noise 0.1"] - ratios["gaussian x, B = 1"]
-    print(
-        f"\neach further batch element (B = 8 → 32, without replacement) costs {per_element:.2f} GD steps;"
-        f" the label noise adds {noise:.2f} GD steps at B = 1 (its final window is half the run)"
-    )
+    print(f"\neach further batch element (B = 8 → 32, without replacement) costs {per_element:.2f} GD steps")
 
 
 if __name__ == "__main__":
