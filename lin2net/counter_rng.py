@@ -12,8 +12,9 @@ hash per 64-bit word, as splitmix64 costs per output; the XOR (rather than a
 sum) keeps the streams of two trajectories from being shifted copies of each
 other.
 
-Draws j = 0, 1 of a step give its label-noise normal (Box–Muller); draws
-j = 2, 3, … pick its mini-batch. Step t of trajectory r can therefore be
+Draws j = 0, 1 of an even step 2i give the label-noise normals of steps 2i
+and 2i + 1 (the cosine and the sine of one Box–Muller pair); draws j = 2, 3, …
+of every step pick its mini-batch. Step t of trajectory r can therefore be
 regenerated alone, and results cannot depend on thread count, shard layout or
 machine: the arithmetic is 64-bit integer (wrapping), the same in NumPy and in
 the numba kernel, which compiles the functions of this module as they are.
@@ -105,10 +106,12 @@ def below(u: Any, m: Any) -> Any:
     """⌊u · m / 2⁶⁴⌋: a uniform integer in [0, m) from a 64-bit word u, m < 2³².
 
     Exact (the 64 × 32-bit product is formed from two 32-bit halves), so its
-    bias is at most m / 2⁶⁴.
+    bias is at most m / 2⁶⁴. (``m & 2³² − 1`` is m: it tells the compiler that
+    both products are 32 × 32-bit, one cheap vector multiply each.)
     """
-    high = (u >> _S32) * m
-    low = (u & _LOW32) * m
+    m32 = m & _LOW32
+    high = (u >> _S32) * m32
+    low = (u & _LOW32) * m32
     return (high + (low >> _S32)) >> _S32
 
 

@@ -22,8 +22,11 @@ and step):
 
 Label noise ξ, i.i.d. N(0, σ²) per sampled example and step, enters only
 through mean_B x ξ, which given the batch is exactly N(0, σ² s_t / |B|): one
-standard normal per step (Box–Muller from draws 0 and 1) scaled by
-σ √(s_t / |B|) has exactly the law of the per-example sum.
+standard normal per step scaled by σ √(s_t / |B|) has exactly the law of the
+per-example sum. The normals come in Box–Muller pairs: draws 0 and 1 of an even
+step 2i give √(−2 ln u₁) cos(2πu₂) for step 2i and √(−2 ln u₁) sin(2πu₂) for
+step 2i + 1, two independent standard normals (draws 0 and 1 of odd steps are
+unused), so every step's normal is still a function of (trajectory, step) alone.
 
 Stopping is GD's (see :mod:`lin2net.integrator`) on the full-batch residual ε:
 converged once ½ε² <= loss_tol (the excess full-batch loss), diverged, or
@@ -177,9 +180,11 @@ def split_unit(u: FloatArray) -> tuple[FloatArray, FloatArray]:
     return m, k
 
 
-def standard_normal(word1: UIntArray, word2: UIntArray) -> FloatArray:
-    """Box–Muller √(−2 ln u₁) cos(2π u₂) from two words (u = open_unit(word)), with the
-    arithmetic ln and cos of counter_rng: the same bits as the compiled kernel."""
+def standard_normal(word1: UIntArray, word2: UIntArray, sine: NDArray[np.bool_] | bool = False) -> FloatArray:
+    """Box–Muller √(−2 ln u₁) cos(2π u₂), or √(−2 ln u₁) sin(2π u₂) where ``sine``, from
+    two words (u = open_unit(word)), with the arithmetic ln, cos and sin of counter_rng:
+    the same bits as the compiled kernel. The cosine and the sine of one pair of words
+    are two independent standard normals."""
     m, k = split_unit(open_unit(word1))
     radius = np.sqrt(-2.0 * log_reduced(m, k))
     octant, x = turn_parts(word2)
@@ -189,7 +194,8 @@ def standard_normal(word1: UIntArray, word2: UIntArray) -> FloatArray:
     sin_phi = np.where(odd, cos_x, sin_x)
     quadrant = (octant >> np.uint64(1)) & np.uint64(3)
     cosine = np.select([quadrant == 0, quadrant == 1, quadrant == 2], [cos_phi, -sin_phi, -cos_phi], sin_phi)
-    z: FloatArray = radius * cosine
+    sin_turn = np.select([quadrant == 0, quadrant == 1, quadrant == 2], [sin_phi, cos_phi, -sin_phi], -cos_phi)
+    z: FloatArray = radius * np.where(sine, sin_turn, cosine)
     return z
 
 
@@ -237,7 +243,9 @@ def sample_batch(data: DataSet, params: SGDParameters, t: int, sampling: str) ->
     noise = np.zeros(k_rows)
     noisy = params.label_noise > 0
     if noisy.any():
-        z = standard_normal(_draw(keys[noisy], counters[noisy], 0), _draw(keys[noisy], counters[noisy], 1))
+        # Steps 2i and 2i + 1 share the Box–Muller pair of words 0, 1 of step 2i: cosine, sine.
+        pair = step_counter(np.full(int(noisy.sum()), t - t % 2, dtype=np.uint64))
+        z = standard_normal(_draw(keys[noisy], pair, 0), _draw(keys[noisy], pair, 1), sine=t % 2 == 1)
         noise[noisy] = params.label_noise[noisy] * z * np.sqrt(s[noisy] / size[noisy])
     return Batch(index=index, valid=valid, s=s, r=r, noise=noise)
 

@@ -7,16 +7,28 @@ threads claim trajectories from a shared atomic counter and each advances
 count. Every parameter is per trajectory (η, Φ, batch size, label-noise std,
 RNG key), so one call can run trajectories of many cells.
 
-Each step has three passes over the lanes: observe and decide to stop
-(branch-free), draw the batch sums (a loop of ``batch_size`` per lane), and
-step the map with the diagnostics (branch-free). (ε, λ), status and steps are
-bitwise those of the reference where both use the same libm (the label-noise
-normal uses the arithmetic ln and cos of counter_rng in both). ``log_q_ratio`` is an exact double-double
-product with one logarithm at T, as in the GD kernel.
+A step has two parts. First the batch sums of every lane (drawn for the live
+lanes whatever their stopping decision: a draw depends on the trajectory and
+the step only): the hashes, the Box–Muller normals and the divisions are
+branch-free lane loops (vectorized); the gathers and, for batches of more than
+one without replacement, the Fisher–Yates swaps are scalar. Then one
+branch-free pass observes the state (stop or not), steps the map and updates
+the diagnostics. With no batch to draw (every trajectory of the call on the
+full batch without replacement, no label noise) the first part vanishes and
+the step is GD's single pass with the full-batch moments. In the final window
+the observation comes first in a pass of its own (the window sums read it),
+then the batch sums for the stepping lanes, then the step.
+
+(ε, λ), status and steps are bitwise those of the reference (the label-noise
+normal uses the arithmetic ln, sin and cos of counter_rng in both);
+``log_q_ratio`` is an exact double-double product with one logarithm at T, as
+in the GD kernel, and the window sums of Q/Q0 and log Q/Q0 use that product
+too (no libm calls): they agree with the reference's summed logs to rounding (tested to 1e-12).
 
 Without replacement, each lane keeps an index array equal to the identity
 between steps: the partial Fisher–Yates of a step swaps ``batch_size``
-positions, and the touched positions are reset afterwards (O(batch_size)).
+positions, and the touched positions are reset afterwards (O(batch_size)); a
+batch of one is a single uniform index (no array).
 """
 
 from __future__ import annotations
@@ -118,12 +130,31 @@ def _log_product(hi: float, lo: float, exponent: float, special: float) -> float
     m, k = _split(hi)
     lo = lo * (m / hi)
     k += exponent
-    return float((k * _LN2_HI + (math.log(m) + (lo / m + k * _LN2_LO))) + special)
+    return float((k * _LN2_HI + (log_reduced(m, 0.0) + (lo / m + k * _LN2_LO))) + special)
 
 
 @njit(inline="always", **_JIT)
-def _standard_normal(word1: Any, word2: Any) -> float:
-    """sgd.standard_normal for one pair of words, branch-free (selects only)."""
+def _power_of_two(e: float) -> float:
+    """2^e for an integer-valued e in [−1022, 1023]."""
+    result: float = _bits_float((np.int64(e) + 1023) << 52)
+    return result
+
+
+@njit(inline="always", **_JIT)
+def _product_value(hi: float, lo: float, exponent: float, special: float) -> float:
+    """(hi + lo) · 2^exponent, or the special term's limit: exp of :func:`_log_product`
+    without a call to exp (one rounding in the scaling, subnormals included)."""
+    first = min(max(exponent, -1022.0), 1023.0)
+    second = min(max(exponent - first, -1022.0), 1023.0)
+    value = ((hi + lo) * _power_of_two(first)) * _power_of_two(second)
+    limit = 0.0 if special == -np.inf else special  # exp(−inf) = 0; +inf and NaN stay
+    result: float = value if special == 0.0 else limit
+    return result
+
+
+@njit(inline="always", **_JIT)
+def _normal_pair(word1: Any, word2: Any) -> tuple[float, float]:
+    """sgd.standard_normal for one pair of words, cosine and sine, branch-free (selects only)."""
     m, k = _split(open_unit(word1))
     radius = math.sqrt(-2.0 * log_reduced(m, k))
     octant, x = turn_parts(word2)
@@ -137,8 +168,11 @@ def _standard_normal(word1: Any, word2: Any) -> float:
     cosine = -cos_phi if quadrant == 2 else cosine
     cosine = -sin_phi if quadrant == 1 else cosine
     cosine = cos_phi if quadrant == 0 else cosine
-    z: float = radius * cosine
-    return z
+    sine = -cos_phi
+    sine = -sin_phi if quadrant == 2 else sine
+    sine = cos_phi if quadrant == 1 else sine
+    sine = sin_phi if quadrant == 0 else sine
+    return radius * cosine, radius * sine
 
 
 @njit(inline="always", **_JIT)
@@ -147,6 +181,126 @@ def _sharpness(eps: float, lam: float, phi: float) -> float:
     disc = lam * lam + 8.0 * eps * (eps + phi) + 4.0 * eps * eps
     disc = 0.0 if disc < 0.0 else disc
     return 0.5 * (lam + math.sqrt(disc))
+
+
+# Pass-2 pieces as functions of their own: each lane loop is then compiled (and
+# vectorized) apart from the big kernel, whose array arguments LLVM cannot tell apart.
+
+
+@njit(inline="always", **_JIT)
+def _draw_positions(key: Any, sk: Any, kk: Any, span: Any, offset: int, out: Any, row: int) -> None:
+    """out[row, j] = offset + below(word(key[j], sk[j], kk), span) for every lane (no row
+    views: each would cost an atomic reference count)."""
+    for j in range(LANES):
+        out[row, j] = np.int32(offset + np.int64(below(word(key[j], sk[j], kk), span)))
+
+
+@njit(inline="always", **_JIT)
+def _accumulate(index: Any, sampled: Any, size: Any, k: int, x2: FloatArray, x_nu: FloatArray, s: Any, r: Any) -> None:
+    """s[j] += x2[index[k, j]], r[j] += x_nu[index[k, j]] for the lanes with batch position k
+    (the sums start at 0 for k = 0; 0 + x is x)."""
+    for j in range(LANES):
+        use = sampled[j] & (k < size[j])
+        at = index[k, j] if use else 0
+        s_k = x2[at] if k == 0 else s[j] + x2[at]
+        r_k = x_nu[at] if k == 0 else r[j] + x_nu[at]
+        s[j] = s_k if use else s[j]
+        r[j] = r_k if use else r[j]
+
+
+@njit(inline="always", **_JIT)
+def _add_noise(
+    key: Any,
+    t: Any,
+    go: Any,
+    sigma: FloatArray,
+    s: FloatArray,
+    size: Any,
+    full: Any,
+    r_full: float,
+    spare: FloatArray,
+    z: FloatArray,
+    r: FloatArray,
+) -> None:
+    """r[j] ← r_j + σ_j z √(s_j / B_j) (z the step's standard normal) where σ_j > 0, with
+    r_j = r_full on a full batch (whose r is otherwise kept from step to step).
+
+    Steps 2i and 2i + 1 share a Box–Muller pair: when every noisy stepping lane is at
+    an odd step, each takes the sine its even step left in ``spare``; otherwise the
+    pairs are computed (sine kept in ``spare``) and odd lanes take their sine."""
+    all_odd = True
+    for j in range(LANES):
+        all_odd &= ~(go[j] & (sigma[j] > 0.0)) | ((t[j] & 1) == 1)
+    if not all_odd:
+        for j in range(LANES):  # few arrays per loop: LLVM vectorizes it without alias doubts
+            tj = t[j]
+            counter = step_counter(np.uint64(tj - (tj & 1)))
+            cosine, sine = _normal_pair(word(key[j], counter, _NOISE0), word(key[j], counter, _NOISE1))
+            z[j] = sine if (tj & 1) == 1 else cosine
+            spare[j] = sine
+    normal = spare if all_odd else z
+    for j in range(LANES):
+        base = r_full if full[j] else r[j]
+        r[j] = base + sigma[j] * normal[j] * math.sqrt(s[j] / size[j]) if sigma[j] > 0.0 else base
+
+
+@njit(inline="always", **_JIT)
+def _observe_and_step(
+    j: int,
+    sj: float,
+    rj: float,
+    eps: FloatArray,
+    lam: FloatArray,
+    live: Any,
+    t: Any,
+    eta: FloatArray,
+    phi: FloatArray,
+    tol: FloatArray,
+    max_eta_sharp: FloatArray,
+    eos: FloatArray,
+    q_hi: FloatArray,
+    q_lo: FloatArray,
+    q_exp: FloatArray,
+    q_special: FloatArray,
+    sum_eps2: FloatArray,
+    max_abs_eps: FloatArray,
+    max_steps: int,
+    threshold: float,
+) -> None:
+    """Pass 1 and pass 3 of lane j in one (the same operations): observe state t, and
+    step it with the batch moments (sj, rj) if the lane goes on. Outside the window."""
+    e = eps[j]
+    lj = lam[j]
+    alive = live[j]
+    es = eta[j] * _sharpness(e, lj, phi[j])
+    m = max_eta_sharp[j]
+    max_eta_sharp[j] = es if (alive & (es > m)) else m
+    converged = 0.5 * e * e <= tol[j]
+    bounded = (abs(e) <= threshold) & (abs(lj) <= threshold)
+    ok = alive & ~converged & bounded & (t[j] < max_steps)
+    g = sj * e - rj
+    eta_g = eta[j] * g
+    eos[j] += 1.0 if (ok & (es > 2.0)) else 0.0
+    factor = abs(1.0 - eta_g * eta_g)
+    normal = ok & (factor > 0.0) & (factor < np.inf)
+    mantissa, k2 = _split(factor)
+    mantissa = mantissa if normal else 1.0
+    hi = q_hi[j]
+    q_product = hi * mantissa
+    q_lo[j] = q_lo[j] * mantissa + _fma(hi, mantissa, -q_product)
+    q_hi[j] = q_product
+    q_exp[j] += k2 if normal else 0.0
+    q_special[j] += (-np.inf if factor == 0.0 else factor) if (ok & ~normal) else 0.0
+    sum_eps2[j] += e * e if ok else 0.0
+    a = abs(e)
+    max_abs_eps[j] = a if (ok & (a > max_abs_eps[j])) else max_abs_eps[j]
+    product = e + phi[j]
+    eta_s = eta[j] * sj
+    stepped = e * (1.0 - eta_s * lj + eta_g * eta_s * product) + eta[j] * rj * (lj - eta_g * product)
+    eps[j] = stepped if ok else e
+    lam[j] = (1.0 + eta_g * eta_g) * lj - 4.0 * eta_g * product if ok else lj
+    t[j] += 1 if ok else 0
+    live[j] = ok
 
 
 @njit(**_JIT)
@@ -208,19 +362,25 @@ def _run_lanes(
     eta_sharp = np.zeros(LANES)
     s = np.zeros(LANES)
     r = np.zeros(LANES)
+    full = np.zeros(LANES, dtype=np.bool_)
     row = np.full(LANES, -1, dtype=np.int64)
     width = 1
     for i in range(n):
         width = max(width, size_in[i])
-    perm = np.empty((LANES, n_data), dtype=np.int64)
+    perm = np.empty((LANES, n_data if width > 1 else 1), dtype=np.int32)
     for j in range(LANES):
-        for i in range(n_data):
+        for i in range(perm.shape[1]):
             perm[j, i] = i
-    picks = np.zeros((width, LANES), dtype=np.int64)
+    picks = np.zeros((width, LANES), dtype=np.int32)
+    sampled = np.zeros(LANES, dtype=np.bool_)
+    spare = np.zeros(LANES)  # the sine of the lane's last Box–Muller pair: the next odd step's normal
+    z = np.zeros(LANES)  # the step's normal
     sk = np.zeros(LANES, dtype=np.uint64)
     noisy = False
+    sampling = False
     for i in range(n):
         noisy |= sigma_in[i] > 0.0
+        sampling |= with_replacement or size_in[i] < n_data
 
     running = 0
     for j in range(LANES):
@@ -230,63 +390,101 @@ def _run_lanes(
             eta[j], phi[j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
             tol[j] = loss_tol[following]
             size[j], key[j] = size_in[following], key_in[following]
+            full[j] = (size[j] == n_data) & ~with_replacement
+            s[j], r[j] = s_full, r_full  # constant for a full batch; overwritten otherwise
             running += 1
 
     while running > 0:
+        # Outside the final window, the batches are drawn first, for every live lane
+        # (draws depend on the trajectory and the step only), and one pass observes
+        # and steps; in the window the three passes below take turns.
+        fast = True
+        for j in range(LANES):
+            fast &= ~live[j] | (t[j] + STEPS_PER_REFILL <= first)
         for _ in range(STEPS_PER_REFILL):
-            # Pass 1: observe state t and decide whether to step (branch-free).
-            windowed = False
-            for j in range(LANES):
-                e = eps[j]
-                lj = lam[j]
-                alive = live[j]
-                sharp = _sharpness(e, lj, phi[j])
-                es = eta[j] * sharp
-                m = max_eta_sharp[j]
-                max_eta_sharp[j] = es if (alive & (es > m)) else m
-                eta_sharp[j] = es
-                converged = 0.5 * e * e <= tol[j]
-                bounded = (abs(e) <= threshold) & (abs(lj) <= threshold)
-                go[j] = alive & ~converged & bounded & (t[j] < max_steps)
-                windowed |= alive & (t[j] > first)
-            if windowed:  # only in the final window of the step budget
+            if fast and not sampling and not noisy:  # GD's single pass with the full-batch moments
                 for j in range(LANES):
-                    if live[j] and t[j] > first:
+                    _observe_and_step(
+                        j,
+                        s_full,
+                        r_full,
+                        eps,
+                        lam,
+                        live,
+                        t,
+                        eta,
+                        phi,
+                        tol,
+                        max_eta_sharp,
+                        eos,
+                        q_hi,
+                        q_lo,
+                        q_exp,
+                        q_special,
+                        sum_eps2,
+                        max_abs_eps,
+                        max_steps,
+                        threshold,
+                    )
+                continue
+            if not fast:
+                # Pass 1: observe state t and decide whether to step (branch-free).
+                windowed = False
+                for j in range(LANES):
+                    e = eps[j]
+                    lj = lam[j]
+                    alive = live[j]
+                    sharp = _sharpness(e, lj, phi[j])
+                    es = eta[j] * sharp
+                    m = max_eta_sharp[j]
+                    max_eta_sharp[j] = es if (alive & (es > m)) else m
+                    eta_sharp[j] = es
+                    converged = 0.5 * e * e <= tol[j]
+                    bounded = (abs(e) <= threshold) & (abs(lj) <= threshold)
+                    go[j] = alive & ~converged & bounded & (t[j] < max_steps)
+                    windowed |= alive & (t[j] > first)
+                if windowed:  # only in the final window of the step budget
+                    for j in range(LANES):  # branch-free, no libm calls
+                        inside = live[j] & (t[j] > first)
                         e = eps[j]
-                        log_q = _log_product(q_hi[j], q_lo[j], q_exp[j], q_special[j])
-                        window[0, j] += math.exp(log_q)
-                        window[1, j] += log_q
-                        window[2, j] += _sharpness(e, lam[j], phi[j])
-                        window[3, j] += 0.5 * e * e + noise_floor
-                        window[4, j] += lam[j]
-                        in_window[j] += 1
+                        lj = lam[j]
+                        hi, lo, exponent, special = q_hi[j], q_lo[j], q_exp[j], q_special[j]
+                        log_q = _log_product(hi, lo, exponent, special)
+                        q = _product_value(hi, lo, exponent, special)
+                        window[0, j] += q if inside else 0.0
+                        window[1, j] += log_q if inside else 0.0
+                        window[2, j] += _sharpness(e, lj, phi[j]) if inside else 0.0
+                        window[3, j] += 0.5 * e * e + noise_floor if inside else 0.0
+                        window[4, j] += lj if inside else 0.0
+                        in_window[j] += 1 if inside else 0
             # Pass 2: the batch sums s = mean_B x², r = mean_B x ν + mean_B x ξ.
-            # Hashes, the noise normal and (with replacement) the gathers are
-            # branch-free loops over the lanes; only the Fisher-Yates swaps are not.
+            # Every loop over the lanes is branch-free (selects only), so it vectorizes.
             depth = 0  # batch positions to draw: the largest sampled batch among the lanes
-            for j in range(LANES):
-                sk[j] = step_counter(np.uint64(t[j]))
-                sampled = go[j] & ~((size[j] == n_data) & ~with_replacement)
-                depth = max(depth, size[j] if sampled else 0)
-                s[j] = 0.0
-                r[j] = 0.0
-            for k in range(depth):
-                kk = np.uint64(NOISE_DRAWS + k)
-                span = np.uint64(n_data if with_replacement else n_data - k)
-                offset = 0 if with_replacement else k
-                for j in range(LANES):
-                    pick = offset + np.int64(below(word(key[j], sk[j], kk), span))
-                    picks[k, j] = pick
-                    # Direct: with replacement, or a batch of one (Fisher-Yates' first pick).
-                    use = go[j] & (k < size[j]) & (with_replacement | (size[j] == 1))
-                    at = pick if use else 0
-                    s[j] += x2[at] if use else 0.0
-                    r[j] += x_nu[at] if use else 0.0
-            if depth > 1 and not with_replacement:
+            divide = False  # some sampled lane has a batch of more than one
+            if sampling:  # some trajectory of the call draws batches
                 for j in range(LANES):
                     b = size[j]
-                    if not go[j] or b == n_data or b == 1:
+                    draws = (live[j] if fast else go[j]) & ~full[j]
+                    sampled[j] = draws
+                    depth = max(depth, b if draws else 0)
+                    divide |= draws & (b > 1)
+            if depth > 0:
+                for j in range(LANES):
+                    sk[j] = step_counter(np.uint64(t[j]))
+            if with_replacement:
+                for k in range(depth):
+                    _draw_positions(key, sk, np.uint64(NOISE_DRAWS + k), np.uint64(n_data), 0, picks, k)
+                    _accumulate(picks, sampled, size, k, x2, x_nu, s, r)
+            elif depth == 1:  # a batch of one: Fisher-Yates' first pick is a uniform index
+                _draw_positions(key, sk, np.uint64(NOISE_DRAWS), np.uint64(n_data), 0, picks, 0)
+                _accumulate(picks, sampled, size, 0, x2, x_nu, s, r)
+            else:  # the swaps on a per-lane index array (kept at the identity between steps)
+                for k in range(depth):
+                    _draw_positions(key, sk, np.uint64(NOISE_DRAWS + k), np.uint64(n_data - k), k, picks, k)
+                for j in range(LANES):
+                    if not sampled[j]:
                         continue
+                    b = size[j]
                     sj = 0.0
                     rj = 0.0
                     for k in range(b):  # partial Fisher-Yates on the identity
@@ -301,21 +499,44 @@ def _run_lanes(
                         perm[j, picks[k, j]] = picks[k, j]
                     s[j] = sj
                     r[j] = rj
-            for j in range(LANES):
-                b = size[j]
-                full = (b == n_data) & ~with_replacement
-                s[j] = s_full if full else s[j] / b
-                r[j] = r_full if full else r[j] / b
-            if noisy:
+            if divide:  # a batch of one needs no division (x / 1 = x), a full batch has its own moments
                 for j in range(LANES):
-                    z = _standard_normal(word(key[j], sk[j], _NOISE0), word(key[j], sk[j], _NOISE1))
-                    r[j] = r[j] + sigma[j] * z * math.sqrt(s[j] / size[j]) if sigma[j] > 0.0 else r[j]
+                    s[j] = s[j] / size[j] if sampled[j] else s[j]
+                    r[j] = r[j] / size[j] if sampled[j] else r[j]
+            if noisy:
+                _add_noise(key, t, live if fast else go, sigma, s, size, full, r_full, spare, z, r)
+            if fast:  # observe and step in one pass (the batch was drawn for every live lane)
+                for j in range(LANES):
+                    _observe_and_step(
+                        j,
+                        s[j],
+                        r[j],
+                        eps,
+                        lam,
+                        live,
+                        t,
+                        eta,
+                        phi,
+                        tol,
+                        max_eta_sharp,
+                        eos,
+                        q_hi,
+                        q_lo,
+                        q_exp,
+                        q_special,
+                        sum_eps2,
+                        max_abs_eps,
+                        max_steps,
+                        threshold,
+                    )
+                continue
             # Pass 3: step the map and the diagnostics (branch-free).
             for j in range(LANES):
                 e = eps[j]
                 lj = lam[j]
                 ok = go[j]
-                g = s[j] * e - r[j]
+                rj = r[j]
+                g = s[j] * e - rj
                 eta_g = eta[j] * g
                 eos[j] += 1.0 if (ok & (eta_sharp[j] > 2.0)) else 0.0
                 factor = abs(1.0 - eta_g * eta_g)
@@ -333,7 +554,7 @@ def _run_lanes(
                 max_abs_eps[j] = a if (ok & (a > max_abs_eps[j])) else max_abs_eps[j]
                 product = e + phi[j]
                 eta_s = eta[j] * s[j]
-                stepped = e * (1.0 - eta_s * lj + eta_g * eta_s * product) + eta[j] * r[j] * (lj - eta_g * product)
+                stepped = e * (1.0 - eta_s * lj + eta_g * eta_s * product) + eta[j] * rj * (lj - eta_g * product)
                 eps[j] = stepped if ok else e
                 lam[j] = (1.0 + eta_g * eta_g) * lj - 4.0 * eta_g * product if ok else lj
                 t[j] += 1 if ok else 0
@@ -373,6 +594,8 @@ def _run_lanes(
                 eta[j], phi[j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
                 tol[j] = loss_tol[following]
                 size[j], key[j] = size_in[following], key_in[following]
+                full[j] = (size[j] == n_data) & ~with_replacement
+                s[j], r[j] = s_full, r_full
                 q_hi[j] = 1.0
                 q_lo[j] = q_exp[j] = q_special[j] = sum_eps2[j] = max_abs_eps[j] = eos[j] = 0.0
                 for c in range(5):

@@ -9,7 +9,8 @@ trajectory never converges, so the label-noise rows use max_steps = 2000
 (rates are per executed step either way). Each figure is trajectory-steps per
 second (Σ T / wall time, median of ``--repeats``), and the GD/SGD ratio of
 the rates (median over alternating GD, SGD pairs: robust to a machine whose load
-drifts during the run).
+drifts during the run). Below the table: the cost of one more batch element, in
+GD steps.
 
 Usage: ``python3 scripts/bench_sgd.py`` (about a minute), ``--trajectories``,
 ``--threads`` (default: all numba threads).
@@ -110,13 +111,19 @@ def main() -> None:
             )
             return int(results.steps.sum())
 
+        def gd_run(max_steps: int = max_steps) -> int:
+            return gd(max_steps)
+
         sgd()  # compile outside the timing
-        rows.append((label, *paired_rates(lambda m=max_steps: gd(m), sgd, args.repeats)))
+        rows.append((label, *paired_rates(gd_run, sgd, args.repeats)))
     print(f"{n} trajectories, d = {D}, η = {ETA}, λ0 = {LAMBDA0}, Φ = {PHI}, {args.threads} thread(s)\n")
     print("| SGD case | GD steps/s | SGD steps/s | SGD time per step / GD's |")
     print("|---|---|---|---|")
     for label, gd_rate, sgd_rate, ratio in rows:
         print(f"| {label} | {gd_rate:.3g} | {sgd_rate:.3g} | {ratio:.2f}x |")
+    ratios = {label: row_ratio for label, _, _, row_ratio in rows}
+    per_element = (ratios["gaussian x, B = 32"] - ratios["gaussian x, B = 8"]) / 24
+    print(f"\neach further batch element (B = 8 → 32, without replacement) costs {per_element:.2f} GD steps")
 
 
 if __name__ == "__main__":

@@ -134,6 +134,7 @@ def test_reduced_map_equals_full_vectors_on_the_same_batches(
         # absolute errors of ~1e-16 λ, so compare those on that scale.
         for name in ("eps_T", "max_abs_eps"):
             assert_allclose(getattr(full, name), getattr(reduced, name), rtol=1e-12, atol=1e-14, err_msg=name)
+        assert isinstance(full, SGDResults) and isinstance(reduced, SGDResults)
         assert_allclose(full.loss_T, reduced.loss_T, rtol=1e-12, atol=1e-14 * np.abs(reduced.eps_T).max())
         q_scale = 1e-14 * reduced.lambda_T / (initial.q0 * reduced.q_ratio)
         assert (np.abs(full.log_q_ratio - reduced.log_q_ratio) <= 1e-12 * np.abs(reduced.log_q_ratio) + q_scale).all()
@@ -170,7 +171,8 @@ def test_label_noise_log_q_matches_independent_monte_carlo() -> None:
             g = (xb * (m[:, None] * xb - yb)).mean(axis=1)[:, None]
             va, vb = va - eta * g * vb, vb - eta * g * va
         del rows
-        return np.log(np.abs(va * va - vb * vb).sum(axis=1) / q0)
+        log_ratio: np.ndarray = np.log(np.abs(va * va - vb * vb).sum(axis=1) / q0)
+        return log_ratio
 
     same = stats.ks_2samp(results.log_q_ratio, monte_carlo(1.0))
     assert same.pvalue > 0.01, same
@@ -215,6 +217,33 @@ def test_compiled_kernel_equals_numpy_reference(sampling: str, data_noise: float
     assert_kernel_equals_reference(expected, actual)
     assert {Status.DIVERGED, Status.MAX_STEPS} <= set(expected.status.tolist())
     assert np.isfinite(expected.loss_window).any() and np.isnan(expected.loss_window).any()
+
+
+@pytest.mark.parametrize("sampling", ["without_replacement", "with_replacement"])
+@pytest.mark.parametrize(("batch_size", "label_noise"), [(1, 0.05), (3, 0.05), (40, 0.0), (40, 0.05)])
+def test_compiled_kernel_equals_numpy_reference_for_one_batch_size(
+    sampling: str, batch_size: int, label_noise: float
+) -> None:
+    """Every lane with the same batch size: the kernel's batch-of-one path, and the full
+    batch without noise (GD's single pass until the final window)."""
+    n, n_data = 200, 40
+    rng = np.random.default_rng(7)
+    lam0 = rng.uniform(0.3, 4.0, n)
+    eps0 = 0.5 * lam0 * rng.uniform(-0.95, 0.95, n) - 1.0
+    keys = trajectory_keys(13, np.arange(n, dtype=np.int64))
+    params = SGDParameters(
+        eta=rng.choice([0.005, 0.3, 0.9], n),
+        phi=np.ones(n),
+        batch_size=np.full(n, batch_size, dtype=np.int64),
+        label_noise=np.full(n, label_noise),
+        key=keys,
+    )
+    data = build_data(DataSpec(n=n_data, noise=0.2), 0)
+    rule = StopRule(1e-12, 600)
+    expected = integrate_sgd(SGDReducedState(eps0, lam0), params, data, sampling, rule, window=100)
+    actual = integrate_sgd_compiled(eps0, lam0, params, data, sampling, rule, window=100, threads=1)
+    assert_kernel_equals_reference(expected, actual)
+    assert Status.MAX_STEPS in set(expected.status.tolist())  # the final window was reached
 
 
 def test_results_do_not_depend_on_thread_count_or_batching() -> None:
@@ -273,6 +302,7 @@ def test_data_set_is_normalized_and_its_loss_is_half_eps_squared_plus_floor() ->
 def test_noisy_sgd_runs_to_max_steps_and_noise_free_converges() -> None:
     config = sgd_config(grid={"label_noise": [0.0, 0.1], "eta": 0.2, "lambda0": 1.0}, max_steps=2000)
     noise_free, noisy = (simulate_cell(config, cell, threads=1)[1] for cell in expand_grid(config))
+    assert isinstance(noise_free, SGDResults) and isinstance(noisy, SGDResults)
     assert (noise_free.status == Status.CONVERGED).all()
     assert (noisy.status == Status.MAX_STEPS).all()
     assert np.isnan(noise_free.loss_window).all() and np.isfinite(noisy.loss_window).all()
@@ -319,3 +349,37 @@ def test_standard_normal_is_box_muller_to_rounding_and_normal() -> None:
     u = ((edges >> np.uint64(11)) + np.uint64(1)) * 2.0**-53
     expected = [math.sqrt(-2 * math.log(a)) * math.cos(2 * math.pi * a) for a in u]
     assert_allclose(standard_normal(edges, edges), expected, rtol=0, atol=4e-15)
+    sine = [math.sqrt(-2 * math.log(a)) * math.sin(2 * math.pi * a) for a in u]
+    assert_allclose(standard_normal(edges, edges, sine=True), sine, rtol=0, atol=4e-15)
+
+
+def test_paired_normals_are_sine_and_cosine_and_independent() -> None:
+    """Steps 2i and 2i + 1 take the cosine and the sine of one Box–Muller pair: each
+    exactly the libm formula to rounding, each N(0, 1), uncorrelated with each other."""
+    import math
+
+    from lin2net.counter_rng import step_counter, word
+    from lin2net.sgd import standard_normal
+
+    words1 = trajectory_keys(3, np.arange(50_000, dtype=np.int64))
+    words2 = trajectory_keys(4, np.arange(50_000, dtype=np.int64))
+    cosine, sine = standard_normal(words1, words2), standard_normal(words1, words2, sine=True)
+    u1, u2 = (((w >> np.uint64(11)) + np.uint64(1)) * 2.0**-53 for w in (words1, words2))
+    libm = np.array([math.sqrt(-2 * math.log(a)) * math.sin(2 * math.pi * b) for a, b in zip(u1, u2, strict=True)])
+    assert_allclose(sine, libm, rtol=0, atol=4e-15)
+    assert stats.kstest(sine, "norm").pvalue > 1e-3
+    assert abs(np.corrcoef(cosine, sine)[0, 1]) < 4 / np.sqrt(cosine.size)
+    assert abs(np.corrcoef(cosine**2, sine**2)[0, 1]) < 4 / np.sqrt(cosine.size)  # not just uncorrelated
+    # In a run: step 2i + 1 uses the sine of step 2i's words, step 2i + 2 fresh words.
+    n_data = 8
+    data = build_data(DataSpec(n=n_data, x="ones"), 0)
+    keys = trajectory_keys(0, np.arange(20_000, dtype=np.int64))
+    params = SGDParameters.broadcast(keys.size, 0.1, 1.0, 1, 1.0, keys)
+    z = [sample_batch(data, params, t, "without_replacement").noise for t in range(4)]  # s = 1, B = 1: noise = z
+    pair = [
+        word(keys, step_counter(np.zeros(keys.size, dtype=np.uint64)), np.full(keys.size, j, np.uint64)) for j in (0, 1)
+    ]
+    assert_array_equal(z[0], standard_normal(pair[0], pair[1]))
+    assert_array_equal(z[1], standard_normal(pair[0], pair[1], sine=True))
+    for a, b in ((0, 1), (1, 2), (0, 2), (2, 3)):
+        assert abs(np.corrcoef(z[a] ** 2, z[b] ** 2)[0, 1]) < 4 / np.sqrt(keys.size)

@@ -7,13 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
 from lin2net.config import parse_config
 from lin2net.errors import ConfigError
 from lin2net.grid import expand_grid
-from tests.conftest import trajectories_frame, make_config, write_yaml
+from tests.conftest import make_config, trajectories_frame, write_yaml
 
 SGD: dict[str, Any] = {
     "name": "sgd",
