@@ -88,6 +88,7 @@ def assert_one_line_exit_2(result: Any, out: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.slow  # property-based: hundreds of examples
 @FUZZ
 @given(raw=malformed_configs())
 def test_malformed_config_exits_2_in_one_line(tmp_path: Path, raw: Any) -> None:
@@ -98,6 +99,7 @@ def test_malformed_config_exits_2_in_one_line(tmp_path: Path, raw: Any) -> None:
     assert_one_line_exit_2(RUNNER.invoke(app, ["sweep", str(config), "-o", str(out)]), out)
 
 
+@pytest.mark.slow  # property-based: hundreds of examples
 @FUZZ
 @given(text=printable)
 def test_arbitrary_config_text_exits_2_in_one_line(tmp_path: Path, text: str) -> None:
@@ -119,6 +121,7 @@ set_strings = st.one_of(
 )
 
 
+@pytest.mark.slow  # property-based: hundreds of examples
 @FUZZ
 @given(settings_=st.lists(set_strings, min_size=1, max_size=3))
 def test_malformed_set_exits_2_in_one_line(tmp_path: Path, settings_: list[str]) -> None:

@@ -285,6 +285,7 @@ def test_extend_refuses_anything_but_added_axis_values(tmp_path: Path, cli, chan
     assert both.exit_code == 2 and "not both" in both.stderr and shard_bytes(out) == before
 
 
+@pytest.mark.slow
 def test_interrupt_inside_run_sweep_terminates_the_pool(tmp_path: Path) -> None:
     """KeyboardInterrupt while cells are in flight: workers gone, no partial files."""
     import multiprocessing
@@ -339,6 +340,7 @@ def test_a_failing_cell_is_recorded_and_retried_by_a_rerun(
     assert cli("summarize", out, "--format", "csv").stderr == ""
 
 
+@pytest.mark.slow
 def test_a_dying_worker_fails_its_cells_and_the_others_finish(
     tmp_path: Path,
     cli,  # type: ignore[no-untyped-def]
