@@ -18,10 +18,9 @@ import numpy as np
 import pyarrow as pa
 
 from lin2net import theory
-from lin2net.closed_forms import gradient_flow_sharpness, sharpness
+from lin2net.closed_forms import gradient_flow_sharpness, sharpness, sum_and_difference_norms
 from lin2net.config import SweepConfig
 from lin2net.grid import Cell
-from lin2net.shard_file import row_groups
 from lin2net.initialization import InitialConditions, initial_blocks, initial_conditions
 from lin2net.integrator import (
     FullState,
@@ -32,6 +31,7 @@ from lin2net.integrator import (
     concatenate,
     integrate,
 )
+from lin2net.shard_file import row_groups
 
 TRAJECTORY_SCHEMA = pa.schema(
     [
@@ -119,33 +119,27 @@ def simulate_cells(
 
         initial = shard_initial_conditions(config, cells)
         eta, phi = per_trajectory(cells, n, "eta"), per_trajectory(cells, n, "phi")
-        return initial, _per_cell(
-            lambda e, l, et, ph: integrate_compiled(e, l, et, ph, rule, threads=threads), initial, cells, n
+        results = integrate_compiled(
+            initial.eps0, initial.lam0, eta, phi, rule, threads=threads, s0=initial.s0, p0=initial.p0, cancel=cancel
         )
+        return initial, results
     if config.integrator == "reduced":
         initial = shard_initial_conditions(config, cells)
         eta, phi = per_trajectory(cells, n, "eta"), per_trajectory(cells, n, "phi")
-        return initial, _per_cell(lambda e, l, et, ph: integrate(ReducedState(e, l), et, ph, rule), initial, cells, n)
+        reduced = ReducedState(initial.eps0, initial.lam0, initial.s0, initial.p0)
+        return initial, integrate(reduced, eta, phi, rule)
     starts: list[InitialConditions] = []
     parts: list[TrajectoryResults] = []
     for cell in cells:
         for block in initial_blocks(config, cell):
             state = FullState(block.a, block.b, cell.phi)
             eps0, lam0 = state.residual_and_scale()
-            starts.append(InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0))
+            s0, p0 = sum_and_difference_norms(block.a, block.b)
+            starts.append(InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0, s0=s0, p0=p0))
             parts.append(integrate(state, cell.eta, cell.phi, rule))
     names = [f.name for f in fields(InitialConditions)]
     initial = InitialConditions(**{k: np.concatenate([getattr(s, k) for s in starts]) for k in names})
     return initial, concatenate(parts)
-
-
-def _per_cell(run: Any, initial: InitialConditions, cells: Sequence[Cell], n: int) -> TrajectoryResults:
-    """TEMPORARY until the kernels take per-trajectory η and Φ."""
-    parts = [
-        run(initial.eps0[i * n : (i + 1) * n], initial.lam0[i * n : (i + 1) * n], cell.eta, cell.phi)
-        for i, cell in enumerate(cells)
-    ]
-    return concatenate(parts)
 
 
 def simulate_cell(

@@ -13,7 +13,7 @@ from numpy.typing import ArrayLike, NDArray
 FloatArray = NDArray[np.float64]
 
 
-def sharpness(eps: ArrayLike, lam: ArrayLike, phi: float) -> FloatArray:
+def sharpness(eps: ArrayLike, lam: ArrayLike, phi: ArrayLike) -> FloatArray:
     """Top eigenvalue of the Hessian at any point, not only at minima.
 
     H = v vᵀ + ε [[0, I], [I, 0]] with v = (b, a) has top eigenvalue
@@ -23,6 +23,7 @@ def sharpness(eps: ArrayLike, lam: ArrayLike, phi: float) -> FloatArray:
     """
     eps = np.asarray(eps, dtype=np.float64)
     lam = np.asarray(lam, dtype=np.float64)
+    phi = np.asarray(phi, dtype=np.float64)
     disc = lam * lam + 8.0 * eps * (eps + phi) + 4.0 * eps * eps
     top: FloatArray = 0.5 * (lam + np.sqrt(np.maximum(disc, 0.0)))
     return top
@@ -51,6 +52,34 @@ def reduced_coordinates(a: ArrayLike, b: ArrayLike, phi: float) -> tuple[FloatAr
     eps = np.einsum("nd,nd->n", a, b) - phi
     lam = np.einsum("nd,nd->n", a, a) + np.einsum("nd,nd->n", b, b)
     return eps, lam, imbalance(a, b)
+
+
+def sum_and_difference_norms(a: ArrayLike, b: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """(S, P) = (‖a + b‖², ‖a − b‖²) of vectors a, b of shape (n, d).
+
+    GD multiplies a + b by 1 − ηε and a − b by 1 + ηε, so S and P evolve by
+    exact multiplicative updates and keep full relative precision even when
+    one of them is tiny (a start near a = −b or a = b).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    total, difference = a + b, a - b
+    s: FloatArray = np.einsum("nd,nd->n", total, total)
+    p: FloatArray = np.einsum("nd,nd->n", difference, difference)
+    return s, p
+
+
+def split_scale(eps: ArrayLike, lam: ArrayLike, phi: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """(S, P) from (ε, λ) when the vectors are not at hand: S = λ + 2(ε + Φ),
+    P = λ − 2(ε + Φ), clipped at 0 (keeps NaN). Only as precise as λ in absolute
+    terms; :func:`sum_and_difference_norms` is exact to rounding."""
+    eps = np.asarray(eps, dtype=np.float64)
+    lam = np.asarray(lam, dtype=np.float64)
+    twice_product = 2.0 * (eps + np.asarray(phi, dtype=np.float64))
+    with np.errstate(invalid="ignore"):
+        s: FloatArray = np.maximum(lam + twice_product, 0.0)
+        p: FloatArray = np.maximum(lam - twice_product, 0.0)
+    return s, p
 
 
 def imbalance(a: FloatArray, b: FloatArray) -> FloatArray:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lin2net.closed_forms import FloatArray, reduced_coordinates
+from lin2net.closed_forms import FloatArray, reduced_coordinates, sum_and_difference_norms
 from lin2net.config import SweepConfig
 from lin2net.grid import Cell, initialization_rng
 
@@ -34,11 +34,15 @@ class InitialBlock:
 
 @dataclass
 class InitialConditions:
-    """What the reduced map needs, per trajectory, shape (n,)."""
+    """What the reduced map needs, per trajectory, shape (n,): residual ε0, scale
+    λ0, imbalance Q0, and S0 = ‖a + b‖², P0 = ‖a − b‖² measured from the vectors
+    (the state the integrators carry; exact even for a start near a = ±b)."""
 
     eps0: FloatArray
     lam0: FloatArray
     q0: FloatArray
+    s0: FloatArray
+    p0: FloatArray
 
 
 def block_size(d: int) -> int:
@@ -65,9 +69,12 @@ def initial_blocks(config: SweepConfig, cell: Cell) -> Iterator[InitialBlock]:
 
 
 def initial_conditions(config: SweepConfig, cell: Cell) -> InitialConditions:
-    """(ε0, λ0, Q0) of every trajectory of the cell, without keeping the vectors."""
-    parts = [reduced_coordinates(block.a, block.b, cell.phi) for block in initial_blocks(config, cell)]
-    eps0, lam0, q0 = (np.concatenate(column) for column in zip(*parts, strict=True))
+    """(ε0, λ0, Q0, S0, P0) of every trajectory of the cell, without keeping the vectors."""
+    parts = [
+        (*reduced_coordinates(block.a, block.b, cell.phi), *sum_and_difference_norms(block.a, block.b))
+        for block in initial_blocks(config, cell)
+    ]
+    eps0, lam0, q0, s0, p0 = (np.concatenate(column) for column in zip(*parts, strict=True))
     if config.init == "sphere":
         lam0[:] = cell.lambda0  # exact by construction; avoid the rounding of the re-summed norm
-    return InitialConditions(eps0=eps0, lam0=lam0, q0=q0)
+    return InitialConditions(eps0=eps0, lam0=lam0, q0=q0, s0=s0, p0=p0)

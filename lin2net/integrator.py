@@ -15,6 +15,11 @@ accumulates the diagnostics of DESIGN.md: log Q(T)/Q(0) = Σ_{t<T} log|1 − η�
 (0 when T = 0), max_{t<=T} η·S(t) and the number of steps t < T taken with
 η·S(t) > 2, where S is the exact sharpness.
 
+η and Φ are scalars or arrays of shape (n,), one value per trajectory (a batch
+may mix grid cells). Each log term is log|1 − x| with x = (ηε)², taken as
+log1p(−x) when x < 1 so a tiny η loses nothing to the rounding of 1 − x, and
+the terms are summed with Neumaier's compensation (no drift over 10⁶ steps).
+
 The state being stepped is pluggable (:class:`ReducedState`, :class:`FullState`):
 the reduced map is exact and costs O(1) per step whatever d; the full map steps
 the actual vectors and exists to cross-check it.
@@ -29,7 +34,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from lin2net.closed_forms import FloatArray, imbalance, reduced_coordinates, sharpness
+from lin2net.closed_forms import FloatArray, imbalance, reduced_coordinates, sharpness, split_scale
 
 IntArray = NDArray[np.int64]
 
@@ -58,10 +63,13 @@ class StopRule:
 class DynamicsState(Protocol):
     """A batch of trajectories that the driver can observe, step and shrink."""
 
+    def start(self, phi: FloatArray) -> None:
+        """Called once by the driver before the first observation, with Φ per trajectory."""
+
     def residual_and_scale(self) -> tuple[FloatArray, FloatArray]:
         """Current (ε, λ), each of shape (n,)."""
 
-    def step(self, eps: FloatArray, lam: FloatArray, eta: float, phi: float) -> None:
+    def step(self, eps: FloatArray, lam: FloatArray, eta: FloatArray, phi: FloatArray) -> None:
         """One simultaneous GD step a ← a − ηεb, b ← b − ηεa for every trajectory."""
 
     def keep(self, mask: NDArray[np.bool_]) -> None:
@@ -73,28 +81,73 @@ class DynamicsState(Protocol):
 
 
 class ReducedState:
-    """The exact 2-D map of DESIGN.md fact 1, independent of d:
+    """The exact map of DESIGN.md fact 1 on (ε, S, P), independent of d.
 
-    ε' = ε (1 − ηλ + η² ε (ε + Φ)),   λ' = (1 + η² ε²) λ − 4 η ε (ε + Φ).
-    Tiny ε keeps full relative precision (no a·b − Φ cancellation).
+    With u = ηε the vectors a ± b are multiplied by 1 ∓ u, so
+
+        S' = S + S·u(u − 2),   P' = P + P·u(u + 2),   λ = (S + P)/2,
+        ε' = ε + ε·(u·η(ε + Φ) − ηλ)   (= ε (1 − ηλ + η²ε(ε + Φ))).
+
+    Every update adds a small increment computed to full relative precision,
+    so neither a tiny S or P (a start near a = −b or a = b: the escape from
+    the saddle is set by it) nor a tiny ε (near convergence) nor a tiny η
+    loses digits: no 1 − ηλ or 1 ± u is ever rounded on its own. ε has its
+    own update rather than (S − P)/4 − Φ, which would cancel near ε = 0.
+    The state has two degrees of freedom: after each step the largest in
+    magnitude of S, P and 4ε is re-derived from the other two by S − P =
+    4(ε + Φ): near the saddle (ε ≈ −Φ, λ ≪ Φ) ε comes from S and P, near a
+    minimum the larger of S and P comes from the smaller one and ε.
+    ``s0``/``p0`` default to λ0 ± 2(ε0 + Φ) (see :func:`split_scale`); pass the
+    values measured from the vectors for full precision.
     """
 
-    def __init__(self, eps0: FloatArray, lam0: FloatArray) -> None:
+    def __init__(
+        self, eps0: FloatArray, lam0: FloatArray, s0: FloatArray | None = None, p0: FloatArray | None = None
+    ) -> None:
         self.eps = np.array(eps0, dtype=np.float64)
-        self.lam = np.array(lam0, dtype=np.float64)
+        self._lam0 = np.array(lam0, dtype=np.float64)
+        self.s = None if s0 is None else np.array(s0, dtype=np.float64)
+        self.p = None if p0 is None else np.array(p0, dtype=np.float64)
+
+    def start(self, phi: FloatArray) -> None:
+        if self.s is None or self.p is None:
+            self.s, self.p = split_scale(self.eps, self._lam0, phi)
+
+    @property
+    def lam(self) -> FloatArray:
+        if self.s is None or self.p is None:
+            return self._lam0
+        lam: FloatArray = 0.5 * (self.s + self.p)
+        return lam
 
     def residual_and_scale(self) -> tuple[FloatArray, FloatArray]:
         return self.eps, self.lam
 
-    def step(self, eps: FloatArray, lam: FloatArray, eta: float, phi: float) -> None:
-        eta_eps = eta * eps
-        product = eps + phi  # a·b
-        self.eps = eps * (1.0 - eta * lam + eta_eps * eta * product)
-        self.lam = (1.0 + eta_eps * eta_eps) * lam - 4.0 * eta_eps * product
+    def step(self, eps: FloatArray, lam: FloatArray, eta: FloatArray, phi: FloatArray) -> None:
+        self.start(phi)
+        assert self.s is not None and self.p is not None
+        u = eta * eps
+        s = self.s + self.s * (u * (u - 2.0))
+        p = self.p + self.p * (u * (u + 2.0))
+        eps = eps + eps * (u * (eta * (eps + phi)) - eta * lam)
+        # Only two of (ε, S, P) are independent: S − P = 4(ε + Φ). Carrying all three
+        # would let a mismatch grow by 1 + u² per step, so after each step the one
+        # largest in magnitude among S, P and 4ε (the one with the largest absolute
+        # rounding error) is re-derived from the other two by that relation.
+        four_eps = 4.0 * np.abs(eps)
+        derive_eps = (four_eps >= s) & (four_eps >= p)
+        derive_s = ~derive_eps & (s >= p)
+        derive_p = ~derive_eps & ~(s >= p)
+        four_product = 4.0 * (eps + phi)
+        self.eps = np.where(derive_eps, 0.25 * (s - p) - phi, eps)
+        self.s = np.where(derive_s, p + four_product, s)
+        self.p = np.where(derive_p, s - four_product, p)
 
     def keep(self, mask: NDArray[np.bool_]) -> None:
         self.eps = self.eps[mask]
-        self.lam = self.lam[mask]
+        self._lam0 = self._lam0[mask]
+        if self.s is not None and self.p is not None:
+            self.s, self.p = self.s[mask], self.p[mask]
 
     def measured_log_q_ratio(self, rows: NDArray[np.bool_]) -> FloatArray | None:
         return None
@@ -113,6 +166,9 @@ class FullState:
         self.phi = phi
         self.q0 = imbalance(self.a, self.b)
 
+    def start(self, phi: FloatArray) -> None:
+        pass
+
     def residual_and_scale(self) -> tuple[FloatArray, FloatArray]:
         eps, lam, _ = reduced_coordinates(self.a, self.b, self.phi)
         return eps, lam
@@ -121,7 +177,7 @@ class FullState:
         log_ratio: FloatArray = np.log(imbalance(self.a[rows], self.b[rows]) / self.q0[rows])
         return log_ratio
 
-    def step(self, eps: FloatArray, lam: FloatArray, eta: float, phi: float) -> None:
+    def step(self, eps: FloatArray, lam: FloatArray, eta: FloatArray, phi: FloatArray) -> None:
         scale = (eta * eps)[:, None]
         self.a, self.b = self.a - scale * self.b, self.b - scale * self.a
 
@@ -170,24 +226,50 @@ class TrajectoryResults:
         return ratio
 
 
-def integrate(state: DynamicsState, eta: float, phi: float, rule: StopRule) -> TrajectoryResults:
-    """Run every trajectory of ``state`` to its stopping time (see module doc)."""
+def log_q_term(u: FloatArray) -> FloatArray:
+    """log|1 − u²| for u = ηε: log1p(−u²) below 1 (no rounding of 1 − u² first),
+    log(u² − 1) above (−inf at u² = 1, NaN for NaN)."""
+    x = u * u
+    below = x < 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        term: FloatArray = np.where(below, np.log1p(-np.where(below, x, 0.0)), np.log(np.abs(x - 1.0)))
+    return term
+
+
+def _per_trajectory(value: float | FloatArray, n: int, name: str) -> FloatArray:
+    """A scalar or shape-(n,) parameter as a float64 array of shape (n,) (a copy)."""
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim > 1 or (array.ndim == 1 and array.shape[0] != n):
+        raise ValueError(f"{name} must be a scalar or of shape ({n},), got shape {array.shape}")
+    return np.array(np.broadcast_to(array, (n,)))
+
+
+def integrate(
+    state: DynamicsState, eta: float | FloatArray, phi: float | FloatArray, rule: StopRule
+) -> TrajectoryResults:
+    """Run every trajectory of ``state`` to its stopping time (see module doc).
+
+    ``eta`` and ``phi`` are scalars or arrays of shape (n,), one per trajectory.
+    """
     eps, _ = state.residual_and_scale()
     n = eps.shape[0]
+    eta_rows = _per_trajectory(eta, n, "eta")
+    phi_rows = _per_trajectory(phi, n, "phi")
+    state.start(phi_rows)
     out = TrajectoryResults.empty(n)
     index = np.arange(n)  # original position of each trajectory in the working set
     log_q = np.zeros(n)
+    log_q_error = np.zeros(n)  # Neumaier's running compensation of the log_q sum
     sum_eps2 = np.zeros(n)
     max_eta_sharp = np.full(n, -np.inf)
     eos_steps = np.zeros(n, dtype=np.int64)
     max_abs_eps = np.zeros(n)
-    eta2 = eta * eta
     t = 0
     # Overflow is an expected outcome (divergence), recorded in `status`.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         while index.size:
             eps, lam = state.residual_and_scale()
-            eta_sharp = eta * sharpness(eps, lam, phi)
+            eta_sharp = eta_rows * sharpness(eps, lam, phi_rows)
             np.fmax(max_eta_sharp, eta_sharp, out=max_eta_sharp)
             converged = 0.5 * eps * eps <= rule.loss_tol
             diverged = ~converged & ~(
@@ -201,9 +283,11 @@ def integrate(state: DynamicsState, eta: float, phi: float, rule: StopRule) -> T
                 out.steps[rows] = t
                 out.eps_T[rows] = eps[done]
                 out.lambda_T[rows] = lam[done]
-                out.sharpness_T[rows] = eta_sharp[done] / eta
+                out.sharpness_T[rows] = eta_sharp[done] / eta_rows[done]
                 measured = state.measured_log_q_ratio(done)
-                out.log_q_ratio[rows] = log_q[done] if measured is None else measured
+                total = log_q[done] + log_q_error[done]
+                total = np.where(np.isfinite(log_q[done]), total, log_q[done])
+                out.log_q_ratio[rows] = total if measured is None else measured
                 out.sum_eps2[rows] = sum_eps2[done]
                 out.max_eta_sharpness[rows] = max_eta_sharp[done]
                 out.eos_steps[rows] = eos_steps[done]
@@ -212,16 +296,20 @@ def integrate(state: DynamicsState, eta: float, phi: float, rule: StopRule) -> T
                 if not running.any():
                     break
                 state.keep(running)
-                index, log_q, sum_eps2 = index[running], log_q[running], sum_eps2[running]
-                max_eta_sharp, eos_steps = max_eta_sharp[running], eos_steps[running]
-                max_abs_eps = max_abs_eps[running]
+                index, log_q, log_q_error = index[running], log_q[running], log_q_error[running]
+                sum_eps2, max_eta_sharp, eos_steps = sum_eps2[running], max_eta_sharp[running], eos_steps[running]
+                max_abs_eps, eta_rows, phi_rows = max_abs_eps[running], eta_rows[running], phi_rows[running]
                 eps, lam, eta_sharp = eps[running], lam[running], eta_sharp[running]
             eps2 = eps * eps
             eos_steps += eta_sharp > 2.0
-            log_q += np.log(np.abs(1.0 - eta2 * eps2))
+            term = log_q_term(eta_rows * eps)
+            total = log_q + term
+            big = np.abs(log_q) >= np.abs(term)
+            log_q_error += np.where(big, (log_q - total) + term, (term - total) + log_q)
+            log_q = total
             sum_eps2 += eps2
             np.fmax(max_abs_eps, np.abs(eps), out=max_abs_eps)
-            state.step(eps, lam, eta, phi)
+            state.step(eps, lam, eta_rows, phi_rows)
             t += 1
     return out
 

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from lin2net.closed_forms import sum_and_difference_norms
 from lin2net.config import SweepConfig
 from lin2net.counter_rng import trajectory_keys
 from lin2net.grid import Cell
@@ -58,9 +59,10 @@ def simulate_sgd_cell(
             params = cell_parameters(config, cell, block.start, block.start + n)
             state = SGDFullState(block.a, block.b, params.phi, data)
             eps0, lam0 = state.residual_and_scale()
-            starts.append(InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0))
+            s0, p0 = sum_and_difference_norms(block.a, block.b)
+            starts.append(InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0, s0=s0, p0=p0))
             parts.append(integrate_sgd(state, params, data, config.sampling, rule, config.window))
-        initial = InitialConditions(*(np.concatenate([getattr(s, k) for s in starts]) for k in ("eps0", "lam0", "q0")))
+        initial = _join_initial(starts)
         names = SGDResults.__dataclass_fields__
         return initial, SGDResults(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in names})
     initial = initial_conditions(config, cell)

@@ -26,13 +26,13 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from lin2net.closed_forms import FloatArray, reduced_coordinates, sharpness
+from lin2net.closed_forms import FloatArray, reduced_coordinates, sharpness, sum_and_difference_norms
 from lin2net.config import parse_config
 from lin2net.errors import ConfigError
 from lin2net.gradient_flow import GradientFlow
 from lin2net.grid import expand_grid
 from lin2net.initialization import initial_blocks
-from lin2net.integrator import ReducedState, Status, StopRule
+from lin2net.integrator import ReducedState, Status, StopRule, log_q_term
 
 TABLE_SUFFIXES = (".parquet", ".csv")
 TRACE_MAX_STEPS = 10_000_000  # a trace keeps every step: ~1 GB of table at this many
@@ -40,7 +40,8 @@ TRACE_MAX_STEPS = 10_000_000  # a trace keeps every step: ~1 GB of table at this
 
 @dataclass(frozen=True)
 class Start:
-    """One initialization: vectors a, b of shape (d,) and the reduced (ε0, λ0, Q0)."""
+    """One initialization: vectors a, b of shape (d,), the reduced (ε0, λ0, Q0), and
+    S0 = ‖a + b‖², P0 = ‖a − b‖² (the state the reduced map carries)."""
 
     a: FloatArray
     b: FloatArray
@@ -48,6 +49,8 @@ class Start:
     eps0: float
     lam0: float
     q0: float
+    s0: float = math.nan
+    p0: float = math.nan
 
 
 def start_from_vectors(a: ArrayLike, b: ArrayLike, phi: float) -> Start:
@@ -63,7 +66,8 @@ def start_from_vectors(a: ArrayLike, b: ArrayLike, phi: float) -> Start:
     eps0, lam0, q0 = reduced_coordinates(a[None, :], b[None, :], phi)
     if lam0[0] == 0:
         raise ConfigError("--a/--b", "a = b = 0 is the saddle point: gradient descent never moves from it")
-    return Start(a, b, phi, float(eps0[0]), float(lam0[0]), float(q0[0]))
+    s0, p0 = sum_and_difference_norms(a[None, :], b[None, :])
+    return Start(a, b, phi, float(eps0[0]), float(lam0[0]), float(q0[0]), float(s0[0]), float(p0[0]))
 
 
 def sweep_initialization(
@@ -93,8 +97,18 @@ def sweep_initialization(
         row = trajectory - block.start
         if row < block.a.shape[0]:
             eps0, lam0, q0 = reduced_coordinates(block.a, block.b, cell.phi)  # the whole block, as the sweep does
+            s0, p0 = sum_and_difference_norms(block.a, block.b)
             lam = cell.lambda0 if init == "sphere" else float(lam0[row])
-            return Start(block.a[row], block.b[row], cell.phi, float(eps0[row]), lam, float(q0[row]))
+            return Start(
+                block.a[row],
+                block.b[row],
+                cell.phi,
+                float(eps0[row]),
+                lam,
+                float(q0[row]),
+                float(s0[row]),
+                float(p0[row]),
+            )
     raise AssertionError("unreachable: the last block holds the last trajectory")  # pragma: no cover
 
 
@@ -120,9 +134,15 @@ def trace_trajectory(start: Start, eta: float, rule: StopRule) -> Trace:
     if not (math.isfinite(eta) and eta > 0):
         raise ConfigError("--eta", f"must be a finite number > 0, got {eta!r}")
     phi = start.phi
-    eps, lam = start.eps0, start.lam0
-    state = ReducedState(np.array([eps]), np.array([lam]))
-    eta2 = eta * eta
+    known = not (math.isnan(start.s0) or math.isnan(start.p0))
+    state = ReducedState(
+        np.array([start.eps0]),
+        np.array([start.lam0]),
+        np.array([start.s0]) if known else None,
+        np.array([start.p0]) if known else None,
+    )
+    state.start(np.array([phi]))
+    eps, lam = float(state.eps[0]), float(state.lam[0])
     log_q = 0.0
     eps_t: list[float] = []
     lam_t: list[float] = []
@@ -143,8 +163,8 @@ def trace_trajectory(start: Start, eta: float, rule: StopRule) -> Trace:
             if t >= rule.max_steps:
                 break
             # The same log term as integrate(), and the sweep's own map (one trajectory).
-            log_q += float(np.log(np.abs(1.0 - eta2 * (eps * eps))))
-            state.step(state.eps, state.lam, eta, phi)
+            log_q += float(log_q_term(np.array([eta * eps]))[0])
+            state.step(state.eps, state.lam, np.array([eta]), np.array([phi]))
             eps, lam = float(state.eps[0]), float(state.lam[0])
             t += 1
     steps = np.arange(t + 1)

@@ -9,6 +9,13 @@ Measured in one run, each a median over repetitions:
   the compiled kernel (all threads and one), of the batched NumPy full-vector
   integrator (FullState) and the batched NumPy reduced reference, and of a
   naive per-trajectory Python loop on a small subsample;
+* the bare SIMD-lanes yardstick (``../shared/yardstick/numba_lanes.py`` beside
+  the repository, skipped with a note when absent) on the same workloads in
+  subprocesses, and the ratio compiled / yardstick (best and median of the
+  repetitions, all threads, and one thread each); the CPU model and its vector
+  width (AVX-512 / AVX2 from /proc/cpuinfo, and the width numba compiles for:
+  ``NUMBA_CPU_NAME=haswell`` measures an AVX2 build on an AVX-512 machine, for
+  both the kernel and the yardstick);
 * the Figure-3 sweep: wall time of ``python3 -m lin2net sweep
   configs/figure3.yaml`` in a subprocess (start-up included) against the
   compiled kernel's time on the same cells;
@@ -17,12 +24,16 @@ Measured in one run, each a median over repetitions:
 * compile time: first call in a fresh process with an empty numba cache
   (cold) and again with that cache filled (warm).
 
-Usage: ``python3 scripts/bench.py`` (a few minutes), ``--quick`` (under a minute).
+Usage: ``python3 scripts/bench.py`` (a few minutes), ``--quick`` (under a minute),
+``--kernel-only`` (W1/W2 and the yardstick only). On a shared machine the
+timings vary from run to run: compare the ratios, which are measured in the
+same run, and repeat.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -41,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lin2net.cell import cell_table, stop_rule  # noqa: E402
-from lin2net.compiled import available_threads, integrate_compiled  # noqa: E402
+from lin2net.compiled import LANES, available_threads, integrate_compiled, vector_width  # noqa: E402
 from lin2net.config import SweepConfig, load_config, parse_config  # noqa: E402
 from lin2net.grid import expand_grid  # noqa: E402
 from lin2net.initialization import initial_blocks, initial_conditions  # noqa: E402
@@ -60,26 +71,54 @@ class Workload:
 WORKLOADS = (Workload("W1 stable", 100_000, 0.1, 1.0), Workload("W2 edge of stability", 20_000, 0.95, 2.0))
 LOSS_TOL = 5e-13  # |ε| <= 1e-6
 MAX_STEPS = 100_000
+# The yardstick lives beside the repository (ROOT.parent / "shared"); a git worktree
+# one level further down finds it one level further up.
+YARDSTICK = next(
+    (
+        base / "shared" / "yardstick" / "numba_lanes.py"
+        for base in ROOT.parents
+        if (base / "shared" / "yardstick").is_dir()
+    ),
+    ROOT.parent / "shared" / "yardstick" / "numba_lanes.py",
+)
 
 
-def median_time(run: Callable[[], object], repeats: int) -> float:
+def run_times(run: Callable[[], object], repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         run()
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return times
 
 
-def python_loop(eps0: np.ndarray, lam0: np.ndarray, eta: float, phi: float, rule: StopRule) -> int:
+def median_time(run: Callable[[], object], repeats: int) -> float:
+    return statistics.median(run_times(run, repeats))
+
+
+def yardstick_rates(workload: Workload, repeats: int, threads: int | None = None) -> list[float]:
+    """Trajectory-steps per second of the bare yardstick kernel, one subprocess per repetition."""
+    command = [sys.executable, str(YARDSTICK), "--n", str(workload.trajectories), "--d", "10"]
+    command += ["--eta", str(workload.eta), "--lam0", str(workload.lambda0), "--phi", "1.0", "--tol", "1e-6"]
+    command += ["--max-steps", str(MAX_STEPS), "--seed", "0"]
+    env = dict(os.environ) if threads is None else {**os.environ, "NUMBA_NUM_THREADS": str(threads)}
+    rates = []
+    for _ in range(repeats):
+        done = subprocess.run(command, cwd=YARDSTICK.parent, env=env, check=True, capture_output=True, text=True)
+        rates.append(float(json.loads(done.stdout.splitlines()[-1])["steps_per_s"]))
+    return rates
+
+
+def python_loop(eps0: np.ndarray, s0: np.ndarray, p0: np.ndarray, eta: float, phi: float, rule: StopRule) -> int:
     """The reference semantics, one trajectory and one step at a time in plain Python.
     Returns the steps executed."""
     total = 0
-    for e, lam in zip(eps0.tolist(), lam0.tolist(), strict=True):
+    for e, s, p in zip(eps0.tolist(), s0.tolist(), p0.tolist(), strict=True):
         log_q = sum_eps2 = max_abs_eps = 0.0
         max_eta_sharp = -math.inf
         eos = t = 0
         while True:
+            lam = 0.5 * (s + p)
             disc = lam * lam + 8.0 * e * (e + phi) + 4.0 * e * e
             eta_sharp = eta * 0.5 * (lam + math.sqrt(max(disc, 0.0)))
             max_eta_sharp = max(max_eta_sharp, eta_sharp)
@@ -89,18 +128,20 @@ def python_loop(eps0: np.ndarray, lam0: np.ndarray, eta: float, phi: float, rule
                 break
             if t >= rule.max_steps:
                 break
-            eps2 = e * e
             eos += eta_sharp > 2.0
-            factor = abs(1.0 - eta * eta * eps2)
-            log_q += math.log(factor) if factor > 0.0 else -math.inf
-            sum_eps2 += eps2
+            u = eta * e
+            x = u * u
+            log_q += math.log1p(-x) if x < 1.0 else (math.log(x - 1.0) if x > 1.0 else -math.inf)
+            sum_eps2 += e * e
             max_abs_eps = max(max_abs_eps, abs(e))
-            eta_eps = eta * e
-            product = e + phi
-            e, lam = (
-                e * (1.0 - eta * lam + eta_eps * eta * product),
-                (1.0 + eta_eps * eta_eps) * lam - 4.0 * eta_eps * product,
-            )
+            s, p = s + s * (u * (u - 2.0)), p + p * (u * (u + 2.0))
+            e = e + e * (u * (eta * (e + phi)) - eta * lam)
+            if 4.0 * abs(e) >= max(s, p):
+                e = 0.25 * (s - p) - phi
+            elif s >= p:
+                s = p + 4.0 * (e + phi)
+            else:
+                p = s - 4.0 * (e + phi)
             t += 1
         total += t
     return total
@@ -118,7 +159,9 @@ def workload_config(workload: Workload) -> SweepConfig:
     )
 
 
-def bench_workload(workload: Workload, repeats: int, numpy_share: float, python_trajectories: int) -> dict[str, float]:
+def bench_workload(
+    workload: Workload, repeats: int, numpy_share: float, python_trajectories: int, kernel_only: bool = False
+) -> dict[str, float]:
     config = workload_config(workload)
     cell = expand_grid(config)[0]
     rule = stop_rule(config)
@@ -126,14 +169,23 @@ def bench_workload(workload: Workload, repeats: int, numpy_share: float, python_
     phi = cell.phi
     rates: dict[str, float] = {}
 
-    result = integrate_compiled(initial.eps0, initial.lam0, cell.eta, phi, rule)  # warm (cache load)
+    def compiled(threads: int | None = None) -> object:
+        return integrate_compiled(
+            initial.eps0, initial.lam0, cell.eta, phi, rule, threads, s0=initial.s0, p0=initial.p0
+        )
+
+    result = integrate_compiled(initial.eps0, initial.lam0, cell.eta, phi, rule, s0=initial.s0, p0=initial.p0)  # warm
     steps = float(result.steps.sum())
-    rates["compiled"] = steps / median_time(
-        lambda: integrate_compiled(initial.eps0, initial.lam0, cell.eta, phi, rule), repeats
-    )
-    rates["compiled_1"] = steps / median_time(
-        lambda: integrate_compiled(initial.eps0, initial.lam0, cell.eta, phi, rule, threads=1), repeats
-    )
+    all_threads = [steps / seconds for seconds in run_times(compiled, repeats)]
+    one_thread = [steps / seconds for seconds in run_times(lambda: compiled(1), repeats)]
+    rates["compiled"], rates["compiled_best"] = statistics.median(all_threads), max(all_threads)
+    rates["compiled_1"], rates["compiled_1_best"] = statistics.median(one_thread), max(one_thread)
+    if YARDSTICK.exists():
+        yard, yard_1 = yardstick_rates(workload, repeats), yardstick_rates(workload, repeats, threads=1)
+        rates["yardstick"], rates["yardstick_best"] = statistics.median(yard), max(yard)
+        rates["yardstick_1"], rates["yardstick_1_best"] = statistics.median(yard_1), max(yard_1)
+    if kernel_only:
+        return rates
 
     n_numpy = max(1, int(workload.trajectories * numpy_share))
     block = next(initial_blocks(config, cell))
@@ -142,15 +194,15 @@ def bench_workload(workload: Workload, repeats: int, numpy_share: float, python_
     rates["numpy_full"] = full_steps / median_time(
         lambda: integrate(FullState(a, b, phi), cell.eta, phi, rule), repeats
     )
-    eps0, lam0 = initial.eps0[:n_numpy], initial.lam0[:n_numpy]
-    reduced_steps = float(integrate(ReducedState(eps0, lam0), cell.eta, phi, rule).steps.sum())
+    eps0, lam0, s0, p0 = initial.eps0[:n_numpy], initial.lam0[:n_numpy], initial.s0[:n_numpy], initial.p0[:n_numpy]
+    reduced_steps = float(integrate(ReducedState(eps0, lam0, s0, p0), cell.eta, phi, rule).steps.sum())
     rates["numpy_reduced"] = reduced_steps / median_time(
-        lambda: integrate(ReducedState(eps0, lam0), cell.eta, phi, rule), repeats
+        lambda: integrate(ReducedState(eps0, lam0, s0, p0), cell.eta, phi, rule), repeats
     )
 
-    eps_py, lam_py = initial.eps0[:python_trajectories], initial.lam0[:python_trajectories]
-    python_steps = python_loop(eps_py, lam_py, cell.eta, phi, rule)
-    rates["python"] = python_steps / median_time(lambda: python_loop(eps_py, lam_py, cell.eta, phi, rule), repeats)
+    eps_py, s_py, p_py = (column[:python_trajectories] for column in (initial.eps0, initial.s0, initial.p0))
+    python_steps = python_loop(eps_py, s_py, p_py, cell.eta, phi, rule)
+    rates["python"] = python_steps / median_time(lambda: python_loop(eps_py, s_py, p_py, cell.eta, phi, rule), repeats)
     rates["n_compiled"], rates["n_numpy"], rates["n_python"] = workload.trajectories, n_numpy, python_trajectories
     rates["mean_steps"] = steps / workload.trajectories
     return rates
@@ -166,7 +218,10 @@ def figure3_kernel_time(config: SweepConfig, repeats: int) -> tuple[float, float
         nonlocal steps
         steps = 0.0
         for cell, initial in cells:
-            steps += float(integrate_compiled(initial.eps0, initial.lam0, cell.eta, cell.phi, rule).steps.sum())
+            result = integrate_compiled(
+                initial.eps0, initial.lam0, cell.eta, cell.phi, rule, s0=initial.s0, p0=initial.p0
+            )
+            steps += float(result.steps.sum())
 
     run()  # warm
     return median_time(run, repeats), steps
@@ -183,7 +238,9 @@ def figure3_phases(config: SweepConfig) -> dict[str, float]:
             t0 = time.perf_counter()
             initial = initial_conditions(config, cell)
             t1 = time.perf_counter()
-            results = integrate_compiled(initial.eps0, initial.lam0, cell.eta, cell.phi, rule)
+            results = integrate_compiled(
+                initial.eps0, initial.lam0, cell.eta, cell.phi, rule, s0=initial.s0, p0=initial.p0
+            )
             t2 = time.perf_counter()
             table = cell_table(cell, initial, results)
             t3 = time.perf_counter()
@@ -263,6 +320,31 @@ def compile_times() -> tuple[float, float]:
         return times[0], times[1]
 
 
+def _rate(rates: dict[str, float], key: str) -> str:
+    return f"{rates[key]:.3g} ({rates[key + '_best']:.3g})"
+
+
+def _ratio(rates: dict[str, float], kernel: str, yardstick: str) -> str:
+    median = rates[kernel] / rates[yardstick]
+    best = rates[kernel + "_best"] / rates[yardstick + "_best"]
+    return f"{median:.2f} (best/best {best:.2f})"
+
+
+def cpu_vector_extension() -> str:
+    """The widest x86 vector extension in /proc/cpuinfo's flags: AVX-512, AVX2 or neither."""
+    try:
+        flags = next(
+            line.split(":", 1)[1].split()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("flags")
+        )
+    except (OSError, StopIteration):
+        return "vector width unknown"
+    if "avx512f" in flags:
+        return "AVX-512"
+    return "AVX2" if "avx2" in flags else "no AVX2"
+
+
 def cpu_model() -> str:
     try:
         for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
@@ -279,6 +361,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="repetitions per timing (default 5, quick 3)")
     parser.add_argument("--skip-sweep", action="store_true", help="skip the Figure-3 end-to-end sweep")
     parser.add_argument("--skip-memory", action="store_true", help="skip the 10⁶-trajectory memory probe")
+    parser.add_argument("--kernel-only", action="store_true", help="W1/W2 compiled kernel and yardstick only")
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 5)
     numpy_share = 0.1 if args.quick else 1.0
@@ -287,15 +370,28 @@ def main() -> None:
     load = os.getloadavg()[0]
     rows: list[tuple[str, str]] = []
     for workload in WORKLOADS:
-        r = bench_workload(workload, repeats, numpy_share, python_trajectories)
+        r = bench_workload(workload, repeats, numpy_share, python_trajectories, args.kernel_only)
         tag = workload.name.split()[0]
+        rows += [
+            (f"{tag}: compiled, {available_threads()} threads [traj-steps/s], median (best)", _rate(r, "compiled")),
+            (f"{tag}: compiled, 1 thread [traj-steps/s], median (best)", _rate(r, "compiled_1")),
+        ]
+        if "yardstick" in r:
+            rows += [
+                (f"{tag}: bare yardstick, {available_threads()} threads [traj-steps/s]", _rate(r, "yardstick")),
+                (f"{tag}: bare yardstick, 1 thread [traj-steps/s]", _rate(r, "yardstick_1")),
+                (f"{tag}: compiled / yardstick, {available_threads()} threads", _ratio(r, "compiled", "yardstick")),
+                (f"{tag}: compiled / yardstick, 1 thread", _ratio(r, "compiled_1", "yardstick_1")),
+            ]
+        else:
+            rows.append((f"{tag}: bare yardstick", f"skipped: {YARDSTICK} not found"))
+        if args.kernel_only:
+            continue
         rows += [
             (
                 f"{tag}: trajectories compiled / NumPy / Python loop (mean T)",
                 f"{r['n_compiled']:.0f} / {r['n_numpy']:.0f} / {r['n_python']:.0f} ({r['mean_steps']:.0f} steps)",
             ),
-            (f"{tag}: compiled, {available_threads()} threads [traj-steps/s]", f"{r['compiled']:.3g}"),
-            (f"{tag}: compiled, 1 thread [traj-steps/s]", f"{r['compiled_1']:.3g}"),
             (f"{tag}: NumPy batched full-vector (FullState) [traj-steps/s]", f"{r['numpy_full']:.3g}"),
             (f"{tag}: NumPy batched reduced (reference) [traj-steps/s]", f"{r['numpy_reduced']:.3g}"),
             (f"{tag}: Python per-trajectory loop [traj-steps/s]", f"{r['python']:.3g}"),
@@ -303,6 +399,8 @@ def main() -> None:
             (f"{tag}: compiled / NumPy reduced", f"{r['compiled'] / r['numpy_reduced']:.0f}×"),
             (f"{tag}: compiled / Python loop", f"{r['compiled'] / r['python']:.0f}×"),
         ]
+    if args.kernel_only:
+        args.skip_sweep = args.skip_memory = True
     if not args.skip_sweep:
         config_path = ROOT / "configs" / "figure3.yaml"
         config = load_config(config_path)
@@ -326,14 +424,18 @@ def main() -> None:
         ]
     if not args.skip_memory:
         rows.append(("peak RSS, one cell of 10⁶ trajectories at d = 100 (CLI sweep)", f"{peak_rss_mib():.0f} MiB"))
-    cold, warm = compile_times()
-    rows += [
-        ("import + first call, empty numba cache (compile)", f"{cold:.2f} s"),
-        ("import + first call, cache filled (load)", f"{warm:.2f} s"),
-    ]
+    if not args.kernel_only:
+        cold, warm = compile_times()
+        rows += [
+            ("import + first call, empty numba cache (compile)", f"{cold:.2f} s"),
+            ("import + first call, cache filled (load)", f"{warm:.2f} s"),
+        ]
 
+    target = f", NUMBA_CPU_NAME={os.environ['NUMBA_CPU_NAME']}" if "NUMBA_CPU_NAME" in os.environ else ""
     print(
-        f"lin2net benchmark: {cpu_model()}, {os.cpu_count()} cores, numba threads {available_threads()}, "
+        f"lin2net benchmark: {cpu_model()} ({cpu_vector_extension()}), kernel compiled for {vector_width()}-bit "
+        f"vectors ({LANES} lanes{target}), "
+        f"{os.cpu_count()} cores, numba threads {available_threads()}, "
         f"Python {platform.python_version()}, NumPy {np.__version__}; load average at start {load:.2f}; "
         f"medians of {repeats} repetitions\n"
     )

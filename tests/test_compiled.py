@@ -1,22 +1,26 @@
 """The compiled kernel against the NumPy reference driver on the reduced map.
 
-The two run the same IEEE arithmetic on (ε, λ) in the same order, so status,
+The two run the same IEEE arithmetic on (ε, S, P) in the same order, so status,
 steps and eos_steps must be equal exactly and the float columns to 1e-12
 relative (log_q_ratio is the only column computed differently: an exact
-product with one logarithm instead of a sum of rounded logarithms).
+product with one logarithm instead of a compensated sum of logarithms).
+Also: per-trajectory η and Φ, and cancellation (a flag, and Ctrl-C).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
+import time
 import warnings
 
 import numpy as np
 import pytest
 
 from lin2net.cell import simulate_cell
-from lin2net.compiled import LANES, available_threads, integrate_compiled
+from lin2net.compiled import LANES, KernelCancelled, available_threads, integrate_compiled
 from lin2net.config import DEFAULTS, INTEGRATORS, parse_config
 from lin2net.grid import expand_grid
 from lin2net.integrator import ReducedState, Status, StopRule, TrajectoryResults, integrate
@@ -192,7 +196,7 @@ def test_cell_table_constants_and_status_labels() -> None:
     from lin2net.cell import CONSTANT_CHUNK, cell_table
 
     grid = {"eta": 1.2, "lambda0": 2.0, "d": 2}
-    config = parse_config({"trajectories": CONSTANT_CHUNK + 3, "grid": grid, "max_steps": 2_000})
+    config = parse_config({"trajectories": CONSTANT_CHUNK + 3, "grid": grid, "max_steps": 200})
     cell = expand_grid(config)[0]
     initial, results = simulate_cell(config, cell, threads=1)
     table = cell_table(cell, initial, results).to_pandas()
@@ -219,3 +223,91 @@ def test_fork_pool_with_one_thread_per_worker_after_parent_used_all_threads() ->
     with multiprocessing.get_context("fork").Pool(2) as pool:
         results = pool.map_async(_pool_job, [1, 1, 1]).get(timeout=120)
     assert results == [expected] * 3
+
+
+def test_per_trajectory_parameters_equal_one_call_per_cell() -> None:
+    """A shard of several cells (η, Φ per row, interleaved so lanes mix cells) gives
+    every row bitwise what a call per cell with scalars gives, for 1 and 2 threads,
+    and the NumPy reference accepts the same arrays with the same result."""
+    rng = np.random.default_rng(17)
+    cells = [(0.1, 1.0), (0.95, 1.0), (1.3, 0.5), (0.4, 0.0), (2.5, 1.0), (0.001, 1.0)]
+    per_cell = 3 * LANES + 1
+    rule = StopRule(1e-10, 3_000)
+    eps0 = np.concatenate([sphere_residuals(rng, per_cell, 4, 2.0, phi) for _, phi in cells])
+    lam0 = np.full(eps0.shape, 2.0)
+    eta = np.repeat([eta for eta, _ in cells], per_cell)
+    phi = np.repeat([phi for _, phi in cells], per_cell)
+    order = rng.permutation(eps0.size)  # rows of different cells side by side
+    eps0, lam0, eta, phi = eps0[order], lam0[order], eta[order], phi[order]
+    expected = TrajectoryResults.empty(eps0.size)
+    for cell_eta, cell_phi in cells:
+        rows = (eta == cell_eta) & (phi == cell_phi)
+        one = integrate_compiled(eps0[rows], lam0[rows], cell_eta, cell_phi, rule, threads=1)
+        for name in TrajectoryResults.__dataclass_fields__:
+            getattr(expected, name)[rows] = getattr(one, name)
+    statuses = set(np.unique(expected.status).tolist())
+    assert statuses == {int(s) for s in Status}, "the shard must mix outcomes"
+    for threads in sorted({1, min(2, available_threads())}):
+        shard = integrate_compiled(eps0, lam0, eta, phi, rule, threads=threads)
+        for name in TrajectoryResults.__dataclass_fields__:
+            np.testing.assert_array_equal(getattr(shard, name), getattr(expected, name), err_msg=name)
+    assert_same_results(reference(eps0, lam0, eta, phi, rule), expected)  # type: ignore[arg-type]
+
+
+def test_rejects_parameter_arrays_of_the_wrong_shape() -> None:
+    with pytest.raises(ValueError, match="eta must be a scalar or of shape"):
+        integrate_compiled(np.zeros(3), np.ones(3), np.ones(4), 1.0, StopRule(1e-10, 10))
+    with pytest.raises(ValueError, match="phi must be a scalar or of shape"):
+        integrate_compiled(np.zeros(3), np.ones(3), 0.1, np.ones((3, 1)), StopRule(1e-10, 10))
+
+
+def _endless(n: int) -> tuple[np.ndarray, np.ndarray, float, StopRule]:
+    """A batch that would run for hours: η tiny, tolerance never reached."""
+    eps0 = np.linspace(-1.5, -0.5, n)
+    return eps0, np.ones(n), 1e-12, StopRule(1e-300, 2**62)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cancel_flag_stops_every_thread_within_a_second(threads: int) -> None:
+    threads = min(threads, available_threads())
+    eps0, lam0, eta, rule = _endless(8 * LANES)
+    integrate_compiled(eps0[:2], lam0[:2], 0.1, 1.0, StopRule(1e-10, 100), threads=threads)  # compiled and loaded
+    cancel = np.zeros(1, dtype=np.int64)
+    timer = threading.Timer(0.3, lambda: cancel.__setitem__(0, 1))
+    started = time.perf_counter()
+    timer.start()
+    with pytest.raises(KernelCancelled):
+        integrate_compiled(eps0, lam0, eta, 1.0, rule, threads=threads, cancel=cancel)
+    assert time.perf_counter() - started < 1.3  # 0.3 s until the flag is set, then < 1 s
+
+
+def test_a_flag_already_set_cancels_before_any_work() -> None:
+    eps0, lam0, eta, rule = _endless(3)
+    with pytest.raises(KernelCancelled):
+        integrate_compiled(eps0, lam0, eta, 1.0, rule, cancel=np.ones(1, dtype=np.int64))
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
+def test_ctrl_c_interrupts_the_kernel_within_a_second() -> None:
+    """SIGINT while the kernel runs: KeyboardInterrupt in the caller, promptly, and
+    the kernel's thread has stopped (no partial results, nothing left running)."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are delivered to the main thread")
+    eps0, lam0, eta, rule = _endless(4 * LANES)
+    integrate_compiled(eps0[:2], lam0[:2], 0.1, 1.0, StopRule(1e-10, 100))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        started = time.perf_counter()
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            integrate_compiled(eps0, lam0, eta, 1.0, rule)
+        elapsed = time.perf_counter() - started
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    assert elapsed < 1.3
+    deadline = time.perf_counter() + 1.0  # the kernel returned; its thread is exiting
+    while any(thread.name == "lin2net-kernel" for thread in threading.enumerate()):
+        assert time.perf_counter() < deadline, "the kernel's thread is still running"
+        time.sleep(0.01)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from lin2net.closed_forms import reduced_coordinates, sharpness
+from lin2net.closed_forms import reduced_coordinates, sharpness, sum_and_difference_norms
 from lin2net.integrator import FullState, ReducedState, Status, StopRule, TrajectoryResults, integrate
 
 
@@ -114,7 +114,7 @@ def test_reduced_map_agrees_with_full_vectors(d: int, eta: float, lambda0: float
     a, b = _sphere(200, d, lambda0, seed=d)
     eps0, lam0, _ = reduced_coordinates(a, b, phi)
     rule = StopRule(loss_tol=1e-10, max_steps=20_000)
-    reduced = integrate(ReducedState(eps0, lam0), eta, phi, rule)
+    reduced = integrate(ReducedState(eps0, lam0, *sum_and_difference_norms(a, b)), eta, phi, rule)
     full = integrate(FullState(a, b, phi), eta, phi, rule)
     assert np.all(reduced.max_eta_sharpness < 2)
     assert_array_equal(reduced.status, full.status)
@@ -133,7 +133,7 @@ def test_edge_of_stability_statistics_agree() -> None:
     a, b = _sphere(400, 6, 2.0, seed=11)
     eps0, lam0, _ = reduced_coordinates(a, b, phi)
     rule = StopRule(loss_tol=1e-10, max_steps=50_000)
-    reduced = integrate(ReducedState(eps0, lam0), eta, phi, rule)
+    reduced = integrate(ReducedState(eps0, lam0, *sum_and_difference_norms(a, b)), eta, phi, rule)
     full = integrate(FullState(a, b, phi), eta, phi, rule)
     assert (reduced.eos_steps > 0).mean() > 0.5
     for out in (reduced, full):
