@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
-from lin2net.closed_forms import FloatArray, reduced_coordinates, sum_and_difference_norms
+from lin2net.closed_forms import FloatArray, imbalance, reduced_coordinates, sum_and_difference_norms
 from lin2net.config import SweepConfig
 from lin2net.grid import Cell, initialization_rng
 
@@ -68,13 +69,61 @@ def initial_blocks(config: SweepConfig, cell: Cell) -> Iterator[InitialBlock]:
         yield InitialBlock(start, z[:, :d], z[:, d:])
 
 
+@dataclass(frozen=True)
+class _Directions:
+    """Per trajectory, for the raw draws z = (za, zb) of a (seed, init, d)
+    stream scaled to unit length (sphere) or left as drawn (gaussian): the
+    invariants every cell of that width rescales, shape (n,) each."""
+
+    dot: FloatArray  # za·zb
+    norm2: FloatArray  # ‖za‖² + ‖zb‖²
+    imbalance: FloatArray  # Σ_i |za_i² − zb_i²|
+    s: FloatArray  # ‖za + zb‖²
+    p: FloatArray  # ‖za − zb‖²
+
+
+@lru_cache(maxsize=4)
+def _directions(seed: int, init: str, d: int, trajectories: int) -> _Directions:
+    """The invariants of the first ``trajectories`` draws of width ``d``.
+
+    Cells that differ only in λ0 or Φ (or η) share their draws (common random
+    numbers), so a shard computes these once per width, not once per cell: a
+    cell then costs O(n), not O(n·d), and no random numbers."""
+    parts = []
+    for block, start in enumerate(range(0, trajectories, block_size(d))):
+        n = min(block_size(d), trajectories - start)
+        z = initialization_rng(seed, init, d, block).standard_normal((n, 2 * d))
+        if init == "sphere":
+            z /= np.linalg.norm(z, axis=1, keepdims=True)
+        a, b = z[:, :d], z[:, d:]
+        s, p = sum_and_difference_norms(a, b)
+        norm2 = np.ones(n) if init == "sphere" else np.einsum("nd,nd->n", z, z)
+        parts.append((np.einsum("nd,nd->n", a, b), norm2, imbalance(a, b), s, p))
+    columns = [np.concatenate(column) for column in zip(*parts, strict=True)]
+    for column in columns:
+        column.flags.writeable = False  # shared by every cell of this width
+    return _Directions(*columns)
+
+
 def initial_conditions(config: SweepConfig, cell: Cell) -> InitialConditions:
-    """(ε0, λ0, Q0, S0, P0) of every trajectory of the cell, without keeping the vectors."""
-    parts = [
-        (*reduced_coordinates(block.a, block.b, cell.phi), *sum_and_difference_norms(block.a, block.b))
-        for block in initial_blocks(config, cell)
-    ]
-    eps0, lam0, q0, s0, p0 = (np.concatenate(column) for column in zip(*parts, strict=True))
-    if config.init == "sphere":
-        lam0[:] = cell.lambda0  # exact by construction; avoid the rounding of the re-summed norm
-    return InitialConditions(eps0=eps0, lam0=lam0, q0=q0, s0=s0, p0=p0)
+    """(ε0, λ0, Q0, S0, P0) of every trajectory of the cell, without keeping the vectors.
+
+    A random start is its width's shared direction (see :func:`_directions`)
+    scaled by k = λ0 (sphere: ‖a‖² + ‖b‖² = λ0 exactly) or k = λ0/(2d)
+    (gaussian): every quadratic quantity is k times the direction's, one
+    rounding each, and ε0 = k·(za·zb) − Φ."""
+    if config.explicit is not None:
+        (block,) = initial_blocks(config, cell)
+        eps0, lam0, q0 = reduced_coordinates(block.a, block.b, cell.phi)
+        s0, p0 = sum_and_difference_norms(block.a, block.b)
+        return InitialConditions(eps0=eps0, lam0=lam0, q0=q0, s0=s0, p0=p0)
+    unit = _directions(config.seed, config.init, cell.d, config.trajectories)
+    scale = cell.lambda0 if config.init == "sphere" else cell.lambda0 / (2 * cell.d)
+    lam0 = np.full(unit.dot.shape, cell.lambda0) if config.init == "sphere" else scale * unit.norm2
+    return InitialConditions(
+        eps0=scale * unit.dot - cell.phi,
+        lam0=lam0,
+        q0=scale * unit.imbalance,
+        s0=scale * unit.s,
+        p0=scale * unit.p,
+    )

@@ -31,7 +31,7 @@ from lin2net.config import parse_config
 from lin2net.errors import ConfigError
 from lin2net.gradient_flow import GradientFlow
 from lin2net.grid import expand_grid
-from lin2net.initialization import initial_blocks
+from lin2net.initialization import initial_blocks, initial_conditions
 from lin2net.integrator import ReducedState, Status, StopRule, log_q_term
 
 TABLE_SUFFIXES = (".parquet", ".csv")
@@ -93,21 +93,19 @@ def sweep_initialization(
     except ConfigError as exc:  # name the command-line option, not the config key behind it
         raise ConfigError("--" + exc.key.removeprefix("grid."), exc.problem) from None
     cell = expand_grid(config)[0]
+    initial = initial_conditions(config, cell)  # the sweep's own numbers for this row
     for block in initial_blocks(config, cell):
         row = trajectory - block.start
         if row < block.a.shape[0]:
-            eps0, lam0, q0 = reduced_coordinates(block.a, block.b, cell.phi)  # the whole block, as the sweep does
-            s0, p0 = sum_and_difference_norms(block.a, block.b)
-            lam = cell.lambda0 if init == "sphere" else float(lam0[row])
             return Start(
                 block.a[row],
                 block.b[row],
                 cell.phi,
-                float(eps0[row]),
-                lam,
-                float(q0[row]),
-                float(s0[row]),
-                float(p0[row]),
+                float(initial.eps0[trajectory]),
+                float(initial.lam0[trajectory]),
+                float(initial.q0[trajectory]),
+                float(initial.s0[trajectory]),
+                float(initial.p0[trajectory]),
             )
     raise AssertionError("unreachable: the last block holds the last trajectory")  # pragma: no cover
 

@@ -191,16 +191,17 @@ def test_compiled_is_the_default_integrator_and_matches_reduced_through_the_cell
 
 
 def test_cell_table_constants_and_status_labels() -> None:
-    """The table of a cell larger than one constant chunk carries the cell's
+    """The table of a cell larger than one row group carries the cell's
     parameters on every row and the status labels of the results."""
-    from lin2net.cell import CONSTANT_CHUNK, cell_table
+    from lin2net.cell import cell_table
+    from lin2net.shard_file import ROW_GROUP_ROWS
 
     grid = {"eta": 1.2, "lambda0": 2.0, "d": 2}
-    config = parse_config({"trajectories": CONSTANT_CHUNK + 3, "grid": grid, "max_steps": 200})
+    config = parse_config({"trajectories": ROW_GROUP_ROWS + 3, "grid": grid, "max_steps": 200})
     cell = expand_grid(config)[0]
     initial, results = simulate_cell(config, cell, threads=1)
     table = cell_table(cell, initial, results).to_pandas()
-    assert len(table) == CONSTANT_CHUNK + 3
+    assert len(table) == ROW_GROUP_ROWS + 3
     for column, value in (("cell_id", cell.cell_id), ("eta", 1.2), ("lambda0", 2.0), ("d", 2), ("init", "sphere")):
         assert (table[column] == value).all(), column
     np.testing.assert_allclose(table["eta_lambda0"], 2.4)

@@ -80,3 +80,25 @@ def test_seed_changes_the_draws() -> None:
     e1 = initial_conditions(one, expand_grid(one)[0]).eps0
     e2 = initial_conditions(two, expand_grid(two)[0]).eps0
     assert not np.array_equal(e1, e2)
+
+
+@pytest.mark.parametrize("init", ["sphere", "gaussian"])
+def test_scaled_directions_equal_the_vectors_they_stand_for(init: str) -> None:
+    """initial_conditions rescales each width's shared draws; the result is the
+    (ε0, λ0, Q0, S0, P0) of the vectors initial_blocks yields, to rounding."""
+    from lin2net.closed_forms import reduced_coordinates, sum_and_difference_norms
+    from lin2net.grid import expand_grid
+    from lin2net.initialization import initial_blocks, initial_conditions
+
+    config = make_config(init=init, trajectories=300, grid={"eta": 0.1, "lambda0": [0.3, 7.0], "phi": 2.0, "d": [1, 9]})
+    for cell in expand_grid(config):
+        initial = initial_conditions(config, cell)
+        (block,) = initial_blocks(config, cell)
+        eps0, lam0, q0 = reduced_coordinates(block.a, block.b, cell.phi)
+        s0, p0 = sum_and_difference_norms(block.a, block.b)
+        scale = cell.lambda0
+        np.testing.assert_allclose(initial.eps0, eps0, rtol=0, atol=4e-16 * scale + 4e-16 * cell.phi)
+        for mine, theirs in ((initial.lam0, lam0), (initial.q0, q0), (initial.s0, s0), (initial.p0, p0)):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-14, atol=1e-15 * scale)
+        if init == "sphere":
+            assert (initial.lam0 == cell.lambda0).all()
