@@ -51,13 +51,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lin2net.cell import cell_table, stop_rule  # noqa: E402
+from lin2net.cell import stop_rule  # noqa: E402
 from lin2net.compiled import LANES, available_threads, integrate_compiled, vector_width  # noqa: E402
-from lin2net.config import SweepConfig, load_config, parse_config  # noqa: E402
+from lin2net.config import SweepConfig, parse_config  # noqa: E402
 from lin2net.grid import expand_grid  # noqa: E402
 from lin2net.initialization import initial_blocks, initial_conditions  # noqa: E402
 from lin2net.integrator import FullState, ReducedState, StopRule, integrate  # noqa: E402
-from lin2net.store import prepare_output_dir, write_cell  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -208,60 +207,6 @@ def bench_workload(
     return rates
 
 
-def figure3_kernel_time(config: SweepConfig, repeats: int) -> tuple[float, float]:
-    """Median seconds of the compiled kernel alone over every cell of the sweep, and Σ T."""
-    rule = stop_rule(config)
-    cells = [(cell, initial_conditions(config, cell)) for cell in expand_grid(config)]
-    steps = 0.0
-
-    def run() -> None:
-        nonlocal steps
-        steps = 0.0
-        for cell, initial in cells:
-            result = integrate_compiled(
-                initial.eps0, initial.lam0, cell.eta, cell.phi, rule, s0=initial.s0, p0=initial.p0
-            )
-            steps += float(result.steps.sum())
-
-    run()  # warm
-    return median_time(run, repeats), steps
-
-
-def figure3_phases(config: SweepConfig) -> dict[str, float]:
-    """Seconds per phase of one in-process pass doing what ``run_sweep`` does per cell."""
-    rule = stop_rule(config)
-    phases = dict.fromkeys(("initial conditions", "kernel", "table", "write_cell"), 0.0)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
-        prepare_output_dir(out, config, overwrite=False)
-        for cell in expand_grid(config):
-            t0 = time.perf_counter()
-            initial = initial_conditions(config, cell)
-            t1 = time.perf_counter()
-            results = integrate_compiled(
-                initial.eps0, initial.lam0, cell.eta, cell.phi, rule, s0=initial.s0, p0=initial.p0
-            )
-            t2 = time.perf_counter()
-            table = cell_table(cell, initial, results)
-            t3 = time.perf_counter()
-            write_cell(out, config, cell, table)
-            t4 = time.perf_counter()
-            for name, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                phases[name] += seconds
-    return phases
-
-
-def figure3_sweep_time(config_path: Path, repeats: int) -> float:
-    """Median wall seconds of the whole CLI sweep in a subprocess, start-up included."""
-
-    def run() -> None:
-        with tempfile.TemporaryDirectory() as out:
-            command = [sys.executable, "-m", "lin2net", "sweep", str(config_path), "-o", f"{out}/run", "--quiet"]
-            subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    return median_time(run, repeats)
-
-
 def cli_startup_time(repeats: int) -> float:
     """Median wall seconds of ``python3 -m lin2net --help``: interpreter and CLI imports."""
     command = [sys.executable, "-m", "lin2net", "--help"]
@@ -359,7 +304,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and smaller baseline subsamples")
     parser.add_argument("--repeats", type=int, default=None, help="repetitions per timing (default 5, quick 3)")
-    parser.add_argument("--skip-sweep", action="store_true", help="skip the Figure-3 end-to-end sweep")
+    parser.add_argument("--skip-sweep", action="store_true", help="skip the sweep, file and reading benchmarks")
+    parser.add_argument("--skip-sgd", action="store_true", help="skip the SGD kernel against the GD kernel")
     parser.add_argument("--skip-memory", action="store_true", help="skip the 10⁶-trajectory memory probe")
     parser.add_argument("--kernel-only", action="store_true", help="W1/W2 compiled kernel and yardstick only")
     args = parser.parse_args()
@@ -402,26 +348,10 @@ def main() -> None:
     if args.kernel_only:
         args.skip_sweep = args.skip_memory = True
     if not args.skip_sweep:
-        config_path = ROOT / "configs" / "figure3.yaml"
-        config = load_config(config_path)
-        sweep_repeats = 1 if args.quick else 3
-        kernel, steps = figure3_kernel_time(config, sweep_repeats)
-        wall = figure3_sweep_time(config_path, sweep_repeats)
-        cells = len(expand_grid(config))
-        phases = figure3_phases(config)
-        rows += [
-            (
-                f"figure3 ({cells} cells × {config.trajectories}): compiled kernel alone",
-                f"{kernel:.2f} s ({steps / kernel:.3g} traj-steps/s)",
-            ),
-            ("figure3: `python3 -m lin2net sweep` wall, start-up included", f"{wall:.2f} s"),
-            ("figure3: time beyond the kernel (wall / kernel − 1)", f"{wall / kernel - 1:.0%}"),
-            ("CLI start-up, `python3 -m lin2net --help` (no numba)", f"{cli_startup_time(repeats):.2f} s"),
-            (
-                "figure3 in-process, per phase: " + " / ".join(phases),
-                " / ".join(f"{seconds:.2f} s" for seconds in phases.values()),
-            ),
-        ]
+        from scripts.bench_sweep import sweep_rows
+
+        rows += sweep_rows(args.quick)
+        rows.append(("CLI start-up, `python3 -m lin2net --help` (no numba)", f"{cli_startup_time(repeats):.2f} s"))
     if not args.skip_memory:
         rows.append(("peak RSS, one cell of 10⁶ trajectories at d = 100 (CLI sweep)", f"{peak_rss_mib():.0f} MiB"))
     if not args.kernel_only:
@@ -444,6 +374,15 @@ def main() -> None:
     print(f"|{'-' * (width + 2)}|-------|")
     for name, value in rows:
         print(f"| {name:<{width}} | {value} |")
+    if not args.skip_sgd and not args.kernel_only:
+        # The SGD kernel against the GD kernel, measured in this same run by its own script.
+        command = [
+            sys.executable,
+            str(ROOT / "scripts" / "bench_sgd.py"),
+            *(["--trajectories", "5000"] if args.quick else []),
+        ]
+        print("\nSGD kernel against the GD kernel (`python3 scripts/bench_sgd.py`, same run):\n")
+        print(subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout)
 
 
 if __name__ == "__main__":

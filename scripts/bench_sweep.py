@@ -122,7 +122,10 @@ def end_to_end_rows(name: str, config_path: Path, repeats: int) -> list[Row]:
     wall = cli_sweep_time(config_path, repeats)
     cells = len(expand_grid(config))
     return [
-        (f"{name} ({cells} cells × {config.trajectories}): kernel alone", f"{kernel:.2f} s ({steps / kernel:.3g} traj-steps/s)"),
+        (
+            f"{name} ({cells} cells × {config.trajectories}): kernel alone",
+            f"{kernel:.2f} s ({steps / kernel:.3g} traj-steps/s)",
+        ),
         (f"{name}: sweep in process (numba loaded) / kernel", f"{in_process:.2f} s = {in_process / kernel:.2f}×"),
         (f"{name}: `lin2net sweep` wall, start-up included / kernel", f"{wall:.2f} s = {wall / kernel:.2f}×"),
     ]
@@ -203,9 +206,7 @@ sys.stdout.write(duckdb.sql(sql).df().to_csv(index=False))
 
 def reading_rows(research_out: Path, figure3_out: Path, repeats: int) -> list[Row]:
     def python(code: str, *args: str | Path) -> None:
-        subprocess.run(
-            [sys.executable, "-c", code, *map(str, args)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL
-        )
+        subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
 
     summarize = median_time(lambda: cli("summarize", research_out, "--format", "csv"), repeats)
     exact = median_time(lambda: python(EXACT_QUERY, research_out), repeats)
@@ -230,7 +231,9 @@ def smoke_rows(repeats: int) -> list[Row]:
     config = ROOT / "configs" / "smoke.yaml"
     default = cli_sweep_time(config, repeats)
     one = cli_sweep_time(config, repeats, "--workers", "1")
-    return [("smoke sweep wall: default options / `--workers 1`", f"{default:.2f} s / {one:.2f} s = {default / one:.2f}×")]
+    return [
+        ("smoke sweep wall: default options / `--workers 1`", f"{default:.2f} s / {one:.2f} s = {default / one:.2f}×")
+    ]
 
 
 def sweep_rows(quick: bool) -> list[Row]:

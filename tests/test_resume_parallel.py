@@ -466,3 +466,39 @@ def test_workers_option_is_checked(tmp_path: Path, cli) -> None:  # type: ignore
     both = cli("sweep", config, "-o", tmp_path / "o", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1")
     assert both.exit_code == 2 and "not both" in both.stderr
     assert not (tmp_path / "o").exists()
+
+
+# One shard whose kernel call runs for minutes: every trajectory to max_steps at a tiny step.
+LONG_KERNEL = {
+    "name": "long",
+    "seed": 2,
+    "trajectories": 4000,
+    "grid": {"eta": 1e-6, "lambda0": [0.5, 0.6], "d": 2},
+    "loss_tol": 1e-300,
+    "max_steps": 2**40,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_the_compiled_kernel_in_the_main_process(tmp_path: Path, signum: int, code: int) -> None:
+    """The kernel runs in this process (the default for the compiled kernel):
+    Ctrl-C or SIGTERM mid-kernel stops it within a second, writes nothing half-done."""
+    out = tmp_path / "out"
+    config = write_yaml(tmp_path / "long.yaml", LONG_KERNEL)
+    process = lin2net_process("sweep", config, "-o", out, "--quiet")
+    deadline = time.monotonic() + 60
+    while not (out / "manifest.json").exists():  # the run has started: the kernel is next
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    time.sleep(1.5)
+    started = time.monotonic()
+    os.killpg(process.pid, signum)
+    _, stderr = process.communicate(timeout=30)
+    stopped = time.monotonic() - started
+    assert process.returncode == code, stderr
+    assert stderr.strip().count("\n") == 0 and "interrupted" in stderr and "Traceback" not in stderr
+    assert stopped < 1.5, f"took {stopped:.2f} s to stop"
+    assert leftovers(out) == [] and temporary_files(out) == [] and shard_files(out) == []
+    record = manifest(out)
+    assert record["status"] == "interrupted" and record["cells"]["done"] == 0
