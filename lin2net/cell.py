@@ -215,7 +215,7 @@ def _table(
         "sharpness_T": results.sharpness_T,
         "q_ratio": results.q_ratio,
         "log_q_ratio": results.log_q_ratio,
-        "lambda_gf": gradient_flow_sharpness(initial.eps0, initial.lam0, phi),
+        "lambda_gf": gradient_flow_sharpness(initial.eps0, initial.lam0, phi, initial.s0, initial.p0),
         "sum_eps2": results.sum_eps2,
         "max_eta_sharpness": results.max_eta_sharpness,
         "eos_steps": results.eos_steps,

@@ -245,7 +245,9 @@ def sweep(
         if workers is not None and scheduler is not None:
             raise ConfigError("--workers", "give --workers (local) or --scheduler (Dask), not both")
         if dry_run:
-            plan = plan_sweep(config, out_dir, overwrite=overwrite, extend=extend, shard_rows=shard_size, workers=workers)
+            plan = plan_sweep(
+                config, out_dir, overwrite=overwrite, extend=extend, shard_rows=shard_size, workers=workers
+            )
             _print_plan(plan)
             return
         with _cell_progress(enabled=not quiet and stderr.is_terminal) as progress:

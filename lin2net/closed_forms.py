@@ -29,18 +29,26 @@ def sharpness(eps: ArrayLike, lam: ArrayLike, phi: ArrayLike) -> FloatArray:
     return top
 
 
-def gradient_flow_sharpness(eps0: ArrayLike, lam0: ArrayLike, phi: float) -> FloatArray:
+def gradient_flow_sharpness(
+    eps0: ArrayLike, lam0: ArrayLike, phi: ArrayLike, s0: ArrayLike | None = None, p0: ArrayLike | None = None
+) -> FloatArray:
     """Sharpness λ_GF of the gradient-flow limit from (ε0, λ0).
 
     Gradient flow conserves λ² − 8ε(ε + Φ) + 4ε² (Lemma 2 of the seed paper),
     and at the limit ε = 0, so λ_GF = sqrt(λ0² − 8ε0(ε0 + Φ) + 4ε0²)
     = sqrt(4Φ² + S0 P0). The product form is used: S0 P0 = λ0² − 4(ε0 + Φ)²
-    is a difference of non-negative terms that does not cancel ε0 against Φ.
+    is a difference of non-negative terms that does not cancel ε0 against Φ;
+    given S0 and P0 measured from the vectors, their product is used as is
+    (exact to rounding even when one of them is tiny).
     """
     eps0 = np.asarray(eps0, dtype=np.float64)
     lam0 = np.asarray(lam0, dtype=np.float64)
-    product = eps0 + phi
-    s0_p0 = (lam0 - 2.0 * product) * (lam0 + 2.0 * product)
+    phi = np.asarray(phi, dtype=np.float64)
+    if s0 is not None and p0 is not None:
+        s0_p0 = np.asarray(s0, dtype=np.float64) * np.asarray(p0, dtype=np.float64)
+    else:
+        product = eps0 + phi
+        s0_p0 = (lam0 - 2.0 * product) * (lam0 + 2.0 * product)
     limit: FloatArray = np.sqrt(4.0 * phi * phi + np.maximum(s0_p0, 0.0))
     return limit
 

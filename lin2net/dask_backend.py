@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Generator, Iterable
-from pathlib import Path
 from contextlib import AbstractContextManager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from lin2net.errors import Lin2netError
@@ -115,7 +115,7 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
                 # wait (bounded) for those to end; told by their stop file, they
                 # end within a fraction of a second and write nothing.
                 with contextlib.suppress(Exception):  # noqa: BLE001 - best effort: the files are counted after
-                    distributed.wait(list(in_flight), timeout=wait)
+                    distributed.wait(list(in_flight), timeout=wait)  # type: ignore[no-untyped-call]
                 self.client.cancel(list(in_flight))
 
 

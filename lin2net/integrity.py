@@ -49,7 +49,8 @@ def _words(chunk: pa.Array) -> np.ndarray:
     if pa.types.is_dictionary(chunk.type):
         dictionary = _string_words(chunk.dictionary.to_pylist())
         indices = chunk.indices.to_numpy(zero_copy_only=False)
-        return dictionary[indices.astype(np.int64)]
+        words: np.ndarray = dictionary[indices.astype(np.int64)]
+        return words
     if pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type):
         return _words(chunk.dictionary_encode())
     if pa.types.is_boolean(chunk.type):

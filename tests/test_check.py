@@ -20,8 +20,8 @@ from lin2net.grid import expand_grid
 from lin2net.integrator import StopRule
 from lin2net.store import read_trajectories
 from lin2net.sweep import run_sweep
-from tests.conftest import trajectories_frame
 from lin2net.trace import sweep_initialization, trace_trajectory
+from tests.conftest import trajectories_frame
 
 runner = CliRunner()
 

@@ -32,7 +32,8 @@ LABELS = "dictionary<values=string, indices=int8, ordered=0>"
 DESIGN_COLUMNS = {
     "cell_id": "dictionary<values=string, indices=int32, ordered=0>", "trajectory": "int64", "eta": "double",
     "lambda0": "double", "phi": "double", "d": "int64", "init": LABELS, "eps0": "double", "q0": "double",
-    "sharpness0": "double", "status": LABELS, "regime": LABELS, "steps": "int64", "eps_T": "double", "lambda_T": "double", "sharpness_T": "double",
+    "sharpness0": "double", "status": LABELS, "regime": LABELS, "steps": "int64", "eps_T": "double",
+    "lambda_T": "double", "sharpness_T": "double",
     "q_ratio": "double", "lambda_gf": "double", "sum_eps2": "double", "max_eta_sharpness": "double",
     "eos_steps": "int64",
 }  # fmt: skip
