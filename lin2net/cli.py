@@ -190,7 +190,7 @@ def main_options(
 
 @command
 def sweep(
-    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML sweep config (see README).")],
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML sweep config (keys: docs/config.md).")],
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/<config name>].")
     ] = None,
@@ -226,7 +226,7 @@ def sweep(
         ),
     ] = None,
 ) -> None:
-    """Run every cell of a grid not yet done in OUT; one Parquet file per cell.
+    """Run every cell of a grid not yet done in OUT; results in shard files OUT/shards/*.parquet.
 
     Example: lin2net sweep configs/smoke.yaml -o runs/smoke --set max_steps=5000 --workers 2
     """

@@ -1,6 +1,6 @@
 """Closed forms of the depth-2 linear network L(a, b) = 1/2 (a·b − Φ)².
 
-Notation (see DESIGN.md): residual ε = a·b − Φ, scale λ = ‖a‖² + ‖b‖²,
+Notation (see docs/math.md): residual ε = a·b − Φ, scale λ = ‖a‖² + ‖b‖²,
 S = ‖a + b‖², P = ‖a − b‖², so that ε = (S − P)/4 − Φ and λ = (S + P)/2.
 All functions are elementwise over NumPy arrays (batch axis first) and pure.
 """

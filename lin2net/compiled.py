@@ -209,8 +209,6 @@ def _log_product(hi: float, lo: float, exponent: float) -> float:
     return float((k * _LN2_HI + (math.log(m) + (lo / m + k * _LN2_LO))) + 0.0)
 
 
-_BIG = 2.0**32  # a Q factor above this is scaled by 2^-512 (twice at most) before it enters the product
-_SCALE_DOWN = 2.0**-512
 
 
 _BIG_FACTOR = 2.0**60  # a Q factor above this (|ηε| > 2³⁰) sends the trajectory to _replay_log_q

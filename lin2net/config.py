@@ -3,7 +3,7 @@
 Every problem is reported as a :class:`~lin2net.errors.ConfigError` naming the
 dotted key and the offending value, so the CLI can print one line and exit 2.
 The accepted keys, their defaults and the axis forms are documented in the
-README ("Config reference").
+docs/config.md.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ GRID_DEFAULTS: dict[str, Any] = {"phi": 1.0, "d": 10}
 # Upper limits, checked before anything is allocated, so a typo such as an
 # extra three zeros is a one-line error rather than a machine out of memory.
 MAX_AXIS_VALUES = 1_000_000  # num of a linspace/geomspace axis
-MAX_CELLS = 1_000_000  # one file per cell
+MAX_CELLS = 1_000_000  # cell ids and parameters are held in memory and in shard footers
 MAX_TRAJECTORIES = 1_000_000_000  # per cell; memory grows with it (1e6 at d = 100: ~400 MB)
 MAX_D = 10_000_000  # one trajectory's (a, b) is 16 d bytes
 MAX_STEPS = 2**53  # step counts stay exact as float64
@@ -464,7 +464,7 @@ def _parse_grid(
     cells = math.prod(len(values) for values in axes.values())
     if cells > MAX_CELLS:
         sizes = " x ".join(f"{len(values)} {key}" for key, values in axes.items() if len(values) > 1)
-        raise ConfigError("grid", f"{sizes} = {cells} cells; a sweep runs at most {MAX_CELLS} (one file each)")
+        raise ConfigError("grid", f"{sizes} = {cells} cells; a sweep runs at most {MAX_CELLS}")
     return axes, dict(specs)
 
 

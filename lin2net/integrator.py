@@ -10,7 +10,7 @@ and retires each one at its own stopping time T:
 
 Retired trajectories leave the working set, so the work done is proportional
 to the steps the trajectories actually need. Along the way the driver
-accumulates the diagnostics of DESIGN.md: log Q(T)/Q(0) = Σ_{t<T} log|1 − η²ε_t²|
+accumulates the diagnostics of docs/columns.md: log Q(T)/Q(0) = Σ_{t<T} log|1 − η²ε_t²|
 (log space: the product underflows on long runs), Σ_{t<T} ε_t², max_{t<T} |ε_t|
 (0 when T = 0), max_{t<=T} η·S(t) and the number of steps t < T taken with
 η·S(t) > 2, where S is the exact sharpness.
@@ -81,7 +81,7 @@ class DynamicsState(Protocol):
 
 
 class ReducedState:
-    """The exact map of DESIGN.md fact 1 on (ε, S, P), independent of d.
+    """The exact map of docs/math.md §1 on (ε, S, P), independent of d.
 
     With u = ηε the vectors a ± b are multiplied by 1 ∓ u, so
 

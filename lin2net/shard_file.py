@@ -215,10 +215,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 def move_aside(path: Path) -> Path | None:
-    """Rename a file that failed verification to ``<name>.corrupt`` (never
+    """Rename a file that failed verification to ``.<name>.corrupt`` (never
     deleted: lin2net cannot prove it wrote it). Returns the new path."""
     for attempt in range(1000):
-        target = path.with_name(path.name + (".corrupt" if attempt == 0 else f".corrupt-{attempt}"))
+        # Hidden (a leading dot): no glob or dataset reader of OUT/shards picks it up.
+        target = path.with_name(f".{path.name}.corrupt" + ("" if attempt == 0 else f"-{attempt}"))
         if target.exists() or target.is_symlink():
             continue  # never replace an earlier one
         with contextlib.suppress(OSError):

@@ -25,7 +25,7 @@ is empty.
 
 A cell is done only when a shard file holding it passes verification
 (footer metadata, page CRCs and content checksums): a file that fails is
-reported by name, moved aside to ``<name>.corrupt`` (not deleted), and its
+reported by name, moved aside to the hidden ``.<name>.corrupt`` (not deleted), and its
 cells are computed again.
 """
 
@@ -390,7 +390,7 @@ def read_trajectories(out: Path, columns: list[str] | None = None) -> pa.Table:
 
 
 def set_aside_bad_shards(scan: ShardScan) -> list[str]:
-    """Move each shard file that failed verification to ``<name>.corrupt``;
+    """Move each shard file that failed verification to ``.<name>.corrupt``;
     one line per file for the user."""
     lines = []
     for bad in scan.bad:
@@ -512,7 +512,7 @@ def clear_output(out: Path) -> None:
     (a user's file, a symlink, a folder lin2net does not make, a ``part-*``
     file whose footer is not a lin2net shard's), nothing is deleted and the
     first such entry is named. Shard files that failed verification earlier
-    (``*.corrupt``) are not lin2net's to delete either."""
+    (``.*.corrupt``) are not lin2net's to delete either."""
     out = Path(out)
     if not is_marked(out):
         raise OutputError(f"{out} has no {MARKER_FILE} marker; lin2net only replaces its own outputs")

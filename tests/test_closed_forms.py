@@ -1,4 +1,4 @@
-"""Closed forms of DESIGN.md against independent computations."""
+"""Closed forms of docs/math.md against independent computations."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_gradient_flow_limit_closed_form(d: int) -> None:
 
 
 def test_gradient_descent_limit_identity_on_converged_trajectories() -> None:
-    """λ_∞² = 4Φ² + S0 P0 (Q_∞/Q0)² (DESIGN.md fact 4) for GD, not only GF."""
+    """λ_∞² = 4Φ² + S0 P0 (Q_∞/Q0)² (docs/math.md §4) for GD, not only GF."""
     rng = np.random.default_rng(5)
     d, n, phi = 4, 400, 1.3
     a, b = rng.normal(size=(n, d)) * 0.6, rng.normal(size=(n, d)) * 0.6

@@ -38,7 +38,7 @@ EXACT_COLUMNS = ("status", "steps", "eos_steps")
 
 
 def sphere_residuals(rng: np.random.Generator, n: int, d: int, lambda0: float, phi: float) -> np.ndarray:
-    """ε0 for (a, b) uniform on the sphere of radius² λ0 in R^{2d} (DESIGN.md fact 5)."""
+    """ε0 for (a, b) uniform on the sphere of radius² λ0 in R^{2d} (docs/math.md §5)."""
     return 0.5 * lambda0 * (2.0 * rng.beta(d / 2, d / 2, size=n) - 1.0) - phi
 
 

@@ -14,7 +14,7 @@ from tests.conftest import make_config
 
 @pytest.mark.parametrize("d", [1, 2, 7, 30])
 def test_sphere_product_follows_the_beta_law(d: int) -> None:
-    """a·b = (λ0/2)(2B − 1) with B ~ Beta(d/2, d/2) (DESIGN.md fact 5)."""
+    """a·b = (λ0/2)(2B − 1) with B ~ Beta(d/2, d/2) (docs/math.md §5)."""
     lambda0, phi = 2.5, 0.0
     config = make_config(trajectories=4000, grid={"eta": 0.1, "lambda0": lambda0, "phi": phi, "d": d})
     (cell,) = expand_grid(config)

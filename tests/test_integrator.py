@@ -32,7 +32,7 @@ def test_one_reduced_step_equals_one_vector_step() -> None:
     eps1, lam1, q1 = reduced_coordinates(a1, b1, phi)
     assert_allclose(reduced.eps, eps1, rtol=1e-13)
     assert_allclose(reduced.lam, lam1, rtol=1e-13)
-    assert_allclose(q1, q * abs(1 - eta**2 * eps**2), rtol=1e-13)  # DESIGN.md fact 2
+    assert_allclose(q1, q * abs(1 - eta**2 * eps**2), rtol=1e-13)  # docs/math.md §2
 
 
 def test_diagnostics_match_a_hand_rolled_loop() -> None:

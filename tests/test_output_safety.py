@@ -231,7 +231,7 @@ def _assert_detected_and_repaired(
     assert "ran 2, skipped 6 already done, failed 0" in rerun.stderr
     assert shard_bytes(out) == reference  # recomputed byte for byte
     moved = [p.name for p in (out / "shards").iterdir() if ".corrupt" in p.name]
-    assert moved == [victim.name + ".corrupt"]  # set aside, never deleted
+    assert moved == [f".{victim.name}.corrupt"]  # set aside (hidden from readers), never deleted
     assert cli("summarize", out, "--format", "csv").exit_code == 0
 
 

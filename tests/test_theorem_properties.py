@@ -1,6 +1,6 @@
 """Claims of the seed paper that must hold exactly, checked on sweeps over many random cells.
 
-Each assertion is a consequence of the recurrences (DESIGN.md facts 1-2), not
+Each assertion is a consequence of the recurrences (docs/math.md §1-2), not
 of the paper's proofs, and each could fail if the integrator, the diagnostics
 or the theory columns were wrong.
 """
