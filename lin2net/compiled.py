@@ -209,8 +209,6 @@ def _log_product(hi: float, lo: float, exponent: float) -> float:
     return float((k * _LN2_HI + (math.log(m) + (lo / m + k * _LN2_LO))) + 0.0)
 
 
-
-
 _BIG_FACTOR = 2.0**60  # a Q factor above this (|ηε| > 2³⁰) sends the trajectory to _replay_log_q
 
 
