@@ -12,6 +12,7 @@ import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -44,9 +45,10 @@ class Cell:
         params["init"] = self.init
         return params
 
-    @property
+    @cached_property
     def cell_id(self) -> str:
-        """12 hex digits of a hash of the exact parameter values (floats in hex)."""
+        """12 hex digits of a hash of the exact parameter values (floats in hex);
+        computed once per cell (the cell is immutable)."""
         canonical = {k: float(v).hex() if isinstance(v, float) else v for k, v in sorted(self.parameters.items())}
         digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
         return digest[:12]

@@ -380,12 +380,17 @@ def read_trajectories(out: Path, columns: list[str] | None = None) -> pa.Table:
         raise OutputError(f"{bad}; rerun the sweep on {out} to move it aside and recompute its cells")
     if not scan.verified:
         raise OutputError(f"{out} holds no finished cells yet")
-    tables = []
-    for footer in scan.verified:
-        try:
-            tables.append(read_verified(footer, columns))
-        except CorruptShard as bad:
-            raise OutputError(f"{bad}; rerun the sweep on {out} to move it aside and recompute its cells") from None
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Files are read and verified in parallel (pyarrow and NumPy release the GIL).
+    with ThreadPoolExecutor(max_workers=min(len(scan.verified), os.cpu_count() or 1)) as pool:
+        futures = [pool.submit(read_verified, footer, columns) for footer in scan.verified]
+        tables = []
+        for future in futures:
+            try:
+                tables.append(future.result())
+            except CorruptShard as bad:
+                raise OutputError(f"{bad}; rerun the sweep on {out} to move it aside and recompute its cells") from None
     return pa.concat_tables(tables)
 
 
