@@ -391,7 +391,9 @@ def draw_sweep_grid(grid: SweepGrid) -> Figure:
     for k in range(len(grid.panels), nrows * ncols):
         axes[k // ncols][k % ncols].set_visible(False)
     if handles:
-        figure.legend(handles=list(handles.values()), loc="outside lower center", ncols=min(3, len(handles)))
+        # Two columns per panel across fit the figure's width (one panel: two columns).
+        columns = max(1, min(len(handles), 2 * ncols))
+        figure.legend(handles=list(handles.values()), loc="outside lower center", ncols=columns, fontsize="small")
     figure.suptitle(grid.title)
     return figure
 
