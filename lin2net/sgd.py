@@ -526,7 +526,10 @@ def trace_sgd(
     that row of a sweep.
     """
     state = SGDReducedState(
-        np.array([eps0]), np.array([lam0]), None if s0 is None else np.array([s0]), None if p0 is None else np.array([p0])
+        np.array([eps0]),
+        np.array([lam0]),
+        None if s0 is None else np.array([s0]),
+        None if p0 is None else np.array([p0]),
     )
     state.start(params.phi)
     tolerance = float(stopping_tolerance(params, data, sampling, rule.loss_tol)[0])

@@ -90,6 +90,7 @@ _NOISE1 = np.uint64(1)
 _ONE_U64 = np.uint64(1)
 _THREE_U64 = np.uint64(3)
 
+
 @intrinsic
 def _claim(typingctx: Any, counter: Any) -> Any:
     """Atomically ``counter[0] += 1``; returns the value before."""
