@@ -42,7 +42,7 @@ touches loss_tol by chance leaves it again, so it runs to max_steps (or
 diverges), see :func:`stopping_tolerance`. Window averages cover the states t with max_steps − window < t <= T
 (NaN for a trajectory that stopped before the window).
 
-:func:`integrate_sgd` is the NumPy reference; the reduced state steps (ε, λ),
+:func:`integrate_sgd` is the NumPy reference; the reduced state steps (ε, S, P),
 the full state steps the vectors (a, b) on the same batches (computing g from
 the vectors and the batch's (x_i, y_i) directly) as a cross-check.
 :mod:`lin2net.sgd_compiled` is the fast twin of the reduced path.
