@@ -456,3 +456,31 @@ def test_mini_batch_sgd_matches_60_digits(
         assert result.log_q_ratio[0] == pytest.approx(log_q, rel=1e-12, abs=0), name
         assert result.lambda_T[0] == pytest.approx(lambda_t, rel=1e-12, abs=0), name
     assert compiled.eps_T[0] == reference.eps_T[0] and compiled.lambda_T[0] == reference.lambda_T[0]
+
+
+def test_exceptional_q_factors_match_the_reference_and_gd() -> None:
+    """A factor 1 − u² = 0 (u = ηg = 1 exactly: log Q = −inf from then on) and factors far
+    above 2⁶⁰ (|u| ~ 10²³), which the GD kernel replays and the SGD kernel scales per
+    step: kernel, reference and GD agree, the final window (Q = 0, log Q = −inf) included."""
+    from lin2net.compiled import integrate_compiled
+
+    eps0, lam0 = np.array([2.0, 1e20, 3.0, -0.75]), np.array([10.0, 4e20, 10.0, 0.5])
+    eta = np.array([0.5, 1e3, 0.1, 4.0])
+    params = SGDParameters(
+        eta=eta,
+        phi=np.ones(4),
+        batch_size=np.array([1, 1, 8, 3]),
+        label_noise=np.zeros(4),
+        key=trajectory_keys(0, np.arange(4, dtype=np.int64)),
+    )
+    data = build_data(DataSpec(n=8, x="ones"), 0)
+    for max_steps in (50, 3):
+        rule = StopRule(1e-12, max_steps)
+        reference = integrate_sgd(SGDReducedState(eps0, lam0), params, data, "without_replacement", rule, 3)
+        compiled = integrate_sgd_compiled(eps0, lam0, params, data, "without_replacement", rule, 3, threads=1)
+        gd = integrate_compiled(eps0, lam0, eta, 1.0, rule, threads=1)
+        assert_kernel_equals_reference(reference, compiled)
+        assert_equal_to_gd(compiled, gd)
+    assert reference.log_q_ratio[0] == -np.inf and compiled.q_ratio_window[0] == 0.0
+    assert compiled.log_q_ratio_window[0] == -np.inf and np.isfinite(compiled.log_q_ratio_window[1:]).all()
+    assert compiled.log_q_ratio[1] > 100  # |1 − u²| of about 10⁴⁶ at the first step
