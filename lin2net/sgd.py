@@ -177,7 +177,7 @@ _ONE_BITS = np.int64(0x3FF0000000000000)
 
 def split_unit(u: FloatArray) -> tuple[FloatArray, FloatArray]:
     """u = m · 2^k with m in [√2/2, √2), for normal u > 0 (fdlibm's reduction; as
-    sgd_compiled._split)."""
+    lin2net.compiled._split)."""
     bits = u.view(np.int64)
     mantissa = bits & _MANTISSA
     i = (mantissa + np.int64(0x00095F6400000000)) & np.int64(0x0010000000000000)
