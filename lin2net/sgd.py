@@ -7,7 +7,13 @@ mean_{B_t} x (y + ξ). With m = a·b, ε = m − Φ, λ = ‖a‖² + ‖b‖² 
     ε' = ε − η g λ + η² g² m,   λ' = (1 + η² g²) λ − 4 η g m,   Q_i' = (1 − η² g²) Q_i,
 
 and g = s_t ε − r_t with r_t = mean_{B_t} x ν + mean_{B_t} x ξ: O(1) per step
-after the batch sums, whatever d.
+after the batch sums, whatever d. Like GD (see :class:`lin2net.integrator.ReducedState`)
+the step multiplies a + b by 1 − u and a − b by 1 + u, now with u = ηg, so the
+state is carried as GD's (ε, S, P), S = ‖a + b‖², P = ‖a − b‖², with GD's
+increment updates and re-derivation (:class:`SGDReducedState`), and the Q factors
+|1 − u²| enter log Q as GD's do (:func:`lin2net.integrator.log_q_term`, summed
+with Neumaier's compensation). With s_t = 1 and r_t = 0 (x = ones, or a full
+batch of interpolating data, no label noise) a step is GD's arithmetic, bit for bit.
 
 Sampling (random numbers from :mod:`lin2net.counter_rng`, keyed by trajectory
 and step):
@@ -36,7 +42,7 @@ touches loss_tol by chance leaves it again, so it runs to max_steps (or
 diverges), see :func:`stopping_tolerance`. Window averages cover the states t with max_steps − window < t <= T
 (NaN for a trajectory that stopped before the window).
 
-:func:`integrate_sgd` is the NumPy reference; the reduced state steps (ε, λ),
+:func:`integrate_sgd` is the NumPy reference; the reduced state steps (ε, S, P),
 the full state steps the vectors (a, b) on the same batches (computing g from
 the vectors and the batch's (x_i, y_i) directly) as a cross-check.
 :mod:`lin2net.sgd_compiled` is the fast twin of the reduced path.
@@ -50,7 +56,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from lin2net.closed_forms import FloatArray, imbalance, reduced_coordinates
+from lin2net.closed_forms import FloatArray, imbalance, reduced_coordinates, split_scale
 from lin2net.counter_rng import (
     NOISE_DRAWS,
     UIntArray,
@@ -63,7 +69,7 @@ from lin2net.counter_rng import (
     turn_parts,
     word,
 )
-from lin2net.integrator import IntArray, Status, StopRule, TrajectoryResults
+from lin2net.integrator import IntArray, Status, StopRule, TrajectoryResults, log_q_term
 from lin2net.sgd_data import DataSet
 
 SAMPLINGS = ("without_replacement", "with_replacement")
@@ -171,7 +177,7 @@ _ONE_BITS = np.int64(0x3FF0000000000000)
 
 def split_unit(u: FloatArray) -> tuple[FloatArray, FloatArray]:
     """u = m · 2^k with m in [√2/2, √2), for normal u > 0 (fdlibm's reduction; as
-    sgd_compiled._split)."""
+    lin2net.compiled._split)."""
     bits = u.view(np.int64)
     mantissa = bits & _MANTISSA
     i = (mantissa + np.int64(0x00095F6400000000)) & np.int64(0x0010000000000000)
@@ -253,6 +259,9 @@ def sample_batch(data: DataSet, params: SGDParameters, t: int, sampling: str) ->
 class SGDState(Protocol):
     """A batch of trajectories that the SGD driver can observe, step and shrink."""
 
+    def start(self, phi: FloatArray) -> None:
+        """Called once by the driver before the first observation, with Φ per trajectory."""
+
     def residual_and_scale(self) -> tuple[FloatArray, FloatArray]:
         """Current full-batch residual ε and scale λ, each of shape (k,)."""
 
@@ -270,11 +279,39 @@ class SGDState(Protocol):
 
 
 class SGDReducedState:
-    """(ε, λ) stepped with the exact map of the module doc."""
+    """(ε, S, P) stepped with the exact map of the module doc: GD's state and updates
+    (:class:`lin2net.integrator.ReducedState`) with u = ηg in place of ηε.
 
-    def __init__(self, eps0: FloatArray, lam0: FloatArray) -> None:
+    With u = ηg and m = ε + Φ one step is
+
+        S' = S + S·u(u − 2),   P' = P + P·u(u + 2),   λ = (S + P)/2,
+        ε' = ε + (ε·(s·k − ηs·λ) + r·(ηλ − k)),   k = u·ηm
+
+    (= ε − ηgλ + η²g²m with g = sε − r), then the largest in magnitude of S, P
+    and 4|ε| is re-derived from the other two by S − P = 4(ε + Φ). With s = 1 and
+    r = 0 these are ReducedState.step's operations, bit for bit. ``s0``/``p0``
+    default to λ0 ± 2(ε0 + Φ) (see :func:`split_scale`); pass the values measured
+    from the vectors (InitialConditions.s0/.p0) for full precision.
+    """
+
+    def __init__(
+        self, eps0: FloatArray, lam0: FloatArray, s0: FloatArray | None = None, p0: FloatArray | None = None
+    ) -> None:
         self.eps = np.array(eps0, dtype=np.float64)
-        self.lam = np.array(lam0, dtype=np.float64)
+        self._lam0 = np.array(lam0, dtype=np.float64)
+        self.s = None if s0 is None else np.array(s0, dtype=np.float64)
+        self.p = None if p0 is None else np.array(p0, dtype=np.float64)
+
+    def start(self, phi: FloatArray) -> None:
+        if self.s is None or self.p is None:
+            self.s, self.p = split_scale(self.eps, self._lam0, phi)
+
+    @property
+    def lam(self) -> FloatArray:
+        if self.s is None or self.p is None:
+            return self._lam0
+        lam: FloatArray = 0.5 * (self.s + self.p)
+        return lam
 
     def residual_and_scale(self) -> tuple[FloatArray, FloatArray]:
         return self.eps, self.lam
@@ -284,23 +321,56 @@ class SGDReducedState:
         return g
 
     def step(self, g: FloatArray, eta: FloatArray, phi: FloatArray, s: FloatArray, r: FloatArray) -> None:
-        # ε' = ε − ηgλ + η²g²m written with g = sε − r as
-        # ε (1 − ηsλ + ηg·ηs·m) + ηr (λ − ηg m): with s = 1, r = 0 (x ones, or a full
-        # batch of interpolating data) these are GD's operations, bit for bit.
-        eta_g = eta * g
-        eta_s = eta * s
-        product = self.eps + phi  # m = a·b
-        self.eps = self.eps * (1.0 - eta_s * self.lam + eta_g * eta_s * product) + eta * r * (
-            self.lam - eta_g * product
-        )
-        self.lam = (1.0 + eta_g * eta_g) * self.lam - 4.0 * eta_g * product
+        self.start(phi)
+        assert self.s is not None and self.p is not None
+        eps, lam = self.eps, self.lam
+        u = eta * g
+        s_next = self.s + self.s * (u * (u - 2.0))
+        p_next = self.p + self.p * (u * (u + 2.0))
+        k = u * (eta * (eps + phi))
+        # ε' − ε = u(u·m − λ), written with g = sε − r so that for s = 1, r = 0 the
+        # operations are GD's: ε·(k − ηλ), plus r·(…) = 0, which adds nothing.
+        eps_next = eps + (eps * (s * k - (eta * s) * lam) + r * (eta * lam - k))
+        self.eps, self.s, self.p = rederive(eps_next, s_next, p_next, phi)
 
     def keep(self, mask: NDArray[np.bool_]) -> None:
         self.eps = self.eps[mask]
-        self.lam = self.lam[mask]
+        self._lam0 = self._lam0[mask]
+        if self.s is not None and self.p is not None:
+            self.s, self.p = self.s[mask], self.p[mask]
 
     def measured_log_q_ratio(self, rows: NDArray[np.bool_]) -> FloatArray | None:
         return None
+
+
+def rederive(
+    eps: FloatArray, s: FloatArray, p: FloatArray, phi: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(ε, S, P) with the largest in magnitude of S, P and 4|ε| re-derived from the
+    other two by S − P = 4(ε + Φ): ReducedState.step's operations (see there why)."""
+    four_eps = 4.0 * np.abs(eps)
+    derive_eps = (four_eps >= s) & (four_eps >= p)
+    derive_s = ~derive_eps & (s >= p)
+    derive_p = ~derive_eps & ~(s >= p)
+    four_product = 4.0 * (eps + phi)
+    eps_fixed: FloatArray = np.where(derive_eps, 0.25 * (s - p) - phi, eps)
+    s_fixed: FloatArray = np.where(derive_s, p + four_product, s)
+    p_fixed: FloatArray = np.where(derive_p, s - four_product, p)
+    return eps_fixed, s_fixed, p_fixed
+
+
+def compensated_add(total: FloatArray, error: FloatArray, term: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Neumaier's step: (total + term, running compensation), as lin2net.integrator.integrate sums log Q."""
+    new_total = total + term
+    big = np.abs(total) >= np.abs(term)
+    new_error: FloatArray = error + np.where(big, (total - new_total) + term, (term - new_total) + total)
+    return new_total, new_error
+
+
+def compensated_value(total: FloatArray, error: FloatArray) -> FloatArray:
+    """The compensated sum total + error (total itself where it is ±inf or NaN)."""
+    value: FloatArray = np.where(np.isfinite(total), total + error, total)
+    return value
 
 
 class SGDFullState:
@@ -313,6 +383,9 @@ class SGDFullState:
         self.phi = np.asarray(phi, dtype=np.float64)
         self.data = data
         self.q0 = imbalance(self.a, self.b)
+
+    def start(self, phi: FloatArray) -> None:
+        pass
 
     def residual_and_scale(self) -> tuple[FloatArray, FloatArray]:
         eps, lam, _ = reduced_coordinates(self.a, self.b, 0.0)
@@ -353,7 +426,9 @@ def integrate_sgd(
     sums = np.zeros((5, n))
     count = np.zeros(n, dtype=np.int64)
     index = np.arange(n)
+    state.start(params.phi)
     log_q = np.zeros(n)
+    log_q_error = np.zeros(n)  # Neumaier's running compensation of the log_q sum
     sum_eps2 = np.zeros(n)
     max_eta_sharp = np.full(n, -np.inf)
     eos_steps = np.zeros(n, dtype=np.int64)
@@ -370,7 +445,7 @@ def integrate_sgd(
             np.fmax(max_eta_sharp, eta_sharp, out=max_eta_sharp)
             if t > first:
                 measured = state.measured_log_q_ratio(np.ones(index.size, dtype=np.bool_))
-                current = log_q if measured is None else measured
+                current = compensated_value(log_q, log_q_error) if measured is None else measured
                 for row, value in enumerate((np.exp(current), current, sharp, 0.5 * eps * eps + data.noise_floor, lam)):
                     sums[row, index] += value
                 count[index] += 1
@@ -388,7 +463,8 @@ def integrate_sgd(
                 out.lambda_T[rows] = lam[done]
                 out.sharpness_T[rows] = sharp[done]
                 measured = state.measured_log_q_ratio(done)
-                out.log_q_ratio[rows] = log_q[done] if measured is None else measured
+                total = compensated_value(log_q[done], log_q_error[done])
+                out.log_q_ratio[rows] = total if measured is None else measured
                 out.sum_eps2[rows] = sum_eps2[done]
                 out.max_eta_sharpness[rows] = max_eta_sharp[done]
                 out.eos_steps[rows] = eos_steps[done]
@@ -397,7 +473,8 @@ def integrate_sgd(
                 if not running.any():
                     break
                 state.keep(running)
-                index, log_q, sum_eps2 = index[running], log_q[running], sum_eps2[running]
+                index, log_q, log_q_error = index[running], log_q[running], log_q_error[running]
+                sum_eps2 = sum_eps2[running]
                 max_eta_sharp, eos_steps = max_eta_sharp[running], eos_steps[running]
                 max_abs_eps = max_abs_eps[running]
                 eps, eta_sharp = eps[running], eta_sharp[running]
@@ -406,7 +483,7 @@ def integrate_sgd(
             g = state.gradient_factor(batch, p.phi)
             eta_g = p.eta * g
             eos_steps += eta_sharp > 2.0
-            log_q += np.log(np.abs(1.0 - eta_g * eta_g))
+            log_q, log_q_error = compensated_add(log_q, log_q_error, log_q_term(eta_g))
             sum_eps2 += eps * eps
             np.fmax(max_abs_eps, np.abs(eps), out=max_abs_eps)
             state.step(g, p.eta, p.phi, batch.s, batch.r + batch.noise)
@@ -438,15 +515,29 @@ def trace_sgd(
     data: DataSet,
     sampling: str,
     rule: StopRule,
+    *,
+    s0: float | None = None,
+    p0: float | None = None,
 ) -> SGDTrace:
     """Re-simulate one trajectory (``params`` of length 1) and keep every state.
 
-    Uses the same batches and map as :func:`integrate_sgd`, so its final state is
+    Uses the same batches and map as :func:`integrate_sgd` (and the same S0, P0:
+    by default λ0 ± 2(ε0 + Φ), as :class:`SGDReducedState`), so its final state is
     that row of a sweep.
     """
-    state = SGDReducedState(np.array([eps0]), np.array([lam0]))
+    state = SGDReducedState(
+        np.array([eps0]),
+        np.array([lam0]),
+        None if s0 is None else np.array([s0]),
+        None if p0 is None else np.array([p0]),
+    )
+    state.start(params.phi)
     tolerance = float(stopping_tolerance(params, data, sampling, rule.loss_tol)[0])
-    eps_list, lam_list, log_q_list, g_list, s_list, r_list = [eps0], [lam0], [0.0], [], [], []
+    log_q, log_q_error = np.zeros(1), np.zeros(1)
+    eps_list, lam_list, log_q_list = [float(state.eps[0])], [float(state.lam[0])], [0.0]
+    g_list: list[float] = []
+    s_list: list[float] = []
+    r_list: list[float] = []
     status = Status.MAX_STEPS
     t = 0
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -462,8 +553,8 @@ def trace_sgd(
                 break
             batch = sample_batch(data, params, t, sampling)
             g = state.gradient_factor(batch, params.phi)
-            eta_g = params.eta * g
-            log_q_list.append(log_q_list[-1] + float(np.log(np.abs(1.0 - eta_g * eta_g))[0]))
+            log_q, log_q_error = compensated_add(log_q, log_q_error, log_q_term(params.eta * g))
+            log_q_list.append(float(compensated_value(log_q, log_q_error)[0]))
             state.step(g, params.eta, params.phi, batch.s, batch.r + batch.noise)
             g_list.append(float(g[0]))
             s_list.append(float(batch.s[0]))

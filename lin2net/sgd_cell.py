@@ -1,7 +1,7 @@
 """One SGD grid cell: the config's data set, initializations and keys in, results out.
 
 The seam between :mod:`lin2net.cell` (tables, files) and the SGD integrators:
-the initial points are GD's (same stream, same ε0, λ0, Q0), the data set is
+the initial points are GD's (same stream, same ε0, λ0, Q0, S0, P0), the data set is
 built once per (data spec, seed) and the counter-RNG key of trajectory r is
 ``counter_rng.trajectory_keys(seed, r)``, so a row can be re-simulated alone
 with :func:`trace_sgd_trajectory`.
@@ -71,10 +71,19 @@ def simulate_sgd_cell(
         from lin2net.sgd_compiled import integrate_sgd_compiled  # imports numba: only when used
 
         results = integrate_sgd_compiled(
-            initial.eps0, initial.lam0, params, data, config.sampling, rule, config.window, threads=threads
+            initial.eps0,
+            initial.lam0,
+            params,
+            data,
+            config.sampling,
+            rule,
+            config.window,
+            threads=threads,
+            s0=initial.s0,
+            p0=initial.p0,
         )
         return initial, results
-    reduced = SGDReducedState(initial.eps0, initial.lam0)
+    reduced = SGDReducedState(initial.eps0, initial.lam0, initial.s0, initial.p0)
     return initial, integrate_sgd(reduced, params, data, config.sampling, rule, config.window)
 
 
@@ -97,10 +106,19 @@ def simulate_sgd_cells(
         from lin2net.sgd_compiled import integrate_sgd_compiled  # imports numba: only when used
 
         results = integrate_sgd_compiled(
-            initial.eps0, initial.lam0, params, data, config.sampling, rule, config.window, threads=threads
+            initial.eps0,
+            initial.lam0,
+            params,
+            data,
+            config.sampling,
+            rule,
+            config.window,
+            threads=threads,
+            s0=initial.s0,
+            p0=initial.p0,
         )
         return initial, results
-    reduced = SGDReducedState(initial.eps0, initial.lam0)
+    reduced = SGDReducedState(initial.eps0, initial.lam0, initial.s0, initial.p0)
     return initial, integrate_sgd(reduced, params, data, config.sampling, rule, config.window)
 
 
@@ -126,4 +144,5 @@ def trace_sgd_trajectory(config: SweepConfig, cell: Cell, trajectory: int) -> SG
     params = cell_parameters(config, cell, trajectory, trajectory + 1)
     data = cached_data(config.data, config.seed)
     eps0, lam0 = float(initial.eps0[trajectory]), float(initial.lam0[trajectory])
-    return trace_sgd(eps0, lam0, params, data, config.sampling, _rule(config))
+    s0, p0 = float(initial.s0[trajectory]), float(initial.p0[trajectory])
+    return trace_sgd(eps0, lam0, params, data, config.sampling, _rule(config), s0=s0, p0=p0)

@@ -19,11 +19,18 @@ the step is GD's single pass with the full-batch moments. In the final window
 the observation comes first in a pass of its own (the window sums read it),
 then the batch sums for the stepping lanes, then the step.
 
-(ε, λ), status and steps are bitwise those of the reference (the label-noise
-normal uses the arithmetic ln, sin and cos of counter_rng in both);
-``log_q_ratio`` is an exact double-double product with one logarithm at T, as
-in the GD kernel, and the window sums of Q/Q0 and log Q/Q0 use that product
-too (no libm calls): they agree with the reference's summed logs to rounding (tested to 1e-12).
+The state is GD's (ε, S, P) with u = ηg (see :class:`lin2net.sgd.SGDReducedState`);
+it, status and steps are bitwise those of the reference (the label-noise
+normal uses the arithmetic ln, sin and cos of counter_rng in both).
+``log_q_ratio`` is GD's exact double-double product of the factors 1 − u²
+(each entered as fl(1 − u²) plus its rounding error, :mod:`lin2net.compiled`)
+with one logarithm at T, taken by the GD kernel's own function; here every
+factor is first scaled by an exact power of two, which changes no rounding,
+so no factor is too large and nothing is replayed. With s = 1 and r = 0 (x =
+ones or a full batch of interpolating data, no label noise) every step,
+and so every column GD has, is bitwise the GD kernel's. The window sums of Q/Q0 and
+log Q/Q0 read the same product (no libm calls). log Q agrees with the
+reference's compensated sum of logs to rounding (tested to 1e-12).
 
 Without replacement, each lane keeps an index array equal to the identity
 between steps: the partial Fisher–Yates of a step swaps ``batch_size``
@@ -43,7 +50,19 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from lin2net.closed_forms import FloatArray
+from lin2net.closed_forms import FloatArray, split_scale
+from lin2net.compiled import (
+    _EXPONENT,
+    _INVERSE_POWER,
+    _LN2_HI,
+    _LN2_LO,
+    _bits_float,
+    _float_bits,
+    _fma,
+    _log_product,
+    _small_int_float,
+    _split,
+)
 from lin2net.counter_rng import (
     NOISE_DRAWS,
     below,
@@ -71,32 +90,6 @@ _NOISE1 = np.uint64(1)
 _ONE_U64 = np.uint64(1)
 _THREE_U64 = np.uint64(3)
 
-# Private copies of the GD kernel's helpers (lin2net.compiled): the exact Q product.
-
-
-@intrinsic
-def _float_bits(typingctx: Any, x: Any) -> Any:
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return types.int64(types.float64), codegen
-
-
-@intrinsic
-def _bits_float(typingctx: Any, x: Any) -> Any:
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return types.float64(types.int64), codegen
-
-
-@intrinsic
-def _fma(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return builder.fma(*args)
-
-    return types.float64(types.float64, types.float64, types.float64), codegen
-
 
 @intrinsic
 def _claim(typingctx: Any, counter: Any) -> Any:
@@ -109,26 +102,18 @@ def _claim(typingctx: Any, counter: Any) -> Any:
     return types.int64(counter), codegen
 
 
-_MANTISSA = 0x000FFFFFFFFFFFFF
-_ONE_BITS = 0x3FF0000000000000
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
-
-
 @njit(inline="always", **_JIT)
-def _split(x: float) -> tuple[float, float]:
-    """x = m · 2^k with m in [√2/2, √2), for x > 0 normal; returns (m, k as float)."""
-    bits = _float_bits(x)
-    mantissa = bits & _MANTISSA
-    i = (mantissa + 0x00095F6400000000) & 0x0010000000000000
-    return _bits_float(mantissa | (i ^ _ONE_BITS)), float((bits >> 52) - 1023 + (i >> 52))
-
-
-@njit(inline="always", **_JIT)
-def _log_product(hi: float, lo: float, exponent: float, special: float) -> float:
-    """log of (hi + lo) · 2^exponent, plus ``special`` (the ±inf/NaN terms)."""
-    m, k = _split(hi)
-    lo = lo * (m / hi)
+def _window_log_q(hi: float, lo: float, exponent: float) -> float:
+    """log |(hi + lo) · 2^exponent| (−inf for 0, inf or NaN as hi is), branch-free and
+    without libm calls (counter_rng's log): the window's log Q/Q0. At T the GD
+    kernel's own function (libm log) gives ``log_q_ratio``."""
+    a = abs(hi)
+    normal = (a > 0.0) & (a < np.inf)
+    special = 0.0 if normal else (-np.inf if a == 0.0 else a)
+    a = a if normal else 1.0
+    lo = (-lo if hi < 0.0 else lo) if normal else 0.0
+    m, k = _split(a)
+    lo = lo * (m / a)
     k += exponent
     return float((k * _LN2_HI + (log_reduced(m, 0.0) + (lo / m + k * _LN2_LO))) + special)
 
@@ -141,14 +126,15 @@ def _power_of_two(e: float) -> float:
 
 
 @njit(inline="always", **_JIT)
-def _product_value(hi: float, lo: float, exponent: float, special: float) -> float:
-    """(hi + lo) · 2^exponent, or the special term's limit: exp of :func:`_log_product`
+def _window_q(hi: float, lo: float, exponent: float) -> float:
+    """|(hi + lo) · 2^exponent| (0, inf or NaN as hi is): exp of :func:`_window_log_q`
     without a call to exp (one rounding in the scaling, subnormals included)."""
+    a = abs(hi)
+    normal = (a > 0.0) & (a < np.inf)
     first = min(max(exponent, -1022.0), 1023.0)
     second = min(max(exponent - first, -1022.0), 1023.0)
-    value = ((hi + lo) * _power_of_two(first)) * _power_of_two(second)
-    limit = 0.0 if special == -np.inf else special  # exp(−inf) = 0; +inf and NaN stay
-    result: float = value if special == 0.0 else limit
+    value = abs(((hi + lo) * _power_of_two(first)) * _power_of_two(second))
+    result: float = value if normal else (0.0 if a == 0.0 else a)
     return result
 
 
@@ -245,12 +231,97 @@ def _add_noise(
 
 
 @njit(inline="always", **_JIT)
+def _sgd_map_step(
+    e: float, sn: float, pn: float, lam: float, u: float, h: float, f: float, sj: float, rj: float
+) -> tuple[float, float, float]:
+    """One SGD step of (ε, S, P), u = ηg, batch moments (s, r): the same operations in
+    the same order as SGDReducedState.step and sgd.rederive (with s = 1, r = 0 those
+    of the GD kernel's _map_step)."""
+    s_next = sn + sn * (u * (u - 2.0))
+    p_next = pn + pn * (u * (u + 2.0))
+    k = u * (h * (e + f))
+    e_next = e + (e * (sj * k - (h * sj) * lam) + rj * (h * lam - k))
+    four_eps = 4.0 * abs(e_next)
+    derive_eps = (four_eps >= s_next) & (four_eps >= p_next)
+    s_larger = s_next >= p_next
+    derive_s = ~derive_eps & s_larger
+    derive_p = ~derive_eps & ~s_larger
+    four_product = 4.0 * (e_next + f)
+    e_next = 0.25 * (s_next - p_next) - f if derive_eps else e_next
+    s_fixed = p_next + four_product if derive_s else s_next
+    p_fixed = s_next - four_product if derive_p else p_next
+    return e_next, s_fixed, p_fixed
+
+
+@njit(inline="always", **_JIT)
+def _step_lane(
+    j: int,
+    ok: bool,
+    es: float,
+    sj: float,
+    rj: float,
+    eps: FloatArray,
+    norm_s: FloatArray,
+    norm_p: FloatArray,
+    t: Any,
+    eta: FloatArray,
+    phi: FloatArray,
+    eos: FloatArray,
+    q_hi: FloatArray,
+    q_lo: FloatArray,
+    q_exp: FloatArray,
+    sum_eps2: FloatArray,
+    max_abs_eps: FloatArray,
+    live: Any,
+) -> None:
+    """Lane j after its observation (go on: ``ok``; η·sharpness: ``es``): update the
+    diagnostics and step the map with the batch moments (sj, rj) if it goes on."""
+    e = eps[j]
+    sn = norm_s[j]
+    pn = norm_p[j]
+    lj = 0.5 * (sn + pn)
+    h = eta[j]
+    g = sj * e - rj
+    u = h * g
+    eos[j] += 1.0 if (ok & (es > 2.0)) else 0.0
+    # The Q factor 1 − x, x = u², entered exactly as GD's kernel does (factor plus its
+    # rounding error, signed), each first scaled by the exact power of two 2^−k that
+    # brings it to [1, 2) (k added to q_exp): that changes no rounding, and no factor,
+    # however large, can overflow the product. A stopped lane multiplies by exactly 1;
+    # a factor 0 zeroes q_hi (log Q = −inf), an infinite or NaN one makes it inf or NaN.
+    ug = u if ok else 0.0
+    x = ug * ug
+    factor = 1.0 - x
+    error = (1.0 - factor) - x
+    power = _float_bits(factor) & _EXPONENT
+    inverse = _bits_float(_INVERSE_POWER - power)  # 2^−k for factor's 2^k (0 → 2^1023)
+    factor *= inverse
+    error *= inverse
+    q_exp[j] += _small_int_float(power >> 52) - 1023.0
+    hi = q_hi[j]
+    product = hi * factor
+    q_lo[j] = _fma(hi, error, _fma(q_lo[j], factor, _fma(hi, factor, -product)))
+    q_hi[j] = product
+    sum_eps2[j] += e * e if ok else 0.0
+    a = abs(e)
+    mx = max_abs_eps[j]
+    max_abs_eps[j] = a if (ok & (a > mx)) else mx
+    e_next, s_fixed, p_fixed = _sgd_map_step(e, sn, pn, lj, u, h, phi[j], sj, rj)
+    eps[j] = e_next if ok else e
+    norm_s[j] = s_fixed if ok else sn
+    norm_p[j] = p_fixed if ok else pn
+    t[j] += 1 if ok else 0
+    live[j] = ok
+
+
+@njit(inline="always", **_JIT)
 def _observe_and_step(
     j: int,
     sj: float,
     rj: float,
     eps: FloatArray,
-    lam: FloatArray,
+    norm_s: FloatArray,
+    norm_p: FloatArray,
     live: Any,
     t: Any,
     eta: FloatArray,
@@ -261,7 +332,6 @@ def _observe_and_step(
     q_hi: FloatArray,
     q_lo: FloatArray,
     q_exp: FloatArray,
-    q_special: FloatArray,
     sum_eps2: FloatArray,
     max_abs_eps: FloatArray,
     max_steps: int,
@@ -270,7 +340,7 @@ def _observe_and_step(
     """Pass 1 and pass 3 of lane j in one (the same operations): observe state t, and
     step it with the batch moments (sj, rj) if the lane goes on. Outside the window."""
     e = eps[j]
-    lj = lam[j]
+    lj = 0.5 * (norm_s[j] + norm_p[j])
     alive = live[j]
     es = eta[j] * _sharpness(e, lj, phi[j])
     m = max_eta_sharp[j]
@@ -278,36 +348,15 @@ def _observe_and_step(
     converged = 0.5 * e * e <= tol[j]
     bounded = (abs(e) <= threshold) & (abs(lj) <= threshold)
     ok = alive & ~converged & bounded & (t[j] < max_steps)
-    g = sj * e - rj
-    eta_g = eta[j] * g
-    eos[j] += 1.0 if (ok & (es > 2.0)) else 0.0
-    factor = abs(1.0 - eta_g * eta_g)
-    normal = ok & (factor > 0.0) & (factor < np.inf)
-    mantissa, k2 = _split(factor)
-    mantissa = mantissa if normal else 1.0
-    hi = q_hi[j]
-    q_product = hi * mantissa
-    q_lo[j] = q_lo[j] * mantissa + _fma(hi, mantissa, -q_product)
-    q_hi[j] = q_product
-    q_exp[j] += k2 if normal else 0.0
-    q_special[j] += (-np.inf if factor == 0.0 else factor) if (ok & ~normal) else 0.0
-    sum_eps2[j] += e * e if ok else 0.0
-    a = abs(e)
-    max_abs_eps[j] = a if (ok & (a > max_abs_eps[j])) else max_abs_eps[j]
-    product = e + phi[j]
-    eta_s = eta[j] * sj
-    stepped = e * (1.0 - eta_s * lj + eta_g * eta_s * product) + eta[j] * rj * (lj - eta_g * product)
-    eps[j] = stepped if ok else e
-    lam[j] = (1.0 + eta_g * eta_g) * lj - 4.0 * eta_g * product if ok else lj
-    t[j] += 1 if ok else 0
-    live[j] = ok
+    _step_lane(j, ok, es, sj, rj, eps, norm_s, norm_p, t, eta, phi, eos, q_hi, q_lo, q_exp, sum_eps2, max_abs_eps, live)
 
 
 @njit(**_JIT)
 def _run_lanes(
     counter: Any,
     eps0: FloatArray,
-    lam0: FloatArray,
+    s0: FloatArray,
+    p0: FloatArray,
     eta_in: FloatArray,
     phi_in: FloatArray,
     size_in: Any,
@@ -339,7 +388,8 @@ def _run_lanes(
     n_data = x2.shape[0]
     # Lane state, as in the GD kernel, plus the lane's parameters and window sums.
     eps = np.zeros(LANES)
-    lam = np.zeros(LANES)
+    norm_s = np.zeros(LANES)  # S = ‖a + b‖²
+    norm_p = np.zeros(LANES)  # P = ‖a − b‖²
     eta = np.ones(LANES)
     phi = np.zeros(LANES)
     sigma = np.zeros(LANES)
@@ -349,7 +399,6 @@ def _run_lanes(
     q_hi = np.ones(LANES)
     q_lo = np.zeros(LANES)
     q_exp = np.zeros(LANES)
-    q_special = np.zeros(LANES)
     sum_eps2 = np.zeros(LANES)
     max_eta_sharp = np.full(LANES, -np.inf)
     max_abs_eps = np.zeros(LANES)
@@ -386,7 +435,8 @@ def _run_lanes(
     for j in range(LANES):
         following = _claim(counter)
         if following < n:
-            eps[j], lam[j], row[j], live[j] = eps0[following], lam0[following], following, True
+            eps[j], norm_s[j], norm_p[j] = eps0[following], s0[following], p0[following]
+            row[j], live[j] = following, True
             eta[j], phi[j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
             tol[j] = loss_tol[following]
             size[j], key[j] = size_in[following], key_in[following]
@@ -409,7 +459,8 @@ def _run_lanes(
                         s_full,
                         r_full,
                         eps,
-                        lam,
+                        norm_s,
+                        norm_p,
                         live,
                         t,
                         eta,
@@ -420,7 +471,6 @@ def _run_lanes(
                         q_hi,
                         q_lo,
                         q_exp,
-                        q_special,
                         sum_eps2,
                         max_abs_eps,
                         max_steps,
@@ -432,7 +482,7 @@ def _run_lanes(
                 windowed = False
                 for j in range(LANES):
                     e = eps[j]
-                    lj = lam[j]
+                    lj = 0.5 * (norm_s[j] + norm_p[j])
                     alive = live[j]
                     sharp = _sharpness(e, lj, phi[j])
                     es = eta[j] * sharp
@@ -447,10 +497,10 @@ def _run_lanes(
                     for j in range(LANES):  # branch-free, no libm calls
                         inside = live[j] & (t[j] > first)
                         e = eps[j]
-                        lj = lam[j]
-                        hi, lo, exponent, special = q_hi[j], q_lo[j], q_exp[j], q_special[j]
-                        log_q = _log_product(hi, lo, exponent, special)
-                        q = _product_value(hi, lo, exponent, special)
+                        lj = 0.5 * (norm_s[j] + norm_p[j])
+                        hi, lo, exponent = q_hi[j], q_lo[j], q_exp[j]
+                        log_q = _window_log_q(hi, lo, exponent)
+                        q = _window_q(hi, lo, exponent)
                         window[0, j] += q if inside else 0.0
                         window[1, j] += log_q if inside else 0.0
                         window[2, j] += _sharpness(e, lj, phi[j]) if inside else 0.0
@@ -512,7 +562,8 @@ def _run_lanes(
                         s[j],
                         r[j],
                         eps,
-                        lam,
+                        norm_s,
+                        norm_p,
                         live,
                         t,
                         eta,
@@ -523,7 +574,6 @@ def _run_lanes(
                         q_hi,
                         q_lo,
                         q_exp,
-                        q_special,
                         sum_eps2,
                         max_abs_eps,
                         max_steps,
@@ -532,44 +582,40 @@ def _run_lanes(
                 continue
             # Pass 3: step the map and the diagnostics (branch-free).
             for j in range(LANES):
-                e = eps[j]
-                lj = lam[j]
-                ok = go[j]
-                rj = r[j]
-                g = s[j] * e - rj
-                eta_g = eta[j] * g
-                eos[j] += 1.0 if (ok & (eta_sharp[j] > 2.0)) else 0.0
-                factor = abs(1.0 - eta_g * eta_g)
-                normal = ok & (factor > 0.0) & (factor < np.inf)
-                mantissa, k2 = _split(factor)
-                mantissa = mantissa if normal else 1.0
-                hi = q_hi[j]
-                q_product = hi * mantissa
-                q_lo[j] = q_lo[j] * mantissa + _fma(hi, mantissa, -q_product)
-                q_hi[j] = q_product
-                q_exp[j] += k2 if normal else 0.0
-                q_special[j] += (-np.inf if factor == 0.0 else factor) if (ok & ~normal) else 0.0
-                sum_eps2[j] += e * e if ok else 0.0
-                a = abs(e)
-                max_abs_eps[j] = a if (ok & (a > max_abs_eps[j])) else max_abs_eps[j]
-                product = e + phi[j]
-                eta_s = eta[j] * s[j]
-                stepped = e * (1.0 - eta_s * lj + eta_g * eta_s * product) + eta[j] * rj * (lj - eta_g * product)
-                eps[j] = stepped if ok else e
-                lam[j] = (1.0 + eta_g * eta_g) * lj - 4.0 * eta_g * product if ok else lj
-                t[j] += 1 if ok else 0
-                live[j] = ok
-        for j in range(LANES):
-            m, k2 = _split(q_hi[j])
-            q_lo[j] *= m / q_hi[j]
-            q_hi[j] = m
-            q_exp[j] += k2
+                _step_lane(
+                    j,
+                    go[j],
+                    eta_sharp[j],
+                    s[j],
+                    r[j],
+                    eps,
+                    norm_s,
+                    norm_p,
+                    t,
+                    eta,
+                    phi,
+                    eos,
+                    q_hi,
+                    q_lo,
+                    q_exp,
+                    sum_eps2,
+                    max_abs_eps,
+                    live,
+                )
+        for j in range(LANES):  # q_hi back to [1, 2) by an exact power of two (GD's refill)
+            hi = abs(q_hi[j])
+            normal = (hi > 0.0) & (hi < np.inf)
+            power = _float_bits(hi) & _EXPONENT
+            inverse = _bits_float(_INVERSE_POWER - power) if normal else 1.0
+            q_hi[j] *= inverse
+            q_lo[j] *= inverse
+            q_exp[j] += (_small_int_float(power >> 52) - 1023.0) if normal else 0.0
         for j in range(LANES):
             if live[j] or row[j] < 0:
                 continue
             rr = row[j]
             e = eps[j]
-            lj = lam[j]
+            lj = 0.5 * (norm_s[j] + norm_p[j])
             if 0.5 * e * e <= tol[j]:
                 status[rr] = _CONVERGED
             elif not ((abs(e) <= threshold) & (abs(lj) <= threshold)):
@@ -580,7 +626,9 @@ def _run_lanes(
             out[0, rr] = e
             out[1, rr] = lj
             out[2, rr] = _sharpness(e, lj, phi[j])
-            out[3, rr] = _log_product(q_hi[j], q_lo[j], q_exp[j], q_special[j])
+            negative = q_hi[j] < 0.0
+            hi, lo = (-q_hi[j], -q_lo[j]) if negative else (q_hi[j], q_lo[j])
+            out[3, rr] = _log_product(hi, lo, q_exp[j])  # the GD kernel's: log(hi) for 0, inf, NaN
             out[4, rr] = sum_eps2[j]
             out[5, rr] = max_eta_sharp[j]
             out[6, rr] = max_abs_eps[j]
@@ -590,14 +638,15 @@ def _run_lanes(
             count_out[rr] = in_window[j]
             following = _claim(counter)
             if following < n:
-                eps[j], lam[j], row[j], live[j] = eps0[following], lam0[following], following, True
+                eps[j], norm_s[j], norm_p[j] = eps0[following], s0[following], p0[following]
+                row[j], live[j] = following, True
                 eta[j], phi[j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
                 tol[j] = loss_tol[following]
                 size[j], key[j] = size_in[following], key_in[following]
                 full[j] = (size[j] == n_data) & ~with_replacement
                 s[j], r[j] = s_full, r_full
                 q_hi[j] = 1.0
-                q_lo[j] = q_exp[j] = q_special[j] = sum_eps2[j] = max_abs_eps[j] = eos[j] = 0.0
+                q_lo[j] = q_exp[j] = sum_eps2[j] = max_abs_eps[j] = eos[j] = 0.0
                 for c in range(5):
                     window[c, j] = 0.0
                 in_window[j] = 0
@@ -611,7 +660,8 @@ def _run_lanes(
 @njit(parallel=True, **_JIT)
 def _run_all(
     eps0: FloatArray,
-    lam0: FloatArray,
+    s0: FloatArray,
+    p0: FloatArray,
     eta: FloatArray,
     phi: FloatArray,
     size: Any,
@@ -639,7 +689,8 @@ def _run_all(
         _run_lanes(
             counter,
             eps0,
-            lam0,
+            s0,
+            p0,
             eta,
             phi,
             size,
@@ -672,12 +723,16 @@ def integrate_sgd_compiled(
     rule: StopRule,
     window: int,
     threads: int | None = None,
+    *,
+    s0: FloatArray | None = None,
+    p0: FloatArray | None = None,
 ) -> SGDResults:
     """Run every trajectory (ε0, λ0), each of shape (n,), to its stopping time.
 
-    Same semantics and outputs as ``integrate_sgd(SGDReducedState(eps0, lam0),
-    params, data, sampling, rule, window)``; ``threads`` (default: all numba
-    threads) does not change the results.
+    Same semantics and outputs as ``integrate_sgd(SGDReducedState(eps0, lam0, s0, p0),
+    params, data, sampling, rule, window)``; ``s0``, ``p0`` are ‖a + b‖², ‖a − b‖²
+    measured from the vectors (by default λ0 ± 2(ε0 + Φ)); ``threads`` (default:
+    all numba threads) does not change the results.
     """
     eps0 = np.ascontiguousarray(eps0, dtype=np.float64)
     lam0 = np.ascontiguousarray(lam0, dtype=np.float64)
@@ -693,6 +748,12 @@ def integrate_sgd_compiled(
         raise ValueError("eps0, lam0 and every parameter array must be 1-D of equal length")
     if n and not (1 <= int(arrays[2].min()) and int(arrays[2].max()) <= data.n):
         raise ValueError(f"batch sizes must be between 1 and n = {data.n}")
+    if s0 is None or p0 is None:
+        s0, p0 = split_scale(eps0, lam0, arrays[1])
+    s0 = np.ascontiguousarray(s0, dtype=np.float64)
+    p0 = np.ascontiguousarray(p0, dtype=np.float64)
+    if s0.shape != eps0.shape or p0.shape != eps0.shape:
+        raise ValueError(f"s0 and p0 must have the shape of eps0 {eps0.shape}, got {s0.shape} and {p0.shape}")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     limit = int(numba.config.NUMBA_NUM_THREADS)
     threads = limit if threads is None else threads
@@ -706,7 +767,8 @@ def integrate_sgd_compiled(
     s_full, r_full = data.full_moments
     arguments = (
         eps0,
-        lam0,
+        s0,
+        p0,
         *arrays,
         np.ascontiguousarray(data.x2),
         np.ascontiguousarray(data.x_nu),

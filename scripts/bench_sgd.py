@@ -3,7 +3,7 @@
 Workload W1-like: trajectories of the W1 cell of scripts/bench.py (d = 10,
 η = 0.1, λ0 = 1, Φ = 1, sphere init), stopped at |ε| <= 1e-6 (loss_tol =
 5e-13). GD runs ``lin2net.compiled.integrate_compiled``; SGD runs
-``lin2net.sgd_compiled.integrate_sgd_compiled`` on the same starts for
+``lin2net.sgd_compiled.integrate_sgd_compiled`` on the same starts (ε0, S0, P0) for
 several data sets and batch sizes, random numbers included. A noisy SGD
 trajectory never converges, so the label-noise rows use max_steps = 2000
 (rates are per executed step either way). Each figure is trajectory-steps per
@@ -87,7 +87,10 @@ def main() -> None:
 
     def gd(max_steps: int) -> int:
         rule = StopRule(LOSS_TOL, max_steps)
-        return int(integrate_compiled(initial.eps0, initial.lam0, ETA, PHI, rule, threads=args.threads).steps.sum())
+        results = integrate_compiled(
+            initial.eps0, initial.lam0, ETA, PHI, rule, threads=args.threads, s0=initial.s0, p0=initial.p0
+        )
+        return int(results.steps.sum())
 
     gd(10)  # compile (or load the cache) outside the timing
     rows = []
@@ -108,6 +111,8 @@ def main() -> None:
                 rule,
                 window=min(1000, rule.max_steps),
                 threads=args.threads,
+                s0=initial.s0,
+                p0=initial.p0,
             )
             return int(results.steps.sum())
 

@@ -61,10 +61,15 @@ def gd_cell(cell: Cell) -> Cell:
 
 
 def assert_equal_to_gd(sgd: TrajectoryResults, gd: TrajectoryResults, rtol: float = 1e-12) -> None:
+    """Issue 12: same status and steps, floats to 1e-12. SGD performs GD's arithmetic on
+    GD's state, so the state's columns are bitwise GD's; sharpness_T (GD keeps η·S/η)
+    and log_q_ratio (each integrator's own sum or product) are held to 1e-12 only."""
     for name in EXACT:
         assert_array_equal(getattr(sgd, name), getattr(gd, name), err_msg=name)
     for name in GD_FLOATS:
         assert_allclose(getattr(sgd, name), getattr(gd, name), rtol=rtol, atol=0, err_msg=name)
+    for name in ("eps_T", "lambda_T", "sum_eps2", "max_eta_sharpness", "max_abs_eps"):
+        assert_array_equal(getattr(sgd, name), getattr(gd, name), err_msg=name)
 
 
 @pytest.mark.parametrize("integrator", ["compiled", "reduced"])
@@ -383,3 +388,99 @@ def test_paired_normals_are_sine_and_cosine_and_independent() -> None:
     assert_array_equal(z[1], standard_normal(pair[0], pair[1], sine=True))
     for a, b in ((0, 1), (1, 2), (0, 2), (2, 3)):
         assert abs(np.corrcoef(z[a] ** 2, z[b] ** 2)[0, 1]) < 4 / np.sqrt(keys.size)
+
+
+def exact_sgd(
+    a: np.ndarray, b: np.ndarray, params: SGDParameters, data: Any, sampling: str, rule: StopRule
+) -> tuple[int, float, float]:
+    """(T, log Q(T)/Q(0), λ(T)) of SGD on the vectors (a, b) of shape (d,) in 60 digits, on
+    the batches of sample_batch, with g = mean_B x (a·b x − y) from the data themselves."""
+    import mpmath
+
+    phi = float(params.phi[0])
+    with mpmath.workdps(60):
+        x = [mpmath.mpf(float(v)) for v in a]
+        y = [mpmath.mpf(float(v)) for v in b]
+        xs = [mpmath.mpf(float(v)) for v in data.x]
+        ys = [mpmath.mpf(phi) * xi + mpmath.mpf(float(v)) for xi, v in zip(xs, data.nu, strict=True)]
+        step, target, tol = mpmath.mpf(float(params.eta[0])), mpmath.mpf(phi), mpmath.mpf(rule.loss_tol)
+        q0 = sum(abs(u * u - v * v) for u, v in zip(x, y, strict=True))
+        t = 0
+        while t < rule.max_steps:
+            m = sum(u * v for u, v in zip(x, y, strict=True))
+            if (m - target) ** 2 / 2 <= tol:
+                break
+            batch = sample_batch(data, params, t, sampling)
+            chosen = batch.index[0][batch.valid[0]].tolist()
+            g = sum(xs[i] * (m * xs[i] - ys[i]) for i in chosen) / len(chosen)
+            u = step * g
+            x, y = [p - u * q for p, q in zip(x, y, strict=True)], [q - u * p for p, q in zip(x, y, strict=True)]
+            t += 1
+        q = sum(abs(u * u - v * v) for u, v in zip(x, y, strict=True))
+        lam = sum(u * u + v * v for u, v in zip(x, y, strict=True))
+        return t, float(mpmath.log(q / q0)), float(lam)
+
+
+@pytest.mark.parametrize(
+    ("small", "which", "lam0", "eta", "data_noise", "max_steps"),
+    [
+        pytest.param(1e-12, "S", 1e-3, 1e-2, 0.0, 20_000, id="a≈-b,S0/λ0=1e-12"),
+        pytest.param(1e-12, "P", 1.0, 1e-2, 0.0, 20_000, id="a≈b,P0/λ0=1e-12"),
+        pytest.param(0.5, "S", 100.0, 2e-5, 0.0, 20_000, id="η=2e-5"),
+        pytest.param(0.5, "S", 1.0, 0.2, 0.3, 1500, id="noisy data"),
+    ],
+)
+def test_mini_batch_sgd_matches_60_digits(
+    small: float, which: str, lam0: float, eta: float, data_noise: float, max_steps: int
+) -> None:
+    """SGD's (ε, S, P) state against the vectors stepped in 60 digits on the same batches
+    (gradient from the data points themselves): starts with S0 or P0 = 1e-12·λ0, a tiny
+    η, data with noise (r ≠ 0). T exactly, log Q(T)/Q(0) and λ(T) to 1e-12."""
+    from lin2net.closed_forms import reduced_coordinates, sum_and_difference_norms
+
+    total, difference = np.sqrt(small * lam0), np.sqrt((2.0 - small) * lam0)
+    if which == "P":
+        total, difference = difference, total
+    a, b = np.array([[(total + difference) / 2]]), np.array([[(total - difference) / 2]])
+    data = build_data(DataSpec(n=8, noise=data_noise), 1)
+    params = SGDParameters.broadcast(1, eta, 1.0, 3, 0.0, trajectory_keys(5, np.arange(1, dtype=np.int64)))
+    rule = StopRule(1e-14, max_steps)
+    eps0, lam, _ = reduced_coordinates(a, b, 1.0)
+    s0, p0 = sum_and_difference_norms(a, b)
+    steps, log_q, lambda_t = exact_sgd(a[0], b[0], params, data, "without_replacement", rule)
+    assert steps < max_steps if data_noise == 0 else steps == max_steps
+    reference = integrate_sgd(SGDReducedState(eps0, lam, s0, p0), params, data, "without_replacement", rule, 1)
+    compiled = integrate_sgd_compiled(eps0, lam, params, data, "without_replacement", rule, 1, threads=1, s0=s0, p0=p0)
+    for name, result in (("reference", reference), ("compiled", compiled)):
+        assert result.steps[0] == steps, name
+        assert result.log_q_ratio[0] == pytest.approx(log_q, rel=1e-12, abs=0), name
+        assert result.lambda_T[0] == pytest.approx(lambda_t, rel=1e-12, abs=0), name
+    assert compiled.eps_T[0] == reference.eps_T[0] and compiled.lambda_T[0] == reference.lambda_T[0]
+
+
+def test_exceptional_q_factors_match_the_reference_and_gd() -> None:
+    """A factor 1 − u² = 0 (u = ηg = 1 exactly: log Q = −inf from then on) and factors far
+    above 2⁶⁰ (|u| ~ 10²³), which the GD kernel replays and the SGD kernel scales per
+    step: kernel, reference and GD agree, the final window (Q = 0, log Q = −inf) included."""
+    from lin2net.compiled import integrate_compiled
+
+    eps0, lam0 = np.array([2.0, 1e20, 3.0, -0.75]), np.array([10.0, 4e20, 10.0, 0.5])
+    eta = np.array([0.5, 1e3, 0.1, 4.0])
+    params = SGDParameters(
+        eta=eta,
+        phi=np.ones(4),
+        batch_size=np.array([1, 1, 8, 3]),
+        label_noise=np.zeros(4),
+        key=trajectory_keys(0, np.arange(4, dtype=np.int64)),
+    )
+    data = build_data(DataSpec(n=8, x="ones"), 0)
+    for max_steps in (50, 3):
+        rule = StopRule(1e-12, max_steps)
+        reference = integrate_sgd(SGDReducedState(eps0, lam0), params, data, "without_replacement", rule, 3)
+        compiled = integrate_sgd_compiled(eps0, lam0, params, data, "without_replacement", rule, 3, threads=1)
+        gd = integrate_compiled(eps0, lam0, eta, 1.0, rule, threads=1)
+        assert_kernel_equals_reference(reference, compiled)
+        assert_equal_to_gd(compiled, gd)
+    assert reference.log_q_ratio[0] == -np.inf and compiled.q_ratio_window[0] == 0.0
+    assert compiled.log_q_ratio_window[0] == -np.inf and np.isfinite(compiled.log_q_ratio_window[1:]).all()
+    assert compiled.log_q_ratio[1] > 100  # |1 − u²| of about 10⁴⁶ at the first step
