@@ -21,7 +21,7 @@ from lin2net import theory
 from lin2net.closed_forms import gradient_flow_sharpness, sharpness, sum_and_difference_norms
 from lin2net.config import SweepConfig
 from lin2net.grid import Cell
-from lin2net.initialization import InitialConditions, initial_blocks, initial_conditions
+from lin2net.initialization import InitialConditions, initial_blocks, shard_initial_conditions
 from lin2net.integrator import (
     FullState,
     ReducedState,
@@ -85,13 +85,6 @@ REGIME_LABELS = pa.array(list(theory.REGIMES), type=pa.string())
 
 def stop_rule(config: SweepConfig) -> StopRule:
     return StopRule(config.loss_tol, config.max_steps, config.divergence_threshold)
-
-
-def shard_initial_conditions(config: SweepConfig, cells: Sequence[Cell]) -> InitialConditions:
-    """The cells' initial conditions, one after another."""
-    parts = [initial_conditions(config, cell) for cell in cells]
-    names = [f.name for f in fields(InitialConditions)]
-    return InitialConditions(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in names})
 
 
 def per_trajectory(cells: Sequence[Cell], trajectories: int, name: str, dtype: Any = np.float64) -> np.ndarray:

@@ -26,6 +26,7 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -176,36 +177,37 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def run_in_process(tasks: Iterable[ShardTask]) -> Generator[ShardOutcome, None, None]:
-    """Shards one after another in this process; the file of each is built and
-    written by a writer thread while the kernel integrates the next one.
+def run_in_process(tasks: Iterable[ShardTask], writers: int = 1) -> Generator[ShardOutcome, None, None]:
+    """Shards one after another in this process; the files are built and
+    written by ``writers`` threads while the kernel integrates the next shard
+    (at most ``writers`` shards wait to be written, so memory stays bounded).
 
     On KeyboardInterrupt (or closing the generator) the kernel stops within
-    a fraction of a second; a file being written is finished (it is complete
-    work) before the interrupt propagates."""
-    writer = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lin2net-writer")
-    pending: tuple[ShardTask, float, cf.Future[None]] | None = None
+    a fraction of a second; files being written are finished (they are
+    complete work) before the interrupt propagates."""
+    pool = cf.ThreadPoolExecutor(max_workers=max(1, writers), thread_name_prefix="lin2net-writer")
+    pending: deque[tuple[ShardTask, float, cf.Future[None]]] = deque()
     try:
         for task in tasks:
             started = time.perf_counter()
             try:
                 arrays = _simulate(task)
-            except Exception:  # noqa: BLE001 - recomputed cell by cell below, after the pending write
+            except Exception:  # noqa: BLE001 - recomputed cell by cell below, after the pending writes
                 arrays = None
-            if pending is not None:
-                yield from _finish(pending)
-                pending = None
             if arrays is None:
+                while pending:
+                    yield from _finish(pending.popleft())
                 yield from compute_shard(task)  # failed: again, cell by cell, to isolate the bad cell
                 continue
-            pending = (task, started, writer.submit(_write, task, arrays))
-        if pending is not None:
-            yield from _finish(pending)
-            pending = None
+            pending.append((task, started, pool.submit(_write, task, arrays)))
+            while len(pending) > max(1, writers) or (pending and pending[0][2].done()):
+                yield from _finish(pending.popleft())
+        while pending:
+            yield from _finish(pending.popleft())
     finally:
-        if pending is not None:
-            pending[2].exception()  # wait: never leave a half-written file behind a running thread
-        writer.shutdown(wait=True)
+        for _, _, future in pending:
+            future.exception()  # wait: never leave a half-written file behind a running thread
+        pool.shutdown(wait=True)
 
 
 def _finish(pending: tuple[ShardTask, float, cf.Future[None]]) -> Iterator[ShardOutcome]:

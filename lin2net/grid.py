@@ -49,9 +49,36 @@ class Cell:
     def cell_id(self) -> str:
         """12 hex digits of a hash of the exact parameter values (floats in hex);
         computed once per cell (the cell is immutable)."""
-        canonical = {k: float(v).hex() if isinstance(v, float) else v for k, v in sorted(self.parameters.items())}
-        digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
-        return digest[:12]
+        return hashlib.sha256(canonical_parameters(self.parameters).encode()).hexdigest()[:12]
+
+
+def canonical_parameters(parameters: dict[str, float | int | str]) -> str:
+    """``json.dumps({k: v, floats as float.hex()}, sort_keys=True)``, written out
+    directly for the plain keys and values cells have (the same characters,
+    several times faster: a 10⁵-cell grid hashes every id more than once)."""
+    items = []
+    for key in sorted(parameters):
+        value = parameters[key]
+        if isinstance(value, float):
+            text = f'"{value.hex()}"'
+        elif type(value) is int:
+            text = str(value)
+        elif (
+            isinstance(value, str)
+            and value.isascii()
+            and value.isprintable()
+            and '"' not in value
+            and "\\" not in value
+        ):
+            text = f'"{value}"'
+        else:
+            text = json.dumps(value)
+        if not (key.isascii() and key.isidentifier()):
+            return json.dumps(
+                {k: float(v).hex() if isinstance(v, float) else v for k, v in parameters.items()}, sort_keys=True
+            )
+        items.append(f'"{key}": {text}')
+    return "{" + ", ".join(items) + "}"
 
 
 def init_label(config: SweepConfig) -> str:
@@ -62,9 +89,22 @@ def init_label(config: SweepConfig) -> str:
     return f"explicit-{digest[:8]}"
 
 
+_GRIDS: dict[str, tuple[Cell, ...]] = {}  # the last few grids expanded (keyed by resolved config)
+
+
 def expand_grid(config: SweepConfig) -> list[Cell]:
-    """All cells, in the order of the axes as written (η outermost)."""
-    return list(_iter_cells(config))
+    """All cells, in the order of the axes as written (η outermost).
+
+    A sweep expands its grid several times (plan, run, count); the last few
+    are kept, so a 10⁵-cell grid builds its cells and ids once."""
+    key = json.dumps(config.resolved(), sort_keys=True, default=str)
+    cells = _GRIDS.get(key)
+    if cells is None:
+        cells = tuple(_iter_cells(config))
+        if len(_GRIDS) >= 4:
+            _GRIDS.pop(next(iter(_GRIDS)))
+        _GRIDS[key] = cells
+    return list(cells)
 
 
 def _iter_cells(config: SweepConfig) -> Iterator[Cell]:

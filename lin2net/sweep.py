@@ -246,7 +246,7 @@ def run_sweep(
         elif processes > 1:
             outcomes = run_pool(tasks, processes)
         else:
-            outcomes = run_in_process(tasks)
+            outcomes = run_in_process(tasks, writers=threads)
         if on_start is not None:
             on_start(len(todo))
         started = time.perf_counter()

@@ -102,3 +102,20 @@ def test_scaled_directions_equal_the_vectors_they_stand_for(init: str) -> None:
             np.testing.assert_allclose(mine, theirs, rtol=1e-14, atol=1e-15 * scale)
         if init == "sphere":
             assert (initial.lam0 == cell.lambda0).all()
+
+
+@pytest.mark.parametrize("init", ["sphere", "gaussian"])
+def test_a_shard_of_cells_gets_each_cells_own_numbers(init: str) -> None:
+    """shard_initial_conditions broadcasts over cells of one width; every
+    cell's rows are bitwise those of initial_conditions for that cell alone."""
+    from lin2net.initialization import shard_initial_conditions
+
+    config = make_config(
+        init=init, trajectories=37, grid={"eta": 0.1, "lambda0": [0.3, 7.0], "phi": [0.0, 2.0], "d": [1, 9, 4]}
+    )
+    cells = expand_grid(config)
+    shard = shard_initial_conditions(config, cells)
+    for i, cell in enumerate(cells):
+        alone = initial_conditions(config, cell)
+        for name in ("eps0", "lam0", "q0", "s0", "p0"):
+            assert_array_equal(getattr(shard, name)[i * 37 : (i + 1) * 37], getattr(alone, name))
