@@ -320,7 +320,7 @@ def scan_shards(out: Path, config: SweepConfig, *, verify_data: bool = True) -> 
     seen: set[str] = set()
     for path in shard_files(out):
         try:
-            footer = verify_footer(path, settings, config.trajectories, grid)
+            footer = _verified_footer(path, settings, config.trajectories, grid)
             if verify_data:
                 read_verified(footer)
         except CorruptShard as bad:
@@ -333,6 +333,28 @@ def scan_shards(out: Path, config: SweepConfig, *, verify_data: bool = True) -> 
         seen |= ids
         scan.verified.append(footer)
     return scan
+
+
+_FOOTERS: dict[tuple[Any, ...], ShardFooter] = {}  # footers verified in this process, by file identity
+
+
+def _verified_footer(path: Path, settings: str, trajectories: int, grid: Mapping[str, Cell]) -> ShardFooter:
+    """:func:`verify_footer`, remembered for a file that has not changed since
+    (same inode, size and modification time): a command that scans OUT twice
+    (summarize, then its missing-cells note) reads each footer once. Grid
+    membership is checked every time."""
+    try:
+        stat = path.lstat()
+    except OSError:
+        return verify_footer(path, settings, trajectories, grid)
+    key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, settings, trajectories)
+    footer = _FOOTERS.get(key)
+    if footer is None or any(grid.get(cell.cell_id) != cell for cell in footer.cells):
+        footer = verify_footer(path, settings, trajectories, grid)
+        if len(_FOOTERS) > 10_000:
+            _FOOTERS.clear()
+        _FOOTERS[key] = footer
+    return footer
 
 
 def finished_cell_ids(out: Path) -> frozenset[str]:
