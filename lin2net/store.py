@@ -51,7 +51,7 @@ import yaml
 import lin2net
 from lin2net.config import SweepConfig, parse_config
 from lin2net.errors import Lin2netError, OutputError
-from lin2net.grid import expand_grid
+from lin2net.grid import Cell, expand_grid
 from lin2net.shard_file import (
     SHARD_PREFIX,
     CorruptShard,
