@@ -66,8 +66,9 @@ class Terminated(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def signals_interrupt() -> Iterator[None]:
-    """While active, SIGTERM and SIGHUP raise :class:`Terminated` in the main
-    thread, so a sweep stops cleanly on them as on Ctrl-C."""
+    """While active, SIGTERM and SIGHUP raise :class:`Terminated` and SIGINT
+    raises KeyboardInterrupt in the main thread, so a sweep stops cleanly on
+    any of them."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -76,6 +77,9 @@ def signals_interrupt() -> Iterator[None]:
         raise Terminated(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # Ctrl-C raises KeyboardInterrupt even where the sweep was started with
+    # SIGINT ignored (a background job of a non-interactive shell inherits that).
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
