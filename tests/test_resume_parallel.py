@@ -494,7 +494,11 @@ def test_a_signal_stops_the_compiled_kernel_in_the_main_process(tmp_path: Path, 
     time.sleep(1.5)
     started = time.monotonic()
     os.killpg(process.pid, signum)
-    _, stderr = process.communicate(timeout=30)
+    try:
+        _, stderr = process.communicate(timeout=30)
+    finally:  # a sweep that ignored the signal must not outlive the test (it would run for minutes)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
     stopped = time.monotonic() - started
     assert process.returncode == code, stderr
     assert stderr.strip().count("\n") == 0 and "interrupted" in stderr and "Traceback" not in stderr
