@@ -34,6 +34,7 @@ from lin2net.errors import ConfigError, Lin2netError
 from lin2net.grid import Cell
 from lin2net.store import MANIFEST_FILE
 from lin2net.sweep import SweepPlan, completeness, plan_sweep, run_sweep
+from lin2net.tables import AXIS_LABELS
 
 stdout = Console()
 stderr = Console(stderr=True)
@@ -389,12 +390,7 @@ class ExportFormat(StrEnum):
 
 
 SUMMARY_COLUMNS = {  # column -> header, in priority order (the first ones stay on a narrow terminal)
-    "eta": "η",
-    "eta_lambda0": "η·λ0",
-    "lambda0": "λ0",
-    "phi": "Φ",
-    "d": "d",
-    "init": "init",
+    **AXIS_LABELS,
     "trajectories": "n",
     "frac_converged": "conv",
     "steps_median": "steps",
@@ -403,9 +399,11 @@ SUMMARY_COLUMNS = {  # column -> header, in priority order (the first ones stay 
     "frac_diverged": "div",
     "frac_max_steps": "max",
     "lambda_gf_median": "λ_GF",
+    "q_ratio_window_median": "Q/Q0 win",
+    "loss_window_median": "loss win",
 }
 SUMMARY_CAPTION = "medians; Q(T)/Q0 and S(T) over converged trajectories; IQRs in --format csv"
-AXIS_COLUMNS = ("eta", "eta_lambda0", "lambda0", "phi", "d", "init")
+AXIS_COLUMNS = tuple(AXIS_LABELS)
 
 
 def _table_width() -> int | None:

@@ -67,10 +67,19 @@ def simulate_sgd_cell(
         return initial, SGDResults(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in names})
     initial = initial_conditions(config, cell)
     params = cell_parameters(config, cell, 0, initial.eps0.shape[0])
+    return initial, _integrate_reduced(config, initial, params, data, threads)
+
+
+def _integrate_reduced(
+    config: SweepConfig, initial: InitialConditions, params: SGDParameters, data: DataSet, threads: int | None
+) -> SGDResults:
+    """The reduced map from ``initial`` with per-trajectory ``params``: the
+    compiled kernel or the NumPy reference, as the config says."""
+    rule = _rule(config)
     if config.integrator == "compiled":
         from lin2net.sgd_compiled import integrate_sgd_compiled  # imports numba: only when used
 
-        results = integrate_sgd_compiled(
+        return integrate_sgd_compiled(
             initial.eps0,
             initial.lam0,
             params,
@@ -82,9 +91,8 @@ def simulate_sgd_cell(
             s0=initial.s0,
             p0=initial.p0,
         )
-        return initial, results
     reduced = SGDReducedState(initial.eps0, initial.lam0, initial.s0, initial.p0)
-    return initial, integrate_sgd(reduced, params, data, config.sampling, rule, config.window)
+    return integrate_sgd(reduced, params, data, config.sampling, rule, config.window)
 
 
 def simulate_sgd_cells(
@@ -98,28 +106,10 @@ def simulate_sgd_cells(
         return _join_initial([p[0] for p in parts]), _join_results([p[1] for p in parts])
     assert config.data is not None, "simulate_sgd_cells needs algorithm: sgd"
     data = cached_data(config.data, config.seed)
-    rule = _rule(config)
     initial = _join_initial([initial_conditions(config, cell) for cell in cells])
     n = config.trajectories
     params = _join_parameters([cell_parameters(config, cell, 0, n) for cell in cells])
-    if config.integrator == "compiled":
-        from lin2net.sgd_compiled import integrate_sgd_compiled  # imports numba: only when used
-
-        results = integrate_sgd_compiled(
-            initial.eps0,
-            initial.lam0,
-            params,
-            data,
-            config.sampling,
-            rule,
-            config.window,
-            threads=threads,
-            s0=initial.s0,
-            p0=initial.p0,
-        )
-        return initial, results
-    reduced = SGDReducedState(initial.eps0, initial.lam0, initial.s0, initial.p0)
-    return initial, integrate_sgd(reduced, params, data, config.sampling, rule, config.window)
+    return initial, _integrate_reduced(config, initial, params, data, threads)
 
 
 def _join_initial(parts: Sequence[InitialConditions]) -> InitialConditions:

@@ -9,7 +9,9 @@ Statistics, per group of trajectories:
   the median is exact whenever at least half converged and ``inf`` otherwise;
 * ``q_ratio_*``, ``sharpness_T_*``: median and interquartile range over the
   converged trajectories (where the limit was reached; NaN if none);
-* ``lambda_gf_median``: median gradient-flow limit sharpness, all trajectories.
+* ``lambda_gf_median``: median gradient-flow limit sharpness, all trajectories;
+* SGD sweeps only: ``loss_T_median``, ``q_ratio_window_median``,
+  ``loss_window_median``, medians over every trajectory (NaN excluded).
 
 The shard files are read once, verified (:func:`lin2net.store.read_trajectories`),
 and the group-by runs in DuckDB over the Arrow table in memory: one query,
@@ -133,8 +135,14 @@ class _Query:
         return frame
 
 
-def summary_query() -> _Query:
-    """The summary columns of the module doc, as one query."""
+SGD_SUMMARY_VALUES = ("loss_T", "q_ratio_window", "loss_window")
+"""SGD sweeps add the median of these over every trajectory that has them (noisy
+SGD never converges: its window averages are what it settles to)."""
+
+
+def summary_query(sgd: bool = False) -> _Query:
+    """The summary columns of the module doc, as one query (with ``sgd``, also
+    ``<value>_median`` of :data:`SGD_SUMMARY_VALUES` over all trajectories)."""
     query = _Query()
     query.outer["trajectories"] = query.aggregate("count(*)")
     for name in FRACTION_STATS:
@@ -148,6 +156,13 @@ def summary_query() -> _Query:
     has_nan = query.aggregate("count_if(isnan(lambda_gf))")
     median = _linear_quantile(gf, 0.5)
     query.outer["lambda_gf_median"] = f"CASE WHEN {has_nan} > 0 THEN 'nan'::DOUBLE ELSE {median} END"
+    if sgd:
+        for value in SGD_SUMMARY_VALUES:
+            column = _quote(value)
+            values = query.aggregate(
+                f"list_sort(coalesce(list({column}::DOUBLE) FILTER (WHERE NOT isnan({column}::DOUBLE)), []))"
+            )
+            query.outer[f"{value}_median"] = _linear_quantile(values, 0.5)
     return query
 
 
@@ -164,8 +179,9 @@ def summarize(out: Path, by: Sequence[str] | None = None) -> pd.DataFrame:
         if absent:
             raise ConfigError("--by", f"{absent[0]} is an axis of SGD sweeps only; this is a GD sweep")
     keys = list(dict.fromkeys(by)) if by else ["cell_id", *present]
-    table = read_trajectories(Path(out), list(dict.fromkeys([*keys, *VALUE_COLUMNS])))
-    frame = summary_query().run(table, keys)
+    values = [*VALUE_COLUMNS, *(SGD_SUMMARY_VALUES if sgd else ())]
+    table = read_trajectories(Path(out), list(dict.fromkeys([*keys, *values])))
+    frame = summary_query(sgd).run(table, keys)
     if frame.empty:
         return frame
     sort = [a for a in (by or present) if a in frame.columns]

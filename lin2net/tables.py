@@ -37,6 +37,8 @@ AXIS_LABELS = {
     "phi": "Φ",
     "d": "d",
     "init": "init",
+    "batch_size": "B",
+    "label_noise": "σ",
 }
 
 

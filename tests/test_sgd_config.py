@@ -109,6 +109,18 @@ def test_sgd_sweep_through_the_cli(cli: Any, tmp_path: Path) -> None:
     assert summary.exit_code == 0, summary.output
     assert summary.stdout.splitlines()[0].startswith("batch_size,label_noise,trajectories")
     assert len(summary.stdout.strip().splitlines()) == 1 + 4
+    import io
+
+    import numpy as np
+    import pandas as pd
+
+    groups = pd.read_csv(io.StringIO(summary.stdout))
+    for _, row in groups.iterrows():
+        part = table[(table["batch_size"] == row.batch_size) & (table["label_noise"] == row.label_noise)]
+        for value in ("loss_T", "q_ratio_window", "loss_window"):
+            present = part[value].dropna()
+            expected = float(np.median(present)) if len(present) else float("nan")
+            assert row[f"{value}_median"] == expected or (np.isnan(expected) and np.isnan(row[f"{value}_median"]))
     figure = tmp_path / "sgd.png"
     plot = cli("plot", out, "--y", "batch_size", "--value", "loss_window", "-o", figure)
     assert plot.exit_code == 0, plot.output
