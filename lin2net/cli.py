@@ -756,6 +756,7 @@ def trace(
             raise ConfigError("--max-steps", problem)
         if loss_tol is not None and not loss_tol > 0:
             raise ConfigError("--loss-tol", f"must be > 0, got {loss_tol}")
+        sgd_run = None
         if out is not None or cell_id is not None:
             if out is None or cell_id is None:
                 raise ConfigError("--cell", "give OUT and --cell CELL_ID together (ids: lin2net summarize OUT)")
@@ -764,6 +765,7 @@ def trace(
                 if value is not None:
                     raise ConfigError(option, "not used with OUT --cell (the sweep's config fixes the parameters)")
             start, eta, rule = _sweep_trajectory(out, cell_id, trajectory, max_steps, loss_tol)
+            sgd_run = _sgd_trace(out, cell_id, trajectory, rule, start, eta)
         else:
             if eta is None:
                 raise ConfigError("--eta", "missing: give --eta (and --lambda0 or --a/--b), or OUT --cell CELL_ID")
@@ -790,7 +792,7 @@ def trace(
                     init=init or "sphere",
                     trajectory=trajectory,
                 )
-        result = trace_trajectory(start, eta, rule)
+        result = sgd_run if sgd_run is not None else trace_trajectory(start, eta, rule)
         if output is not None:
             write_trace_table(result, output)
         if plot_path is not None:
@@ -848,6 +850,24 @@ def _sweep_trajectory(
             trajectory=trajectory,
         )
     return start, cell.eta, rule
+
+
+def _sgd_trace(out: Path, cell_id: str, trajectory: int, rule: Any, start: Any, eta: float) -> Any:
+    """For a cell of an SGD sweep, its trajectory re-simulated on the sweep's own
+    batches and noise (lin2net.sgd_cell); None for a GD sweep."""
+    from lin2net.config import parse_config
+    from lin2net.grid import expand_grid
+    from lin2net.store import read_resolved_config
+
+    config = parse_config(read_resolved_config(out))
+    if config.algorithm != "sgd":
+        return None
+    from lin2net.sgd_cell import trace_sgd_trajectory
+    from lin2net.trace import sgd_trace
+
+    config = replace(config, max_steps=rule.max_steps, loss_tol=rule.loss_tol)
+    cell = {c.cell_id: c for c in expand_grid(config)}[cell_id.strip()]
+    return sgd_trace(start, trace_sgd_trajectory(config, cell, trajectory), eta)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -188,6 +189,46 @@ def trace_trajectory(start: Start, eta: float, rule: StopRule) -> Trace:
             }
         )
     return Trace(table, status, t, eta, phi, flow)
+
+
+def sgd_trace(start: Start, sgd: Any, eta: float) -> Trace:
+    """A :class:`Trace` of an SGD trajectory (``sgd``: a lin2net.sgd.SGDTrace
+    re-simulated from ``start``), with the same columns as GD's (loss and
+    sharpness those of the full-batch loss, the gradient flow of the full-batch
+    loss from the same start) plus each step's batch moments ``s``, ``r`` and
+    gradient factor ``g`` (NaN on the last row: no step was taken from it)."""
+    phi = start.phi
+    steps = np.asarray(sgd.t)
+    flow = GradientFlow.from_vectors(start.a, start.b, phi)
+    gf_eps, gf_lam = flow.at(eta * steps)
+
+    def per_state(values: Any) -> FloatArray:
+        padded: FloatArray = np.full(steps.shape, np.nan)
+        padded[: len(values)] = values
+        return padded
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        sharp = np.asarray(sgd.sharpness, dtype=np.float64)
+        table = pd.DataFrame(
+            {
+                "t": steps,
+                "eps": sgd.eps,
+                "lambda": sgd.lam,
+                "loss": sgd.loss,
+                "q_ratio": np.exp(sgd.log_q_ratio),
+                "log_q_ratio": sgd.log_q_ratio,
+                "sharpness": sharp,
+                "eta_sharpness": eta * sharp,
+                "g": per_state(sgd.g),
+                "s": per_state(sgd.s),
+                "r": per_state(sgd.r),
+                "gf_eps": gf_eps,
+                "gf_lambda": gf_lam,
+                "gf_loss": 0.5 * gf_eps * gf_eps,
+                "gf_sharpness": sharpness(gf_eps, gf_lam, phi),
+            }
+        )
+    return Trace(table, Status(sgd.status), int(steps[-1]), eta, phi, flow)
 
 
 def write_trace_table(trace: Trace, path: Path) -> None:

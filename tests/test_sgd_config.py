@@ -125,6 +125,18 @@ def test_sgd_sweep_through_the_cli(cli: Any, tmp_path: Path) -> None:
     plot = cli("plot", out, "--y", "batch_size", "--value", "loss_window", "-o", figure)
     assert plot.exit_code == 0, plot.output
     assert figure.stat().st_size > 0
+    noisy_row = table[table["label_noise"] > 0].iloc[5]
+    traced = tmp_path / "trace.csv"
+    trace = cli(
+        "trace", out, "--cell", noisy_row["cell_id"], "--trajectory", int(noisy_row["trajectory"]), "-o", traced
+    )
+    assert trace.exit_code == 0, trace.output
+    assert trace.stderr.startswith(f"{noisy_row['status']} at T = {noisy_row['steps']}:")
+    last = pd.read_csv(traced).iloc[-1]
+    assert last["t"] == noisy_row["steps"]  # the sweep's own batches and noise, step by step
+    assert last["log_q_ratio"] == pytest.approx(noisy_row["log_q_ratio"], rel=1e-12)
+    assert last["lambda"] == pytest.approx(noisy_row["lambda_T"], rel=1e-12)
+    assert last["loss"] == pytest.approx(noisy_row["loss_T"], rel=1e-9)
     refused = cli("check", out)
     assert refused.exit_code == 2 and "SGD sweep" in refused.stderr and refused.stderr.count("\n") == 1
     assert sorted(set(table["batch_size"])) == [1, 4] and sorted(set(table["label_noise"])) == [0.0, 0.1]
