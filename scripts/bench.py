@@ -9,20 +9,24 @@ Measured in one run, each a median over repetitions:
   the compiled kernel (all threads and one), of the batched NumPy full-vector
   integrator (FullState) and the batched NumPy reduced reference, and of a
   naive per-trajectory Python loop on a small subsample;
-* the bare SIMD-lanes yardstick (``../shared/yardstick/numba_lanes.py`` beside
-  the repository, skipped with a note when absent) on the same workloads in
+* an external bare SIMD-lanes kernel of the same map without diagnostics (the
+  "yardstick", not part of this repository: ``--yardstick PATH`` names it, and
+  a ``shared/yardstick/numba_lanes.py`` in a folder above the checkout is found
+  by default; skipped with a note when absent) on the same workloads in
   subprocesses, and the ratio compiled / yardstick (best and median of the
   repetitions, all threads, and one thread each); the CPU model and its vector
   width (AVX-512 / AVX2 from /proc/cpuinfo, and the width numba compiles for:
   ``NUMBA_CPU_NAME=haswell`` measures an AVX2 build on an AVX-512 machine, for
   both the kernel and the yardstick);
-* the Figure-3 sweep: wall time of ``python3 -m lin2net sweep
-  configs/figure3.yaml`` in a subprocess (start-up included) against the
-  compiled kernel's time on the same cells;
-* peak RSS of one cell of 10⁶ trajectories at d = 100, through the same CLI
-  in a fresh subprocess;
+* the sweep, file, memory and reading rows of ``scripts/bench_sweep.py``
+  (end to end against the kernel on the research grid and Figure 3, a
+  10⁵-cell grid, ``summarize`` against one DuckDB query, ``plot``, the smoke
+  sweep with default options against ``--workers 1``) and CLI start-up;
+* peak RSS of one cell of 10⁶ trajectories at d = 100, through the CLI in a
+  fresh subprocess;
 * compile time: first call in a fresh process with an empty numba cache
-  (cold) and again with that cache filled (warm).
+  (cold) and again with that cache filled (warm);
+* the SGD kernel against the GD kernel (``scripts/bench_sgd.py``).
 
 Usage: ``python3 scripts/bench.py`` (a few minutes), ``--quick`` (under a minute),
 ``--kernel-only`` (W1/W2 and the yardstick only). On a shared machine the
@@ -70,8 +74,8 @@ class Workload:
 WORKLOADS = (Workload("W1 stable", 100_000, 0.1, 1.0), Workload("W2 edge of stability", 20_000, 0.95, 2.0))
 LOSS_TOL = 5e-13  # |ε| <= 1e-6
 MAX_STEPS = 100_000
-# The yardstick lives beside the repository (ROOT.parent / "shared"); a git worktree
-# one level further down finds it one level further up.
+# Default place of the external yardstick: a shared/yardstick folder in a folder
+# above the checkout (a git worktree one level further down finds it one level up).
 YARDSTICK = next(
     (
         base / "shared" / "yardstick" / "numba_lanes.py"
@@ -308,7 +312,11 @@ def main() -> None:
     parser.add_argument("--skip-sgd", action="store_true", help="skip the SGD kernel against the GD kernel")
     parser.add_argument("--skip-memory", action="store_true", help="skip the 10⁶-trajectory memory probe")
     parser.add_argument("--kernel-only", action="store_true", help="W1/W2 compiled kernel and yardstick only")
+    parser.add_argument("--yardstick", type=Path, default=None, help="the external bare kernel numba_lanes.py")
     args = parser.parse_args()
+    if args.yardstick is not None:
+        global YARDSTICK
+        YARDSTICK = args.yardstick
     repeats = args.repeats or (3 if args.quick else 5)
     numpy_share = 0.1 if args.quick else 1.0
     python_trajectories = 50 if args.quick else 200
