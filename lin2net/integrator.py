@@ -80,26 +80,12 @@ class DynamicsState(Protocol):
         when the state has no vectors and the driver's product formula is used."""
 
 
-class ReducedState:
-    """The exact map of docs/math.md §1 on (ε, S, P), independent of d.
-
-    With u = ηε the vectors a ± b are multiplied by 1 ∓ u, so
-
-        S' = S + S·u(u − 2),   P' = P + P·u(u + 2),   λ = (S + P)/2,
-        ε' = ε + ε·(u·η(ε + Φ) − ηλ)   (= ε (1 − ηλ + η²ε(ε + Φ))).
-
-    Every update adds a small increment computed to full relative precision,
-    so neither a tiny S or P (a start near a = −b or a = b: the escape from
-    the saddle is set by it) nor a tiny ε (near convergence) nor a tiny η
-    loses digits: no 1 − ηλ or 1 ± u is ever rounded on its own. ε has its
-    own update rather than (S − P)/4 − Φ, which would cancel near ε = 0.
-    The state has two degrees of freedom: after each step the largest in
-    magnitude of S, P and 4ε is re-derived from the other two by S − P =
-    4(ε + Φ): near the saddle (ε ≈ −Φ, λ ≪ Φ) ε comes from S and P, near a
-    minimum the larger of S and P comes from the smaller one and ε.
-    ``s0``/``p0`` default to λ0 ± 2(ε0 + Φ) (see :func:`split_scale`); pass the
-    values measured from the vectors for full precision.
-    """
+class SplitState:
+    """The state (ε, S, P) of the reduced maps, S = ‖a + b‖², P = ‖a − b‖²,
+    shared by GD (:class:`ReducedState`) and SGD (lin2net.sgd.SGDReducedState),
+    which differ only in their step. ``s0``/``p0`` default to λ0 ± 2(ε0 + Φ)
+    (see :func:`split_scale`); pass the values measured from the vectors for
+    full precision."""
 
     def __init__(
         self, eps0: FloatArray, lam0: FloatArray, s0: FloatArray | None = None, p0: FloatArray | None = None
@@ -123,26 +109,6 @@ class ReducedState:
     def residual_and_scale(self) -> tuple[FloatArray, FloatArray]:
         return self.eps, self.lam
 
-    def step(self, eps: FloatArray, lam: FloatArray, eta: FloatArray, phi: FloatArray) -> None:
-        self.start(phi)
-        assert self.s is not None and self.p is not None
-        u = eta * eps
-        s = self.s + self.s * (u * (u - 2.0))
-        p = self.p + self.p * (u * (u + 2.0))
-        eps = eps + eps * (u * (eta * (eps + phi)) - eta * lam)
-        # Only two of (ε, S, P) are independent: S − P = 4(ε + Φ). Carrying all three
-        # would let a mismatch grow by 1 + u² per step, so after each step the one
-        # largest in magnitude among S, P and 4ε (the one with the largest absolute
-        # rounding error) is re-derived from the other two by that relation.
-        four_eps = 4.0 * np.abs(eps)
-        derive_eps = (four_eps >= s) & (four_eps >= p)
-        derive_s = ~derive_eps & (s >= p)
-        derive_p = ~derive_eps & ~(s >= p)
-        four_product = 4.0 * (eps + phi)
-        self.eps = np.where(derive_eps, 0.25 * (s - p) - phi, eps)
-        self.s = np.where(derive_s, p + four_product, s)
-        self.p = np.where(derive_p, s - four_product, p)
-
     def keep(self, mask: NDArray[np.bool_]) -> None:
         self.eps = self.eps[mask]
         self._lam0 = self._lam0[mask]
@@ -151,6 +117,69 @@ class ReducedState:
 
     def measured_log_q_ratio(self, rows: NDArray[np.bool_]) -> FloatArray | None:
         return None
+
+
+def rederive(
+    eps: FloatArray, s: FloatArray, p: FloatArray, phi: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(ε, S, P) with the largest in magnitude of S, P and 4|ε| re-derived from the
+    other two by S − P = 4(ε + Φ).
+
+    Only two of the three are independent. Carrying all three would let a
+    mismatch grow by 1 + u² per step, so after each step the one largest in
+    magnitude (the one with the largest absolute rounding error) is re-derived."""
+    four_eps = 4.0 * np.abs(eps)
+    derive_eps = (four_eps >= s) & (four_eps >= p)
+    derive_s = ~derive_eps & (s >= p)
+    derive_p = ~derive_eps & ~(s >= p)
+    four_product = 4.0 * (eps + phi)
+    eps_fixed: FloatArray = np.where(derive_eps, 0.25 * (s - p) - phi, eps)
+    s_fixed: FloatArray = np.where(derive_s, p + four_product, s)
+    p_fixed: FloatArray = np.where(derive_p, s - four_product, p)
+    return eps_fixed, s_fixed, p_fixed
+
+
+def compensated_add(total: FloatArray, error: FloatArray, term: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Neumaier's step: (total + term, the running compensation with this step's error)."""
+    new_total = total + term
+    big = np.abs(total) >= np.abs(term)
+    new_error: FloatArray = error + np.where(big, (total - new_total) + term, (term - new_total) + total)
+    return new_total, new_error
+
+
+def compensated_value(total: FloatArray, error: FloatArray) -> FloatArray:
+    """The compensated sum total + error (total itself where it is ±inf or NaN)."""
+    value: FloatArray = np.where(np.isfinite(total), total + error, total)
+    return value
+
+
+class ReducedState(SplitState):
+    """The exact map of docs/math.md §1 on (ε, S, P), independent of d.
+
+    With u = ηε the vectors a ± b are multiplied by 1 ∓ u, so
+
+        S' = S + S·u(u − 2),   P' = P + P·u(u + 2),   λ = (S + P)/2,
+        ε' = ε + ε·(u·η(ε + Φ) − ηλ)   (= ε (1 − ηλ + η²ε(ε + Φ))).
+
+    Every update adds a small increment computed to full relative precision,
+    so neither a tiny S or P (a start near a = −b or a = b: the escape from
+    the saddle is set by it) nor a tiny ε (near convergence) nor a tiny η
+    loses digits: no 1 − ηλ or 1 ± u is ever rounded on its own. ε has its
+    own update rather than (S − P)/4 − Φ, which would cancel near ε = 0.
+    The state has two degrees of freedom: after each step the largest in
+    magnitude of S, P and 4ε is re-derived from the other two by S − P =
+    4(ε + Φ): near the saddle (ε ≈ −Φ, λ ≪ Φ) ε comes from S and P, near a
+    minimum the larger of S and P comes from the smaller one and ε.
+    """
+
+    def step(self, eps: FloatArray, lam: FloatArray, eta: FloatArray, phi: FloatArray) -> None:
+        self.start(phi)
+        assert self.s is not None and self.p is not None
+        u = eta * eps
+        s = self.s + self.s * (u * (u - 2.0))
+        p = self.p + self.p * (u * (u + 2.0))
+        eps = eps + eps * (u * (eta * (eps + phi)) - eta * lam)
+        self.eps, self.s, self.p = rederive(eps, s, p, phi)
 
 
 class FullState:
@@ -285,8 +314,7 @@ def integrate(
                 out.lambda_T[rows] = lam[done]
                 out.sharpness_T[rows] = eta_sharp[done] / eta_rows[done]
                 measured = state.measured_log_q_ratio(done)
-                total = log_q[done] + log_q_error[done]
-                total = np.where(np.isfinite(log_q[done]), total, log_q[done])
+                total = compensated_value(log_q[done], log_q_error[done])
                 out.log_q_ratio[rows] = total if measured is None else measured
                 out.sum_eps2[rows] = sum_eps2[done]
                 out.max_eta_sharpness[rows] = max_eta_sharp[done]
@@ -302,11 +330,7 @@ def integrate(
                 eps, lam, eta_sharp = eps[running], lam[running], eta_sharp[running]
             eps2 = eps * eps
             eos_steps += eta_sharp > 2.0
-            term = log_q_term(eta_rows * eps)
-            total = log_q + term
-            big = np.abs(log_q) >= np.abs(term)
-            log_q_error += np.where(big, (log_q - total) + term, (term - total) + log_q)
-            log_q = total
+            log_q, log_q_error = compensated_add(log_q, log_q_error, log_q_term(eta_rows * eps))
             sum_eps2 += eps2
             np.fmax(max_abs_eps, np.abs(eps), out=max_abs_eps)
             state.step(eps, lam, eta_rows, phi_rows)

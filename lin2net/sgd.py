@@ -56,7 +56,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from lin2net.closed_forms import FloatArray, imbalance, reduced_coordinates, split_scale
+from lin2net.closed_forms import FloatArray, imbalance, reduced_coordinates
 from lin2net.counter_rng import (
     NOISE_DRAWS,
     UIntArray,
@@ -69,7 +69,17 @@ from lin2net.counter_rng import (
     turn_parts,
     word,
 )
-from lin2net.integrator import IntArray, Status, StopRule, TrajectoryResults, log_q_term
+from lin2net.integrator import (
+    IntArray,
+    SplitState,
+    Status,
+    StopRule,
+    TrajectoryResults,
+    compensated_add,
+    compensated_value,
+    log_q_term,
+    rederive,
+)
 from lin2net.sgd_data import DataSet
 
 SAMPLINGS = ("without_replacement", "with_replacement")
@@ -278,7 +288,7 @@ class SGDState(Protocol):
         """log Q(t)/Q(0) from the vectors, or None (then the product formula is used)."""
 
 
-class SGDReducedState:
+class SGDReducedState(SplitState):
     """(ε, S, P) stepped with the exact map of the module doc: GD's state and updates
     (:class:`lin2net.integrator.ReducedState`) with u = ηg in place of ηε.
 
@@ -289,32 +299,9 @@ class SGDReducedState:
 
     (= ε − ηgλ + η²g²m with g = sε − r), then the largest in magnitude of S, P
     and 4|ε| is re-derived from the other two by S − P = 4(ε + Φ). With s = 1 and
-    r = 0 these are ReducedState.step's operations, bit for bit. ``s0``/``p0``
-    default to λ0 ± 2(ε0 + Φ) (see :func:`split_scale`); pass the values measured
-    from the vectors (InitialConditions.s0/.p0) for full precision.
+    r = 0 these are ReducedState.step's operations, bit for bit. The state, its
+    start from ``s0``/``p0`` and the rest are :class:`lin2net.integrator.SplitState`'s.
     """
-
-    def __init__(
-        self, eps0: FloatArray, lam0: FloatArray, s0: FloatArray | None = None, p0: FloatArray | None = None
-    ) -> None:
-        self.eps = np.array(eps0, dtype=np.float64)
-        self._lam0 = np.array(lam0, dtype=np.float64)
-        self.s = None if s0 is None else np.array(s0, dtype=np.float64)
-        self.p = None if p0 is None else np.array(p0, dtype=np.float64)
-
-    def start(self, phi: FloatArray) -> None:
-        if self.s is None or self.p is None:
-            self.s, self.p = split_scale(self.eps, self._lam0, phi)
-
-    @property
-    def lam(self) -> FloatArray:
-        if self.s is None or self.p is None:
-            return self._lam0
-        lam: FloatArray = 0.5 * (self.s + self.p)
-        return lam
-
-    def residual_and_scale(self) -> tuple[FloatArray, FloatArray]:
-        return self.eps, self.lam
 
     def gradient_factor(self, batch: Batch, phi: FloatArray) -> FloatArray:
         g: FloatArray = batch.s * self.eps - (batch.r + batch.noise)
@@ -332,45 +319,6 @@ class SGDReducedState:
         # operations are GD's: ε·(k − ηλ), plus r·(…) = 0, which adds nothing.
         eps_next = eps + (eps * (s * k - (eta * s) * lam) + r * (eta * lam - k))
         self.eps, self.s, self.p = rederive(eps_next, s_next, p_next, phi)
-
-    def keep(self, mask: NDArray[np.bool_]) -> None:
-        self.eps = self.eps[mask]
-        self._lam0 = self._lam0[mask]
-        if self.s is not None and self.p is not None:
-            self.s, self.p = self.s[mask], self.p[mask]
-
-    def measured_log_q_ratio(self, rows: NDArray[np.bool_]) -> FloatArray | None:
-        return None
-
-
-def rederive(
-    eps: FloatArray, s: FloatArray, p: FloatArray, phi: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """(ε, S, P) with the largest in magnitude of S, P and 4|ε| re-derived from the
-    other two by S − P = 4(ε + Φ): ReducedState.step's operations (see there why)."""
-    four_eps = 4.0 * np.abs(eps)
-    derive_eps = (four_eps >= s) & (four_eps >= p)
-    derive_s = ~derive_eps & (s >= p)
-    derive_p = ~derive_eps & ~(s >= p)
-    four_product = 4.0 * (eps + phi)
-    eps_fixed: FloatArray = np.where(derive_eps, 0.25 * (s - p) - phi, eps)
-    s_fixed: FloatArray = np.where(derive_s, p + four_product, s)
-    p_fixed: FloatArray = np.where(derive_p, s - four_product, p)
-    return eps_fixed, s_fixed, p_fixed
-
-
-def compensated_add(total: FloatArray, error: FloatArray, term: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Neumaier's step: (total + term, running compensation), as lin2net.integrator.integrate sums log Q."""
-    new_total = total + term
-    big = np.abs(total) >= np.abs(term)
-    new_error: FloatArray = error + np.where(big, (total - new_total) + term, (term - new_total) + total)
-    return new_total, new_error
-
-
-def compensated_value(total: FloatArray, error: FloatArray) -> FloatArray:
-    """The compensated sum total + error (total itself where it is ±inf or NaN)."""
-    value: FloatArray = np.where(np.isfinite(total), total + error, total)
-    return value
 
 
 class SGDFullState:

@@ -235,7 +235,7 @@ def _sgd_map_step(
     e: float, sn: float, pn: float, lam: float, u: float, h: float, f: float, sj: float, rj: float
 ) -> tuple[float, float, float]:
     """One SGD step of (ε, S, P), u = ηg, batch moments (s, r): the same operations in
-    the same order as SGDReducedState.step and sgd.rederive (with s = 1, r = 0 those
+    the same order as SGDReducedState.step and integrator.rederive (with s = 1, r = 0 those
     of the GD kernel's _map_step)."""
     s_next = sn + sn * (u * (u - 2.0))
     p_next = pn + pn * (u * (u + 2.0))
