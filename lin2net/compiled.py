@@ -50,7 +50,7 @@ from numba.extending import intrinsic
 from numpy.typing import NDArray
 
 from lin2net.closed_forms import FloatArray, split_scale
-from lin2net.integrator import Status, StopRule, TrajectoryResults
+from lin2net.integrator import Status, StopRule, TrajectoryResults, parameter_rows
 
 
 def vector_width() -> int:
@@ -219,16 +219,32 @@ def _map_step(e: float, s: float, p: float, lam: float, u: float, h: float, f: f
     e_next = e + e * (u * (h * (e + f)) - h * lam)
     s_next = s + s * (u * (u - 2.0))
     p_next = p + p * (u * (u + 2.0))
-    four_eps = 4.0 * abs(e_next)
-    derive_eps = (four_eps >= s_next) & (four_eps >= p_next)
-    s_larger = s_next >= p_next
+    e_fixed, s_fixed, p_fixed = _rederive(e_next, s_next, p_next, f)
+    return e_fixed, s_fixed, p_fixed
+
+
+@njit(inline="always", **_JIT)
+def _rederive(e: float, s: float, p: float, f: float) -> tuple[float, float, float]:
+    """integrator.rederive for one lane, branch-free: the largest of S, P, 4|ε|
+    re-derived from the other two by S − P = 4(ε + Φ)."""
+    four_eps = 4.0 * abs(e)
+    derive_eps = (four_eps >= s) & (four_eps >= p)
+    s_larger = s >= p
     derive_s = ~derive_eps & s_larger
     derive_p = ~derive_eps & ~s_larger
-    four_product = 4.0 * (e_next + f)
-    e_next = 0.25 * (s_next - p_next) - f if derive_eps else e_next
-    s_fixed = p_next + four_product if derive_s else s_next
-    p_fixed = s_next - four_product if derive_p else p_next
-    return e_next, s_fixed, p_fixed
+    four_product = 4.0 * (e + f)
+    e_fixed = 0.25 * (s - p) - f if derive_eps else e
+    s_fixed = p + four_product if derive_s else s
+    p_fixed = s - four_product if derive_p else p
+    return e_fixed, s_fixed, p_fixed
+
+
+@njit(inline="always", **_JIT)
+def _load(lane: Any, row: Any, j: int, r: int, eps0: Any, s0: Any, p0: Any, eta_rows: Any, phi_rows: Any) -> None:
+    """Put trajectory ``r`` into lane ``j``: its start, its η and Φ, step 0."""
+    lane[_EPS + j], lane[_S + j], lane[_P + j] = eps0[r], s0[r], p0[r]
+    lane[_ETA + j], lane[_PHI + j], lane[_T + j] = eta_rows[r], phi_rows[r], 0.0
+    row[j] = r
 
 
 @njit(**_JIT)
@@ -312,13 +328,7 @@ def _run_lanes(
             following = _fetch_add(counter, 0, CLAIM)
             claimed_end = min(following + CLAIM, n)
         if following < n:
-            lane[_EPS + j], lane[_S + j], lane[_P + j] = eps0[following], s0[following], p0[following]
-            lane[_ETA + j], lane[_PHI + j], row[j], lane[_T + j] = (
-                eta_rows[following],
-                phi_rows[following],
-                following,
-                0.0,
-            )
+            _load(lane, row, j, following, eps0, s0, p0, eta_rows, phi_rows)
             following += 1
             running += 1
 
@@ -419,13 +429,7 @@ def _run_lanes(
             lane[_Q_EXP + j] = 0.0
             lane[_MAX_ETA_SHARP + j] = -np.inf
             if following < n:
-                lane[_EPS + j], lane[_S + j], lane[_P + j] = eps0[following], s0[following], p0[following]
-                lane[_ETA + j], lane[_PHI + j], row[j], lane[_T + j] = (
-                    eta_rows[following],
-                    phi_rows[following],
-                    following,
-                    0.0,
-                )
+                _load(lane, row, j, following, eps0, s0, p0, eta_rows, phi_rows)
                 following += 1
             else:
                 lane[_EPS + j] = lane[_S + j] = lane[_P + j] = 0.0
@@ -465,13 +469,6 @@ def available_threads() -> int:
     return int(numba.config.NUMBA_NUM_THREADS)
 
 
-def _per_trajectory(value: float | FloatArray, n: int, name: str) -> FloatArray:
-    array = np.asarray(value, dtype=np.float64)
-    if array.ndim > 1 or (array.ndim == 1 and array.shape[0] != n):
-        raise ValueError(f"{name} must be a scalar or of shape ({n},), got shape {array.shape}")
-    return np.ascontiguousarray(np.broadcast_to(array, (n,)))
-
-
 def integrate_compiled(
     eps0: FloatArray,
     lam0: FloatArray,
@@ -506,8 +503,8 @@ def integrate_compiled(
     if eps0.ndim != 1 or eps0.shape != lam0.shape:
         raise ValueError(f"eps0 and lam0 must be 1-D of equal length, got shapes {eps0.shape} and {lam0.shape}")
     n = eps0.shape[0]
-    eta_rows = _per_trajectory(eta, n, "eta")
-    phi_rows = _per_trajectory(phi, n, "phi")
+    eta_rows = parameter_rows(eta, n, "eta")
+    phi_rows = parameter_rows(phi, n, "phi")
     if s0 is None or p0 is None:
         s0, p0 = split_scale(eps0, lam0, phi_rows)
     s0 = np.ascontiguousarray(s0, dtype=np.float64)

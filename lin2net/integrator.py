@@ -265,7 +265,7 @@ def log_q_term(u: FloatArray) -> FloatArray:
     return term
 
 
-def _per_trajectory(value: float | FloatArray, n: int, name: str) -> FloatArray:
+def parameter_rows(value: float | FloatArray, n: int, name: str) -> FloatArray:
     """A scalar or shape-(n,) parameter as a float64 array of shape (n,) (a copy)."""
     array = np.asarray(value, dtype=np.float64)
     if array.ndim > 1 or (array.ndim == 1 and array.shape[0] != n):
@@ -282,8 +282,8 @@ def integrate(
     """
     eps, _ = state.residual_and_scale()
     n = eps.shape[0]
-    eta_rows = _per_trajectory(eta, n, "eta")
-    phi_rows = _per_trajectory(phi, n, "phi")
+    eta_rows = parameter_rows(eta, n, "eta")
+    phi_rows = parameter_rows(phi, n, "phi")
     state.start(phi_rows)
     out = TrajectoryResults.empty(n)
     index = np.arange(n)  # original position of each trajectory in the working set

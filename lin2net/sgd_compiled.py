@@ -60,6 +60,7 @@ from lin2net.compiled import (
     _float_bits,
     _fma,
     _log_product,
+    _rederive,
     _small_int_float,
     _split,
 )
@@ -241,16 +242,8 @@ def _sgd_map_step(
     p_next = pn + pn * (u * (u + 2.0))
     k = u * (h * (e + f))
     e_next = e + (e * (sj * k - (h * sj) * lam) + rj * (h * lam - k))
-    four_eps = 4.0 * abs(e_next)
-    derive_eps = (four_eps >= s_next) & (four_eps >= p_next)
-    s_larger = s_next >= p_next
-    derive_s = ~derive_eps & s_larger
-    derive_p = ~derive_eps & ~s_larger
-    four_product = 4.0 * (e_next + f)
-    e_next = 0.25 * (s_next - p_next) - f if derive_eps else e_next
-    s_fixed = p_next + four_product if derive_s else s_next
-    p_fixed = s_next - four_product if derive_p else p_next
-    return e_next, s_fixed, p_fixed
+    e_fixed, s_fixed, p_fixed = _rederive(e_next, s_next, p_next, f)
+    return e_fixed, s_fixed, p_fixed
 
 
 @njit(inline="always", **_JIT)
