@@ -33,7 +33,7 @@ from lin2net.errors import ConfigError
 from lin2net.gradient_flow import GradientFlow
 from lin2net.grid import expand_grid
 from lin2net.initialization import initial_blocks, initial_conditions
-from lin2net.integrator import ReducedState, Status, StopRule, log_q_term
+from lin2net.integrator import ReducedState, Status, StopRule, compensated_add, compensated_value, log_q_term
 
 TABLE_SUFFIXES = (".parquet", ".csv")
 TRACE_MAX_STEPS = 10_000_000  # a trace keeps every step: ~1 GB of table at this many
@@ -142,7 +142,7 @@ def trace_trajectory(start: Start, eta: float, rule: StopRule) -> Trace:
     )
     state.start(np.array([phi]))
     eps, lam = float(state.eps[0]), float(state.lam[0])
-    log_q = 0.0
+    log_q, log_q_error = np.zeros(1), np.zeros(1)  # compensated, as integrate() sums it
     eps_t: list[float] = []
     lam_t: list[float] = []
     log_q_t: list[float] = []
@@ -152,7 +152,7 @@ def trace_trajectory(start: Start, eta: float, rule: StopRule) -> Trace:
         while True:
             eps_t.append(eps)
             lam_t.append(lam)
-            log_q_t.append(log_q)
+            log_q_t.append(float(compensated_value(log_q, log_q_error)[0]))
             if 0.5 * eps * eps <= rule.loss_tol:
                 status = Status.CONVERGED
                 break
@@ -162,7 +162,7 @@ def trace_trajectory(start: Start, eta: float, rule: StopRule) -> Trace:
             if t >= rule.max_steps:
                 break
             # The same log term as integrate(), and the sweep's own map (one trajectory).
-            log_q += float(log_q_term(np.array([eta * eps]))[0])
+            log_q, log_q_error = compensated_add(log_q, log_q_error, log_q_term(np.array([eta * eps])))
             state.step(state.eps, state.lam, np.array([eta]), np.array([phi]))
             eps, lam = float(state.eps[0]), float(state.lam[0])
             t += 1
