@@ -764,8 +764,9 @@ def trace(
             for option, value in {**given, "--a": a, "--b": b}.items():
                 if value is not None:
                     raise ConfigError(option, "not used with OUT --cell (the sweep's config fixes the parameters)")
-            start, eta, rule = _sweep_trajectory(out, cell_id, trajectory, max_steps, loss_tol)
-            sgd_run = _sgd_trace(out, cell_id, trajectory, rule, start, eta)
+            start, eta, rule, config, cell = _sweep_trajectory(out, cell_id, trajectory, max_steps, loss_tol)
+            if config.algorithm == "sgd":
+                sgd_run = _sgd_trace(config, cell, trajectory, rule, start, eta)
         else:
             if eta is None:
                 raise ConfigError("--eta", "missing: give --eta (and --lambda0 or --a/--b), or OUT --cell CELL_ID")
@@ -813,8 +814,9 @@ def trace(
 
 def _sweep_trajectory(
     out: Path, cell_id: str, trajectory: int, max_steps: int | None, loss_tol: float | None
-) -> tuple[Any, float, Any]:
-    """(start, eta, stop rule) of trajectory ``trajectory`` of cell ``cell_id`` in the sweep in ``out``."""
+) -> tuple[Any, float, Any, Any, Any]:
+    """(start, eta, stop rule, config, cell) of trajectory ``trajectory`` of cell
+    ``cell_id`` in the sweep in ``out``."""
     from lin2net.cell import stop_rule
     from lin2net.config import parse_config
     from lin2net.grid import expand_grid
@@ -849,24 +851,16 @@ def _sweep_trajectory(
             init=config.init,
             trajectory=trajectory,
         )
-    return start, cell.eta, rule
+    return start, cell.eta, rule, config, cell
 
 
-def _sgd_trace(out: Path, cell_id: str, trajectory: int, rule: Any, start: Any, eta: float) -> Any:
-    """For a cell of an SGD sweep, its trajectory re-simulated on the sweep's own
-    batches and noise (lin2net.sgd_cell); None for a GD sweep."""
-    from lin2net.config import parse_config
-    from lin2net.grid import expand_grid
-    from lin2net.store import read_resolved_config
-
-    config = parse_config(read_resolved_config(out))
-    if config.algorithm != "sgd":
-        return None
+def _sgd_trace(config: Any, cell: Any, trajectory: int, rule: Any, start: Any, eta: float) -> Any:
+    """Trajectory ``trajectory`` of a cell of an SGD sweep, re-simulated on the
+    sweep's own batches and noise (lin2net.sgd_cell) under ``rule``."""
     from lin2net.sgd_cell import trace_sgd_trajectory
     from lin2net.trace import sgd_trace
 
     config = replace(config, max_steps=rule.max_steps, loss_tol=rule.loss_tol)
-    cell = {c.cell_id: c for c in expand_grid(config)}[cell_id.strip()]
     return sgd_trace(start, trace_sgd_trajectory(config, cell, trajectory), eta)
 
 
