@@ -32,14 +32,12 @@ from lin2net import __version__
 from lin2net.config import load_config
 from lin2net.errors import ConfigError, Lin2netError
 from lin2net.grid import Cell
-from lin2net.store import MANIFEST_FILE
+from lin2net.store import MANIFEST_FILE, path_problem
 from lin2net.sweep import SweepPlan, completeness, plan_sweep, run_sweep
 from lin2net.tables import AXIS_LABELS
 
 stdout = Console()
 stderr = Console(stderr=True)
-MAX_PATH_BYTES = 4095  # PATH_MAX - 1 on Linux
-MAX_NAME_BYTES = 255  # NAME_MAX: one component of a path
 
 
 def printable(text: str) -> str:
@@ -71,24 +69,11 @@ def user_errors() -> Iterator[None]:
 
 
 def check_path(option: str, path: Path) -> Path:
-    """Refuse, in one line, a path the file system cannot take: a NUL byte, not
-    UTF-8 (it could not be recorded in OUT's config and manifest), longer than
-    PATH_MAX or with a component longer than NAME_MAX."""
-    text = str(path)
-    shown = _clip(printable(text), 80)
-    if "\x00" in text:
-        raise ConfigError(option, f"the path contains a NUL byte: {shown}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigError(option, f"the path is not valid UTF-8: {shown}") from None
-    size = len(os.fsencode(text))
-    if size > MAX_PATH_BYTES:
-        raise ConfigError(option, f"the path is too long ({size} bytes; at most {MAX_PATH_BYTES}): {shown}")
-    for part in Path(text).parts:
-        if len(os.fsencode(part)) > MAX_NAME_BYTES:
-            problem = f"a name in the path is too long ({len(os.fsencode(part))} bytes; at most {MAX_NAME_BYTES})"
-            raise ConfigError(option, f"{problem}: {shown}")
+    """Refuse, in one line, a path the file system cannot take (see
+    :func:`lin2net.store.path_problem`)."""
+    problem = path_problem(path)
+    if problem is not None:
+        raise ConfigError(option, f"{problem}: {_clip(printable(str(path)), 80)}")
     return path
 
 

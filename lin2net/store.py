@@ -74,8 +74,9 @@ TEMP_PREFIX = ".tmp-lin2net-"
 TEMP_SUFFIX = ".partial"
 STOP_FILE = ".lin2net-stop"  # left by an interrupted sweep: Dask tasks still running write nothing
 OWN_FILES = (MARKER_FILE, CONFIG_FILE, PROVENANCE_FILE, MANIFEST_FILE, STOP_FILE)
-MAX_PATH_BYTES = 4000  # Linux PATH_MAX is 4096, less what lin2net appends
-MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4095  # PATH_MAX - 1 on Linux
+MAX_NAME_BYTES = 255  # NAME_MAX: one component of a path
+MAX_OUT_BYTES = 4000  # an output directory leaves room for the names lin2net appends
 
 
 def provenance() -> dict[str, str]:
@@ -117,20 +118,31 @@ def _git_commit() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
-def check_output_path(out: Path) -> None:
-    """One-line errors for paths no file system takes: not UTF-8, too long, NUL bytes."""
-    text = os.fspath(out)
+def path_problem(path: Path | str, max_bytes: int = MAX_PATH_BYTES) -> str | None:
+    """Why no file system takes ``path`` (a NUL byte, not UTF-8: it could not be
+    recorded in OUT's config and manifest, longer than ``max_bytes`` or with a
+    component longer than NAME_MAX), or None."""
+    text = os.fspath(path)
+    if "\x00" in text:
+        return "the path contains a NUL byte"
     try:
-        encoded = text.encode("utf-8")
+        size = len(text.encode("utf-8"))
     except UnicodeEncodeError:
-        raise OutputError(f"output path {text!r} is not valid UTF-8") from None
-    if b"\x00" in encoded:
-        raise OutputError(f"output path {text!r} contains a NUL byte")
-    if len(encoded) > MAX_PATH_BYTES:
-        raise OutputError(f"output path is too long ({len(encoded)} bytes; at most {MAX_PATH_BYTES})")
+        return "the path is not valid UTF-8"
+    if size > max_bytes:
+        return f"the path is too long ({size} bytes; at most {max_bytes})"
     for part in Path(text).parts:
         if len(part.encode("utf-8")) > MAX_NAME_BYTES:
-            raise OutputError(f"output path component {part[:40]!r}... is too long (at most {MAX_NAME_BYTES} bytes)")
+            return f"a name in the path is too long ({len(part.encode('utf-8'))} bytes; at most {MAX_NAME_BYTES})"
+    return None
+
+
+def check_output_path(out: Path) -> None:
+    """OutputError (one line) for an output directory no file system takes."""
+    problem = path_problem(out, MAX_OUT_BYTES)
+    if problem is not None:
+        shown = ascii(os.fspath(out))
+        raise OutputError(f"output path {shown[:80] + '...' if len(shown) > 80 else shown}: {problem}")
 
 
 def _refuse_non_directory(out: Path) -> None:
