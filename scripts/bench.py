@@ -276,7 +276,8 @@ def _rate(rates: dict[str, float], key: str) -> str:
 def _ratio(rates: dict[str, float], kernel: str, yardstick: str) -> str:
     median = rates[kernel] / rates[yardstick]
     best = rates[kernel + "_best"] / rates[yardstick + "_best"]
-    return f"{median:.2f} (best/best {best:.2f})"
+    verdict = "met" if median >= 0.7 else "MISSED"
+    return f"{median:.2f} (best/best {best:.2f}); target ≥ 0.7: {verdict}"
 
 
 def cpu_vector_extension() -> str:
