@@ -32,6 +32,7 @@ cells are computed again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -80,7 +81,13 @@ MAX_OUT_BYTES = 4000  # an output directory leaves room for the names lin2net ap
 
 
 def provenance() -> dict[str, str]:
-    """Versions that decide the numbers, and the git commit of a checkout install."""
+    """Versions that decide the numbers, and the git commit of a checkout install
+    (found once per process: every shard file carries it)."""
+    return dict(_provenance())
+
+
+@functools.lru_cache(maxsize=1)
+def _provenance() -> dict[str, str]:
     import numba
 
     info = {
