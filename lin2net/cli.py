@@ -5,7 +5,7 @@ library errors (:class:`~lin2net.errors.Lin2netError`) with their exit code
 (2 for bad input), option errors from the parser (an unknown option, a value
 not among the choices) and file-system errors on the paths given with exit
 code 2. Paths are checked before anything runs (NUL bytes, not UTF-8, too
-long for the file system). Tables and exports live in :mod:`lin2net.tables`.
+long for the file system). Tables and exports live in :mod:`lin2net.analysis.tables`.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from typer._click import exceptions as click_errors
 from typer.core import TyperCommand, TyperGroup
 
 from lin2net import __version__
-from lin2net.config import load_config
+from lin2net.analysis.tables import AXIS_LABELS
 from lin2net.errors import ConfigError, Lin2netError
-from lin2net.grid import Cell
-from lin2net.store import MANIFEST_FILE, path_problem
-from lin2net.sweep import SweepPlan, completeness, plan_sweep, run_sweep
-from lin2net.tables import AXIS_LABELS
+from lin2net.store.outdir import MANIFEST_FILE, path_problem
+from lin2net.sweep.config import load_config
+from lin2net.sweep.grid import Cell
+from lin2net.sweep.runner import SweepPlan, completeness, plan_sweep, run_sweep
 
 stdout = Console()
 stderr = Console(stderr=True)
@@ -70,7 +70,7 @@ def user_errors() -> Iterator[None]:
 
 def check_path(option: str, path: Path) -> Path:
     """Refuse, in one line, a path the file system cannot take (see
-    :func:`lin2net.store.path_problem`)."""
+    :func:`lin2net.store.outdir.path_problem`)."""
     problem = path_problem(path)
     if problem is not None:
         raise ConfigError(option, f"{problem}: {_clip(printable(str(path)), 80)}")
@@ -421,8 +421,8 @@ def summarize(
 
     Example: lin2net summarize runs/smoke --by eta --format csv -o eta.csv
     """
-    from lin2net.store import read_resolved_config
-    from lin2net.tables import choose_format, export, print_table, terminal_table
+    from lin2net.analysis.tables import choose_format, export, print_table, terminal_table
+    from lin2net.store.outdir import read_resolved_config
 
     axes = [axis.strip() for item in by or [] for axis in item.split(",") if axis.strip()]
     with user_errors():
@@ -430,7 +430,7 @@ def summarize(
         if output is not None:
             check_output_file("--output", output)
         chosen = choose_format(fmt.value if fmt else None, output)
-        from lin2net.summary import summarize as summarize_sweep
+        from lin2net.analysis.summary import summarize as summarize_sweep
 
         frame = summarize_sweep(out, by=axes or None)
         grid = read_resolved_config(out).get("grid", {})
@@ -467,7 +467,7 @@ def _single(values: Any) -> bool:
 
 
 def _axis_value(values: Any) -> str:
-    from lin2net.tables import format_value
+    from lin2net.analysis.tables import format_value
 
     value = values[0] if isinstance(values, list) and values else values
     return format_value(value)
@@ -526,8 +526,8 @@ def check(
 
     Example: lin2net check runs/smoke --format markdown -o check.md
     """
-    from lin2net.check import check_sweep
-    from lin2net.tables import choose_format, export, print_table, terminal_table
+    from lin2net.analysis.check import check_sweep
+    from lin2net.analysis.tables import choose_format, export, print_table, terminal_table
 
     with user_errors():
         check_path("OUT", out)
@@ -644,7 +644,7 @@ def plot(
 
     Example: lin2net plot runs/figure3 --value one_minus_q_ratio
     """
-    from lin2net.plotting import plot_sweep
+    from lin2net.analysis.plotting import plot_sweep
 
     with user_errors():
         check_path("OUT", out)
@@ -714,10 +714,8 @@ def trace(
 
     Example: lin2net trace --eta 0.5 --lambda0 3 --d 10 -o trace.csv --plot trace.png
     """
-    from lin2net.integrator import StopRule
-    from lin2net.plotting import check_figure_path, plot_trace
-    from lin2net.theory import regime
-    from lin2net.trace import (
+    from lin2net.analysis.plotting import check_figure_path, plot_trace
+    from lin2net.analysis.trace import (
         TABLE_SUFFIXES,
         TRACE_MAX_STEPS,
         start_from_vectors,
@@ -725,6 +723,8 @@ def trace(
         trace_trajectory,
         write_trace_table,
     )
+    from lin2net.dynamics.gd.reference import StopRule
+    from lin2net.theory.theorems import regime
 
     with user_errors():
         if out is not None:
@@ -802,11 +802,11 @@ def _sweep_trajectory(
 ) -> tuple[Any, float, Any, Any, Any]:
     """(start, eta, stop rule, config, cell) of trajectory ``trajectory`` of cell
     ``cell_id`` in the sweep in ``out``."""
-    from lin2net.cell import stop_rule
-    from lin2net.config import parse_config
-    from lin2net.grid import expand_grid
-    from lin2net.store import read_resolved_config
-    from lin2net.trace import TRACE_MAX_STEPS, start_from_vectors, sweep_initialization
+    from lin2net.analysis.trace import TRACE_MAX_STEPS, start_from_vectors, sweep_initialization
+    from lin2net.dynamics.gd.cell import stop_rule
+    from lin2net.store.outdir import read_resolved_config
+    from lin2net.sweep.config import parse_config
+    from lin2net.sweep.grid import expand_grid
 
     config = parse_config(read_resolved_config(out))
     cells = {cell.cell_id: cell for cell in expand_grid(config)}
@@ -841,9 +841,9 @@ def _sweep_trajectory(
 
 def _sgd_trace(config: Any, cell: Any, trajectory: int, rule: Any, start: Any, eta: float) -> Any:
     """Trajectory ``trajectory`` of a cell of an SGD sweep, re-simulated on the
-    sweep's own batches and noise (lin2net.sgd_cell) under ``rule``."""
-    from lin2net.sgd_cell import trace_sgd_trajectory
-    from lin2net.trace import sgd_trace
+    sweep's own batches and noise (lin2net.dynamics.sgd.cell) under ``rule``."""
+    from lin2net.analysis.trace import sgd_trace
+    from lin2net.dynamics.sgd.cell import trace_sgd_trajectory
 
     config = replace(config, max_steps=rule.max_steps, loss_tol=rule.loss_tol)
     return sgd_trace(start, trace_sgd_trajectory(config, cell, trajectory), eta)

@@ -55,12 +55,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lin2net.cell import stop_rule  # noqa: E402
-from lin2net.compiled import LANES, available_threads, integrate_compiled, vector_width  # noqa: E402
-from lin2net.config import SweepConfig, parse_config  # noqa: E402
-from lin2net.grid import expand_grid  # noqa: E402
-from lin2net.initialization import initial_blocks, initial_conditions  # noqa: E402
-from lin2net.integrator import FullState, ReducedState, StopRule, integrate  # noqa: E402
+from lin2net.dynamics.gd.cell import stop_rule  # noqa: E402
+from lin2net.dynamics.gd.kernel import LANES, available_threads, integrate_compiled, vector_width  # noqa: E402
+from lin2net.dynamics.gd.reference import FullState, ReducedState, StopRule, integrate  # noqa: E402
+from lin2net.dynamics.initialization import initial_blocks, initial_conditions  # noqa: E402
+from lin2net.sweep.config import SweepConfig, parse_config  # noqa: E402
+from lin2net.sweep.grid import expand_grid  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -249,8 +249,8 @@ FIRST_CALL = """\
 import time
 started = time.perf_counter()
 import numpy as np
-from lin2net.compiled import integrate_compiled
-from lin2net.integrator import StopRule
+from lin2net.dynamics.gd.kernel import integrate_compiled
+from lin2net.dynamics.gd.reference import StopRule
 integrate_compiled(np.full(64, -0.5), np.ones(64), 0.1, 1.0, StopRule(1e-10, 100))
 print(time.perf_counter() - started)
 """

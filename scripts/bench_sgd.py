@@ -2,8 +2,8 @@
 
 Workload W1-like: trajectories of the W1 cell of scripts/bench.py (d = 10,
 η = 0.1, λ0 = 1, Φ = 1, sphere init), stopped at |ε| <= 1e-6 (loss_tol =
-5e-13). GD runs ``lin2net.compiled.integrate_compiled``; SGD runs
-``lin2net.sgd_compiled.integrate_sgd_compiled`` on the same starts (ε0, S0, P0) for
+5e-13). GD runs ``lin2net.dynamics.gd.kernel.integrate_compiled``; SGD runs
+``lin2net.dynamics.sgd.kernel.integrate_sgd_compiled`` on the same starts (ε0, S0, P0) for
 several data sets and batch sizes, random numbers included. A noisy SGD
 trajectory never converges, so the label-noise rows use max_steps = 2000
 (rates are per executed step either way). Each figure is trajectory-steps per
@@ -30,15 +30,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lin2net.compiled import available_threads, integrate_compiled  # noqa: E402
-from lin2net.config import parse_config  # noqa: E402
-from lin2net.counter_rng import trajectory_keys  # noqa: E402
-from lin2net.grid import expand_grid  # noqa: E402
-from lin2net.initialization import initial_conditions  # noqa: E402
-from lin2net.integrator import StopRule  # noqa: E402
-from lin2net.sgd import SGDParameters  # noqa: E402
-from lin2net.sgd_compiled import integrate_sgd_compiled  # noqa: E402
-from lin2net.sgd_data import DataSet, DataSpec, build_data  # noqa: E402
+from lin2net.dynamics.gd.kernel import available_threads, integrate_compiled  # noqa: E402
+from lin2net.dynamics.gd.reference import StopRule  # noqa: E402
+from lin2net.dynamics.initialization import initial_conditions  # noqa: E402
+from lin2net.dynamics.sgd.data import DataSet, DataSpec, build_data  # noqa: E402
+from lin2net.dynamics.sgd.kernel import integrate_sgd_compiled  # noqa: E402
+from lin2net.dynamics.sgd.reference import SGDParameters  # noqa: E402
+from lin2net.kernels.counter_rng import trajectory_keys  # noqa: E402
+from lin2net.sweep.config import parse_config  # noqa: E402
+from lin2net.sweep.grid import expand_grid  # noqa: E402
 
 ETA, LAMBDA0, PHI, D = 0.1, 1.0, 1.0, 10
 LOSS_TOL = 5e-13

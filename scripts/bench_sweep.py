@@ -37,13 +37,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lin2net.cell import per_trajectory, stop_rule  # noqa: E402
-from lin2net.compiled import integrate_compiled  # noqa: E402
-from lin2net.config import SweepConfig, load_config, parse_config  # noqa: E402
-from lin2net.grid import expand_grid  # noqa: E402
-from lin2net.initialization import shard_initial_conditions  # noqa: E402
-from lin2net.shards import SHARD_ROWS, form_shards  # noqa: E402
-from lin2net.sweep import run_sweep  # noqa: E402
+from lin2net.dynamics.gd.cell import per_trajectory, stop_rule  # noqa: E402
+from lin2net.dynamics.gd.kernel import integrate_compiled  # noqa: E402
+from lin2net.dynamics.initialization import shard_initial_conditions  # noqa: E402
+from lin2net.store.shards import SHARD_ROWS, form_shards  # noqa: E402
+from lin2net.sweep.config import SweepConfig, load_config, parse_config  # noqa: E402
+from lin2net.sweep.grid import expand_grid  # noqa: E402
+from lin2net.sweep.runner import run_sweep  # noqa: E402
 
 Row = tuple[str, str]
 
@@ -118,7 +118,7 @@ def cli_sweep_time(config_path: Path, repeats: int, *options: str) -> float:
 
 def startup_time(repeats: int) -> float:
     """Interpreter start and the imports a sweep needs (lin2net, numba's cached kernel)."""
-    code = "import lin2net.cli, lin2net.compiled, lin2net.sweep"
+    code = "import lin2net.cli, lin2net.dynamics.gd.kernel, lin2net.sweep.runner"
     return median_time(lambda: subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True), repeats)
 
 
@@ -198,7 +198,7 @@ def many_cells_rows(repeats: int) -> list[Row]:
 
 EXACT_QUERY = """\
 import sys, duckdb
-from lin2net.summary import summary_query
+from lin2net.analysis.summary import summary_query
 query = summary_query()
 keys = ["cell_id", "eta", "lambda0", "phi", "d", "eta_lambda0", "init"]
 inner = ", ".join([*keys, *(f"{sql} AS {name}" for name, sql in query.inner.items())])

@@ -29,9 +29,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lin2net.config import parse_config, parse_yaml  # noqa: E402
-from lin2net.plotting import plot_sweep  # noqa: E402
-from lin2net.sweep import run_sweep  # noqa: E402
+from lin2net.analysis.plotting import plot_sweep  # noqa: E402
+from lin2net.sweep.config import parse_config, parse_yaml  # noqa: E402
+from lin2net.sweep.runner import run_sweep  # noqa: E402
 
 
 def thin_axis(spec: Any, k: int) -> Any:

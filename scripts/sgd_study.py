@@ -38,12 +38,12 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lin2net.config import SweepConfig, parse_config  # noqa: E402
-from lin2net.counter_rng import trajectory_keys  # noqa: E402
-from lin2net.grid import Cell, expand_grid  # noqa: E402
-from lin2net.integrator import Status  # noqa: E402
-from lin2net.sgd import SGDParameters, SGDResults, sample_batch  # noqa: E402
-from lin2net.sgd_cell import cached_data, simulate_sgd_cell, trace_sgd_trajectory  # noqa: E402
+from lin2net.dynamics.gd.reference import Status  # noqa: E402
+from lin2net.dynamics.sgd.cell import cached_data, simulate_sgd_cell, trace_sgd_trajectory  # noqa: E402
+from lin2net.dynamics.sgd.reference import SGDParameters, SGDResults, sample_batch  # noqa: E402
+from lin2net.kernels.counter_rng import trajectory_keys  # noqa: E402
+from lin2net.sweep.config import SweepConfig, parse_config  # noqa: E402
+from lin2net.sweep.grid import Cell, expand_grid  # noqa: E402
 
 DOCS = ROOT / "docs"
 N_DATA = 64
@@ -181,8 +181,8 @@ def question2(trajectories: int, max_steps: int) -> None:
 
 
 def _lambda_gf(config: SweepConfig, cell: Cell) -> np.ndarray:
-    from lin2net.closed_forms import gradient_flow_sharpness
-    from lin2net.initialization import initial_conditions
+    from lin2net.dynamics.initialization import initial_conditions
+    from lin2net.theory.closed_forms import gradient_flow_sharpness
 
     initial = initial_conditions(config, cell)
     return gradient_flow_sharpness(initial.eps0, initial.lam0, cell.phi)

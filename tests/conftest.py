@@ -12,7 +12,7 @@ from hypothesis import settings
 from typer.testing import CliRunner
 
 from lin2net.cli import app
-from lin2net.config import SweepConfig, parse_config
+from lin2net.sweep.config import SweepConfig, parse_config
 
 # Property-based tests draw the same examples on every run by default, so a
 # test run (and CI) is reproducible; HYPOTHESIS_PROFILE=explore draws fresh,
@@ -69,7 +69,7 @@ def cli(runner: CliRunner) -> Cli:
 def trajectories_frame(out: Path) -> Any:
     """Every trajectory of ``out`` as a DataFrame, label columns as plain strings
     (categories differ between outputs that hold different cells)."""
-    from lin2net.store import read_trajectories
+    from lin2net.store.outdir import read_trajectories
 
     frame = read_trajectories(out).to_pandas()
     for column in frame.columns:

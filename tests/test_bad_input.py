@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from lin2net.cli import app
-from lin2net.config import GRID_KEYS, TOP_LEVEL_KEYS, apply_overrides, parse_config, parse_yaml
 from lin2net.errors import ConfigError
+from lin2net.sweep.config import GRID_KEYS, TOP_LEVEL_KEYS, apply_overrides, parse_config, parse_yaml
 from tests.conftest import write_yaml
 from tests.test_resume_parallel import leftovers
 from tests.test_sweep_cli import SMALL
@@ -210,7 +210,7 @@ PATH_KINDS = ("missing", "through-file", "symlink-loop", "long-name", "long-path
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small finished sweep, and beside it a regular file, a symlink loop and a config."""
-    from lin2net.sweep import run_sweep
+    from lin2net.sweep.runner import run_sweep
 
     root = tmp_path_factory.mktemp("paths")
     config = parse_config({**SMALL, "trajectories": 4, "grid": {**SMALL["grid"], "d": 1}})
@@ -307,12 +307,12 @@ def test_read_only_or_full_file_system_when_writing_a_result(
 ) -> None:
     """The file is written under a temporary name and renamed: when the file system refuses,
     one line, exit 2, and neither the file nor its temporary name is left."""
-    import lin2net.store
+    import lin2net.store.outdir
 
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise OSError(code, text)
 
-    monkeypatch.setattr(lin2net.store.os, "replace", refuse)
+    monkeypatch.setattr(lin2net.store.outdir.os, "replace", refuse)
     path = tmp_path / f"result{SUFFIXES[place]}"
     result = RUNNER.invoke(app, command_lines(finished, str(path))[place])
     assert_one_error_line(result, place)

@@ -11,16 +11,16 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from lin2net import theory
-from lin2net.cell import run_cell
-from lin2net.check import check_sweep, check_table
+from lin2net.analysis.check import check_sweep, check_table
+from lin2net.analysis.trace import sweep_initialization, trace_trajectory
 from lin2net.cli import app
-from lin2net.config import parse_config
-from lin2net.grid import expand_grid
-from lin2net.integrator import StopRule
-from lin2net.store import read_trajectories
-from lin2net.sweep import run_sweep
-from lin2net.trace import sweep_initialization, trace_trajectory
+from lin2net.dynamics.gd.cell import run_cell
+from lin2net.dynamics.gd.reference import StopRule
+from lin2net.store.outdir import read_trajectories
+from lin2net.sweep.config import parse_config
+from lin2net.sweep.grid import expand_grid
+from lin2net.sweep.runner import run_sweep
+from lin2net.theory import theorems
 from tests.conftest import trajectories_frame
 
 runner = CliRunner()
@@ -102,7 +102,7 @@ def test_check_counts_match_a_direct_computation(violating_sweep: tuple[Path, fl
     frame = trajectories_frame(out)
     in_regime = frame["thm1_regime"] & (frame["status"] == "converged")
     log_lower = np.log(frame["thm1_lower"])
-    fails = in_regime & (frame["log_q_ratio"] < log_lower - theory.rounding_tolerance(frame["steps"], log_lower))
+    fails = in_regime & (frame["log_q_ratio"] < log_lower - theorems.rounding_tolerance(frame["steps"], log_lower))
     report = check_sweep(out)
     assert report.totals["lower"]["in_regime"] == in_regime.sum()
     assert report.totals["lower"]["fails"] == fails.sum()

@@ -7,8 +7,8 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy.integrate import solve_ivp
 
-from lin2net.closed_forms import full_hessian, gradient_flow_sharpness, reduced_coordinates, sharpness
-from lin2net.integrator import ReducedState, Status, StopRule, integrate
+from lin2net.dynamics.gd.reference import ReducedState, Status, StopRule, integrate
+from lin2net.theory.closed_forms import full_hessian, gradient_flow_sharpness, reduced_coordinates, sharpness
 
 
 @pytest.mark.parametrize("d", [1, 2, 5, 9])

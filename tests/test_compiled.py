@@ -19,11 +19,11 @@ import warnings
 import numpy as np
 import pytest
 
-from lin2net.cell import simulate_cell
-from lin2net.compiled import LANES, KernelCancelled, available_threads, integrate_compiled
-from lin2net.config import DEFAULTS, INTEGRATORS, parse_config
-from lin2net.grid import expand_grid
-from lin2net.integrator import ReducedState, Status, StopRule, TrajectoryResults, integrate
+from lin2net.dynamics.gd.cell import simulate_cell
+from lin2net.dynamics.gd.kernel import LANES, KernelCancelled, available_threads, integrate_compiled
+from lin2net.dynamics.gd.reference import ReducedState, Status, StopRule, TrajectoryResults, integrate
+from lin2net.sweep.config import DEFAULTS, INTEGRATORS, parse_config
+from lin2net.sweep.grid import expand_grid
 
 FLOAT_COLUMNS = (
     "eps_T",
@@ -193,8 +193,8 @@ def test_compiled_is_the_default_integrator_and_matches_reduced_through_the_cell
 def test_cell_table_constants_and_status_labels() -> None:
     """The table of a cell larger than one row group carries the cell's
     parameters on every row and the status labels of the results."""
-    from lin2net.cell import cell_table
-    from lin2net.shard_file import ROW_GROUP_ROWS
+    from lin2net.dynamics.gd.cell import cell_table
+    from lin2net.store.shard_file import ROW_GROUP_ROWS
 
     grid = {"eta": 1.2, "lambda0": 2.0, "d": 2}
     config = parse_config({"trajectories": ROW_GROUP_ROWS + 3, "grid": grid, "max_steps": 200})

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from lin2net.config import load_config, parse_config
 from lin2net.errors import ConfigError
-from lin2net.grid import expand_grid
+from lin2net.sweep.config import load_config, parse_config
+from lin2net.sweep.grid import expand_grid
 
 GOOD_GRID = "grid:\n  eta: 0.1\n  lambda0: 1.0\n"
 
@@ -195,7 +195,7 @@ def test_alias_bomb_in_set_and_small_aliases_still_work(tmp_path: Path) -> None:
 
 def test_describe_is_bounded_for_huge_values() -> None:
     """A value shared a million times over renders in bounded time and length."""
-    from lin2net.config import _describe
+    from lin2net.sweep.config import _describe
 
     shared: list[object] = ["x"] * 10
     for _ in range(30):

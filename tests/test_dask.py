@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from lin2net.config import parse_config
-from lin2net.dask_backend import DaskCluster, SchedulerError
-from lin2net.executors import FAIL_CELLS_ENV
-from lin2net.grid import expand_grid
-from lin2net.store import finished_cell_ids, shard_files
+from lin2net.store.outdir import finished_cell_ids, shard_files
+from lin2net.sweep.config import parse_config
+from lin2net.sweep.dask_backend import DaskCluster, SchedulerError
+from lin2net.sweep.executors import FAIL_CELLS_ENV
+from lin2net.sweep.grid import expand_grid
 from tests.conftest import write_yaml
 from tests.test_resume_parallel import leftovers, shard_bytes
 from tests.test_sweep_cli import SMALL

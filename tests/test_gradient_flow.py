@@ -7,8 +7,8 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy.integrate import solve_ivp
 
-from lin2net.closed_forms import gradient_flow_sharpness
-from lin2net.gradient_flow import GradientFlow
+from lin2net.theory.closed_forms import gradient_flow_sharpness
+from lin2net.theory.gradient_flow import GradientFlow
 
 
 def _random_start(rng: np.random.Generator, d: int, lam0: float) -> tuple[np.ndarray, np.ndarray]:

@@ -7,8 +7,8 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import stats
 
-from lin2net.grid import expand_grid
-from lin2net.initialization import BLOCK_FLOATS, block_size, initial_blocks, initial_conditions
+from lin2net.dynamics.initialization import BLOCK_FLOATS, block_size, initial_blocks, initial_conditions
+from lin2net.sweep.grid import expand_grid
 from tests.conftest import make_config
 
 
@@ -86,9 +86,9 @@ def test_seed_changes_the_draws() -> None:
 def test_scaled_directions_equal_the_vectors_they_stand_for(init: str) -> None:
     """initial_conditions rescales each width's shared draws; the result is the
     (ε0, λ0, Q0, S0, P0) of the vectors initial_blocks yields, to rounding."""
-    from lin2net.closed_forms import reduced_coordinates, sum_and_difference_norms
-    from lin2net.grid import expand_grid
-    from lin2net.initialization import initial_blocks, initial_conditions
+    from lin2net.dynamics.initialization import initial_blocks, initial_conditions
+    from lin2net.sweep.grid import expand_grid
+    from lin2net.theory.closed_forms import reduced_coordinates, sum_and_difference_norms
 
     config = make_config(init=init, trajectories=300, grid={"eta": 0.1, "lambda0": [0.3, 7.0], "phi": 2.0, "d": [1, 9]})
     for cell in expand_grid(config):
@@ -108,7 +108,7 @@ def test_scaled_directions_equal_the_vectors_they_stand_for(init: str) -> None:
 def test_a_shard_of_cells_gets_each_cells_own_numbers(init: str) -> None:
     """shard_initial_conditions broadcasts over cells of one width; every
     cell's rows are bitwise those of initial_conditions for that cell alone."""
-    from lin2net.initialization import shard_initial_conditions
+    from lin2net.dynamics.initialization import shard_initial_conditions
 
     config = make_config(
         init=init, trajectories=37, grid={"eta": 0.1, "lambda0": [0.3, 7.0], "phi": [0.0, 2.0], "d": [1, 9, 4]}

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from lin2net.closed_forms import reduced_coordinates, sharpness, sum_and_difference_norms
-from lin2net.integrator import FullState, ReducedState, Status, StopRule, TrajectoryResults, integrate
+from lin2net.dynamics.gd.reference import FullState, ReducedState, Status, StopRule, TrajectoryResults, integrate
+from lin2net.theory.closed_forms import reduced_coordinates, sharpness, sum_and_difference_norms
 
 
 def _sphere(n: int, d: int, lambda0: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

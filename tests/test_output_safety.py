@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lin2net.errors import OutputError
-from lin2net.store import read_trajectories, shard_files
+from lin2net.store.outdir import read_trajectories, shard_files
 from tests.conftest import plain, write_yaml
 from tests.test_resume_parallel import leftovers, shard_bytes
 from tests.test_sweep_cli import SMALL

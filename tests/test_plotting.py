@@ -10,11 +10,11 @@ import pytest
 from numpy.testing import assert_allclose
 from typer.testing import CliRunner
 
+from lin2net.analysis.plotting import cell_statistic, sweep_grid
 from lin2net.cli import app
-from lin2net.config import parse_config
-from lin2net.plotting import cell_statistic, sweep_grid
-from lin2net.store import read_trajectories
-from lin2net.sweep import run_sweep
+from lin2net.store.outdir import read_trajectories
+from lin2net.sweep.config import parse_config
+from lin2net.sweep.runner import run_sweep
 from tests.conftest import trajectories_frame
 
 runner = CliRunner()
@@ -178,7 +178,7 @@ def test_one_minus_q_ratio_against_the_trajectories(small_sweep: Path) -> None:
 
 
 def test_layout_is_roughly_square() -> None:
-    from lin2net.plotting import layout
+    from lin2net.analysis.plotting import layout
 
     assert layout(2, 1) == (1, 2) and layout(2, 2) == (2, 2) and layout(2, 8) == (4, 4)
     assert layout(1, 1) == (1, 1) and layout(1, 3) == (2, 2) and layout(1, 6) == (2, 3) and layout(1, 9) == (3, 3)
@@ -192,7 +192,7 @@ def test_figure_title_states_the_fixed_parameters(small_sweep: Path) -> None:
 
 def test_plot_notes_missing_cells(tmp_path: Path) -> None:
     """A cell that failed (through the test hook) is missing: the plot says so, as summarize does."""
-    from lin2net.grid import expand_grid
+    from lin2net.sweep.grid import expand_grid
     from tests.conftest import write_yaml
 
     raw = {"name": "m", "trajectories": 8, "grid": {"eta": [0.1, 0.3], "lambda0": [0.5, 1.0]}}

@@ -22,9 +22,9 @@ import mpmath
 import numpy as np
 import pytest
 
-from lin2net.closed_forms import reduced_coordinates, sum_and_difference_norms
-from lin2net.compiled import integrate_compiled
-from lin2net.integrator import ReducedState, StopRule, integrate
+from lin2net.dynamics.gd.kernel import integrate_compiled
+from lin2net.dynamics.gd.reference import ReducedState, StopRule, integrate
+from lin2net.theory.closed_forms import reduced_coordinates, sum_and_difference_norms
 
 DIGITS = 60
 RTOL = 1e-12

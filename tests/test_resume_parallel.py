@@ -16,12 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from lin2net.config import apply_overrides, load_config, parse_config
 from lin2net.errors import ConfigError
-from lin2net.executors import FAIL_CELLS_ENV, KILL_CELLS_ENV
-from lin2net.grid import expand_grid
-from lin2net.store import MANIFEST_FILE, exclusive_use, finished_cell_ids, shard_files, temporary_files
-from lin2net.sweep import FILE_OVERHEAD, ROW_BYTES, run_sweep
+from lin2net.store.outdir import MANIFEST_FILE, exclusive_use, finished_cell_ids, shard_files, temporary_files
+from lin2net.sweep.config import apply_overrides, load_config, parse_config
+from lin2net.sweep.executors import FAIL_CELLS_ENV, KILL_CELLS_ENV
+from lin2net.sweep.grid import expand_grid
+from lin2net.sweep.runner import FILE_OVERHEAD, ROW_BYTES, run_sweep
 from tests.conftest import trajectories_frame, write_yaml
 from tests.test_sweep_cli import SMALL
 
@@ -129,7 +129,7 @@ def test_rows_are_identical_for_any_workers_and_shard_size(tmp_path: Path, cli) 
 def test_threads_reach_the_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The compiled kernel runs in this process with every worker as a thread."""
     seen: list[int | None] = []
-    import lin2net.executors as executors
+    import lin2net.sweep.executors as executors
 
     real = executors.simulate_cells
 

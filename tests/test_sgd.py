@@ -10,16 +10,23 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import stats
 
-from lin2net.cell import run_cell, simulate_cell
-from lin2net.config import SweepConfig, parse_config
-from lin2net.counter_rng import trajectory_keys
-from lin2net.grid import Cell, expand_grid
-from lin2net.initialization import initial_blocks
-from lin2net.integrator import Status, StopRule, TrajectoryResults
-from lin2net.sgd import WINDOW_COLUMNS, SGDParameters, SGDReducedState, SGDResults, integrate_sgd, sample_batch
-from lin2net.sgd_cell import cached_data, simulate_sgd_cell, trace_sgd_trajectory
-from lin2net.sgd_compiled import integrate_sgd_compiled
-from lin2net.sgd_data import DataSpec, build_data
+from lin2net.dynamics.gd.cell import run_cell, simulate_cell
+from lin2net.dynamics.gd.reference import Status, StopRule, TrajectoryResults
+from lin2net.dynamics.initialization import initial_blocks
+from lin2net.dynamics.sgd.cell import cached_data, simulate_sgd_cell, trace_sgd_trajectory
+from lin2net.dynamics.sgd.data import DataSpec, build_data
+from lin2net.dynamics.sgd.kernel import integrate_sgd_compiled
+from lin2net.dynamics.sgd.reference import (
+    WINDOW_COLUMNS,
+    SGDParameters,
+    SGDReducedState,
+    SGDResults,
+    integrate_sgd,
+    sample_batch,
+)
+from lin2net.kernels.counter_rng import trajectory_keys
+from lin2net.sweep.config import SweepConfig, parse_config
+from lin2net.sweep.grid import Cell, expand_grid
 
 GD_FLOATS = ("eps_T", "lambda_T", "sharpness_T", "log_q_ratio", "sum_eps2", "max_eta_sharpness", "max_abs_eps")
 SGD_FLOATS = (*GD_FLOATS, "loss_T", *WINDOW_COLUMNS)
@@ -330,8 +337,8 @@ def test_sgd_table_has_the_new_columns_and_gd_tables_do_not() -> None:
 
 
 def test_cell_table_lists_every_sgd_result_column() -> None:
-    from lin2net.cell import SGD_RESULT_COLUMNS
-    from lin2net.sgd import WINDOW_COLUMNS
+    from lin2net.dynamics.gd.cell import SGD_RESULT_COLUMNS
+    from lin2net.dynamics.sgd.reference import WINDOW_COLUMNS
 
     assert SGD_RESULT_COLUMNS == ("loss_T", *WINDOW_COLUMNS)
 
@@ -340,7 +347,7 @@ def test_standard_normal_is_box_muller_to_rounding_and_normal() -> None:
     """The arithmetic ln and cos against the C library's, and the law against N(0, 1)."""
     import math
 
-    from lin2net.sgd import standard_normal
+    from lin2net.dynamics.sgd.reference import standard_normal
 
     words1 = trajectory_keys(1, np.arange(100_000, dtype=np.int64))
     words2 = trajectory_keys(2, np.arange(100_000, dtype=np.int64))
@@ -363,8 +370,8 @@ def test_paired_normals_are_sine_and_cosine_and_independent() -> None:
     exactly the libm formula to rounding, each N(0, 1), uncorrelated with each other."""
     import math
 
-    from lin2net.counter_rng import step_counter, word
-    from lin2net.sgd import standard_normal
+    from lin2net.dynamics.sgd.reference import standard_normal
+    from lin2net.kernels.counter_rng import step_counter, word
 
     words1 = trajectory_keys(3, np.arange(50_000, dtype=np.int64))
     words2 = trajectory_keys(4, np.arange(50_000, dtype=np.int64))
@@ -436,7 +443,7 @@ def test_mini_batch_sgd_matches_60_digits(
     """SGD's (ε, S, P) state against the vectors stepped in 60 digits on the same batches
     (gradient from the data points themselves): starts with S0 or P0 = 1e-12·λ0, a tiny
     η, data with noise (r ≠ 0). T exactly, log Q(T)/Q(0) and λ(T) to 1e-12."""
-    from lin2net.closed_forms import reduced_coordinates, sum_and_difference_norms
+    from lin2net.theory.closed_forms import reduced_coordinates, sum_and_difference_norms
 
     total, difference = np.sqrt(small * lam0), np.sqrt((2.0 - small) * lam0)
     if which == "P":
@@ -462,7 +469,7 @@ def test_exceptional_q_factors_match_the_reference_and_gd() -> None:
     """A factor 1 − u² = 0 (u = ηg = 1 exactly: log Q = −inf from then on) and factors far
     above 2⁶⁰ (|u| ~ 10²³), which the GD kernel replays and the SGD kernel scales per
     step: kernel, reference and GD agree, the final window (Q = 0, log Q = −inf) included."""
-    from lin2net.compiled import integrate_compiled
+    from lin2net.dynamics.gd.kernel import integrate_compiled
 
     eps0, lam0 = np.array([2.0, 1e20, 3.0, -0.75]), np.array([10.0, 4e20, 10.0, 0.5])
     eta = np.array([0.5, 1e3, 0.1, 4.0])

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from lin2net.config import parse_config
 from lin2net.errors import ConfigError
-from lin2net.grid import expand_grid
+from lin2net.sweep.config import parse_config
+from lin2net.sweep.grid import expand_grid
 from tests.conftest import make_config, trajectories_frame, write_yaml
 
 SGD: dict[str, Any] = {

@@ -13,9 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from lin2net.config import parse_config
-from lin2net.summary import STATS, cell_statistic, grouped_statistics, statistics, statistics_table, summarize
-from lin2net.sweep import run_sweep
+from lin2net.analysis.summary import STATS, cell_statistic, grouped_statistics, statistics, statistics_table, summarize
+from lin2net.sweep.config import parse_config
+from lin2net.sweep.runner import run_sweep
 from tests.conftest import plain
 
 # Stable, edge-of-stability and divergent cells; a short max_steps censors some.
@@ -40,8 +40,8 @@ def _same(a: float, b: float) -> bool:
 
 
 def test_summarize_equals_the_numpy_reference_bit_for_bit(mixed: Path) -> None:
-    from lin2net.check import cell_tables
-    from lin2net.store import read_trajectories
+    from lin2net.analysis.check import cell_tables
+    from lin2net.store.outdir import read_trajectories
 
     summary = summarize(mixed).set_index("cell_id")
     statuses = set()
@@ -59,7 +59,7 @@ def test_summarize_equals_the_numpy_reference_bit_for_bit(mixed: Path) -> None:
 
 @pytest.mark.parametrize("by", [["eta"], ["phi", "d"], ["eta_lambda0"], ["init"], ["lambda0", "eta"]])
 def test_grouped_summaries_keep_their_columns_and_equal_the_reference(mixed: Path, by: list[str]) -> None:
-    from lin2net.store import read_trajectories
+    from lin2net.store.outdir import read_trajectories
 
     frame = plain(read_trajectories(mixed)).to_pandas()
     summary = summarize(mixed, by=by)
@@ -74,7 +74,7 @@ def test_grouped_summaries_keep_their_columns_and_equal_the_reference(mixed: Pat
 
 @pytest.mark.parametrize("stat", STATS)
 def test_grouped_statistics_equal_cell_statistic(mixed: Path, stat: str) -> None:
-    from lin2net.store import read_trajectories
+    from lin2net.store.outdir import read_trajectories
 
     frame = plain(read_trajectories(mixed)).to_pandas()
     values = ["steps", "q_ratio", "sharpness_T", "max_abs_eps"]

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from numpy.testing import assert_allclose
 
-from lin2net.grid import expand_grid
-from lin2net.store import read_trajectories, shard_files
-from lin2net.summary import summarize
+from lin2net.analysis.summary import summarize
+from lin2net.store.outdir import read_trajectories, shard_files
+from lin2net.sweep.grid import expand_grid
 from tests.conftest import make_config, plain, trajectories_frame, write_yaml
 
 SMALL = {
@@ -148,7 +148,7 @@ def test_full_integrator_agrees_with_reduced(tmp_path: Path, cli) -> None:  # ty
 
 def test_summarize_statistics_match_the_trajectories(tmp_path: Path) -> None:
     out = tmp_path / "s"
-    from lin2net.sweep import run_sweep
+    from lin2net.sweep.runner import run_sweep
 
     run_sweep(make_config(**{k: v for k, v in SMALL.items() if k != "name"}), out)
     frame = read_trajectories(out).to_pandas()
@@ -229,10 +229,10 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
 def test_shard_row_groups_hold_whole_cells_and_read_back_equal(tmp_path: Path) -> None:
     """Small cells share row groups, a cell never straddles two, and a large
     cell is written in pieces (bounded memory): the file holds the same rows."""
-    from lin2net.cell import cell_table, shard_tables, simulate_cells
-    from lin2net.shard_file import row_groups
-    from lin2net.shards import form_shards
-    from lin2net.store import read_trajectories, write_shard
+    from lin2net.dynamics.gd.cell import cell_table, shard_tables, simulate_cells
+    from lin2net.store.outdir import read_trajectories, write_shard
+    from lin2net.store.shard_file import row_groups
+    from lin2net.store.shards import form_shards
 
     assert row_groups(5, 3, limit=7) == [(0, 6), (6, 12), (12, 15)]
     assert row_groups(2, 5, limit=3) == [(0, 3), (3, 5), (5, 8), (8, 10)]

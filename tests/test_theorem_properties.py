@@ -13,12 +13,12 @@ import pyarrow as pa
 import pytest
 from numpy.testing import assert_allclose
 
-from lin2net import theory
-from lin2net.cell import run_cell
-from lin2net.config import parse_config
-from lin2net.grid import expand_grid
-from lin2net.integrator import StopRule
-from lin2net.trace import sweep_initialization, trace_trajectory
+from lin2net.analysis.trace import sweep_initialization, trace_trajectory
+from lin2net.dynamics.gd.cell import run_cell
+from lin2net.dynamics.gd.reference import StopRule
+from lin2net.sweep.config import parse_config
+from lin2net.sweep.grid import expand_grid
+from lin2net.theory import theorems
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def random_sweep() -> pd.DataFrame:
 def test_sweep_covers_every_outcome(random_sweep: pd.DataFrame) -> None:
     assert len(random_sweep) == 7 * 7 * 4 * 2 * 40
     assert set(random_sweep["status"]) == {"converged", "diverged", "max_steps"}
-    assert set(random_sweep["regime"]) == set(theory.REGIMES)
+    assert set(random_sweep["regime"]) == set(theorems.REGIMES)
 
 
 def test_q_shrinks_when_eta_max_eps_below_sqrt2(random_sweep: pd.DataFrame) -> None:
@@ -78,8 +78,8 @@ def test_q_ratio_below_theorem1_upper_bound_when_eta_max_eps_below_1(random_swee
     guarded = frame["eta"] * frame["max_abs_eps"] < 1.0
     assert guarded.sum() > 5000
     sub = frame[guarded]
-    log_upper = theory.log_thm1_upper(sub["eta"], sub["sum_eps2"])
-    tolerance = theory.rounding_tolerance(sub["steps"], log_upper)
+    log_upper = theorems.log_thm1_upper(sub["eta"], sub["sum_eps2"])
+    tolerance = theorems.rounding_tolerance(sub["steps"], log_upper)
     assert (sub["log_q_ratio"] <= log_upper + tolerance).all()
     assert (sub["q_ratio"] <= sub["thm1_upper"] * (1 + 1e-12)).all()
 

@@ -11,15 +11,15 @@ import pytest
 from numpy.testing import assert_allclose
 from typer.testing import CliRunner
 
-from lin2net.cell import run_cell
+from lin2net.analysis.trace import start_from_vectors, sweep_initialization, trace_trajectory
 from lin2net.cli import app
-from lin2net.closed_forms import full_hessian
-from lin2net.config import parse_config
-from lin2net.gradient_flow import GradientFlow
-from lin2net.grid import expand_grid
-from lin2net.integrator import StopRule
-from lin2net.store import read_trajectories
-from lin2net.trace import start_from_vectors, sweep_initialization, trace_trajectory
+from lin2net.dynamics.gd.cell import run_cell
+from lin2net.dynamics.gd.reference import StopRule
+from lin2net.store.outdir import read_trajectories
+from lin2net.sweep.config import parse_config
+from lin2net.sweep.grid import expand_grid
+from lin2net.theory.closed_forms import full_hessian
+from lin2net.theory.gradient_flow import GradientFlow
 
 runner = CliRunner()
 COLUMNS = [
@@ -171,7 +171,7 @@ def test_every_new_command_has_help_with_an_example() -> None:
 @pytest.fixture(scope="module")
 def traced_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A sweep with stable, edge-of-stability and diverging cells (compiled integrator, as by default)."""
-    from lin2net.sweep import run_sweep
+    from lin2net.sweep.runner import run_sweep
 
     out = tmp_path_factory.mktemp("trace") / "out"
     config = parse_config(
@@ -227,7 +227,7 @@ def test_trace_cell_errors_are_one_line(traced_sweep: Path, args: list[str], sta
 def test_diverging_trace_is_drawn_on_log_axes() -> None:
     """A diverging run spans tens of decades: sharpness and Q(t)/Q(0) go on log axes
     (linear, they would be flat lines under an offset of 1e60); a converging one stays linear."""
-    from lin2net.plotting import draw_trace
+    from lin2net.analysis.plotting import draw_trace
 
     diverging = trace_trajectory(start_from_vectors(np.array([2.0]), np.array([1.0]), 1.0), 1.5, StopRule(1e-10, 1000))
     assert diverging.table["sharpness"].max() > 1e20

@@ -1,7 +1,7 @@
 """Figures: heatmaps of a sweep over two axes (the seed paper's Figure 3) and traces.
 
 :func:`plot_sweep` reduces the sweep to one number per grid point and value
-with one :func:`lin2net.summary.grouped_statistics` call, and draws heatmaps
+with one :func:`lin2net.analysis.summary.grouped_statistics` call, and draws heatmaps
 over two axes (``x``, ``y``), one panel per combination of the remaining
 axes that take several values (facets, laid out in a roughly square grid).
 By default it draws Figure 3: median Q(T)/Q(0) and median convergence time
@@ -25,7 +25,7 @@ An axis with a single value cannot be ``x`` or ``y``, and an axis that is not
 on the sweep's grid (η·λ0 of an η grid) only where its values still fill the
 plane: such requests are refused with a one-line error.
 
-:func:`plot_trace` draws one traced trajectory (:mod:`lin2net.trace`).
+:func:`plot_trace` draws one traced trajectory (:mod:`lin2net.analysis.trace`).
 """
 
 from __future__ import annotations
@@ -38,16 +38,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lin2net.analysis.summary import FRACTION_STATS, STATS, cell_statistic, grouped_statistics
 from lin2net.errors import ConfigError
-from lin2net.store import read_resolved_config
-from lin2net.summary import FRACTION_STATS, STATS, cell_statistic, grouped_statistics
+from lin2net.store.outdir import read_resolved_config
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.colorbar import Colorbar
     from matplotlib.figure import Figure
 
-    from lin2net.trace import Trace
+    from lin2net.analysis.trace import Trace
 
 __all__ = ["cell_statistic", "plot_sweep", "plot_trace", "sweep_grid"]
 
@@ -132,7 +132,7 @@ def numeric_columns(sgd: bool = False) -> list[str]:
     """Numeric columns of the trajectory table (of an SGD sweep's, with ``sgd``)."""
     import pyarrow as pa
 
-    from lin2net.cell import SGD_TRAJECTORY_SCHEMA, TRAJECTORY_SCHEMA
+    from lin2net.dynamics.gd.cell import SGD_TRAJECTORY_SCHEMA, TRAJECTORY_SCHEMA
 
     schema = SGD_TRAJECTORY_SCHEMA if sgd else TRAJECTORY_SCHEMA
     return [f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
@@ -483,7 +483,7 @@ def _reference_curves(ax: Axes, grid: SweepGrid, panel: Panel) -> dict[str, Any]
 
 
 def _save(figure: Figure, path: Path) -> None:
-    from lin2net.store import atomic_write
+    from lin2net.store.outdir import atomic_write
 
     suffix = Path(path).suffix.lower().lstrip(".")
     atomic_write(Path(path), lambda temp: figure.savefig(temp, format=suffix, dpi=120))
@@ -512,7 +512,7 @@ def draw_trace(trace: Trace) -> Figure:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from lin2net.closed_forms import sharpness
+    from lin2net.theory.closed_forms import sharpness
 
     table = trace.table
     t = table["t"].to_numpy()

@@ -171,7 +171,7 @@ def to_markdown(frame: pd.DataFrame) -> str:
 def export(frame: pd.DataFrame, fmt: str, output: Path | None) -> None:
     """``frame`` as csv or markdown on stdout, or csv, markdown or parquet written
     atomically to ``output`` (an unwritable path is an OutputError)."""
-    from lin2net.store import atomic_write
+    from lin2net.store.outdir import atomic_write
 
     if fmt == "parquet":
         if output is None:

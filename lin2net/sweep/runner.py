@@ -3,10 +3,10 @@
 A sweep is resumable: a cell is done when a verified shard file in OUT holds
 it, and a rerun of the same config runs only the others (missing, failed, or
 held by a file that failed verification), grouped into new shards
-(:mod:`lin2net.shards`). Shards run in this process (the compiled kernel's
+(:mod:`lin2net.store.shards`). Shards run in this process (the compiled kernel's
 threads), in a local pool of worker processes (the NumPy integrators), or on
-a Dask cluster (:mod:`lin2net.dask_backend`); the rows are the same whichever
-runs them. ``OUT/manifest.json`` (:mod:`lin2net.manifest`) records failed
+a Dask cluster (:mod:`lin2net.sweep.dask_backend`); the rows are the same whichever
+runs them. ``OUT/manifest.json`` (:mod:`lin2net.store.manifest`) records failed
 cells with their errors and a history of runs.
 
 SIGINT and SIGTERM stop a sweep within a second, kernel included: finished
@@ -29,13 +29,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from lin2net.config import SweepConfig
 from lin2net.errors import OutputError
-from lin2net.executors import ShardOutcome, ShardTask, default_workers, run_in_process, run_pool
-from lin2net.grid import Cell, expand_grid
-from lin2net.manifest import CellFailure, read_manifest, write_manifest
-from lin2net.shards import NUMPY_SHARD_ROWS, SHARD_ROWS, form_shards
-from lin2net.store import (
+from lin2net.store.manifest import CellFailure, read_manifest, write_manifest
+from lin2net.store.outdir import (
     STOP_FILE,
     check_output_dir,
     exclusive_use,
@@ -45,6 +41,10 @@ from lin2net.store import (
     read_config,
     remove_temporary_files,
 )
+from lin2net.store.shards import NUMPY_SHARD_ROWS, SHARD_ROWS, form_shards
+from lin2net.sweep.config import SweepConfig
+from lin2net.sweep.executors import ShardOutcome, ShardTask, default_workers, run_in_process, run_pool
+from lin2net.sweep.grid import Cell, expand_grid
 
 CellCallback = Callable[[Cell, float], None]
 
@@ -137,7 +137,7 @@ def estimate_seconds(config: SweepConfig, todo: Sequence[Cell], workers: int | N
     discounted by timing a second call."""
     from dataclasses import replace
 
-    from lin2net.cell import simulate_cells
+    from lin2net.dynamics.gd.cell import simulate_cells
 
     if not todo:
         return 0.0, 0
@@ -162,7 +162,7 @@ def plan_backend(config: SweepConfig, workers: int) -> tuple[int, int, int]:
     each), with smaller shards so that each process gets several. Shards
     never depend on ``workers``: the files are the same for any count."""
     if config.integrator == "compiled":
-        from lin2net.compiled import available_threads
+        from lin2net.dynamics.gd.kernel import available_threads
 
         return 1, max(1, min(workers, available_threads())), SHARD_ROWS
     return workers, 1, NUMPY_SHARD_ROWS
@@ -204,7 +204,7 @@ def run_sweep(
     with contextlib.ExitStack() as stack:
         cluster = None
         if scheduler is not None:
-            from lin2net.dask_backend import DaskCluster
+            from lin2net.sweep.dask_backend import DaskCluster
 
             # connect before touching OUT: an unreachable scheduler writes nothing
             cluster = stack.enter_context(DaskCluster(scheduler))

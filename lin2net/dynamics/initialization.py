@@ -17,9 +17,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from lin2net.closed_forms import FloatArray, imbalance, reduced_coordinates, sum_and_difference_norms
-from lin2net.config import SweepConfig
-from lin2net.grid import Cell, initialization_rng
+from lin2net.sweep.config import SweepConfig
+from lin2net.sweep.grid import Cell, initialization_rng
+from lin2net.theory.closed_forms import FloatArray, imbalance, reduced_coordinates, sum_and_difference_norms
 
 BLOCK_FLOATS = 1 << 20  # 8 MiB of float64 per block of (a, b)
 

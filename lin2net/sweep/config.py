@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from lin2net.dynamics.sgd.data import MAX_DATA, DataSpec
 from lin2net.errors import ConfigError
-from lin2net.sgd_data import MAX_DATA, DataSpec
 
 TOP_LEVEL_KEYS = (
     "name",
@@ -73,7 +73,7 @@ MAX_SEED = 2**63 - 1  # a root seed fits a signed 64-bit integer
 MAX_PARAMETER = 1e150  # eta, lambda0, phi (and derived eta): their squares and products stay finite
 MAX_NAME_LENGTH = 100  # name labels the run and is the default output directory runs/<name>
 MAX_YAML_NODES = 1_000_000  # nodes of a config after expanding YAML aliases (guards against alias bombs)
-MAX_SGD_STEPS = 2**46  # SGD's random-number counters hold the step in 46 bits (lin2net.counter_rng)
+MAX_SGD_STEPS = 2**46  # SGD's random-number counters hold the step in 46 bits (lin2net.kernels.counter_rng)
 
 
 @dataclass(frozen=True)

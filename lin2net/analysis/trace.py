@@ -1,8 +1,8 @@
 """One gradient-descent trajectory step by step, beside the gradient flow from the same start.
 
 :func:`trace_trajectory` runs the exact reduced map of
-:class:`lin2net.integrator.ReducedState` with the same arithmetic, stopping
-rule and log-space accumulation of Q(t)/Q(0) as :func:`lin2net.integrator.integrate`,
+:class:`lin2net.dynamics.gd.reference.ReducedState` with the same arithmetic, stopping
+rule and log-space accumulation of Q(t)/Q(0) as :func:`lin2net.dynamics.gd.reference.integrate`,
 so a traced trajectory ends exactly where the sweep's row for it says it
 ends, but it records every step. :func:`sweep_initialization` rebuilds the
 initialization that a sweep cell used for a given trajectory index.
@@ -13,7 +13,7 @@ Columns of the per-step table (one row per t = 0 … T):
   ``log_q_ratio``; ``sharpness`` S(t) (exact top Hessian eigenvalue) and
   ``eta_sharpness`` = η·S(t);
 * ``gf_eps``, ``gf_lambda``, ``gf_loss``, ``gf_sharpness``: the gradient flow
-  from the same initialization at GF time η·t (:mod:`lin2net.gradient_flow`).
+  from the same initialization at GF time η·t (:mod:`lin2net.theory.gradient_flow`).
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from lin2net.closed_forms import FloatArray, reduced_coordinates, sharpness, sum_and_difference_norms
-from lin2net.config import parse_config
+from lin2net.dynamics.gd.reference import ReducedState, Status, StopRule, compensated_add, compensated_value, log_q_term
+from lin2net.dynamics.initialization import initial_blocks, initial_conditions
 from lin2net.errors import ConfigError
-from lin2net.gradient_flow import GradientFlow
-from lin2net.grid import expand_grid
-from lin2net.initialization import initial_blocks, initial_conditions
-from lin2net.integrator import ReducedState, Status, StopRule, compensated_add, compensated_value, log_q_term
+from lin2net.sweep.config import parse_config
+from lin2net.sweep.grid import expand_grid
+from lin2net.theory.closed_forms import FloatArray, reduced_coordinates, sharpness, sum_and_difference_norms
+from lin2net.theory.gradient_flow import GradientFlow
 
 TABLE_SUFFIXES = (".parquet", ".csv")
 TRACE_MAX_STEPS = 10_000_000  # a trace keeps every step: ~1 GB of table at this many
@@ -192,7 +192,7 @@ def trace_trajectory(start: Start, eta: float, rule: StopRule) -> Trace:
 
 
 def sgd_trace(start: Start, sgd: Any, eta: float) -> Trace:
-    """A :class:`Trace` of an SGD trajectory (``sgd``: a lin2net.sgd.SGDTrace
+    """A :class:`Trace` of an SGD trajectory (``sgd``: a lin2net.dynamics.sgd.reference.SGDTrace
     re-simulated from ``start``), with the same columns as GD's (loss and
     sharpness those of the full-batch loss, the gradient flow of the full-batch
     loss from the same start) plus each step's batch moments ``s``, ``r`` and
@@ -233,7 +233,7 @@ def sgd_trace(start: Start, sgd: Any, eta: float) -> Trace:
 
 def write_trace_table(trace: Trace, path: Path) -> None:
     """Write the per-step table to ``path`` (.parquet or .csv), atomically."""
-    from lin2net.store import atomic_write
+    from lin2net.store.outdir import atomic_write
 
     suffix = Path(path).suffix.lower()
     if suffix not in TABLE_SUFFIXES:

@@ -1,6 +1,6 @@
 """Shards on an existing Dask distributed cluster (``lin2net sweep --scheduler``).
 
-Each shard is one Dask task running :func:`lin2net.executors.compute_shard`
+Each shard is one Dask task running :func:`lin2net.sweep.executors.compute_shard`
 on a worker, which writes the shard file itself, atomically, into the output
 directory: that directory must be the same path on every worker (a shared
 file system) and lin2net must be importable there. The coordinating process
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lin2net.errors import Lin2netError
-from lin2net.executors import ShardOutcome, ShardTask, compute_shard, describe_error
+from lin2net.sweep.executors import ShardOutcome, ShardTask, compute_shard, describe_error
 
 
 class SchedulerError(Lin2netError):

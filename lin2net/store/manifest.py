@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lin2net.grid import Cell
-from lin2net.store import MANIFEST_FILE, atomic_write
+from lin2net.store.outdir import MANIFEST_FILE, atomic_write
+from lin2net.sweep.grid import Cell
 
 
 @dataclass(frozen=True)

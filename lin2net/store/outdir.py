@@ -8,7 +8,7 @@ Layout::
       config.yaml         resolved config (defaults filled in, axes expanded)
       provenance.json     lin2net, numba, numpy, pyarrow, Python versions, git commit; start time
       manifest.json       progress: cells done, failed (with errors), runs so far
-      shards/part-<shard_id>.parquet   finished shards (see lin2net.shard_file)
+      shards/part-<shard_id>.parquet   finished shards (see lin2net.store.shard_file)
 
 Read a whole OUT with one glob: ``OUT/shards/*.parquet``.
 
@@ -50,10 +50,8 @@ import pyarrow as pa
 import yaml
 
 import lin2net
-from lin2net.config import SweepConfig, parse_config
 from lin2net.errors import Lin2netError, OutputError
-from lin2net.grid import Cell, expand_grid
-from lin2net.shard_file import (
+from lin2net.store.shard_file import (
     SHARD_PREFIX,
     CorruptShard,
     ShardFooter,
@@ -63,7 +61,9 @@ from lin2net.shard_file import (
     verify_footer,
     write_shard_file,
 )
-from lin2net.shards import Shard
+from lin2net.store.shards import Shard
+from lin2net.sweep.config import SweepConfig, parse_config
+from lin2net.sweep.grid import Cell, expand_grid
 
 MARKER_FILE = ".lin2net"
 CONFIG_FILE = "config.yaml"
@@ -385,7 +385,7 @@ def finished_cell_ids(out: Path) -> frozenset[str]:
 
 def write_shard(out: Path, config: SweepConfig, shard: Shard, tables: Iterable[pa.Table]) -> Path:
     """Write one shard's table atomically, given as the consecutive row ranges
-    of :func:`lin2net.shard_file.row_groups`; returns the final path."""
+    of :func:`lin2net.store.shard_file.row_groups`; returns the final path."""
     extra = {
         b"lin2net.config": json.dumps(config.resolved()).encode(),
         b"lin2net.provenance": json.dumps(provenance()).encode(),
@@ -606,7 +606,7 @@ def _is_lin2net_shard(path: Path) -> bool:
         return False
     import pyarrow.parquet as pq
 
-    from lin2net.shard_file import SHARD_KEY
+    from lin2net.store.shard_file import SHARD_KEY
 
     try:
         return SHARD_KEY in (pq.read_metadata(path).metadata or {})

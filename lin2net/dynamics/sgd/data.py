@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lin2net.closed_forms import FloatArray
+from lin2net.theory.closed_forms import FloatArray
 
 MAX_DATA = 100_000  # data points; the kernel keeps one index array of this length per lane
 

@@ -1,7 +1,7 @@
-"""Compiled (numba) twin of :func:`lin2net.sgd.integrate_sgd` on the reduced map.
+"""Compiled (numba) twin of :func:`lin2net.dynamics.sgd.reference.integrate_sgd` on the reduced map.
 
 Same batches, map, stopping rule and columns as the NumPy reference (read
-:mod:`lin2net.sgd` first); the lane scheme is that of :mod:`lin2net.compiled`:
+:mod:`lin2net.dynamics.sgd.reference` first); the lane scheme is that of :mod:`lin2net.dynamics.gd.kernel`:
 threads claim trajectories from a shared atomic counter and each advances
 ``LANES`` of them in lock-step, so the results do not depend on the thread
 count. Every parameter is per trajectory (η, Φ, batch size, label-noise std,
@@ -19,11 +19,11 @@ the step is GD's single pass with the full-batch moments. In the final window
 the observation comes first in a pass of its own (the window sums read it),
 then the batch sums for the stepping lanes, then the step.
 
-The state is GD's (ε, S, P) with u = ηg (see :class:`lin2net.sgd.SGDReducedState`);
+The state is GD's (ε, S, P) with u = ηg (see :class:`lin2net.dynamics.sgd.reference.SGDReducedState`);
 it, status and steps are bitwise those of the reference (the label-noise
 normal uses the arithmetic ln, sin and cos of counter_rng in both).
 ``log_q_ratio`` is GD's exact double-double product of the factors 1 − u²
-(each entered as fl(1 − u²) plus its rounding error, :mod:`lin2net.compiled`)
+(each entered as fl(1 − u²) plus its rounding error, :mod:`lin2net.dynamics.gd.kernel`)
 with one logarithm at T, taken by the GD kernel's own function; here every
 factor is first scaled by an exact power of two, which changes no rounding,
 so no factor is too large and nothing is replayed. With s = 1 and r = 0 (x =
@@ -50,8 +50,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from lin2net.closed_forms import FloatArray, split_scale
-from lin2net.compiled import (
+from lin2net.dynamics.gd.kernel import (
     _EXPONENT,
     _INVERSE_POWER,
     _LN2_HI,
@@ -64,7 +63,10 @@ from lin2net.compiled import (
     _small_int_float,
     _split,
 )
-from lin2net.counter_rng import (
+from lin2net.dynamics.gd.reference import Status, StopRule, TrajectoryResults
+from lin2net.dynamics.sgd.data import DataSet
+from lin2net.dynamics.sgd.reference import SGDParameters, SGDResults, finish, stopping_tolerance, window_start
+from lin2net.kernels.counter_rng import (
     NOISE_DRAWS,
     below,
     cos_kernel,
@@ -75,9 +77,7 @@ from lin2net.counter_rng import (
     turn_parts,
     word,
 )
-from lin2net.integrator import Status, StopRule, TrajectoryResults
-from lin2net.sgd import SGDParameters, SGDResults, finish, stopping_tolerance, window_start
-from lin2net.sgd_data import DataSet
+from lin2net.theory.closed_forms import FloatArray, split_scale
 
 LANES = 16  # trajectories advanced in lock-step per thread
 STEPS_PER_REFILL = 8  # steps between write-out and refill of stopped lanes

@@ -1,5 +1,5 @@
 """Where shards run: in this process, in a pool of local worker processes, or
-(see :mod:`lin2net.dask_backend`) on a Dask cluster.
+(see :mod:`lin2net.sweep.dask_backend`) on a Dask cluster.
 
 Every backend runs the same task, :func:`compute_shard`: simulate a shard's
 cells and write its file atomically, from the worker itself. A cell's numbers
@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from lin2net.cell import shard_tables, simulate_cells
-from lin2net.config import SweepConfig
+from lin2net.dynamics.gd.cell import shard_tables, simulate_cells
 from lin2net.errors import Lin2netError
-from lin2net.grid import Cell
-from lin2net.shards import Shard
-from lin2net.store import write_shard
+from lin2net.store.outdir import write_shard
+from lin2net.store.shards import Shard
+from lin2net.sweep.config import SweepConfig
+from lin2net.sweep.grid import Cell
 
 # Test hooks: comma-separated cell ids whose computation raises (FAIL) or
 # whose worker process dies at once, as if killed for memory (KILL). Read in

@@ -21,7 +21,7 @@ non-negative terms and ``expm1``, so tiny ε keeps its relative precision
 (no (S − P)/4 − Φ cancellation), and λ² − 8ε(ε + Φ) + 4ε² = C + 4Φ²
 (Lemma 2 of the seed paper) holds by construction. The limit is S = x₊,
 ε = 0, λ = λ* — the closed form of
-:func:`lin2net.closed_forms.gradient_flow_sharpness`, which the tests check
+:func:`lin2net.theory.closed_forms.gradient_flow_sharpness`, which the tests check
 against an independent ODE solver rather than against this module.
 
 Degenerate starts: S0 = 0 (a = −b) keeps S = 0, and P obeys the logistic
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from lin2net.closed_forms import FloatArray
+from lin2net.theory.closed_forms import FloatArray
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from lin2net.closed_forms import FloatArray, imbalance, reduced_coordinates, sharpness, split_scale
+from lin2net.theory.closed_forms import FloatArray, imbalance, reduced_coordinates, sharpness, split_scale
 
 IntArray = NDArray[np.int64]
 
@@ -82,7 +82,7 @@ class DynamicsState(Protocol):
 
 class SplitState:
     """The state (ε, S, P) of the reduced maps, S = ‖a + b‖², P = ‖a − b‖²,
-    shared by GD (:class:`ReducedState`) and SGD (lin2net.sgd.SGDReducedState),
+    shared by GD (:class:`ReducedState`) and SGD (lin2net.dynamics.sgd.reference.SGDReducedState),
     which differ only in their step. ``s0``/``p0`` default to λ0 ± 2(ε0 + Φ)
     (see :func:`split_scale`); pass the values measured from the vectors for
     full precision."""

@@ -16,7 +16,7 @@ from functools import cached_property
 
 import numpy as np
 
-from lin2net.config import SweepConfig
+from lin2net.sweep.config import SweepConfig
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """Check Theorem 1's bounds on Q(T)/Q(0) against a sweep's trajectories.
 
 For every trajectory that is in Theorem 1's step-size regime
-(:func:`lin2net.theory.thm1_regime`) and converged, two margins in log space,
+(:func:`lin2net.theory.theorems.thm1_regime`) and converged, two margins in log space,
 positive where the bound holds and negative where it fails:
 
     lower_margin = log Q(T)/Q(0) − (−√η ε0²/Φ),
     upper_margin = −η² Σ_{t<T} ε_t² − log Q(T)/Q(0).
 
 The paper states both bounds strictly; a bound counts as failed only when its
-margin is below −:func:`lin2net.theory.rounding_tolerance` (ties within
+margin is below −:func:`lin2net.theory.theorems.rounding_tolerance` (ties within
 rounding count as holding). Q(T) at the convergence time T stands in for
 Q(∞); past T the factors |1 − η²ε_t²| differ from 1 by less than η²·2·loss_tol.
 
@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lin2net import theory
 from lin2net.errors import ConfigError, OutputError
-from lin2net.store import read_config, read_trajectories
+from lin2net.store.outdir import read_config, read_trajectories
+from lin2net.theory import theorems
 
 CHECK_COLUMNS = [
     "cell_id",
@@ -64,18 +64,18 @@ def trajectory_margins(table: pa.Table) -> dict[str, np.ndarray]:
     column = {name: table.column(name).to_numpy(zero_copy_only=False) for name in CHECK_COLUMNS[1:]}
     eta, eps0, phi = column["eta"], column["eps0"], column["phi"]
     converged = np.asarray(column["status"]) == "converged"
-    in_regime = theory.thm1_regime(eta, eps0, column["lambda_init"], phi) & converged
+    in_regime = theorems.thm1_regime(eta, eps0, column["lambda_init"], phi) & converged
     log_q = column["log_q_ratio"].astype(np.float64)
-    log_lower = theory.log_thm1_lower(eta, eps0, phi)
-    log_upper = theory.log_thm1_upper(eta, column["sum_eps2"])
+    log_lower = theorems.log_thm1_lower(eta, eps0, phi)
+    log_upper = theorems.log_thm1_upper(eta, column["sum_eps2"])
     out: dict[str, np.ndarray] = {"in_regime": in_regime}
-    out["regime"] = theory.regime(eta, eps0, column["lambda_init"], phi)
+    out["regime"] = theorems.regime(eta, eps0, column["lambda_init"], phi)
     stable = eta * column["sharpness_T"].astype(np.float64) < 2.0
     status = np.asarray(column["status"]).astype(str)
     out["outcome"] = np.where(converged & ~stable, "passing", status)
     with np.errstate(invalid="ignore"):  # −inf − (−inf) where Φ = 0 and Q underflowed: NaN, treated as holding
         for name, margin, bound in (("lower", log_q - log_lower, log_lower), ("upper", log_upper - log_q, log_upper)):
-            tolerance = theory.rounding_tolerance(column["steps"], bound)
+            tolerance = theorems.rounding_tolerance(column["steps"], bound)
             out[f"{name}_margin"] = margin
             out[f"{name}_holds"] = ~(margin < -tolerance)
     return out

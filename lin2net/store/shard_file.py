@@ -12,7 +12,7 @@ The footer's key-value metadata ``lin2net.shard`` (JSON) says what the file is:
   ``part-<shard_id>.parquet``) and ``settings`` (a digest of the config
   without its name and grid: seed, trajectories, init, stop rule, ...);
 * ``cells``: every cell's id, parameters, first row and row count;
-* ``checksums``: a content checksum of every column (:mod:`lin2net.integrity`).
+* ``checksums``: a content checksum of every column (:mod:`lin2net.store.integrity`).
 
 Pages carry CRC-32 checksums (Parquet's own, written and checked by pyarrow).
 :func:`verify_footer` checks the metadata against the sweep it should belong
@@ -36,8 +36,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lin2net.errors import Lin2netError
-from lin2net.grid import Cell
-from lin2net.integrity import Checksums, mismatched_columns
+from lin2net.store.integrity import Checksums, mismatched_columns
+from lin2net.sweep.grid import Cell
 
 FORMAT = 2
 SHARD_KEY = b"lin2net.shard"
@@ -108,7 +108,7 @@ def write_shard_file(
     extra_metadata: Mapping[bytes, bytes],
 ) -> None:
     """Write a shard's table to ``path`` (no rename, no fsync: see
-    :func:`lin2net.store.atomic_write`). ``tables`` are its consecutive row
+    :func:`lin2net.store.outdir.atomic_write`). ``tables`` are its consecutive row
     ranges of :func:`row_groups`, each written as one row group."""
     checksums = Checksums()
     writer: pq.ParquetWriter | None = None
@@ -174,7 +174,7 @@ def verify_footer(path: Path, settings: str, trajectories: int, grid: Mapping[st
         footer_format, footer_settings = footer["format"], footer["settings"]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptShard(path, f"no valid lin2net shard metadata: {_one_line(exc)}") from None
-    from lin2net.shards import shard_id as expected_shard_id
+    from lin2net.store.shards import shard_id as expected_shard_id
 
     if footer_format != FORMAT:
         raise CorruptShard(path, f"shard format {footer_format!r}, this lin2net reads {FORMAT}")

@@ -3,7 +3,7 @@
 Pure, elementwise functions of a trajectory's initial values (ε0, λ0, Φ, η)
 and of what the integrator measured (Σ_{t<T} ε_t², log Q(T)/Q(0)). They state
 what the paper claims; whether the claims hold is measured elsewhere
-(:mod:`lin2net.check`), never assumed here.
+(:mod:`lin2net.analysis.check`), never assumed here.
 
 Theorem 1 (seed paper, Section 4). If 0 < η < min{1/(2|ε0|), 2/√(λ0² + 4Φ²)},
 then at the limit point of GD, for every i,
@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from lin2net.closed_forms import FloatArray
+from lin2net.theory.closed_forms import FloatArray
 
 REGIMES = ("linear", "slow", "outside")
 """Labels of :func:`regime`: Theorem 2's first condition, its second, neither."""

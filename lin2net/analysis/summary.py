@@ -13,7 +13,7 @@ Statistics, per group of trajectories:
 * SGD sweeps only: ``loss_T_median``, ``q_ratio_window_median``,
   ``loss_window_median``, medians over every trajectory (NaN excluded).
 
-The shard files are read once, verified (:func:`lin2net.store.read_trajectories`),
+The shard files are read once, verified (:func:`lin2net.store.outdir.read_trajectories`),
 and the group-by runs in DuckDB over the Arrow table in memory: one query,
 no Python per cell. Quantiles follow NumPy exactly (``np.quantile``'s
 ``linear`` method, and ``inverted_cdf`` for the censored step counts), so the
@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 
 from lin2net.errors import ConfigError
-from lin2net.store import read_config, read_trajectories
+from lin2net.store.outdir import read_config, read_trajectories
 
 AXES = ("eta", "lambda0", "phi", "d", "eta_lambda0", "init", "batch_size", "label_noise")
 SGD_AXES = ("batch_size", "label_noise")  # only in SGD sweeps' tables

@@ -1,6 +1,6 @@
 """One SGD grid cell: the config's data set, initializations and keys in, results out.
 
-The seam between :mod:`lin2net.cell` (tables, files) and the SGD integrators:
+The seam between :mod:`lin2net.dynamics.gd.cell` (tables, files) and the SGD integrators:
 the initial points are GD's (same stream, same ε0, λ0, Q0, S0, P0), the data set is
 built once per (data spec, seed) and the counter-RNG key of trajectory r is
 ``counter_rng.trajectory_keys(seed, r)``, so a row can be re-simulated alone
@@ -15,14 +15,22 @@ from functools import lru_cache
 
 import numpy as np
 
-from lin2net.closed_forms import sum_and_difference_norms
-from lin2net.config import SweepConfig
-from lin2net.counter_rng import trajectory_keys
-from lin2net.grid import Cell
-from lin2net.initialization import InitialConditions, initial_blocks, initial_conditions
-from lin2net.integrator import StopRule
-from lin2net.sgd import SGDFullState, SGDParameters, SGDReducedState, SGDResults, SGDTrace, integrate_sgd, trace_sgd
-from lin2net.sgd_data import DataSet, DataSpec, build_data
+from lin2net.dynamics.gd.reference import StopRule
+from lin2net.dynamics.initialization import InitialConditions, initial_blocks, initial_conditions
+from lin2net.dynamics.sgd.data import DataSet, DataSpec, build_data
+from lin2net.dynamics.sgd.reference import (
+    SGDFullState,
+    SGDParameters,
+    SGDReducedState,
+    SGDResults,
+    SGDTrace,
+    integrate_sgd,
+    trace_sgd,
+)
+from lin2net.kernels.counter_rng import trajectory_keys
+from lin2net.sweep.config import SweepConfig
+from lin2net.sweep.grid import Cell
+from lin2net.theory.closed_forms import sum_and_difference_norms
 
 
 @lru_cache(maxsize=8)
@@ -77,7 +85,7 @@ def _integrate_reduced(
     compiled kernel or the NumPy reference, as the config says."""
     rule = _rule(config)
     if config.integrator == "compiled":
-        from lin2net.sgd_compiled import integrate_sgd_compiled  # imports numba: only when used
+        from lin2net.dynamics.sgd.kernel import integrate_sgd_compiled  # imports numba: only when used
 
         return integrate_sgd_compiled(
             initial.eps0,

@@ -1,21 +1,21 @@
 """Mini-batch and label-noise SGD on the scalar data set, exactly, on the 2-D map.
 
-A batch B_t of the data set (:mod:`lin2net.sgd_data`) gives the gradients g_t·b
+A batch B_t of the data set (:mod:`lin2net.dynamics.sgd.data`) gives the gradients g_t·b
 for a and g_t·a for b, with g_t = s_t (a·b) − c_t, s_t = mean_{B_t} x², c_t =
 mean_{B_t} x (y + ξ). With m = a·b, ε = m − Φ, λ = ‖a‖² + ‖b‖² one step is
 
     ε' = ε − η g λ + η² g² m,   λ' = (1 + η² g²) λ − 4 η g m,   Q_i' = (1 − η² g²) Q_i,
 
 and g = s_t ε − r_t with r_t = mean_{B_t} x ν + mean_{B_t} x ξ: O(1) per step
-after the batch sums, whatever d. Like GD (see :class:`lin2net.integrator.ReducedState`)
+after the batch sums, whatever d. Like GD (see :class:`lin2net.dynamics.gd.reference.ReducedState`)
 the step multiplies a + b by 1 − u and a − b by 1 + u, now with u = ηg, so the
 state is carried as GD's (ε, S, P), S = ‖a + b‖², P = ‖a − b‖², with GD's
 increment updates and re-derivation (:class:`SGDReducedState`), and the Q factors
-|1 − u²| enter log Q as GD's do (:func:`lin2net.integrator.log_q_term`, summed
+|1 − u²| enter log Q as GD's do (:func:`lin2net.dynamics.gd.reference.log_q_term`, summed
 with Neumaier's compensation). With s_t = 1 and r_t = 0 (x = ones, or a full
 batch of interpolating data, no label noise) a step is GD's arithmetic, bit for bit.
 
-Sampling (random numbers from :mod:`lin2net.counter_rng`, keyed by trajectory
+Sampling (random numbers from :mod:`lin2net.kernels.counter_rng`, keyed by trajectory
 and step):
 
 * ``without_replacement``: the batch of step t is the first ``batch_size``
@@ -34,7 +34,7 @@ step 2i give √(−2 ln u₁) cos(2πu₂) for step 2i and √(−2 ln u₁) si
 step 2i + 1, two independent standard normals (draws 0 and 1 of odd steps are
 unused), so every step's normal is still a function of (trajectory, step) alone.
 
-Stopping is GD's (see :mod:`lin2net.integrator`) on the full-batch residual ε:
+Stopping is GD's (see :mod:`lin2net.dynamics.gd.reference`) on the full-batch residual ε:
 converged once ½ε² <= loss_tol (the excess full-batch loss), diverged, or
 max_steps; but only where the minimum is a fixed point of every step (no label
 noise, and interpolating data or the full batch): a noisy trajectory that
@@ -45,7 +45,7 @@ diverges), see :func:`stopping_tolerance`. Window averages cover the states t wi
 :func:`integrate_sgd` is the NumPy reference; the reduced state steps (ε, S, P),
 the full state steps the vectors (a, b) on the same batches (computing g from
 the vectors and the batch's (x_i, y_i) directly) as a cross-check.
-:mod:`lin2net.sgd_compiled` is the fast twin of the reduced path.
+:mod:`lin2net.dynamics.sgd.kernel` is the fast twin of the reduced path.
 """
 
 from __future__ import annotations
@@ -56,8 +56,19 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from lin2net.closed_forms import FloatArray, imbalance, reduced_coordinates
-from lin2net.counter_rng import (
+from lin2net.dynamics.gd.reference import (
+    IntArray,
+    SplitState,
+    Status,
+    StopRule,
+    TrajectoryResults,
+    compensated_add,
+    compensated_value,
+    log_q_term,
+    rederive,
+)
+from lin2net.dynamics.sgd.data import DataSet
+from lin2net.kernels.counter_rng import (
     NOISE_DRAWS,
     UIntArray,
     below,
@@ -69,18 +80,7 @@ from lin2net.counter_rng import (
     turn_parts,
     word,
 )
-from lin2net.integrator import (
-    IntArray,
-    SplitState,
-    Status,
-    StopRule,
-    TrajectoryResults,
-    compensated_add,
-    compensated_value,
-    log_q_term,
-    rederive,
-)
-from lin2net.sgd_data import DataSet
+from lin2net.theory.closed_forms import FloatArray, imbalance, reduced_coordinates
 
 SAMPLINGS = ("without_replacement", "with_replacement")
 WINDOW_COLUMNS = ("q_ratio_window", "log_q_ratio_window", "sharpness_window", "loss_window", "lambda_window")
@@ -187,7 +187,7 @@ _ONE_BITS = np.int64(0x3FF0000000000000)
 
 def split_unit(u: FloatArray) -> tuple[FloatArray, FloatArray]:
     """u = m · 2^k with m in [√2/2, √2), for normal u > 0 (fdlibm's reduction; as
-    lin2net.compiled._split)."""
+    lin2net.dynamics.gd.kernel._split)."""
     bits = u.view(np.int64)
     mantissa = bits & _MANTISSA
     i = (mantissa + np.int64(0x00095F6400000000)) & np.int64(0x0010000000000000)
@@ -290,7 +290,7 @@ class SGDState(Protocol):
 
 class SGDReducedState(SplitState):
     """(ε, S, P) stepped with the exact map of the module doc: GD's state and updates
-    (:class:`lin2net.integrator.ReducedState`) with u = ηg in place of ηε.
+    (:class:`lin2net.dynamics.gd.reference.ReducedState`) with u = ηg in place of ηε.
 
     With u = ηg and m = ε + Φ one step is
 
@@ -300,7 +300,7 @@ class SGDReducedState(SplitState):
     (= ε − ηgλ + η²g²m with g = sε − r), then the largest in magnitude of S, P
     and 4|ε| is re-derived from the other two by S − P = 4(ε + Φ). With s = 1 and
     r = 0 these are ReducedState.step's operations, bit for bit. The state, its
-    start from ``s0``/``p0`` and the rest are :class:`lin2net.integrator.SplitState`'s.
+    start from ``s0``/``p0`` and the rest are :class:`lin2net.dynamics.gd.reference.SplitState`'s.
     """
 
     def gradient_factor(self, batch: Batch, phi: FloatArray) -> FloatArray:

@@ -17,12 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pyarrow as pa
 
-from lin2net import theory
-from lin2net.closed_forms import gradient_flow_sharpness, sharpness, sum_and_difference_norms
-from lin2net.config import SweepConfig
-from lin2net.grid import Cell
-from lin2net.initialization import InitialConditions, initial_blocks, shard_initial_conditions
-from lin2net.integrator import (
+from lin2net.dynamics.gd.reference import (
     FullState,
     ReducedState,
     Status,
@@ -31,7 +26,12 @@ from lin2net.integrator import (
     concatenate,
     integrate,
 )
-from lin2net.shard_file import row_groups
+from lin2net.dynamics.initialization import InitialConditions, initial_blocks, shard_initial_conditions
+from lin2net.store.shard_file import row_groups
+from lin2net.sweep.config import SweepConfig
+from lin2net.sweep.grid import Cell
+from lin2net.theory import theorems
+from lin2net.theory.closed_forms import gradient_flow_sharpness, sharpness, sum_and_difference_norms
 
 TRAJECTORY_SCHEMA = pa.schema(
     [
@@ -66,7 +66,7 @@ TRAJECTORY_SCHEMA = pa.schema(
     ]
 )
 # SGD cells (algorithm: sgd) add these columns after GD's (GD tables are unchanged).
-# (lin2net.sgd.WINDOW_COLUMNS; not imported here, as lin2net.sgd imports numba).
+# (lin2net.dynamics.sgd.reference.WINDOW_COLUMNS; not imported here, as lin2net.dynamics.sgd.reference imports numba).
 SGD_RESULT_COLUMNS = (
     "loss_T",
     "q_ratio_window",
@@ -80,7 +80,7 @@ for _name in ("label_noise", *SGD_RESULT_COLUMNS):
     SGD_TRAJECTORY_SCHEMA = SGD_TRAJECTORY_SCHEMA.append(pa.field(_name, pa.float64()))
 _Columns = TypeVar("_Columns", InitialConditions, TrajectoryResults)
 STATUS_LABELS = pa.array([status.label for status in Status], type=pa.string())
-REGIME_LABELS = pa.array(list(theory.REGIMES), type=pa.string())
+REGIME_LABELS = pa.array(list(theorems.REGIMES), type=pa.string())
 
 
 def stop_rule(config: SweepConfig) -> StopRule:
@@ -102,13 +102,13 @@ def simulate_cells(
     integrators ignore them. Results do not depend on ``threads``.
     """
     if config.algorithm == "sgd":
-        from lin2net.sgd_cell import simulate_sgd_cells  # imports numba: only when used
+        from lin2net.dynamics.sgd.cell import simulate_sgd_cells  # imports numba: only when used
 
         return simulate_sgd_cells(config, cells, threads)
     rule = stop_rule(config)
     n = config.trajectories
     if config.integrator == "compiled":
-        from lin2net.compiled import integrate_compiled  # imports numba: only when used
+        from lin2net.dynamics.gd.kernel import integrate_compiled  # imports numba: only when used
 
         initial = shard_initial_conditions(config, cells)
         eta, phi = per_trajectory(cells, n, "eta"), per_trajectory(cells, n, "phi")
@@ -145,7 +145,7 @@ def simulate_cell(
 def shard_tables(
     cells: Sequence[Cell], trajectories: int, initial: InitialConditions, results: TrajectoryResults
 ) -> Iterator[pa.Table]:
-    """The cells' table in the row ranges of :func:`lin2net.shard_file.row_groups`
+    """The cells' table in the row ranges of :func:`lin2net.store.shard_file.row_groups`
     (whole cells per range): only one range's derived columns are in memory."""
     ids = pa.array([cell.cell_id for cell in cells], type=pa.string())
     for start, stop in row_groups(len(cells), trajectories):
@@ -186,8 +186,8 @@ def _table(
     )[which]
     inits = pa.array(sorted({cell.init for cell in cells}), type=pa.string())
     init_index = {label: i for i, label in enumerate(inits.to_pylist())}
-    linear = theory.thm1_regime(eta, initial.eps0, initial.lam0, phi)
-    slow = theory.slow_regime(eta, initial.eps0, initial.lam0, phi)
+    linear = theorems.thm1_regime(eta, initial.eps0, initial.lam0, phi)
+    slow = theorems.slow_regime(eta, initial.eps0, initial.lam0, phi)
     columns = {
         "cell_id": _dictionary(which.astype(np.int32), ids, pa.int32()),
         "trajectory": rows - which * trajectories,
@@ -214,8 +214,8 @@ def _table(
         "eos_steps": results.eos_steps,
         "max_abs_eps": results.max_abs_eps,
         "thm1_regime": linear,
-        "thm1_lower": theory.thm1_lower(eta, initial.eps0, phi),
-        "thm1_upper": theory.thm1_upper(eta, results.sum_eps2),
+        "thm1_lower": theorems.thm1_lower(eta, initial.eps0, phi),
+        "thm1_upper": theorems.thm1_upper(eta, results.sum_eps2),
         "regime": _dictionary(np.where(linear, 0, np.where(slow, 1, 2)).astype(np.int8), REGIME_LABELS, pa.int8()),
     }
     if sgd:

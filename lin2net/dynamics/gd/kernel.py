@@ -1,4 +1,4 @@
-"""Compiled (numba) twin of :func:`lin2net.integrator.integrate` on the reduced map.
+"""Compiled (numba) twin of :func:`lin2net.dynamics.gd.reference.integrate` on the reduced map.
 
 Same map on (ε, S, P), same stopping rule, same diagnostics as the NumPy
 reference driver (read that module first; this one only explains how it is
@@ -49,8 +49,8 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 from numpy.typing import NDArray
 
-from lin2net.closed_forms import FloatArray, split_scale
-from lin2net.integrator import Status, StopRule, TrajectoryResults, parameter_rows
+from lin2net.dynamics.gd.reference import Status, StopRule, TrajectoryResults, parameter_rows
+from lin2net.theory.closed_forms import FloatArray, split_scale
 
 
 def vector_width() -> int:

@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from lin2net.grid import Cell
+from lin2net.sweep.grid import Cell
 
 SHARD_ROWS = 1 << 18  # target trajectories per shard of the compiled kernel (~60 MB of table)
 NUMPY_SHARD_ROWS = 1 << 13  # for the NumPy integrators: several shards per pool process
