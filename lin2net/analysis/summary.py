@@ -13,26 +13,38 @@ Statistics, per group of trajectories:
 * SGD sweeps only: ``loss_T_median``, ``q_ratio_window_median``,
   ``loss_window_median``, medians over every trajectory (NaN excluded).
 
-The shard files are read once, verified (:func:`lin2net.store.outdir.read_trajectories`),
-and the group-by runs in DuckDB over the Arrow table in memory: one query,
-no Python per cell. Quantiles follow NumPy exactly (``np.quantile``'s
-``linear`` method, and ``inverted_cdf`` for the censored step counts), so the
-numbers equal :func:`cell_statistic`, the NumPy reference, bit for bit.
+One DuckDB query reads the verified shard files of an opened output
+(:func:`lin2net.store.opened.open_output`) directly, with DuckDB's own
+aggregates: ``quantile_disc`` for the censored step counts (the observed
+count at rank ⌈n·q⌉, NumPy's ``inverted_cdf``: a censored quantile stays
+``inf``), ``quantile_cont`` (NumPy's ``linear`` method) for the others,
+``favg``, ``min``, ``max``. The numbers agree with :func:`cell_statistic`, the
+NumPy reference, to a few units in the last place: the interpolation of a
+``quantile_cont`` between two neighbours and the order of a mean's sum may
+round differently (step-count quantiles, fractions, min and max are equal).
+
+:class:`_Query` builds the query; it takes a ``WHERE`` clause (``where``)
+and named value expressions (``expressions``) besides the table's columns.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 
 from lin2net.errors import ConfigError
-from lin2net.store.outdir import read_config, read_trajectories
+from lin2net.store.opened import OpenedOutput, open_output
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 AXES = ("eta", "lambda0", "phi", "d", "eta_lambda0", "init", "batch_size", "label_noise")
 SGD_AXES = ("batch_size", "label_noise")  # only in SGD sweeps' tables
@@ -40,42 +52,65 @@ VALUE_COLUMNS = ("status", "steps", "q_ratio", "sharpness_T", "lambda_gf")
 STATS = ("median", "mean", "min", "max", "q25", "q75", "frac_converged", "frac_diverged", "frac_max_steps")
 FRACTION_STATS = {"frac_converged": "converged", "frac_diverged": "diverged", "frac_max_steps": "max_steps"}
 QUANTILES = {"q25": 0.25, "median": 0.5, "q75": 0.75}
+_NAN = "'nan'::DOUBLE"
+_QUANTILE_LIST = "[0.25, 0.5, 0.75]"  # one sort per value and group serves all three
+_QUANTILE_INDEX = {"q25": 1, "median": 2, "q75": 3}
+_NEVER = "9223372036854775807"  # the step count of a trajectory that never converged (T = ∞), as a BIGINT
 
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _linear_quantile(values: str, q: float) -> str:
-    """SQL for np.quantile(x, q) (method 'linear') of the sorted DuckDB list
-    ``values``; NaN for an empty list. NumPy's lerp: a + (b − a)·t below
-    t = 0.5, b − (b − a)·(1 − t) from there on."""
-    h = f"((len({values}) - 1) * {q!r})"
-    lo = f"floor({h})"
-    t = f"({h} - {lo})"
-    a = f"{values}[{lo}::BIGINT + 1]"
-    b = f"{values}[least({lo}::BIGINT + 2, len({values}))]"
-    return (
-        f"CASE WHEN len({values}) = 0 THEN 'nan'::DOUBLE "
-        f"WHEN {t} >= 0.5 THEN {b} - ({b} - {a}) * (1 - {t}) "
-        f"ELSE {a} + ({b} - {a}) * {t} END"
-    )
+@dataclass
+class Rows:
+    """A query's result without pandas: ``columns`` and ``rows`` (tuples of
+    Python values). :meth:`to_csv` writes what ``DataFrame.to_csv(index=False)``
+    writes; :meth:`df` makes the DataFrame."""
 
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
 
-def _inverted_cdf(values: str, q: float) -> str:
-    """SQL for np.quantile(x, q, method='inverted_cdf') of a sorted list: the
-    element at ceil(n·q) − 1 (clipped at 0); NaN for an empty list."""
-    index = f"greatest(ceil(len({values}) * {q!r})::BIGINT, 1)"
-    return f"CASE WHEN len({values}) = 0 THEN 'nan'::DOUBLE ELSE {values}[{index}] END"
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def to_csv(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.columns)
+        for row in self.rows:
+            writer.writerow(["" if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in row])
+        return buffer.getvalue()
+
+    def df(self) -> pd.DataFrame:
+        import pandas as pd
+
+        frame = pd.DataFrame.from_records(self.rows, columns=self.columns)
+        for name in frame.columns:
+            if frame[name].dtype == object and all(isinstance(v, float) for v in frame[name]):
+                frame[name] = frame[name].astype(np.float64)  # an all-None column of a float result
+        if "trajectories" in frame:
+            frame["trajectories"] = frame["trajectories"].astype(np.int64)
+        return frame
 
 
 class _Query:
-    """A two-level DuckDB query: per group, counts and each sorted list once
-    (inner level), then the statistics read off the lists (outer level)."""
+    """A two-level DuckDB query: per group, each aggregate once (inner level),
+    then the statistics read off them (outer level).
+
+    ``where``: conditions on trajectories (ANDed) that select the rows every
+    statistic sees; ``expressions``: value name -> SQL over the trajectory
+    columns, for values that are not a column (a value not named here is the
+    column of that name)."""
 
     def __init__(self) -> None:
         self.inner: dict[str, str] = {}
         self.outer: dict[str, str] = {}
+        self.where: list[str] = []
+        self.expressions: dict[str, str] = {}
+
+    def value_sql(self, value: str) -> str:
+        return f"({self.expressions[value]})::DOUBLE" if value in self.expressions else f"{_quote(value)}::DOUBLE"
 
     def aggregate(self, sql: str) -> str:
         """Name of the inner-level column computing ``sql`` (added once)."""
@@ -86,53 +121,58 @@ class _Query:
         self.inner[name] = sql
         return name
 
-    def converged_sorted(self, value: str) -> str:
-        column = _quote(value)
-        return self.aggregate(
-            f"list_sort(coalesce(list({column}::DOUBLE) FILTER "
-            f"(WHERE status = 'converged' AND NOT isnan({column}::DOUBLE)), []))"
-        )
+    def converged(self, value: str) -> str:
+        """The FILTER of the converged trajectories where ``value`` is a number."""
+        return f"FILTER (WHERE status = 'converged' AND NOT isnan({self.value_sql(value)}))"
 
     def statistic(self, value: str, stat: str) -> str:
-        """Outer-level SQL equal to :func:`cell_statistic` of one group."""
+        """Outer-level SQL of :func:`cell_statistic` of one group."""
         if stat in FRACTION_STATS:
             return self.aggregate(f"avg(CASE WHEN status = '{FRACTION_STATS[stat]}' THEN 1.0 ELSE 0.0 END)")
         if value == "steps" and stat in QUANTILES:
+            # Integers sort faster than doubles: T = ∞ is the largest BIGINT until the outer level.
             censored = self.aggregate(
-                "list_sort(list(CASE WHEN status = 'converged' THEN steps::DOUBLE ELSE 'inf'::DOUBLE END))"
+                f"quantile_disc(CASE WHEN status = 'converged' THEN steps::BIGINT ELSE {_NEVER} END, {_QUANTILE_LIST})"
             )
-            return _inverted_cdf(censored, QUANTILES[stat])
-        values = self.converged_sorted(value)
+            element = f"{censored}[{_QUANTILE_INDEX[stat]}]"
+            return f"CASE WHEN {element} = {_NEVER} THEN 'inf'::DOUBLE ELSE {element}::DOUBLE END"
+        column, converged = self.value_sql(value), self.converged(value)
         if stat in QUANTILES:
-            return _linear_quantile(values, QUANTILES[stat])
-        if stat == "mean":
-            return f"CASE WHEN len({values}) = 0 THEN 'nan'::DOUBLE ELSE list_avg({values}) END"
-        if stat == "min":
-            return f"CASE WHEN len({values}) = 0 THEN 'nan'::DOUBLE ELSE {values}[1] END"
-        if stat == "max":
-            return f"CASE WHEN len({values}) = 0 THEN 'nan'::DOUBLE ELSE {values}[len({values})] END"
-        raise ConfigError("--stat", f"unknown statistic {stat!r}; choose from {', '.join(STATS)}")
+            quantiles = self.aggregate(f"quantile_cont({column}, {_QUANTILE_LIST}) {converged}")
+            return f"coalesce({quantiles}[{_QUANTILE_INDEX[stat]}], {_NAN})"
+        function = {"mean": "favg", "min": "min", "max": "max"}.get(stat)
+        if function is None:
+            raise ConfigError("--stat", f"unknown statistic {stat!r}; choose from {', '.join(STATS)}")
+        return f"coalesce({self.aggregate(f'{function}({column}) {converged}')}, {_NAN})"
 
-    def run(self, table: pa.Table, keys: Sequence[str]) -> pd.DataFrame:
-        import duckdb
+    def median_of_all(self, value: str) -> str:
+        """The median over every trajectory where ``value`` is a number (NaN if none)."""
+        column = self.value_sql(value)
+        return f"coalesce({self.aggregate(f'quantile_cont({column}, 0.5) FILTER (WHERE NOT isnan({column}))')}, {_NAN})"
 
+    def sql(self, source: str, keys: Sequence[str], order: Sequence[str] = ()) -> str:
         quoted = [_quote(k) for k in keys]
         inner = ", ".join([*quoted, *(f"{sql} AS {name}" for name, sql in self.inner.items())])
         outer = ", ".join([*quoted, *(f"{sql} AS {_quote(name)}" for name, sql in self.outer.items())])
+        where = f" WHERE {' AND '.join(f'({w})' for w in self.where)}" if self.where else ""
         group = f" GROUP BY {', '.join(quoted)}" if keys else ""
-        sql = f"WITH g AS (SELECT {inner} FROM trajectories{group}) SELECT {outer} FROM g"
+        order_by = f" ORDER BY {', '.join(_quote(k) for k in order)}" if order else ""
+        return f"WITH g AS (SELECT {inner} FROM {source}{where}{group}) SELECT {outer} FROM g{order_by}"
+
+    def rows(self, source: str, keys: Sequence[str], order: Sequence[str] = (), table: pa.Table | None = None) -> Rows:
+        """Run over ``source`` (a DuckDB table expression; ``table``: an Arrow
+        table registered as ``trajectories``)."""
+        import duckdb
+
         connection = duckdb.connect()
         try:
-            connection.register("trajectories", table)
-            frame: pd.DataFrame = connection.sql(sql).df()
+            if table is not None:
+                connection.register("trajectories", table)
+            cursor = connection.execute(self.sql(source, keys, order))
+            columns = [d[0] for d in cursor.description]
+            return Rows(columns, cursor.fetchall())
         finally:
             connection.close()
-        for key in keys:
-            if isinstance(frame[key].dtype, pd.CategoricalDtype):
-                frame[key] = frame[key].astype(str)
-        if "trajectories" in frame:
-            frame["trajectories"] = frame["trajectories"].astype(np.int64)
-        return frame
 
 
 SGD_SUMMARY_VALUES = ("loss_T", "q_ratio_window", "loss_window")
@@ -152,67 +192,83 @@ def summary_query(sgd: bool = False) -> _Query:
         query.outer[f"{value}_median"] = q50
         # inf (censored) stays inf; NaN (no data) stays NaN
         query.outer[f"{value}_iqr"] = f"CASE WHEN isinf({q75}) THEN {q75} ELSE {q75} - {q25} END"
-    gf = query.aggregate("list_sort(list(lambda_gf))")
-    has_nan = query.aggregate("count_if(isnan(lambda_gf))")
-    median = _linear_quantile(gf, 0.5)
-    query.outer["lambda_gf_median"] = f"CASE WHEN {has_nan} > 0 THEN 'nan'::DOUBLE ELSE {median} END"
+    # np.median: NaN if any is NaN. DuckDB orders NaN above every number, so max() finds one.
+    largest = query.aggregate("max(lambda_gf)")
+    median = query.aggregate("median(lambda_gf)")
+    query.outer["lambda_gf_median"] = f"CASE WHEN isnan({largest}) THEN {_NAN} ELSE {median} END"
     if sgd:
         for value in SGD_SUMMARY_VALUES:
-            column = _quote(value)
-            values = query.aggregate(
-                f"list_sort(coalesce(list({column}::DOUBLE) FILTER (WHERE NOT isnan({column}::DOUBLE)), []))"
-            )
-            query.outer[f"{value}_median"] = _linear_quantile(values, 0.5)
+            query.outer[f"{value}_median"] = query.median_of_all(value)
     return query
 
 
-def summarize(out: Path, by: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per cell, or per combination of the ``by`` axes, sorted by axes."""
+def _summary_keys(opened: OpenedOutput, by: Sequence[str] | None) -> tuple[list[str], list[str], bool]:
+    """(group keys, sort keys, sgd) of a summary, ``by`` checked."""
     if by:
         unknown = [axis for axis in by if axis not in AXES]
         if unknown:
             raise ConfigError("--by", f"unknown axis {unknown[0]!r}; choose from {', '.join(AXES)}")
-    sgd = read_config(Path(out)).algorithm == "sgd"
+    sgd = opened.algorithm == "sgd"
     present = [axis for axis in AXES if sgd or axis not in SGD_AXES]
     if by:
         absent = [axis for axis in by if axis not in present]
         if absent:
             raise ConfigError("--by", f"{absent[0]} is an axis of SGD sweeps only; this is a GD sweep")
     keys = list(dict.fromkeys(by)) if by else ["cell_id", *present]
-    values = [*VALUE_COLUMNS, *(SGD_SUMMARY_VALUES if sgd else ())]
-    table = read_trajectories(Path(out), list(dict.fromkeys([*keys, *values])))
-    frame = summary_query(sgd).run(table, keys)
-    if frame.empty:
-        return frame
-    sort = [a for a in (by or present) if a in frame.columns]
-    return frame.sort_values(sort, kind="stable").reset_index(drop=True)
+    return keys, list(dict.fromkeys(by)) if by else present, sgd
 
 
-def grouped_statistics(out: Path, keys: Sequence[str], values: Sequence[str], stat: str) -> pd.DataFrame:
+def summary_rows(out: Path | OpenedOutput, by: Sequence[str] | None = None, *, verify: bool = False) -> Rows:
+    """:func:`summarize` as :class:`Rows` (no pandas: what ``--format csv`` prints)."""
+    opened = open_output(out, verify=verify)
+    keys, order, sgd = _summary_keys(opened, by)
+    if not opened.shards:
+        return Rows([*keys, *summary_query(sgd).outer], [])
+    return summary_query(sgd).rows(opened.sql_source(), keys, order)
+
+
+def summarize(out: Path | OpenedOutput, by: Sequence[str] | None = None, *, verify: bool = False) -> pd.DataFrame:
+    """One row per cell, or per combination of the ``by`` axes, sorted by axes."""
+    return summary_rows(out, by, verify=verify).df()
+
+
+def grouped_statistics(
+    out: Path | OpenedOutput, keys: Sequence[str], values: Sequence[str], stat: str, *, verify: bool = False
+) -> pd.DataFrame:
     """One row per combination of ``keys`` (trajectory columns): the keys,
     ``trajectories``, ``frac_converged`` and, per value, ``stat`` of it
-    (:func:`cell_statistic`'s semantics), in a column named as the value."""
+    (:func:`cell_statistic`'s semantics), in a column named as the value;
+    sorted by the keys."""
+    query = _statistics_query(values, stat)
+    opened = open_output(out, verify=verify)
+    keys = list(dict.fromkeys(keys))
+    if not opened.shards:
+        return Rows([*keys, *query.outer], []).df()
+    return query.rows(opened.sql_source(), keys, keys).df()
+
+
+def _statistics_query(values: Sequence[str], stat: str) -> _Query:
     if stat not in STATS:
         raise ConfigError("--stat", f"unknown statistic {stat!r}; choose from {', '.join(STATS)}")
-    keys = list(dict.fromkeys(keys))
-    columns = list(dict.fromkeys([*keys, "status", *(v for v in values if v != "status")]))
-    return statistics_table(read_trajectories(Path(out), columns), keys, values, stat)
-
-
-def statistics_table(table: pa.Table, keys: Sequence[str], values: Sequence[str], stat: str) -> pd.DataFrame:
-    """:func:`grouped_statistics` of a table in memory."""
     query = _Query()
     query.outer["trajectories"] = query.aggregate("count(*)")
     query.outer["frac_converged"] = query.statistic("status", "frac_converged")
     for value in values:
         query.outer[value] = query.statistic(value, stat)
-    frame = query.run(table, keys)
-    return frame.sort_values(list(keys), kind="stable").reset_index(drop=True) if keys else frame
+    return query
+
+
+def statistics_table(table: pa.Table, keys: Sequence[str], values: Sequence[str], stat: str) -> pd.DataFrame:
+    """:func:`grouped_statistics` of a table in memory."""
+    keys = list(dict.fromkeys(keys))
+    return _statistics_query(values, stat).rows("trajectories", keys, keys, table=table).df()
 
 
 def statistics(table: pa.Table) -> dict[str, float | int]:
     """The statistics of the module doc for one group, in NumPy: the reference
     the DuckDB query is tested against."""
+    import pyarrow as pa
+
     status = np.asarray(table.column("status").cast(pa.string()).to_numpy(zero_copy_only=False))
     stats: dict[str, float | int] = {"trajectories": len(status)}
     for name in FRACTION_STATS:

@@ -8,6 +8,7 @@ Layout::
       config.yaml         resolved config (defaults filled in, axes expanded)
       provenance.json     lin2net, numba, numpy, pyarrow, Python versions, git commit; start time
       manifest.json       progress: cells done, failed (with errors), runs so far
+      .verified.json      shard files already verified in full, by size, mtime, inode, footer hash
       shards/part-<shard_id>.parquet   finished shards (see lin2net.store.shard_file)
 
 Read a whole OUT with one glob: ``OUT/shards/*.parquet``.
@@ -43,10 +44,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
 import yaml
 
 import lin2net
@@ -65,6 +64,9 @@ from lin2net.store.shards import Shard
 from lin2net.sweep.config import SweepConfig, parse_config
 from lin2net.sweep.grid import Cell, expand_grid
 
+if TYPE_CHECKING:  # imported where used: a read of verified files needs no pyarrow
+    import pyarrow as pa
+
 MARKER_FILE = ".lin2net"
 CONFIG_FILE = "config.yaml"
 PROVENANCE_FILE = "provenance.json"
@@ -74,7 +76,8 @@ LEGACY_CELLS_DIR = "cells"  # lin2net 0.1: one file per cell
 TEMP_PREFIX = ".tmp-lin2net-"
 TEMP_SUFFIX = ".partial"
 STOP_FILE = ".lin2net-stop"  # left by an interrupted sweep: Dask tasks still running write nothing
-OWN_FILES = (MARKER_FILE, CONFIG_FILE, PROVENANCE_FILE, MANIFEST_FILE, STOP_FILE)
+VERIFIED_FILE = ".verified.json"  # shard files already verified in full (lin2net.store.opened)
+OWN_FILES = (MARKER_FILE, CONFIG_FILE, PROVENANCE_FILE, MANIFEST_FILE, STOP_FILE, VERIFIED_FILE)
 MAX_PATH_BYTES = 4095  # PATH_MAX - 1 on Linux
 MAX_NAME_BYTES = 255  # NAME_MAX: one component of a path
 MAX_OUT_BYTES = 4000  # an output directory leaves room for the names lin2net appends
@@ -89,6 +92,8 @@ def provenance() -> dict[str, str]:
 @functools.lru_cache(maxsize=1)
 def _provenance() -> dict[str, str]:
     import numba
+    import numpy as np
+    import pyarrow as pa
 
     info = {
         "lin2net": lin2net.__version__,
@@ -407,32 +412,17 @@ def write_shard(out: Path, config: SweepConfig, shard: Shard, tables: Iterable[p
     return final
 
 
-def read_trajectories(out: Path, columns: list[str] | None = None) -> pa.Table:
-    """Every trajectory of a sweep in one table, each file verified first.
+def read_trajectories(out: Path, columns: list[str] | None = None, *, verify: bool = False) -> pa.Table:
+    """Every trajectory of a sweep in one table, each file verified first
+    (:func:`lin2net.store.opened.open_output`; ``verify``: in full, ignoring
+    OUT's record of files already verified).
 
     Raises OutputError for a directory that is not a lin2net output (or holds
-    no finished cells), and CorruptShard (one line naming the file) for a
-    shard file that fails verification: a result is never used unverified."""
-    out = Path(out)
-    config = read_config(out)
-    scan = scan_shards(out, config, verify_data=False)
-    if scan.bad:
-        bad = scan.bad[0]
-        raise OutputError(f"{bad}; rerun the sweep on {out} to move it aside and recompute its cells")
-    if not scan.verified:
-        raise OutputError(f"{out} holds no finished cells yet")
-    from concurrent.futures import ThreadPoolExecutor
+    no finished cells), and for a shard file that fails verification (one
+    line naming the file): a result is never used unverified."""
+    from lin2net.store.opened import open_output
 
-    # Files are read and verified in parallel (pyarrow and NumPy release the GIL).
-    with ThreadPoolExecutor(max_workers=min(len(scan.verified), os.cpu_count() or 1)) as pool:
-        futures = [pool.submit(read_verified, footer, columns) for footer in scan.verified]
-        tables = []
-        for future in futures:
-            try:
-                tables.append(future.result())
-            except CorruptShard as bad:
-                raise OutputError(f"{bad}; rerun the sweep on {out} to move it aside and recompute its cells") from None
-    return pa.concat_tables(tables)
+    return open_output(out, verify=verify).trajectories(columns)
 
 
 def set_aside_bad_shards(scan: ShardScan) -> list[str]:
@@ -604,6 +594,7 @@ def _is_lin2net_shard(path: Path) -> bool:
         return False
     if not path.name.endswith(".parquet"):
         return False
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from lin2net.store.shard_file import SHARD_KEY

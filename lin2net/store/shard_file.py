@@ -30,14 +30,13 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from lin2net.errors import Lin2netError
-from lin2net.store.integrity import Checksums, mismatched_columns
 from lin2net.sweep.grid import Cell
+
+if TYPE_CHECKING:  # pyarrow is imported where a file is read or written: reads of verified files need none
+    import pyarrow as pa
 
 FORMAT = 2
 SHARD_KEY = b"lin2net.shard"
@@ -110,6 +109,10 @@ def write_shard_file(
     """Write a shard's table to ``path`` (no rename, no fsync: see
     :func:`lin2net.store.outdir.atomic_write`). ``tables`` are its consecutive row
     ranges of :func:`row_groups`, each written as one row group."""
+    import pyarrow.parquet as pq
+
+    from lin2net.store.integrity import Checksums
+
     checksums = Checksums()
     writer: pq.ParquetWriter | None = None
     try:
@@ -154,6 +157,9 @@ def verify_footer(path: Path, settings: str, trajectories: int, grid: Mapping[st
     """Check that ``path`` is a complete shard file of a sweep with these
     ``settings``, whose cells have ``trajectories`` rows each and belong to
     ``grid`` (cell id -> cell; ``None`` accepts any cell). Reads the footer only."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     path = Path(path)
     if path.is_symlink() or not path.is_file():
         raise CorruptShard(path, "not a regular file")
@@ -197,6 +203,11 @@ def verify_footer(path: Path, settings: str, trajectories: int, grid: Mapping[st
 
 def read_verified(footer: ShardFooter, columns: list[str] | None = None) -> pa.Table:
     """The file's table (only ``columns`` if given), page CRCs and content checksums checked."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lin2net.store.integrity import mismatched_columns
+
     try:
         table = pq.ParquetFile(footer.path, page_checksum_verification=True).read(columns=columns)
     except (OSError, pa.ArrowException, ValueError) as exc:
