@@ -20,11 +20,10 @@ from contextlib import contextmanager
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from typer._click import exceptions as click_errors
 from typer.core import TyperCommand, TyperGroup
 
@@ -33,8 +32,13 @@ from lin2net.analysis.tables import AXIS_LABELS
 from lin2net.errors import ConfigError, Lin2netError
 from lin2net.store.outdir import MANIFEST_FILE, path_problem
 from lin2net.sweep.config import load_config
-from lin2net.sweep.grid import Cell
-from lin2net.sweep.runner import SweepPlan, completeness, plan_sweep, run_sweep
+
+if TYPE_CHECKING:  # each command imports what it uses: `lin2net --help` and `summarize` load no numba or pandas
+    from rich.progress import Progress
+
+    from lin2net.store.opened import OpenedOutput
+    from lin2net.sweep.grid import Cell
+    from lin2net.sweep.runner import SweepPlan
 
 stdout = Console()
 stderr = Console(stderr=True)
@@ -216,6 +220,8 @@ def sweep(
 
     Example: lin2net sweep configs/smoke.yaml -o runs/smoke --set max_steps=5000 --workers 2
     """
+    from lin2net.sweep.runner import plan_sweep, run_sweep
+
     with user_errors():
         check_path("CONFIG", config_path)
         if out is not None:
@@ -353,6 +359,15 @@ def _cell_progress(enabled: bool) -> Iterator[_Progress]:
     if not enabled:
         yield _Progress(None)
         return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     progress = Progress(
         TextColumn("cells"),
         BarColumn(),
@@ -405,6 +420,9 @@ OUTPUT_HELP = "Write to FILE (.csv, .md, .parquet) instead of the terminal."
 FORMAT_HELP = "Output format [default: from the -o suffix, else table]."
 
 
+VERIFY_HELP = "Verify every shard file in full (page CRCs, content checksums), even those OUT records as verified."
+
+
 @command
 def summarize(
     out: Annotated[Path, typer.Argument(metavar="OUT", help=OUT_HELP)],
@@ -416,13 +434,15 @@ def summarize(
     ] = None,
     fmt: Annotated[ExportFormat | None, typer.Option("--format", "-f", help=FORMAT_HELP)] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help=OUTPUT_HELP)] = None,
+    verify: Annotated[bool, typer.Option("--verify", help=VERIFY_HELP)] = False,
 ) -> None:
     """Per-cell statistics of a sweep: fractions converged, medians and IQRs.
 
     Example: lin2net summarize runs/smoke --by eta --format csv -o eta.csv
     """
-    from lin2net.analysis.tables import choose_format, export, print_table, terminal_table
-    from lin2net.store.outdir import read_resolved_config
+    from lin2net.analysis.summary import summary_rows
+    from lin2net.analysis.tables import choose_format, export
+    from lin2net.store.opened import open_output
 
     axes = [axis.strip() for item in by or [] for axis in item.split(",") if axis.strip()]
     with user_errors():
@@ -430,17 +450,19 @@ def summarize(
         if output is not None:
             check_output_file("--output", output)
         chosen = choose_format(fmt.value if fmt else None, output)
-        from lin2net.analysis.summary import summarize as summarize_sweep
-
-        frame = summarize_sweep(out, by=axes or None)
-        grid = read_resolved_config(out).get("grid", {})
-    if frame.empty:
+        opened = open_output(out, verify=verify)
+        rows = summary_rows(opened, by=axes or None)
+        grid = opened.resolved.get("grid", {})
+    if not len(rows):
         raise fail(f"{out} holds no finished cells yet", 2)
-    _note_missing_cells(out, "summary")
+    _note_missing_cells(opened, "summary")
     if chosen != "table":
         with user_errors():
-            export(frame, chosen, output)
+            export(rows, chosen, output)
         return
+    from lin2net.analysis.tables import print_table, terminal_table
+
+    frame = rows.df()
     # Without --by: the sweep's axes (those with one value go to the caption). With --by:
     # the grouping axes, always, and the pooled axes that take one value in the caption.
     shown_axes = axes or [a for a in AXIS_COLUMNS if a in grid or a == "init"]
@@ -473,17 +495,17 @@ def _axis_value(values: Any) -> str:
     return format_value(value)
 
 
-def _note_missing_cells(out: Path, what: str) -> None:
-    """One line on stderr when OUT's grid has cells without a file."""
-    try:
-        state = completeness(out)
-    except Lin2netError:
-        return  # no readable resolved config: nothing to compare with
-    if state.missing:
-        failed = f", {len(state.failed)} of them failed (see {out / MANIFEST_FILE})" if state.failed else ""
+def _note_missing_cells(opened: OpenedOutput, what: str) -> None:
+    """One line on stderr when OUT's grid has cells without a verified file."""
+    if opened.complete:
+        return
+    missing, failed_ids, out = opened.missing, opened.failed, opened.path
+    if missing:
+        expected = len(opened.cells)
+        failed = f", {len(failed_ids)} of them failed (see {out / MANIFEST_FILE})" if failed_ids else ""
         stderr.print(
-            f"note: {len(state.missing)} of {len(state.expected)} cells are missing from {out}{failed}; "
-            f"the {what} covers the {len(state.expected) - len(state.missing)} finished",
+            f"note: {len(missing)} of {expected} cells are missing from {out}{failed}; "
+            f"the {what} covers the {expected - len(missing)} finished",
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -517,6 +539,7 @@ def check(
         Path | None,
         typer.Option("--output", "-o", metavar="FILE", help="Write the per-cell table to FILE (.csv, .md, .parquet)."),
     ] = None,
+    verify: Annotated[bool, typer.Option("--verify", help=VERIFY_HELP)] = False,
 ) -> None:
     """Check Theorem 1's bounds on Q(T)/Q(0) for every converged in-regime trajectory.
 
@@ -528,14 +551,16 @@ def check(
     """
     from lin2net.analysis.check import check_sweep
     from lin2net.analysis.tables import choose_format, export, print_table, terminal_table
+    from lin2net.store.opened import open_output
 
     with user_errors():
         check_path("OUT", out)
         if output is not None:
             check_output_file("--output", output)
         chosen = choose_format(fmt.value if fmt else None, output)
-        report = check_sweep(out)
-    _note_missing_cells(out, "check")
+        opened = open_output(out, verify=verify)
+        report = check_sweep(opened)
+    _note_missing_cells(opened, "check")
     sentences = [*report.sentences(), *report.theorem2_sentences()]
     if chosen != "table":
         with user_errors():
@@ -634,6 +659,7 @@ def plot(
         ),
     ] = None,
     stat: Annotated[PlotStat, typer.Option("--stat", help="Statistic per grid point.")] = PlotStat.median,
+    verify: Annotated[bool, typer.Option("--verify", help=VERIFY_HELP)] = False,
 ) -> None:
     """Heatmaps of a sweep over two axes, one panel per value of the other swept axes (the paper's Figure 3).
 
@@ -645,20 +671,22 @@ def plot(
     Example: lin2net plot runs/figure3 --value one_minus_q_ratio
     """
     from lin2net.analysis.plotting import plot_sweep
+    from lin2net.store.opened import open_output
 
     with user_errors():
         check_path("OUT", out)
         if output is not None:
             check_output_file("--output", output)
+        opened = open_output(out, verify=verify)
         path = plot_sweep(
-            out,
+            opened,
             output,
             x=x.value if x else None,
             y=y.value if y else None,
             value=value,
             stat=stat.value,
         )
-    _note_missing_cells(out, "figure")
+    _note_missing_cells(opened, "figure")
     stderr.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
 
 
@@ -804,13 +832,11 @@ def _sweep_trajectory(
     ``cell_id`` in the sweep in ``out``."""
     from lin2net.analysis.trace import TRACE_MAX_STEPS, start_from_vectors, sweep_initialization
     from lin2net.dynamics.gd.cell import stop_rule
-    from lin2net.store.outdir import read_resolved_config
-    from lin2net.sweep.config import parse_config
-    from lin2net.sweep.grid import expand_grid
+    from lin2net.store.opened import open_output
 
-    config = parse_config(read_resolved_config(out))
-    cells = {cell.cell_id: cell for cell in expand_grid(config)}
-    cell = cells.get(cell_id.strip())
+    opened = open_output(out)  # the config only: a trace recomputes the trajectory, it reads no shard
+    config = opened.config
+    cell = opened.grid.get(cell_id.strip())
     if cell is None:
         shown = printable(_clip(cell_id, 40))
         problem = f"no cell {shown!r} in the grid of {out}; list the ids with: lin2net summarize {out} --format csv"

@@ -1,7 +1,8 @@
-"""summarize and grouped statistics run in DuckDB; they equal the NumPy
-reference (the pre-DuckDB code path, kept as summary.statistics and
-summary.cell_statistic) bit for bit, on sweeps with every status and on
-hand-made groups with NaN, ties, censoring and empty sets."""
+"""summarize and grouped statistics run in DuckDB with its own quantiles; they
+equal the NumPy reference (summary.statistics and summary.cell_statistic)
+within a few units in the last place — step-count quantiles, fractions,
+counts, min and max exactly — on sweeps with every status and on hand-made
+groups with NaN, ties, censoring and empty sets."""
 
 from __future__ import annotations
 
@@ -35,11 +36,35 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+ULPS = 4  # quantile_cont interpolates as a + (b − a)·t; NumPy switches to b − (b − a)·(1 − t) above t = 1/2
+
+
 def _same(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or a == b
 
 
-def test_summarize_equals_the_numpy_reference_bit_for_bit(mixed: Path) -> None:
+def _close(a: float, b: float, scale: float = 0.0) -> bool:
+    """Equal, or within ULPS units in the last place of the larger of |a|, |b|
+    and ``scale`` (an IQR is a difference of quantiles of size ``scale``)."""
+    if _same(a, b):
+        return True
+    size = max(abs(a), abs(b), scale)
+    return math.isfinite(size) and abs(a - b) <= ULPS * np.spacing(size)
+
+
+def _matches(row: pd.Series, name: str, expected: float) -> bool:
+    """A summary column against the reference: counts, fractions and step-count
+    quantiles exactly, the others within a few ulps."""
+    got = float(row[name])
+    if name.startswith(("steps_", "frac_", "trajectories")):
+        return _same(got, float(expected))
+    if name.endswith("_iqr"):  # q75 − q25: each within ulps of |q| <= |median| + |iqr|
+        median = float(row[name.replace("_iqr", "_median")])
+        return _close(got, float(expected), abs(median) + abs(got))
+    return _close(got, float(expected))
+
+
+def test_summarize_equals_the_numpy_reference_within_ulps(mixed: Path) -> None:
     from lin2net.analysis.check import cell_tables
     from lin2net.store.outdir import read_trajectories
 
@@ -52,7 +77,7 @@ def test_summarize_equals_the_numpy_reference_bit_for_bit(mixed: Path) -> None:
         expected = statistics(table)
         row = summary.loc[cell_id]
         for name, value in expected.items():
-            assert _same(float(row[name]), float(value)), (cell_id, name, row[name], value)
+            assert _matches(row, name, value), (cell_id, name, row[name], value)
         statuses |= set(table.column("status").to_pylist())
     assert statuses == {"converged", "diverged", "max_steps"}
 
@@ -69,7 +94,7 @@ def test_grouped_summaries_keep_their_columns_and_equal_the_reference(mixed: Pat
         mask = np.logical_and.reduce([frame[k] == row[k] for k in by])
         expected = statistics(pa.Table.from_pandas(frame[mask], preserve_index=False))
         for name, value in expected.items():
-            assert _same(float(row[name]), float(value)), (by, name)
+            assert _matches(row, name, value), (by, name, row[name], value)
 
 
 @pytest.mark.parametrize("stat", STATS)
@@ -88,8 +113,10 @@ def test_grouped_statistics_equal_cell_statistic(mixed: Path, stat: str) -> None
             expected = cell_statistic(group[value], group.status, value, stat)
             if stat == "mean":  # DuckDB and NumPy sum in different orders
                 assert row[value] == pytest.approx(expected, rel=1e-13, nan_ok=True)
-            else:
+            elif value == "steps" or stat in ("min", "max"):
                 assert _same(float(row[value]), expected), (stat, value)
+            else:
+                assert _close(float(row[value]), expected), (stat, value, row[value], expected)
 
 
 def test_edge_cases_of_the_quantiles_match_numpy() -> None:
@@ -123,5 +150,7 @@ def test_edge_cases_of_the_quantiles_match_numpy() -> None:
                 got = float(result.loc[name, value])
                 if stat == "mean":
                     assert got == pytest.approx(expected, rel=1e-15, nan_ok=True)
-                else:
+                elif value == "steps" or stat in ("min", "max"):
                     assert _same(got, expected), (name, value, stat, got, expected)
+                else:
+                    assert _close(got, expected), (name, value, stat, got, expected)

@@ -16,22 +16,30 @@ Bounds and regime are recomputed from the raw columns (eta, eps0,
 lambda_init, phi, sum_eps2, log_q_ratio), so sweeps written before the
 theory columns existed can be checked too, and ``q_ratio`` underflow to 0
 does not matter.
+
+:func:`check_sweep` reduces every cell at once: a verified shard holds each
+cell's ``trajectories`` rows contiguously, in the order its footer lists the
+cells, so the per-trajectory arrays reshape to (cells, trajectories) and
+every count is one NumPy reduction along the rows. :func:`check_table`, the
+same counts for one cell's table, is the reference it is tested against.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 
 from lin2net.errors import ConfigError, OutputError
-from lin2net.store.outdir import read_config, read_trajectories
+from lin2net.store.opened import OpenedOutput, open_output
 from lin2net.theory import theorems
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 CHECK_COLUMNS = [
     "cell_id",
@@ -82,7 +90,8 @@ def trajectory_margins(table: pa.Table) -> dict[str, np.ndarray]:
 
 
 def check_table(table: pa.Table) -> dict[str, Any]:
-    """One row of counts for one cell's table (see :func:`check_sweep`)."""
+    """One row of counts for one cell's table (see :func:`check_sweep`), one
+    trajectory's margins at a time through :func:`trajectory_margins`."""
     first = table.slice(0, 1).to_pylist()[0] if table.num_rows else {}
     row: dict[str, Any] = {key: first.get(key) for key in ("cell_id", "eta", "lambda0", "phi", "d")}
     margins = trajectory_margins(table)
@@ -114,6 +123,8 @@ class CheckReport:
     @property
     def overall(self) -> pd.DataFrame:
         """One row per bound: in_regime, holds, fails, cells_failing, worst_margin, worst_* (cell and axes)."""
+        import pandas as pd
+
         return pd.DataFrame([{"bound": bound, **self.totals[bound]} for bound in BOUNDS])
 
     def failing(self, bound: str) -> pd.DataFrame:
@@ -151,6 +162,8 @@ class CheckReport:
             row: dict[str, Any] = {"regime": regime, "trajectories": int(self.cells[regime].sum())}
             row.update({outcome: int(self.cells[f"{regime}_{outcome}"].sum()) for outcome in OUTCOMES})
             rows.append(row)
+        import pandas as pd
+
         return pd.DataFrame(rows)
 
     def theorem2_sentences(self) -> list[str]:
@@ -186,6 +199,8 @@ class CheckReport:
         for column in self.cells.columns:
             if column.startswith(("linear", "slow")):
                 total[column] = int(self.cells[column].sum())
+        import pandas as pd
+
         frame = pd.concat([self.cells, pd.DataFrame([total])], ignore_index=True)
         # Integer columns stay integers (d, counts): the ALL row leaves some empty, which
         # would otherwise turn them into floats (d written as 1.0).
@@ -195,23 +210,101 @@ class CheckReport:
         return frame
 
 
-def check_sweep(out: Path) -> CheckReport:
+def check_sweep(out: Path | OpenedOutput, *, verify: bool = False) -> CheckReport:
     """Check Theorem 1's bounds on every finished cell of the sweep in ``out``."""
-    if read_config(out).algorithm != "gd":
+    opened = open_output(out, verify=verify)
+    if opened.algorithm != "gd":
         raise ConfigError(
             "algorithm",
-            f"{out} is an SGD sweep; check tests the seed paper's theorems, which are about gradient descent "
-            "(summarize and plot read SGD sweeps)",
+            f"{opened.path} is an SGD sweep; check tests the seed paper's theorems, which are about gradient "
+            "descent (summarize and plot read SGD sweeps)",
         )
-    rows = [check_table(table) for table in cell_tables(read_trajectories(out, CHECK_COLUMNS))]
-    if not rows:
-        raise OutputError(f"{out} holds no finished cells yet")
-    return summarize_checks(rows)
+    if not opened.shards:
+        raise OutputError(f"{opened.path} holds no finished cells yet")
+    cell_ids = [cell_id for shard in opened.shards for cell_id in shard.cell_ids]
+    table = opened.trajectories(CHECK_COLUMNS[1:])
+    cells = [opened.grid[cell_id] for cell_id in cell_ids]
+    return summarize_checks(check_cells(table, cell_ids, cells, opened.config.trajectories))
+
+
+def _floats(table: pa.Table, name: str) -> np.ndarray:
+    import pyarrow as pa
+
+    column = table.column(name)
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return np.asarray(column.to_numpy(), dtype=np.float64)
+
+
+def _is(table: pa.Table, name: str, value: str) -> np.ndarray:
+    """Rows where the string column ``name`` equals ``value``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = table.column(name)
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(pa.string())
+    return np.asarray(pc.equal(column, value).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def check_cells(table: pa.Table, cell_ids: Sequence[str], cells: Sequence[Any], trajectories: int) -> dict[str, Any]:
+    """:func:`check_table`'s counts for every cell at once, as columns.
+
+    ``table`` holds the cells' rows contiguously, ``trajectories`` each, in the
+    order of ``cell_ids`` (``cells``: their :class:`~lin2net.sweep.grid.Cell`,
+    which give the axes)."""
+    n = trajectories
+    if table.num_rows != len(cell_ids) * n:
+        raise OutputError(f"{table.num_rows} rows are not {len(cell_ids)} cells of {n} trajectories")
+    eta, eps0, phi = _floats(table, "eta"), _floats(table, "eps0"), _floats(table, "phi")
+    lam0, steps = _floats(table, "lambda_init"), _floats(table, "steps")
+    log_q, sum_eps2 = _floats(table, "log_q_ratio"), _floats(table, "sum_eps2")
+    converged = _is(table, "status", "converged")
+    linear = theorems.thm1_regime(eta, eps0, lam0, phi)
+    slow = theorems.slow_regime(eta, eps0, lam0, phi) & ~linear  # theorems.regime: linear first
+    in_regime = linear & converged
+    stable = eta * _floats(table, "sharpness_T") < 2.0
+    outcomes = {
+        "converged": converged & stable,
+        "passing": converged & ~stable,
+        "diverged": _is(table, "status", "diverged"),
+        "max_steps": _is(table, "status", "max_steps"),
+    }
+
+    def per_cell(mask: np.ndarray) -> np.ndarray:
+        return np.asarray(mask.reshape(-1, n).sum(axis=1), dtype=np.int64) if n else np.zeros(len(cell_ids), int)
+
+    columns: dict[str, Any] = {
+        "cell_id": list(cell_ids),
+        "eta": np.array([c.eta for c in cells], dtype=np.float64),
+        "lambda0": np.array([c.lambda0 for c in cells], dtype=np.float64),
+        "phi": np.array([c.phi for c in cells], dtype=np.float64),
+        "d": np.array([c.d for c in cells], dtype=np.int64),
+        "trajectories": np.full(len(cell_ids), n, dtype=np.int64),
+        "in_regime": per_cell(in_regime),
+    }
+    log_lower = theorems.log_thm1_lower(eta, eps0, phi)
+    log_upper = theorems.log_thm1_upper(eta, sum_eps2)
+    with np.errstate(invalid="ignore"):  # −inf − (−inf) where Φ = 0 and Q underflowed: NaN, treated as holding
+        for name, margin, bound in (("lower", log_q - log_lower, log_lower), ("upper", log_upper - log_q, log_upper)):
+            holds = ~(margin < -theorems.rounding_tolerance(steps, bound))
+            columns[f"{name}_holds"] = per_cell(in_regime & holds)
+            columns[f"{name}_fails"] = per_cell(in_regime & ~holds)
+            counted = in_regime & ~np.isnan(margin)
+            worst = np.where(counted, margin, np.inf).reshape(-1, n).min(axis=1) if n else np.zeros(0)
+            columns[f"{name}_worst_margin"] = np.where(per_cell(counted) > 0, worst, np.nan)
+    for regime, chosen in (("linear", linear), ("slow", slow)):
+        columns[regime] = per_cell(chosen)
+        for outcome in OUTCOMES:
+            columns[f"{regime}_{outcome}"] = per_cell(chosen & outcomes[outcome])
+    return columns
 
 
 def cell_tables(table: pa.Table) -> list[pa.Table]:
     """``table`` split into its cells (a shard stores each cell's rows
     contiguously), with dictionary columns decoded to plain strings."""
+    import pyarrow as pa
+
     for index, field in enumerate(table.schema):
         if pa.types.is_dictionary(field.type):
             table = table.set_column(index, field.name, table.column(index).cast(pa.string()))
@@ -221,9 +314,12 @@ def cell_tables(table: pa.Table) -> list[pa.Table]:
     return [table.slice(int(a), int(b - a)) for a, b in zip(starts, stops, strict=True)]
 
 
-def summarize_checks(rows: Iterable[dict[str, Any]]) -> CheckReport:
-    """Totals over per-cell rows of :func:`check_table` (at least one row)."""
-    cells = pd.DataFrame(list(rows))
+def summarize_checks(rows: Iterable[dict[str, Any]] | dict[str, Any]) -> CheckReport:
+    """Totals over per-cell rows of :func:`check_table`, or the columns of
+    :func:`check_cells` (at least one cell)."""
+    import pandas as pd
+
+    cells = pd.DataFrame(rows if isinstance(rows, dict) else list(rows))
     cells = cells.sort_values([c for c in ("eta", "lambda0", "phi", "d") if c in cells], kind="stable")
     cells = cells.reset_index(drop=True)
     totals: dict[str, dict[str, Any]] = {}

@@ -40,7 +40,7 @@ import numpy as np
 
 from lin2net.analysis.summary import FRACTION_STATS, STATS, cell_statistic, grouped_statistics
 from lin2net.errors import ConfigError
-from lin2net.store.outdir import read_resolved_config
+from lin2net.store.opened import OpenedOutput, open_output
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -180,7 +180,7 @@ def resolve_axes(config: dict[str, Any], x: str | None, y: str | None) -> tuple[
 
 
 def sweep_grid(
-    out: Path,
+    out: Path | OpenedOutput,
     *,
     x: str | None = None,
     y: str | None = None,
@@ -188,7 +188,8 @@ def sweep_grid(
     stat: str = "median",
 ) -> SweepGrid:
     """Reduce a sweep to heatmap panels (see module doc); bad choices raise ConfigError."""
-    config = read_resolved_config(out)
+    opened = open_output(out)
+    config = opened.resolved
     x, y = resolve_axes(config, x, y)
     if stat not in STATS:
         raise ConfigError("--stat", f"unknown statistic {stat!r}; choose from {', '.join(STATS)}")
@@ -214,9 +215,9 @@ def sweep_grid(
         covered |= stepsize
     candidates = [k for k in grid_keys if k not in covered]
     keys = [x, y, *candidates]
-    frame = grouped_statistics(out, keys, requested, request_stat)
-    if frame.empty:
-        raise ConfigError("", f"{out} holds no finished cells yet")
+    if not opened.shards:
+        raise ConfigError("", f"{opened.path} holds no finished cells yet")
+    frame = grouped_statistics(opened, keys, requested, request_stat)
 
     facet_axes = [k for k in candidates if frame[k].nunique() > 1]
     x_values = np.sort(frame[x].unique().astype(np.float64))
@@ -237,7 +238,7 @@ def sweep_grid(
     phis = tuple(sorted({float(v) for v in (_axis_values(config, "phi") or [1.0])}))
     counts = frame["trajectories"].to_numpy()
     grid = SweepGrid(
-        str(config.get("name", Path(out).name)),
+        str(config.get("name", opened.path.name)),
         x,
         y,
         x_values,
@@ -302,7 +303,7 @@ def _facet_title(facet: dict[str, Any]) -> str:
 
 
 def plot_sweep(
-    out: Path,
+    out: Path | OpenedOutput,
     path: Path | None = None,
     *,
     x: str | None = None,
@@ -314,10 +315,11 @@ def plot_sweep(
     default: ``OUT/`` + :func:`default_figure_name`) and return the path."""
     if path is not None:
         check_figure_path(path)
-    grid = sweep_grid(out, x=x, y=y, values=DEFAULT_VALUES if value is None else (value,), stat=stat)
+    opened = open_output(out)
+    grid = sweep_grid(opened, x=x, y=y, values=DEFAULT_VALUES if value is None else (value,), stat=stat)
     if path is None:
-        default_x = "eta" if "eta" in read_resolved_config(out).get("grid", {}) else "eta_lambda0"
-        path = Path(out) / default_figure_name(grid.x, grid.y, value, stat, default_x)
+        default_x = "eta" if "eta" in opened.resolved.get("grid", {}) else "eta_lambda0"
+        path = opened.path / default_figure_name(grid.x, grid.y, value, stat, default_x)
     figure = draw_sweep_grid(grid)
     _save(figure, path)
     return path

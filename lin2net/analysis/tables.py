@@ -20,13 +20,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from lin2net.errors import ConfigError
+
+if TYPE_CHECKING:  # imported where used: the CLI imports this module, and a csv export needs neither
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
 
 FORMATS = ("table", "csv", "markdown", "parquet")
 SUFFIX_FORMATS = {".csv": "csv", ".md": "markdown", ".markdown": "markdown", ".parquet": "parquet"}
@@ -45,7 +46,7 @@ AXIS_LABELS = {
 def format_value(value: Any, digits: int = 4, nan: str = "nan") -> str:
     """A number to ``digits`` significant digits; integers in full; NaN as ``nan``;
     missing (None, pandas' NA) as ''."""
-    if value is None or value is pd.NA:
+    if value is None or type(value).__name__ == "NAType":  # pandas' NA, without importing pandas
         return ""
     if isinstance(value, float):
         return nan if value != value else f"{value:.{digits}g}"
@@ -99,6 +100,8 @@ def terminal_table(
     ``axes`` columns, those with one value become "label = value" in the
     caption unless required; the others are required too.
     """
+    from rich.table import Table
+
     labels = dict(labels) if labels is not None else {str(c): str(c) for c in frame.columns}
     labels = {c: h for c, h in labels.items() if c in frame.columns}
     constant = [c for c in axes if c in labels and c not in required and frame[c].nunique(dropna=False) <= 1]
@@ -126,6 +129,7 @@ def terminal_table(
 def print_table(console: Console, table: Table, width: int | None = None) -> None:
     """Print ``table`` at no less than its natural width, so rich never wraps a cell;
     the title and caption wrap at ``width`` (default: the console's)."""
+    from rich.console import Console
     from rich.measure import Measurement
 
     natural = Measurement.get(console, console.options.update(max_width=100_000), table).maximum
@@ -168,10 +172,22 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
-def export(frame: pd.DataFrame, fmt: str, output: Path | None) -> None:
-    """``frame`` as csv or markdown on stdout, or csv, markdown or parquet written
-    atomically to ``output`` (an unwritable path is an OutputError)."""
+def export(frame: Any, fmt: str, output: Path | None) -> None:
+    """``frame`` (a DataFrame, or anything with ``to_csv()`` and ``df()`` such as
+    :class:`lin2net.analysis.summary.Rows`) as csv or markdown on stdout, or csv,
+    markdown or parquet written atomically to ``output`` (an unwritable path is
+    an OutputError)."""
     from lin2net.store.outdir import atomic_write
+
+    if hasattr(frame, "df"):
+        if fmt == "csv":
+            text = frame.to_csv()
+            if output is None:
+                sys.stdout.write(text)
+            else:
+                atomic_write(output, lambda temp: temp.write_text(text, encoding="utf-8"))
+            return
+        frame = frame.df()
 
     if fmt == "parquet":
         if output is None:

@@ -333,7 +333,7 @@ def _scan(opened: OpenedOutput) -> tuple[VerifiedShard, ...]:
         state = FileState.of(file)
         entry = entries.get(file.name)
         if state is not None and _recorded(entry, state, settings, config.trajectories, grid):
-            known: dict[str, Any] = entry  # type: ignore[assignment]  (_recorded checked it is a dict)
+            known: dict[str, Any] = entry  # type: ignore[assignment]  # _recorded: a dict
             trusted[file] = VerifiedShard(file, str(known["shard_id"]), tuple(known["cells"]), int(known["rows"]))
         else:
             pending.append((file, state))
