@@ -208,3 +208,19 @@ def test_check_tables_fit_the_terminal_with_whole_ids(violating_sweep: tuple[Pat
     rows = [line.strip("│ ").split("│")[0].strip() for line in lines if line.startswith("│")]
     assert any(row in ids for row in rows)  # ids are never split across lines
     assert ("not shown for lack of width" in result.stdout) == (columns == "80")
+
+
+def test_check_of_all_cells_at_once_equals_the_per_cell_reference(
+    violating_sweep: tuple[Path, float, float], tmp_path: Path
+) -> None:
+    """check_sweep reduces (cells, trajectories) arrays; check_table one cell's table at a time."""
+    from lin2net.analysis.check import CHECK_COLUMNS, cell_tables, summarize_checks
+
+    mixed = tmp_path / "mixed"
+    config = {"trajectories": 30, "grid": {"eta": [0.05, 0.6, 1.4], "lambda0": [0.5, 3.0], "d": [1, 3]}}
+    run_sweep(parse_config({**config, "max_steps": 300}), mixed, shard_rows=90)  # several shard files
+    for out in (violating_sweep[0], mixed):
+        reference = summarize_checks(check_table(t) for t in cell_tables(read_trajectories(out, CHECK_COLUMNS)))
+        report = check_sweep(out)
+        pd.testing.assert_frame_equal(report.cells, reference.cells)
+        assert report.totals == reference.totals
