@@ -91,7 +91,7 @@ def test_a_flipped_bit_under_an_unchanged_record_is_found_by_verify(tmp_path: Pa
 
 def test_a_touched_file_is_checked_and_recorded_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = _sweep(tmp_path / "out")
-    open_output(out).shards
+    assert len(open_output(out).shards) == 4  # verified and recorded
     touched = shard_files(out)[0]
     os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 1_000_000_000))
     checked = _count_full_checks(monkeypatch)
@@ -102,7 +102,7 @@ def test_a_touched_file_is_checked_and_recorded_again(tmp_path: Path, monkeypatc
 
 def test_overwrite_removes_the_record(tmp_path: Path) -> None:
     out = _sweep(tmp_path / "out")
-    open_output(out).shards
+    assert len(open_output(out).shards) == 4  # verified and recorded
     assert (out / VERIFIED_FILE).is_file()
     run_sweep(make_config(trajectories=40, seed=8), out, overwrite=True)  # refuses files that are not lin2net's
     assert not (out / VERIFIED_FILE).exists() and open_output(out).rows == 8 * 40
@@ -138,6 +138,6 @@ def _loaded(*args: str | Path) -> set[str]:
 
 def test_short_commands_import_only_what_they_use(tmp_path: Path) -> None:
     out = _sweep(tmp_path / "out")
-    open_output(out).shards  # recorded: the next reads trust the files
+    assert len(open_output(out).shards) == 4  # recorded: the next reads trust the files
     assert _loaded("--help") == set()
     assert _loaded("summarize", out, "--format", "csv") == {"duckdb"}
