@@ -18,10 +18,14 @@ Measured in one run, each a median over repetitions:
   width (AVX-512 / AVX2 from /proc/cpuinfo, and the width numba compiles for:
   ``NUMBA_CPU_NAME=haswell`` measures an AVX2 build on an AVX-512 machine, for
   both the kernel and the yardstick);
-* the sweep, file, memory and reading rows of ``scripts/bench_sweep.py``
-  (end to end against the kernel on the research grid and Figure 3, a
-  10⁵-cell grid, ``summarize`` against one DuckDB query, ``plot``, the smoke
-  sweep with default options against ``--workers 1``) and CLI start-up;
+* the sweep, file and memory rows of ``scripts/bench_sweep.py`` (end to end
+  against the kernel on the research grid and Figure 3, a 10⁵-cell grid, the
+  smoke sweep with default options against ``--workers 1``) and CLI start-up;
+* the read rows of ``scripts/bench_reads.py``: on the fine grid (2·10⁶ rows),
+  ``lin2net summarize --format csv`` and ``lin2net check`` against the plain
+  DuckDB query a user writes, and ``lin2net plot`` of Figure 3, each in a
+  fresh process, start-up included, with the bars of issue 19; the imports of
+  ``lin2net.cli``;
 * peak RSS of one cell of 10⁶ trajectories at d = 100, through the CLI in a
   fresh subprocess;
 * compile time: first call in a fresh process with an empty numba cache
@@ -29,7 +33,8 @@ Measured in one run, each a median over repetitions:
 * the SGD kernel against the GD kernel (``scripts/bench_sgd.py``).
 
 Usage: ``python3 scripts/bench.py`` (a few minutes), ``--quick`` (under a minute),
-``--kernel-only`` (W1/W2 and the yardstick only). On a shared machine the
+``--kernel-only`` (W1/W2 and the yardstick only), ``--reads-only`` (the read
+rows only). On a shared machine the
 timings vary from run to run: compare the ratios, which are measured in the
 same run, and repeat.
 """
@@ -313,6 +318,9 @@ def main() -> None:
     parser.add_argument("--skip-sgd", action="store_true", help="skip the SGD kernel against the GD kernel")
     parser.add_argument("--skip-memory", action="store_true", help="skip the 10⁶-trajectory memory probe")
     parser.add_argument("--kernel-only", action="store_true", help="W1/W2 compiled kernel and yardstick only")
+    parser.add_argument("--skip-reads", action="store_true", help="skip the read commands against the plain query")
+    parser.add_argument("--reads-only", action="store_true", help="the read commands against the plain query only")
+    parser.add_argument("--reads-out", type=Path, default=None, help="keep the fine grid of the read rows here")
     parser.add_argument("--yardstick", type=Path, default=None, help="the external bare kernel numba_lanes.py")
     args = parser.parse_args()
     if args.yardstick is not None:
@@ -324,7 +332,9 @@ def main() -> None:
 
     load = os.getloadavg()[0]
     rows: list[tuple[str, str]] = []
-    for workload in WORKLOADS:
+    if args.reads_only:
+        args.skip_sweep = args.skip_memory = args.skip_sgd = True
+    for workload in WORKLOADS if not args.reads_only else ():
         r = bench_workload(workload, repeats, numpy_share, python_trajectories, args.kernel_only)
         tag = workload.name.split()[0]
         rows += [
@@ -361,9 +371,13 @@ def main() -> None:
 
         rows += sweep_rows(args.quick)
         rows.append(("CLI start-up, `python3 -m lin2net --help` (no numba)", f"{cli_startup_time(repeats):.2f} s"))
+    if not args.skip_reads and not args.kernel_only:
+        from scripts.bench_reads import import_rows, read_rows
+
+        rows += import_rows(repeats) + read_rows(repeats, args.reads_out)
     if not args.skip_memory:
         rows.append(("peak RSS, one cell of 10⁶ trajectories at d = 100 (CLI sweep)", f"{peak_rss_mib():.0f} MiB"))
-    if not args.kernel_only:
+    if not args.kernel_only and not args.reads_only:
         cold, warm = compile_times()
         rows += [
             ("import + first call, empty numba cache (compile)", f"{cold:.2f} s"),

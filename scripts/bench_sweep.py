@@ -11,11 +11,6 @@ Every ratio compares two things measured in the same run on the same machine:
 * Figure 3 (``configs/figure3.yaml``): the same, time beyond the kernel;
 * a 10⁵-cell grid of 100 trajectories: files written, time against the
   kernel, peak RSS of the CLI process;
-* ``lin2net summarize`` on the research output against one DuckDB query over
-  the same files computing the same numbers (and against DuckDB's native
-  quantile functions, which differ from NumPy in the last bit), interpreter
-  start included on both sides;
-* ``lin2net plot`` of the Figure-3 output;
 * the smoke sweep with default options against ``--workers 1``.
 """
 
@@ -23,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -196,55 +190,6 @@ def many_cells_rows(repeats: int) -> list[Row]:
     ]
 
 
-EXACT_QUERY = """\
-import sys, duckdb
-from lin2net.analysis.summary import summary_query
-query = summary_query()
-keys = ["cell_id", "eta", "lambda0", "phi", "d", "eta_lambda0", "init"]
-inner = ", ".join([*keys, *(f"{sql} AS {name}" for name, sql in query.inner.items())])
-outer = ", ".join([*keys, *(f'{sql} AS "{name}"' for name, sql in query.outer.items())])
-source = f"read_parquet('{sys.argv[1]}/shards/*.parquet')"
-sql = f"WITH g AS (SELECT {inner} FROM {source} GROUP BY ALL) SELECT {outer} FROM g ORDER BY eta, lambda0, phi, d"
-sys.stdout.write(duckdb.sql(sql).df().to_csv(index=False))
-"""
-
-NATIVE_QUERY = """\
-import sys, duckdb
-sql = f'''
-SELECT cell_id, eta, lambda0, phi, d, eta_lambda0, init, count(*) AS trajectories,
-  avg((status = 'converged')::DOUBLE), avg((status = 'diverged')::DOUBLE), avg((status = 'max_steps')::DOUBLE),
-  quantile_disc(CASE WHEN status = 'converged' THEN steps::DOUBLE ELSE 'inf'::DOUBLE END, [0.25, 0.5, 0.75]),
-  quantile_cont(q_ratio, [0.25, 0.5, 0.75]) FILTER (WHERE status = 'converged' AND NOT isnan(q_ratio)),
-  quantile_cont(sharpness_T, [0.25, 0.5, 0.75]) FILTER (WHERE status = 'converged' AND NOT isnan(sharpness_T)),
-  median(lambda_gf)
-FROM read_parquet('{sys.argv[1]}/shards/*.parquet') GROUP BY ALL ORDER BY eta, lambda0, phi, d'''
-sys.stdout.write(duckdb.sql(sql).df().to_csv(index=False))
-"""
-
-
-def reading_rows(research_out: Path, figure3_out: Path, repeats: int) -> list[Row]:
-    def python(code: str, *args: str | Path) -> None:
-        subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-
-    summarize = median_time(lambda: cli("summarize", research_out, "--format", "csv"), repeats)
-    exact = median_time(lambda: python(EXACT_QUERY, research_out), repeats)
-    native = median_time(lambda: python(NATIVE_QUERY, research_out), repeats)
-    with tempfile.TemporaryDirectory() as tmp:
-        plot = median_time(lambda: cli("plot", figure3_out, "-o", f"{tmp}/figure3.png"), repeats)
-    return [
-        ("`lin2net summarize` of the research output (start-up included)", f"{summarize:.2f} s"),
-        (
-            "one DuckDB query, same numbers (NumPy quantiles), start-up included",
-            f"{exact:.2f} s; summarize / query = {summarize / exact:.2f}×{target(summarize / exact, 1.5)}",
-        ),
-        (
-            "one DuckDB query, native quantiles (differ in the last bit)",
-            f"{native:.2f} s; summarize / query = {summarize / native:.2f}×",
-        ),
-        ("`lin2net plot` of the Figure-3 output", f"{plot:.2f} s{target(plot, 3.0)}"),
-    ]
-
-
 def smoke_rows(repeats: int) -> list[Row]:
     config = ROOT / "configs" / "smoke.yaml"
     default = cli_sweep_time(config, repeats)
@@ -266,14 +211,7 @@ def sweep_rows(quick: bool) -> list[Row]:
     rows += end_to_end_rows("figure3", figure3, repeats, bound=1.25)
     if not quick:
         rows += many_cells_rows(repeats)
-    with tempfile.TemporaryDirectory() as tmp:
-        outs = {}
-        for name, path in (("research", research), ("figure3", figure3)):
-            outs[name] = Path(tmp) / name
-            cli("sweep", path, "-o", outs[name], "--quiet")
-        rows += reading_rows(outs["research"], outs["figure3"], repeats)
-        shutil.rmtree(tmp, ignore_errors=True)
-    rows += smoke_rows(repeats)
+    rows += smoke_rows(repeats)  # the read commands: scripts/bench_reads.py
     return rows
 
 

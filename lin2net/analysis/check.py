@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lin2net.errors import ConfigError, OutputError
-from lin2net.store.opened import OpenedOutput, open_output
+from lin2net.store.opened import OpenedOutput, open_output, parallel
 from lin2net.theory import theorems
 
 if TYPE_CHECKING:
@@ -221,10 +221,19 @@ def check_sweep(out: Path | OpenedOutput, *, verify: bool = False) -> CheckRepor
         )
     if not opened.shards:
         raise OutputError(f"{opened.path} holds no finished cells yet")
-    cell_ids = [cell_id for shard in opened.shards for cell_id in shard.cell_ids]
-    table = opened.trajectories(CHECK_COLUMNS[1:])
-    cells = [opened.grid[cell_id] for cell_id in cell_ids]
-    return summarize_checks(check_cells(table, cell_ids, cells, opened.config.trajectories))
+    n = opened.config.trajectories
+
+    def check_shard(shard: Any) -> dict[str, Any]:
+        table = opened.trajectories(CHECK_COLUMNS[1:], shards=[shard])
+        return check_cells(table, shard.cell_ids, [opened.grid[cell_id] for cell_id in shard.cell_ids], n)
+
+    parts = parallel(check_shard, opened.shards)  # NumPy releases the GIL on these long arrays
+    columns = {name: _concatenate([part[name] for part in parts]) for name in parts[0]}
+    return summarize_checks(columns)
+
+
+def _concatenate(parts: list[Any]) -> Any:
+    return [x for part in parts for x in part] if isinstance(parts[0], list) else np.concatenate(parts)
 
 
 def _floats(table: pa.Table, name: str) -> np.ndarray:

@@ -254,16 +254,20 @@ class OpenedOutput:
         files = ", ".join("'" + str(path).replace("'", "''") + "'" for path in self.files)
         return f"read_parquet([{files}])"
 
-    def trajectories(self, columns: Sequence[str] | None = None) -> pa.Table:
-        """Every verified trajectory in one table (only ``columns`` if given), in
-        shard-file order, each shard's cells contiguous. Files are read in
-        parallel (pyarrow releases the GIL)."""
+    def trajectories(
+        self, columns: Sequence[str] | None = None, shards: Sequence[VerifiedShard] | None = None
+    ) -> pa.Table:
+        """Every verified trajectory in one table (only ``columns`` if given; only
+        those of ``shards`` if given), in shard-file order: each shard's cells
+        in the order of its ``cell_ids``, each cell's rows contiguous. Files are
+        read in parallel (pyarrow releases the GIL)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         if not self.shards:
             raise OutputError(f"{self.path} holds no finished cells yet")
         selected = list(dict.fromkeys(columns)) if columns is not None else None
+        files = self.files if shards is None else [shard.path for shard in shards]
 
         def read(path: Path) -> pa.Table:
             try:
@@ -271,7 +275,7 @@ class OpenedOutput:
             except (OSError, pa.ArrowException) as exc:
                 raise OutputError(f"{path}: cannot read a verified shard file ({exc.__class__.__name__})") from None
 
-        return pa.concat_tables(_parallel(read, self.files))
+        return pa.concat_tables(parallel(read, files))
 
     def summary(self, by: Sequence[str] | None = None) -> pd.DataFrame:
         """Per-cell statistics (or per combination of the ``by`` axes): see
@@ -281,7 +285,9 @@ class OpenedOutput:
         return summarize(self, by=by)
 
 
-def _parallel(function: Any, items: Sequence[Any]) -> list[Any]:
+def parallel(function: Any, items: Sequence[Any]) -> list[Any]:
+    """``[function(item) for item in items]``, in threads (one per core): for
+    work that releases the GIL (pyarrow reads, NumPy on large arrays)."""
     if len(items) <= 1:
         return [function(item) for item in items]
     from concurrent.futures import ThreadPoolExecutor
@@ -393,7 +399,7 @@ def _verify_fully(
             return bad
         return footer
 
-    results = _parallel(check, files)
+    results = parallel(check, files)
     verified: dict[Path, VerifiedShard] = {}
     for file, result in zip(files, results, strict=True):
         if not hasattr(result, "cells"):
