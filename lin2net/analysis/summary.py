@@ -150,25 +150,37 @@ class _Query:
         column = self.value_sql(value)
         return f"coalesce({self.aggregate(f'quantile_cont({column}, 0.5) FILTER (WHERE NOT isnan({column}))')}, {_NAN})"
 
-    def sql(self, source: str, keys: Sequence[str], order: Sequence[str] = ()) -> str:
+    def sql(self, source: str, keys: Sequence[str], order: Sequence[str] = (), carried: Sequence[str] = ()) -> str:
+        """The query over ``source``, grouped by ``keys``; ``carried`` columns are
+        constant within a group (a cell's axes, given its id) and are read once
+        per group instead of hashed with the keys."""
         quoted = [_quote(k) for k in keys]
-        inner = ", ".join([*quoted, *(f"{sql} AS {name}" for name, sql in self.inner.items())])
-        outer = ", ".join([*quoted, *(f"{sql} AS {_quote(name)}" for name, sql in self.outer.items())])
+        carry = [f"any_value({_quote(c)}) AS {_quote(c)}" for c in carried]
+        inner = ", ".join([*quoted, *carry, *(f"{sql} AS {name}" for name, sql in self.inner.items())])
+        shown = [*quoted, *(_quote(c) for c in carried)]
+        outer = ", ".join([*shown, *(f"{sql} AS {_quote(name)}" for name, sql in self.outer.items())])
         where = f" WHERE {' AND '.join(f'({w})' for w in self.where)}" if self.where else ""
         group = f" GROUP BY {', '.join(quoted)}" if keys else ""
         order_by = f" ORDER BY {', '.join(_quote(k) for k in order)}" if order else ""
         return f"WITH g AS (SELECT {inner} FROM {source}{where}{group}) SELECT {outer} FROM g{order_by}"
 
-    def rows(self, source: str, keys: Sequence[str], order: Sequence[str] = (), table: pa.Table | None = None) -> Rows:
-        """Run over ``source`` (a DuckDB table expression; ``table``: an Arrow
-        table registered as ``trajectories``)."""
+    def rows(
+        self,
+        source: str,
+        keys: Sequence[str],
+        order: Sequence[str] = (),
+        table: pa.Table | None = None,
+        carried: Sequence[str] = (),
+    ) -> Rows:
+        """Run :meth:`sql` over ``source`` (a DuckDB table expression; ``table``:
+        an Arrow table registered as ``trajectories``)."""
         import duckdb
 
         connection = duckdb.connect()
         try:
             if table is not None:
                 connection.register("trajectories", table)
-            cursor = connection.execute(self.sql(source, keys, order))
+            cursor = connection.execute(self.sql(source, keys, order, carried))
             columns = [d[0] for d in cursor.description]
             return Rows(columns, cursor.fetchall())
         finally:
@@ -218,13 +230,20 @@ def _summary_keys(opened: OpenedOutput, by: Sequence[str] | None) -> tuple[list[
     return keys, list(dict.fromkeys(by)) if by else present, sgd
 
 
+def _cell_keys(keys: list[str]) -> tuple[list[str], list[str]]:
+    """(group keys, carried): a per-cell summary groups by ``cell_id`` alone, its
+    axes follow from it (hashing one string beats hashing eight columns)."""
+    return (keys[:1], keys[1:]) if keys and keys[0] == "cell_id" else (keys, [])
+
+
 def summary_rows(out: Path | OpenedOutput, by: Sequence[str] | None = None, *, verify: bool = False) -> Rows:
     """:func:`summarize` as :class:`Rows` (no pandas: what ``--format csv`` prints)."""
     opened = open_output(out, verify=verify)
     keys, order, sgd = _summary_keys(opened, by)
     if not opened.shards:
         return Rows([*keys, *summary_query(sgd).outer], [])
-    return summary_query(sgd).rows(opened.sql_source(), keys, order)
+    group, carried = _cell_keys(keys)
+    return summary_query(sgd).rows(opened.sql_source(), group, order, carried=carried)
 
 
 def summarize(out: Path | OpenedOutput, by: Sequence[str] | None = None, *, verify: bool = False) -> pd.DataFrame:
