@@ -245,15 +245,19 @@ def _floats(table: pa.Table, name: str) -> np.ndarray:
     return np.asarray(column.to_numpy(), dtype=np.float64)
 
 
-def _is(table: pa.Table, name: str, value: str) -> np.ndarray:
-    """Rows where the string column ``name`` equals ``value``."""
+def _codes(table: pa.Table, name: str, values: Sequence[str]) -> np.ndarray:
+    """Per row, the index of the string column ``name``'s value in ``values``
+    (``len(values)`` for any other), read off each chunk's dictionary."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    column = table.column(name)
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(pa.string())
-    return np.asarray(pc.equal(column, value).to_numpy(zero_copy_only=False), dtype=bool)
+    parts = []
+    for chunk in table.column(name).chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            chunk = chunk.dictionary_encode()
+        lookup = {value: code for code, value in enumerate(values)}
+        codes = np.array([lookup.get(v, len(values)) for v in chunk.dictionary.to_pylist()], dtype=np.int8)
+        parts.append(codes[np.asarray(chunk.indices.to_numpy(zero_copy_only=False), dtype=np.int64)])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int8)
 
 
 def check_cells(table: pa.Table, cell_ids: Sequence[str], cells: Sequence[Any], trajectories: int) -> dict[str, Any]:
@@ -268,7 +272,8 @@ def check_cells(table: pa.Table, cell_ids: Sequence[str], cells: Sequence[Any], 
     eta, eps0, phi = _floats(table, "eta"), _floats(table, "eps0"), _floats(table, "phi")
     lam0, steps = _floats(table, "lambda_init"), _floats(table, "steps")
     log_q, sum_eps2 = _floats(table, "log_q_ratio"), _floats(table, "sum_eps2")
-    converged = _is(table, "status", "converged")
+    status = _codes(table, "status", ("converged", "diverged", "max_steps"))
+    converged = status == 0
     linear = theorems.thm1_regime(eta, eps0, lam0, phi)
     slow = theorems.slow_regime(eta, eps0, lam0, phi) & ~linear  # theorems.regime: linear first
     in_regime = linear & converged
@@ -276,8 +281,8 @@ def check_cells(table: pa.Table, cell_ids: Sequence[str], cells: Sequence[Any], 
     outcomes = {
         "converged": converged & stable,
         "passing": converged & ~stable,
-        "diverged": _is(table, "status", "diverged"),
-        "max_steps": _is(table, "status", "max_steps"),
+        "diverged": status == 1,
+        "max_steps": status == 2,
     }
 
     def per_cell(mask: np.ndarray) -> np.ndarray:
