@@ -122,13 +122,16 @@ class _Query:
         return name
 
     def converged(self, value: str) -> str:
-        """The FILTER of the converged trajectories where ``value`` is a number."""
-        return f"FILTER (WHERE status = 'converged' AND NOT isnan({self.value_sql(value)}))"
+        """``value`` where the trajectory converged and it is a number, else NULL
+        (which every aggregate skips: cheaper than a FILTER clause per aggregate)."""
+        column = self.value_sql(value)
+        return f"CASE WHEN status = 'converged' AND NOT isnan({column}) THEN {column} END"
 
     def statistic(self, value: str, stat: str) -> str:
         """Outer-level SQL of :func:`cell_statistic` of one group."""
-        if stat in FRACTION_STATS:
-            return self.aggregate(f"avg(CASE WHEN status = '{FRACTION_STATS[stat]}' THEN 1.0 ELSE 0.0 END)")
+        if stat in FRACTION_STATS:  # k / n, rounded once, as np.mean of booleans
+            count = self.aggregate(f"count_if(status = '{FRACTION_STATS[stat]}')")
+            return f"{count} / {self.aggregate('count(*)')}::DOUBLE"
         if value == "steps" and stat in QUANTILES:
             # Integers sort faster than doubles: T = ∞ is the largest BIGINT until the outer level.
             censored = self.aggregate(
@@ -136,19 +139,20 @@ class _Query:
             )
             element = f"{censored}[{_QUANTILE_INDEX[stat]}]"
             return f"CASE WHEN {element} = {_NEVER} THEN 'inf'::DOUBLE ELSE {element}::DOUBLE END"
-        column, converged = self.value_sql(value), self.converged(value)
+        converged = self.converged(value)
         if stat in QUANTILES:
-            quantiles = self.aggregate(f"quantile_cont({column}, {_QUANTILE_LIST}) {converged}")
+            quantiles = self.aggregate(f"quantile_cont({converged}, {_QUANTILE_LIST})")
             return f"coalesce({quantiles}[{_QUANTILE_INDEX[stat]}], {_NAN})"
         function = {"mean": "favg", "min": "min", "max": "max"}.get(stat)
         if function is None:
             raise ConfigError("--stat", f"unknown statistic {stat!r}; choose from {', '.join(STATS)}")
-        return f"coalesce({self.aggregate(f'{function}({column}) {converged}')}, {_NAN})"
+        return f"coalesce({self.aggregate(f'{function}({converged})')}, {_NAN})"
 
     def median_of_all(self, value: str) -> str:
         """The median over every trajectory where ``value`` is a number (NaN if none)."""
         column = self.value_sql(value)
-        return f"coalesce({self.aggregate(f'quantile_cont({column}, 0.5) FILTER (WHERE NOT isnan({column}))')}, {_NAN})"
+        median = self.aggregate(f"quantile_cont(CASE WHEN NOT isnan({column}) THEN {column} END, 0.5)")
+        return f"coalesce({median}, {_NAN})"
 
     def sql(self, source: str, keys: Sequence[str], order: Sequence[str] = (), carried: Sequence[str] = ()) -> str:
         """The query over ``source``, grouped by ``keys``; ``carried`` columns are
