@@ -154,3 +154,26 @@ def test_edge_cases_of_the_quantiles_match_numpy() -> None:
                     assert _same(got, expected), (name, value, stat, got, expected)
                 else:
                     assert _close(got, expected), (name, value, stat, got, expected)
+
+
+def test_where_and_value_expressions_extend_the_query(mixed: Path) -> None:
+    """A WHERE clause selects the trajectories every statistic sees; a named
+    expression is a value like a column (here 1 − Q(T)/Q(0))."""
+    from lin2net.store.outdir import read_trajectories
+
+    frame = plain(read_trajectories(mixed)).to_pandas()
+    result = grouped_statistics(
+        mixed,
+        ["eta"],
+        ["steps", "one_minus_q"],
+        "median",
+        where=["d = 3", "phi > 1.5"],
+        expressions={"one_minus_q": "1 - q_ratio"},
+    )
+    assert len(result) == 4
+    for _, row in result.iterrows():
+        group = frame[(frame.eta == row.eta) & (frame.d == 3) & (frame.phi > 1.5)]
+        assert row.trajectories == len(group) == 3 * 37
+        assert _same(row.steps, cell_statistic(group.steps, group.status, "steps", "median"))
+        expected = cell_statistic(1 - group.q_ratio, group.status, "one_minus_q", "median")
+        assert _close(row.one_minus_q, expected), (row.one_minus_q, expected)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -240,14 +240,19 @@ def _cell_keys(keys: list[str]) -> tuple[list[str], list[str]]:
     return (keys[:1], keys[1:]) if keys and keys[0] == "cell_id" else (keys, [])
 
 
-def summary_rows(out: Path | OpenedOutput, by: Sequence[str] | None = None, *, verify: bool = False) -> Rows:
-    """:func:`summarize` as :class:`Rows` (no pandas: what ``--format csv`` prints)."""
+def summary_rows(
+    out: Path | OpenedOutput, by: Sequence[str] | None = None, *, verify: bool = False, where: Sequence[str] = ()
+) -> Rows:
+    """:func:`summarize` as :class:`Rows` (no pandas: what ``--format csv``
+    prints); ``where``: SQL conditions on the trajectories (ANDed)."""
     opened = open_output(out, verify=verify)
     keys, order, sgd = _summary_keys(opened, by)
+    query = summary_query(sgd)
+    query.where.extend(where)
     if not opened.shards:
-        return Rows([*keys, *summary_query(sgd).outer], [])
+        return Rows([*keys, *query.outer], [])
     group, carried = _cell_keys(keys)
-    return summary_query(sgd).rows(opened.sql_source(), group, order, carried=carried)
+    return query.rows(opened.sql_source(), group, order, carried=carried)
 
 
 def summarize(out: Path | OpenedOutput, by: Sequence[str] | None = None, *, verify: bool = False) -> pd.DataFrame:
@@ -256,13 +261,21 @@ def summarize(out: Path | OpenedOutput, by: Sequence[str] | None = None, *, veri
 
 
 def grouped_statistics(
-    out: Path | OpenedOutput, keys: Sequence[str], values: Sequence[str], stat: str, *, verify: bool = False
+    out: Path | OpenedOutput,
+    keys: Sequence[str],
+    values: Sequence[str],
+    stat: str,
+    *,
+    verify: bool = False,
+    where: Sequence[str] = (),
+    expressions: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per combination of ``keys`` (trajectory columns): the keys,
     ``trajectories``, ``frac_converged`` and, per value, ``stat`` of it
     (:func:`cell_statistic`'s semantics), in a column named as the value;
-    sorted by the keys."""
-    query = _statistics_query(values, stat)
+    sorted by the keys. ``where``: SQL conditions on the trajectories (ANDed);
+    ``expressions``: value name -> SQL, for values that are not columns."""
+    query = _statistics_query(values, stat, where, expressions)
     opened = open_output(out, verify=verify)
     keys = list(dict.fromkeys(keys))
     if not opened.shards:
@@ -270,10 +283,14 @@ def grouped_statistics(
     return query.rows(opened.sql_source(), keys, keys).df()
 
 
-def _statistics_query(values: Sequence[str], stat: str) -> _Query:
+def _statistics_query(
+    values: Sequence[str], stat: str, where: Sequence[str] = (), expressions: Mapping[str, str] | None = None
+) -> _Query:
     if stat not in STATS:
         raise ConfigError("--stat", f"unknown statistic {stat!r}; choose from {', '.join(STATS)}")
     query = _Query()
+    query.where.extend(where)
+    query.expressions.update(expressions or {})
     query.outer["trajectories"] = query.aggregate("count(*)")
     query.outer["frac_converged"] = query.statistic("status", "frac_converged")
     for value in values:
@@ -281,10 +298,19 @@ def _statistics_query(values: Sequence[str], stat: str) -> _Query:
     return query
 
 
-def statistics_table(table: pa.Table, keys: Sequence[str], values: Sequence[str], stat: str) -> pd.DataFrame:
+def statistics_table(
+    table: pa.Table,
+    keys: Sequence[str],
+    values: Sequence[str],
+    stat: str,
+    *,
+    where: Sequence[str] = (),
+    expressions: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
     """:func:`grouped_statistics` of a table in memory."""
     keys = list(dict.fromkeys(keys))
-    return _statistics_query(values, stat).rows("trajectories", keys, keys, table=table).df()
+    query = _statistics_query(values, stat, where, expressions)
+    return query.rows("trajectories", keys, keys, table=table).df()
 
 
 def statistics(table: pa.Table) -> dict[str, float | int]:
