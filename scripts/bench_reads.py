@@ -14,7 +14,11 @@ fresh process, start-up included:
 * ``lin2net plot OUT -o FILE.png`` (the default view, Figure 3: median
   Q(T)/Q(0) and T over η and λ(0), one panel pair per Φ and d);
 * ``lin2net summarize OUT --format csv --verify`` (every file checked in full:
-  what the first read after a sweep pays, and what ``--verify`` costs).
+  what the first read after a sweep pays, and what ``--verify`` costs);
+* the statistics behind ``plot`` alone (``sweep_grid``, no drawing);
+
+and, in one process, the CPU time (all DuckDB threads) of the summary's
+query against the plain query, median of the repetitions.
 
 Before the timed runs each command runs once, so OUT's record of verified
 files (``OUT/.verified.json``) is written and the files are in the page cache
@@ -55,6 +59,23 @@ PLAIN_QUERY = (
     "quantile_cont(q_ratio, .5), quantile_cont(sharpness_T, .5) from read_parquet('OUT/**/*.parquet') group by all"
 )
 PLAIN = "import sys, duckdb; duckdb.sql(sys.argv[1]).fetchall()"
+PLOT_DATA = "import sys; from lin2net.analysis.plotting import sweep_grid; sweep_grid(sys.argv[1])"
+QUERY_CPU = """\
+import statistics, sys, time, duckdb
+from lin2net.analysis.summary import _cell_keys, _summary_keys, summary_query
+from lin2net.store.opened import open_output
+opened = open_output(sys.argv[1])
+keys, order, sgd = _summary_keys(opened, None)
+group, carried = _cell_keys(keys)
+ours = summary_query(sgd).sql(opened.sql_source(), group, order, carried)
+times = {"plain": [], "summary": []}
+for _ in range(int(sys.argv[3])):
+    for name, sql in (("plain", sys.argv[2]), ("summary", ours)):
+        started = time.process_time()
+        duckdb.sql(sql).fetchall()
+        times[name].append(time.process_time() - started)
+print(statistics.median(times["plain"]), statistics.median(times["summary"]))
+"""
 
 BARS = {"summarize": 1.5, "check": 2.0}  # at most this many times the plain query (issue 19)
 PLOT_BAR = 3.0  # seconds
@@ -93,6 +114,7 @@ def read_rows(repeats: int, out: Path | None = None) -> list[Row]:
             "check": lin2net("check", out),
             "plot": lin2net("plot", out, "-o", figure),
             "verify": lin2net("summarize", out, "--format", "csv", "--verify"),
+            "plot data": [sys.executable, "-c", PLOT_DATA, str(out)],
         }
         for command in commands.values():  # OUT's record written, page cache warm
             wall(command)
@@ -100,6 +122,14 @@ def read_rows(repeats: int, out: Path | None = None) -> list[Row]:
         for _ in range(repeats):
             for name, command in commands.items():
                 times[name].append(wall(command))
+        done = subprocess.run(
+            [sys.executable, "-c", QUERY_CPU, str(out), commands["plain"][-1], str(repeats)],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        plain_cpu, summary_cpu = map(float, done.stdout.split())
     median = {name: statistics.median(values) for name, values in times.items()}
     plain = median["plain"]
     rows: list[Row] = [
@@ -116,6 +146,15 @@ def read_rows(repeats: int, out: Path | None = None) -> list[Row]:
         )
     rows.append(
         ("fine grid: `lin2net plot` (Figure 3 view)", f"{median['plot']:.2f} s{target(median['plot'], PLOT_BAR)}")
+    )
+    rows.append(
+        ("fine grid: plot's statistics alone (`sweep_grid`, fresh `python -c`)", f"{median['plot data']:.2f} s")
+    )
+    rows.append(
+        (
+            "fine grid: CPU time of the summary query / the plain query (one process, DuckDB only)",
+            f"{summary_cpu:.2f} s / {plain_cpu:.2f} s = {summary_cpu / plain_cpu:.2f}×",
+        )
     )
     rows.append(
         (
