@@ -67,6 +67,9 @@ def test_verification_is_paid_once_and_recorded(tmp_path: Path, monkeypatch: pyt
     again = open_output(out)
     assert [s.cell_ids for s in again.shards] == [s.cell_ids for s in first.shards] and checked == []
     assert open_output(out, verify=True).shards and sorted(checked) == shard_files(out)
+    summary = again.summary(by=["eta"])  # the public face: config, trajectories, summary
+    assert again.config.trajectories == 40 and list(summary["trajectories"]) == [4 * 40, 4 * 40]
+    assert again.trajectories(["eta", "q_ratio"]).column_names == ["eta", "q_ratio"]
 
 
 def test_a_file_changed_behind_the_record_is_checked_again(tmp_path: Path, cli: Cli) -> None:
