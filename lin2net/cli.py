@@ -174,6 +174,12 @@ def main_options(
     """lin2net: exact, batched gradient-descent sweeps on depth-2 linear networks."""
 
 
+class KeepChoice(StrEnum):
+    rows = "rows"
+    summary = "summary"
+    both = "both"
+
+
 @command
 def sweep(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML sweep config (keys: docs/config.md).")],
@@ -211,6 +217,14 @@ def sweep(
             help="Trajectories per shard file (whole cells) [default: 262144; 8192 for the NumPy integrators].",
         ),
     ] = None,
+    keep: Annotated[
+        KeepChoice | None,
+        typer.Option(
+            "--keep",
+            help="What to write per grid point: trajectory rows, a summary (OUT/summaries/), or both "
+            "[default: the config's keep, else rows].",
+        ),
+    ] = None,
 ) -> None:
     """Run every cell of a grid not yet done in OUT; results in shard files OUT/shards/*.parquet.
 
@@ -220,6 +234,8 @@ def sweep(
         check_path("CONFIG", config_path)
         if out is not None:
             check_path("--out", out)
+        if keep is not None:  # an override like --set keep=...: recorded with the run's overrides
+            sets = [*(sets or ()), f"keep={keep.value}"]
         config = load_config(config_path, sets or ())
         out_dir = out if out is not None else Path("runs") / config.name
         if workers is not None and workers < 1:
@@ -490,6 +506,20 @@ def _note_missing_cells(out: Path, what: str) -> None:
         )
 
 
+def _note_summary_only(out: Path) -> None:
+    """One line naming what check cannot do in an OUT without trajectory rows."""
+    from lin2net.store.outdir import read_config
+
+    if read_config(out).keep == "summary":
+        stderr.print(
+            f"note: {out} keeps summaries only (keep: summary): check reports the per-cell counts the sweep kept; "
+            "without rows it cannot show single trajectories' margins or recheck them with other tolerances",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 CHECK_OVERALL = {
     "bound": "bound",
     "in_regime": "in_regime",
@@ -536,6 +566,7 @@ def check(
         chosen = choose_format(fmt.value if fmt else None, output)
         report = check_sweep(out)
     _note_missing_cells(out, "check")
+    _note_summary_only(out)
     sentences = [*report.sentences(), *report.theorem2_sentences()]
     if chosen != "table":
         with user_errors():

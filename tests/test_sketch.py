@@ -30,7 +30,7 @@ quantiles = st.floats(min_value=0.0, max_value=1.0)
 def test_quantile_within_alpha_of_numpy_lower(values: list[float], q: float) -> None:
     s = sk.sketch(values, ALPHA)
     exact = float(np.quantile(np.array(values), q, method="lower"))
-    assert s.count == len(values)
+    assert s.total == len(values)
     assert within(sk.quantile(s, q), exact)
 
 
@@ -40,7 +40,7 @@ def test_merge_is_the_sketch_of_the_union(a: list[float], b: list[float], q: flo
     union = sk.sketch(a + b)
     for field in ("positive_keys", "positive_counts", "negative_keys", "negative_counts"):
         np.testing.assert_array_equal(getattr(merged, field), getattr(union, field))
-    assert (merged.zeros, merged.count) == (union.zeros, union.count)
+    assert (merged.zeros, merged.total) == (union.zeros, union.total)
     assert sk.quantile(merged, q) == sk.quantile(union, q)
     assert within(sk.quantile(merged, q), float(np.quantile(np.array(a + b), q, method="lower")))
 
@@ -49,7 +49,7 @@ def test_merge_is_the_sketch_of_the_union(a: list[float], b: list[float], q: flo
 def test_encode_decode_round_trip(values: list[float]) -> None:
     s = sk.sketch([*values, math.inf, -math.inf, math.nan, 0.0])
     back = sk.decode(sk.encode(s))
-    assert back.count == s.count == len(values) + 3
+    assert back.total == s.total == len(values) + 3
     assert (back.zeros, back.positive_infinite, back.negative_infinite) == (s.zeros, 1, 1)
     for q in (0.0, 0.25, 0.5, 0.75, 1.0):
         assert sk.quantile(back, q) == sk.quantile(s, q)
@@ -66,7 +66,7 @@ def test_large_lognormal_sample_every_percentile(alpha: float) -> None:
 
 def test_infinities_sit_at_the_ends_and_nan_is_ignored() -> None:
     s = sk.sketch([1.0, 2.0, math.inf, -math.inf, math.nan])
-    assert s.count == 4
+    assert s.total == 4
     assert sk.quantile(s, 0.0) == -math.inf and sk.quantile(s, 1.0) == math.inf
     assert math.isnan(sk.quantile(sk.sketch([math.nan]), 0.5))
 

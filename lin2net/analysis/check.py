@@ -203,7 +203,12 @@ def check_sweep(out: Path) -> CheckReport:
             f"{out} is an SGD sweep; check tests the seed paper's theorems, which are about gradient descent "
             "(summarize and plot read SGD sweeps)",
         )
-    rows = [check_table(table) for table in cell_tables(read_trajectories(out, CHECK_COLUMNS))]
+    if read_config(out).keep == "summary":  # no rows: the per-cell counts the sweep kept
+        from lin2net.analysis.cell_summary import check_rows
+
+        rows = check_rows(out)
+    else:
+        rows = [check_table(table) for table in cell_tables(read_trajectories(out, CHECK_COLUMNS))]
     if not rows:
         raise OutputError(f"{out} holds no finished cells yet")
     return summarize_checks(rows)

@@ -52,7 +52,7 @@ class Sketch(NamedTuple):
     negative_infinite: int = 0
 
     @property
-    def count(self) -> int:
+    def total(self) -> int:
         """Values in the sketch (NaN not counted)."""
         return int(
             self.positive_counts.sum()
@@ -99,7 +99,14 @@ def sketch(values: ArrayLike, alpha: float = DEFAULT_ALPHA) -> Sketch:
     positive_keys, positive_counts = _buckets(x[x > 0.0], log_gamma)
     negative_keys, negative_counts = _buckets(-x[x < 0.0], log_gamma)
     return Sketch(
-        alpha, positive_keys, positive_counts, negative_keys, negative_counts, zeros, positive_infinite, negative_infinite
+        alpha,
+        positive_keys,
+        positive_counts,
+        negative_keys,
+        negative_counts,
+        zeros,
+        positive_infinite,
+        negative_infinite,
     )
 
 
@@ -137,7 +144,7 @@ def merge(*sketches: Sketch) -> Sketch:
 def value_at_rank(s: Sketch, rank: int) -> float:
     """The representative of the value of 0-based ``rank`` in sorted order
     (−∞, negatives, zeros, positives, +∞); NaN for an empty sketch."""
-    n = s.count
+    n = s.total
     if n == 0:
         return math.nan
     rank = min(max(int(rank), 0), n - 1)
@@ -167,7 +174,7 @@ def quantile(s: Sketch, q: float) -> float:
     """The q-quantile, within relative error α of ``np.quantile(x, q, method='lower')``."""
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"q must be in [0, 1], got {q!r}")
-    n = s.count
+    n = s.total
     return value_at_rank(s, math.floor(q * (n - 1))) if n else math.nan
 
 

@@ -180,8 +180,13 @@ def summarize(out: Path, by: Sequence[str] | None = None) -> pd.DataFrame:
             raise ConfigError("--by", f"{absent[0]} is an axis of SGD sweeps only; this is a GD sweep")
     keys = list(dict.fromkeys(by)) if by else ["cell_id", *present]
     values = [*VALUE_COLUMNS, *(SGD_SUMMARY_VALUES if sgd else ())]
-    table = read_trajectories(Path(out), list(dict.fromkeys([*keys, *values])))
-    frame = summary_query(sgd).run(table, keys)
+    if read_config(Path(out)).keep == "summary":  # no rows: from the per-cell summaries
+        from lin2net.analysis.cell_summary import summarize_kept
+
+        frame = summarize_kept(Path(out), keys, sgd)
+    else:
+        table = read_trajectories(Path(out), list(dict.fromkeys([*keys, *values])))
+        frame = summary_query(sgd).run(table, keys)
     if frame.empty:
         return frame
     sort = [a for a in (by or present) if a in frame.columns]
@@ -195,6 +200,11 @@ def grouped_statistics(out: Path, keys: Sequence[str], values: Sequence[str], st
     if stat not in STATS:
         raise ConfigError("--stat", f"unknown statistic {stat!r}; choose from {', '.join(STATS)}")
     keys = list(dict.fromkeys(keys))
+    config = read_config(Path(out))
+    if config.keep == "summary":  # no rows: from the per-cell summaries
+        from lin2net.analysis.cell_summary import grouped_kept
+
+        return grouped_kept(Path(out), keys, values, stat, config.algorithm == "sgd")
     columns = list(dict.fromkeys([*keys, "status", *(v for v in values if v != "status")]))
     return statistics_table(read_trajectories(Path(out), columns), keys, values, stat)
 
