@@ -154,7 +154,9 @@ def test_resume_runs_only_failed_and_corrupt_shards(cli: Any, tmp_path: Path, ou
     bad = cells[4].cell_id
     config = write_yaml(tmp_path / "c.yaml", RAW)
     out = tmp_path / "resumed"
-    first = cli.env(**{FAIL_CELLS_ENV: bad})("sweep", config, "-o", out, "-q", "--shard-size", "600", "--keep", "summary")
+    first = cli.env(**{FAIL_CELLS_ENV: bad})(
+        "sweep", config, "-o", out, "-q", "--shard-size", "600", "--keep", "summary"
+    )
     assert first.exit_code == 1
     assert bad not in finished_cell_ids(out) and len(finished_cell_ids(out)) == 11
     damaged = summary_files(out)[0]
