@@ -277,12 +277,76 @@ def sweep_rows(quick: bool) -> list[Row]:
     return rows
 
 
+# Summary mode (keep: summary): grid points of 10⁵ trajectories each, as the
+# 10⁴ × 10⁵ target has, with trajectories of about 200 steps (η·λ0 from 0.3 to
+# 1.2, loss_tol 1e-4) so that 10⁷ trajectories take about 15 s of kernel CPU.
+SUMMARY_TRAJECTORIES = 100_000
+
+
+def summary_mode_config(cells: int) -> dict[str, object]:
+    return {
+        "name": "summary-mode",
+        "seed": 0,
+        "trajectories": SUMMARY_TRAJECTORIES,
+        "grid": {"eta_lambda0": {"geomspace": [0.3, 1.2, cells]}, "lambda0": 1.0, "phi": 1.0, "d": 1},
+        "loss_tol": 1e-4,
+        "max_steps": 1000,
+        "keep": "summary",
+    }
+
+
+def summary_mode_rows(sizes: tuple[int, ...] = (1_000_000, 10_000_000)) -> list[Row]:
+    """``lin2net sweep --keep summary`` on N trajectories (10⁵ per grid point):
+    CLI wall (start-up included) against the kernel alone on the same
+    trajectories, bytes written to OUT, peak RSS; and per 10⁹ trajectories."""
+    import yaml
+
+    rows: list[Row] = []
+    for total in sizes:
+        cells = max(1, total // SUMMARY_TRAJECTORIES)
+        raw = summary_mode_config(cells)
+        config = parse_config(raw)
+        kernel, steps = kernel_time(config, 1)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "summary.yaml"
+            path.write_text(yaml.safe_dump(raw))
+            out = Path(tmp) / "run"
+            command = [sys.executable, "-m", "lin2net", "sweep", str(path), "-o", str(out), "--quiet"]
+            started = time.perf_counter()
+            probe = subprocess.run(
+                [sys.executable, "-c", RSS_PROBE, *command], cwd=ROOT, check=True, capture_output=True, text=True
+            )
+            wall = time.perf_counter() - started
+            size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+            summaries = sum(f.stat().st_size for f in (out / "summaries").glob("*.parquet"))
+            rss = int(probe.stdout.split()[-1]) / 1024  # KiB on Linux
+        n = cells * SUMMARY_TRAJECTORIES
+        name = f"summary mode, {cells} grid points × 10⁵ = {n:.0e} trajectories ({steps / n:.0f} steps each)"
+        rows += [
+            (f"{name}: kernel alone", f"{kernel:.2f} s ({steps / kernel:.3g} traj-steps/s)"),
+            (
+                f"{name}: `lin2net sweep --keep summary` wall / kernel",
+                f"{wall:.2f} s = {wall / kernel:.2f}×{target(wall / kernel, 1.3)}",
+            ),
+            (
+                f"{name}: bytes in OUT (summaries {summaries / cells:.0f} B per grid point)",
+                f"{size / 1e6:.2f} MB; at 10⁴ grid points: {summaries / cells * 1e4 / 1e6:.0f} MB"
+                f"{target(summaries / cells * 1e4 / 1e6, 200)}",
+            ),
+            (f"{name}: peak RSS of the sweep process", f"{rss:.0f} MiB{target(rss, 1024)}"),
+        ]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one repetition, no 10⁵-cell grid")
+    parser.add_argument(
+        "--summary-mode", action="store_true", help="only the keep: summary runs (10⁶ and 10⁷ trajectories)"
+    )
     args = parser.parse_args()
     load = os.getloadavg()[0]
-    rows = sweep_rows(args.quick)
+    rows = summary_mode_rows() if args.summary_mode else sweep_rows(args.quick)
     print(f"load average at start {load:.2f}; threads {np.__name__} {os.cpu_count()} cores")
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

@@ -69,8 +69,10 @@ def encode_histogram(bins: np.ndarray) -> bytes:
     """Sparse histogram of integer bin indices: int64 bins then int64 counts."""
     if bins.size == 0:
         return b""
-    keys, counts = np.unique(bins, return_counts=True)
-    return keys.astype("<i8").tobytes() + counts.astype("<i8").tobytes()
+    low = int(bins.min())
+    dense = np.bincount(bins - low)  # the bins of one cell span a narrow range
+    keys = np.flatnonzero(dense)
+    return (keys + low).astype("<i8").tobytes() + dense[keys].astype("<i8").tobytes()
 
 
 def decode_histogram(data: bytes) -> dict[int, int]:
@@ -139,7 +141,6 @@ def cell_row(columns: Mapping[str, np.ndarray], sgd: bool) -> dict[str, Any]:
 def summary_table(cells: Sequence[Any], trajectories: int, initial: Any, results: Any) -> pa.Table:
     """One row per cell of a simulated shard (the arrays of
     :func:`lin2net.dynamics.gd.cell.simulate_cells`, cells one after another)."""
-    from lin2net.analysis.check import check_table
     from lin2net.theory.closed_forms import gradient_flow_sharpness
 
     sgd = cells[0].batch_size is not None
@@ -163,27 +164,18 @@ def summary_table(cells: Sequence[Any], trajectories: int, initial: Any, results
         row["eta_lambda0"] = cell.eta * cell.lambda0 if cell.eta_lambda0 is None else cell.eta_lambda0
         row |= cell_row(columns, sgd)
         if not sgd:
-            n = eps0.size
-            check = check_table(
-                pa.table(
-                    {
-                        "eta": np.full(n, cell.eta),
-                        "lambda0": np.full(n, cell.lambda0),
-                        "d": np.full(n, cell.d),
-                        "eps0": eps0,
-                        "lambda_init": lam0,
-                        "phi": np.full(n, cell.phi),
-                        "status": pa.DictionaryArray.from_arrays(
-                            pa.array(results.status[part], type=pa.int8()), pa.array(STATUS)
-                        ),
-                        "steps": results.steps[part],
-                        "sum_eps2": results.sum_eps2[part],
-                        "log_q_ratio": results.log_q_ratio[part],
-                        "sharpness_T": results.sharpness_T[part],
-                    }
-                )
+            counts = check_counts(
+                cell.eta,
+                cell.phi,
+                eps0,
+                lam0,
+                results.status[part],
+                results.steps[part],
+                results.sum_eps2[part],
+                results.log_q_ratio[part],
+                results.sharpness_T[part],
             )
-            row |= {f"check_{k}": v for k, v in check.items() if k not in ("cell_id", *AXES, "trajectories")}
+            row |= {f"check_{k}": v for k, v in counts.items()}
         rows.append(row)
     if not sgd:
         for row in rows:
@@ -208,6 +200,55 @@ def _schema(row: Mapping[str, Any]) -> pa.Schema:
             kind = pa.float64()
         fields.append(pa.field(name, kind))
     return pa.schema(fields)
+
+
+def check_counts(
+    eta: float,
+    phi: float,
+    eps0: np.ndarray,
+    lam0: np.ndarray,
+    status: np.ndarray,
+    steps: np.ndarray,
+    sum_eps2: np.ndarray,
+    log_q: np.ndarray,
+    sharpness_T: np.ndarray,
+) -> dict[str, Any]:
+    """The counts :func:`lin2net.analysis.check.check_table` gives for one cell
+    (same names, same bounds, tolerances and outcomes), on status codes instead
+    of labels: the per-cell part of ``lin2net check`` without rows."""
+    from lin2net.analysis.check import BOUNDS, OUTCOMES
+    from lin2net.theory import theorems
+
+    converged = status == 0
+    linear = theorems.thm1_regime(eta, eps0, lam0, phi)
+    slow = theorems.slow_regime(eta, eps0, lam0, phi) & ~linear
+    in_regime = linear & converged
+    row: dict[str, Any] = {"in_regime": int(np.count_nonzero(in_regime))}
+    log_lower = theorems.log_thm1_lower(eta, eps0[in_regime], phi)
+    log_upper = theorems.log_thm1_upper(eta, sum_eps2[in_regime])
+    log_q_in = log_q[in_regime]
+    with np.errstate(invalid="ignore"):  # −inf − (−inf): NaN, treated as holding (as check does)
+        margins = {"lower": log_q_in - log_lower, "upper": log_upper - log_q_in}
+    for name in BOUNDS:
+        bound = log_lower if name == "lower" else log_upper
+        tolerance = theorems.rounding_tolerance(steps[in_regime], bound)
+        holds = ~(margins[name] < -tolerance)
+        row[f"{name}_holds"] = int(np.count_nonzero(holds))
+        row[f"{name}_fails"] = int(holds.size - np.count_nonzero(holds))
+        finite = margins[name][~np.isnan(margins[name])]
+        row[f"{name}_worst_margin"] = float(finite.min()) if finite.size else math.nan
+    stable = eta * sharpness_T < 2.0
+    outcome = {
+        "converged": converged & stable,
+        "passing": converged & ~stable,
+        "diverged": status == 1,
+        "max_steps": status == 2,
+    }
+    for regime, chosen in (("linear", linear), ("slow", slow)):
+        row[regime] = int(np.count_nonzero(chosen))
+        for name in OUTCOMES:
+            row[f"{regime}_{name}"] = int(np.count_nonzero(chosen & outcome[name]))
+    return row
 
 
 # ---------------------------------------------------------------- statistics from summaries
