@@ -218,3 +218,32 @@ def test_keep_is_validated_and_rows_sweeps_resolve_as_before(cli: Any, tmp_path:
     assert result.exit_code == 2
     assert result.output.startswith("error: keep: must be one of rows, summary, both")
     assert not (tmp_path / "x").exists()
+
+
+SGD_RAW: dict[str, Any] = {
+    "name": "sgd-summary",
+    "seed": 3,
+    "trajectories": 64,
+    "algorithm": "sgd",
+    "grid": {"eta": [0.1, 0.4], "lambda0": 1.0, "d": 3, "batch_size": [1, 4], "label_noise": [0.0, 0.1]},
+    "data": {"n": 12},
+    "loss_tol": 1e-10,
+    "max_steps": 400,
+    "window": 50,
+}
+
+
+def test_sgd_summaries_equal_the_rows_sweep(cli: Any, tmp_path: Path) -> None:
+    rows = sweep(cli, tmp_path, "sgd-rows", raw=SGD_RAW)
+    summary = sweep(cli, tmp_path, "sgd-summary", "--keep", "summary", raw=SGD_RAW)
+    pd.testing.assert_frame_equal(csv(cli, "summarize", summary), csv(cli, "summarize", rows))
+    pooled = csv(cli, "summarize", summary, "--by", "batch_size")
+    exact = csv(cli, "summarize", rows, "--by", "batch_size")
+    pd.testing.assert_series_equal(pooled["frac_converged"], exact["frac_converged"])
+    assert (pooled["trajectories"] == exact["trajectories"]).all()
+
+
+def test_trace_recomputes_a_trajectory_of_a_summary_only_sweep(cli: Any, outputs: dict[str, Path]) -> None:
+    cell = expand_grid(make_config(**RAW))[0].cell_id
+    result = cli("trace", outputs["summary"], "--cell", cell, "--trajectory", "3")
+    assert result.exit_code == 0, result.output

@@ -9,9 +9,11 @@ beside) one row per trajectory. Per cell (columns in docs/columns.md):
   rows (:func:`lin2net.analysis.summary.cell_statistic`): ``steps_q25``,
   ``steps_median``, ``steps_q75`` with non-converged trajectories counted as
   T = ∞ (``inverted_cdf``), and ``<v>_q25``, ``<v>_median``, ``<v>_q75`` of
-  the converged trajectories' values of :data:`CONVERGED_VALUES`
+  the converged trajectories' values of :data:`EXACT_QUANTILES`
+  (log Q(T)/Q(0) has its histogram; its quantiles are the logs of Q(T)/Q(0)'s)
   (NumPy's ``linear`` method); ``<v>_count``, ``<v>_sum``, ``<v>_min``,
-  ``<v>_max`` of the same values, so means and extremes merge exactly;
+  ``<v>_max`` of the converged values of :data:`CONVERGED_VALUES`, so means
+  and extremes merge exactly;
 * ``lambda_gf_median`` over all trajectories (NaN if any is NaN) and, for
   SGD, ``<v>_median`` of :data:`SGD_VALUES` over all trajectories (NaN excluded);
 * ``<v>_sketch``: a quantile sketch (:mod:`lin2net.analysis.sketch`, relative
@@ -44,8 +46,11 @@ from lin2net.analysis import sketch as sk
 
 ALPHA = sk.DEFAULT_ALPHA
 QUANTILES = {"q25": 0.25, "median": 0.5, "q75": 0.75}
-CONVERGED_VALUES = ("steps", "q_ratio", "sharpness_T", "lambda_T", "log_q_ratio")
+CONVERGED_VALUES = ("steps", "q_ratio", "sharpness_T", "lambda_T")
 """Values kept over the converged trajectories (NaN excluded), as summarize and plot reduce them."""
+EXACT_QUANTILES = ("q_ratio", "sharpness_T")
+"""Values whose exact quantiles are kept (those summarize shows; steps has its censored ones);
+each costs a partition of the cell's values, the others' quantiles come from their sketch."""
 ALL_VALUES = ("lambda_gf",)
 SGD_VALUES = ("loss_T", "q_ratio_window", "loss_window")
 STEPS_BINS_PER_OCTAVE = 8
@@ -115,7 +120,7 @@ def cell_row(columns: Mapping[str, np.ndarray], sgd: bool) -> dict[str, Any]:
     for value in CONVERGED_VALUES:
         data = np.asarray(columns[value][converged], dtype=np.float64)
         data = data[~np.isnan(data)]
-        if value != "steps":
+        if value in EXACT_QUANTILES:
             row.update(zip((f"{value}_{s}" for s in QUANTILES), _quantiles(data), strict=True))
         row[f"{value}_count"] = int(data.size)
         row[f"{value}_sum"] = float(data.sum())
@@ -144,6 +149,8 @@ def summary_table(cells: Sequence[Any], trajectories: int, initial: Any, results
     from lin2net.theory.closed_forms import gradient_flow_sharpness
 
     sgd = cells[0].batch_size is not None
+    with np.errstate(over="ignore"):  # Q(T)/Q(0) past overflow is inf, as in the trajectory table
+        q_ratio = np.exp(results.log_q_ratio)
     rows: list[dict[str, Any]] = []
     for index, cell in enumerate(cells):
         part = slice(index * trajectories, (index + 1) * trajectories)
@@ -151,7 +158,7 @@ def summary_table(cells: Sequence[Any], trajectories: int, initial: Any, results
         columns: dict[str, np.ndarray] = {
             "status": results.status[part],
             "steps": results.steps[part],
-            "q_ratio": np.exp(results.log_q_ratio[part]),
+            "q_ratio": q_ratio[part],
             "sharpness_T": results.sharpness_T[part],
             "lambda_T": results.lambda_T[part],
             "log_q_ratio": results.log_q_ratio[part],

@@ -77,13 +77,18 @@ def write_summary_file(
         "checksums": checksums.hexdigests(),
     }
     metadata = {**extra_metadata, SUMMARY_KEY: json.dumps(footer).encode()}
-    pq.write_table(
-        table.replace_schema_metadata(metadata),
+    # No Arrow schema in the footer (it would repeat the metadata, and per column
+    # cost more than the data of a few cells); the Parquet types read back the same.
+    with pq.ParquetWriter(
         path,
+        table.schema.remove_metadata(),
         compression=COMPRESSION,
         write_page_checksum=True,
         write_statistics=False,
-    )
+        store_schema=False,
+    ) as writer:
+        writer.write_table(table)
+        writer.add_key_value_metadata(metadata)
 
 
 def verify_summary_footer(path: Path, settings: str, trajectories: int, grid: Mapping[str, Cell] | None) -> ShardFooter:
