@@ -247,3 +247,29 @@ def test_trace_recomputes_a_trajectory_of_a_summary_only_sweep(cli: Any, outputs
     cell = expand_grid(make_config(**RAW))[0].cell_id
     result = cli("trace", outputs["summary"], "--cell", cell, "--trajectory", "3")
     assert result.exit_code == 0, result.output
+
+
+def test_a_cell_in_two_parts_merges_to_within_alpha_of_the_whole(outputs: dict[str, Path]) -> None:
+    """A cell streamed through two shards has two summary rows: fractions, means
+    and extremes exact, quantiles from the merged sketches within α."""
+    table = read_trajectories(outputs["rows"]).to_pandas()
+    cell = table[table["cell_id"].astype(str) == table["cell_id"].astype(str).iloc[0]]
+    codes = {"converged": 0, "diverged": 1, "max_steps": 2}
+    columns = {name: cell[name].to_numpy() for name in ("steps", "q_ratio", "sharpness_T", "lambda_T", "lambda_gf")}
+    columns["log_q_ratio"] = cell["log_q_ratio"].to_numpy()
+    columns["status"] = cell["status"].astype(str).map(codes).to_numpy()
+    half = len(cell) // 3
+    parts = [{k: v[s] for k, v in columns.items()} for s in (slice(0, half), slice(half, None))]
+    rows = pd.DataFrame([{"cell_id": "c", **cell_summary.cell_row(p, sgd=False)} for p in parts])
+    whole = cell_summary.cell_row(columns, sgd=False)
+    converged = columns["status"] == 0
+    for value in ("q_ratio", "sharpness_T"):
+        for stat, q in cell_summary.QUANTILES.items():
+            merged = cell_summary.value_statistic(rows, value, stat)
+            assert close(merged, lower_quantile(columns[value][converged], q))
+        assert cell_summary.value_statistic(rows, value, "max") == whole[f"{value}_max"]
+        assert cell_summary.value_statistic(rows, value, "mean") == pytest.approx(
+            np.mean(columns[value][converged]), rel=1e-12
+        )
+    assert cell_summary.value_statistic(rows, "status", "frac_converged") == converged.mean()
+    assert close(cell_summary.value_statistic(rows, "lambda_gf", "median"), lower_quantile(columns["lambda_gf"], 0.5))
