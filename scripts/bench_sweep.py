@@ -299,6 +299,30 @@ SUMMARY_RUNS = ((1_000_000, 1e-4), (10_000_000, 1e-4))
 """(trajectories, loss_tol): two sizes, for the growth with N."""
 
 
+def summary_cpu_row(run: tuple[int, float]) -> Row:
+    """CPU seconds per trajectory of the per-cell summaries (one thread) against
+    the kernel's (all threads, summed): less sensitive to other load than walls."""
+    from lin2net.analysis.cell_summary import summary_table
+    from lin2net.dynamics.gd.cell import simulate_cells
+
+    total, loss_tol = run
+    config = parse_config(summary_mode_config(max(1, total // SUMMARY_TRAJECTORIES), loss_tol))
+    simulate_cells(config, expand_grid(config)[:1])  # numba's cache loaded before timing
+    kernel_cpu = summary_cpu = 0.0
+    for shard in form_shards(expand_grid(config), config.trajectories, SHARD_ROWS):
+        started = time.process_time()
+        initial, results = simulate_cells(config, shard.cells)
+        kernel_cpu += time.process_time() - started
+        started = time.thread_time()
+        summary_table(shard.cells, config.trajectories, initial, results)
+        summary_cpu += time.thread_time() - started
+    n = total / 1e9
+    return (
+        f"summary mode, {total:.0e} trajectories: CPU per trajectory, summaries / kernel (with initializations)",
+        f"{summary_cpu / n:.0f} ns / {kernel_cpu / n:.0f} ns = {summary_cpu / kernel_cpu:.2f}",
+    )
+
+
 def summary_mode_rows(runs: tuple[tuple[int, float], ...] = SUMMARY_RUNS) -> list[Row]:
     """``lin2net sweep --keep summary`` on N trajectories (10⁵ per grid point):
     CLI wall (start-up included) against the kernel alone on the same
@@ -342,6 +366,7 @@ def summary_mode_rows(runs: tuple[tuple[int, float], ...] = SUMMARY_RUNS) -> lis
             (f"{name}: peak RSS of the sweep process", f"{rss:.0f} MiB{target(rss, 1024)}"),
         ]
         measured.append((kernel, wall))
+    rows.append(summary_cpu_row(runs[0]))
     if len(measured) >= 2:
         (k0, w0), (k1, w1) = measured[0], measured[-1]
         rows.append(
