@@ -273,3 +273,23 @@ def test_a_cell_in_two_parts_merges_to_within_alpha_of_the_whole(outputs: dict[s
         )
     assert cell_summary.value_statistic(rows, "status", "frac_converged") == converged.mean()
     assert close(cell_summary.value_statistic(rows, "lambda_gf", "median"), lower_quantile(columns["lambda_gf"], 0.5))
+
+
+def test_per_cell_statistics_for_plot_equal_the_rows_sweep(outputs: dict[str, Path]) -> None:
+    """Grouped by every axis (one summary row a group, plot's case): exact columns
+    equal the rows' statistics; means within rounding; sketched quantiles within α."""
+    keys = ["eta", "lambda0", "d"]
+    for stat in ("median", "q25", "q75", "frac_converged", "frac_max_steps"):
+        kept = grouped_statistics(outputs["summary"], keys, ["q_ratio", "steps", "sharpness_T"], stat)
+        rows = grouped_statistics(outputs["rows"], keys, ["q_ratio", "steps", "sharpness_T"], stat)
+        pd.testing.assert_frame_equal(kept, rows, check_dtype=False)
+    for stat in ("mean", "min", "max"):
+        kept = grouped_statistics(outputs["summary"], keys, ["lambda_T"], stat)
+        rows = grouped_statistics(outputs["rows"], keys, ["lambda_T"], stat)
+        np.testing.assert_allclose(kept["lambda_T"], rows["lambda_T"], rtol=1e-12, equal_nan=True)
+    kept = grouped_statistics(outputs["summary"], keys, ["lambda_T"], "median")
+    table = read_trajectories(outputs["rows"], [*keys, "status", "lambda_T"]).to_pandas()
+    for row in kept.itertuples():
+        part = table[(table["eta"] == row.eta) & (table["lambda0"] == row.lambda0) & (table["d"] == row.d)]
+        values = part["lambda_T"][part["status"].astype(str) == "converged"].to_numpy()
+        assert close(row.lambda_T, lower_quantile(values, 0.5))

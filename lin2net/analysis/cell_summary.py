@@ -303,6 +303,8 @@ def value_statistic(group: pd.DataFrame, value: str, stat: str) -> float:
 def group_statistics(rows: pd.DataFrame, keys: Sequence[str], requests: Mapping[str, tuple[str, str]]) -> pd.DataFrame:
     """One row per combination of ``keys``: the keys, ``trajectories`` and, for
     each ``name -> (value, stat)`` of ``requests``, that statistic."""
+    if keys and not rows.duplicated(list(keys)).any():
+        return _one_row_groups(rows, keys, requests)
     records = []
     groups = rows.groupby(list(keys), sort=True, dropna=False) if keys else [((), rows)]
     for key, group in groups:
@@ -315,6 +317,29 @@ def group_statistics(rows: pd.DataFrame, keys: Sequence[str], requests: Mapping[
     frame = pd.DataFrame(records)
     if "trajectories" in frame:
         frame["trajectories"] = frame["trajectories"].astype(np.int64)
+    return frame
+
+
+def _one_row_groups(rows: pd.DataFrame, keys: Sequence[str], requests: Mapping[str, tuple[str, str]]) -> pd.DataFrame:
+    """:func:`group_statistics` where every group is one row: columns read as
+    they are (no Python per row), sketches decoded only for quantiles that
+    have no exact column."""
+    from lin2net.analysis.summary import FRACTION_STATS
+
+    rows = rows.sort_values(list(keys), kind="stable").reset_index(drop=True)
+    frame = rows[list(keys)].copy()
+    frame["trajectories"] = rows["trajectories"].astype(np.int64)
+    for name, (value, stat) in requests.items():
+        if stat in FRACTION_STATS:
+            frame[name] = rows[FRACTION_STATS[stat]] / rows["trajectories"]
+        elif f"{value}_{stat}" in rows:
+            frame[name] = rows[f"{value}_{stat}"].astype(np.float64)
+        elif stat in ("mean", "min", "max"):
+            count = rows[f"{value}_count"].to_numpy()
+            column = rows[f"{value}_sum"] / np.where(count > 0, count, 1) if stat == "mean" else rows[f"{value}_{stat}"]
+            frame[name] = np.where(count > 0, column, np.nan)
+        else:
+            frame[name] = [value_statistic(rows.iloc[[i]], value, stat) for i in range(len(rows))]
     return frame
 
 
