@@ -293,3 +293,25 @@ def test_per_cell_statistics_for_plot_equal_the_rows_sweep(outputs: dict[str, Pa
         part = table[(table["eta"] == row.eta) & (table["lambda0"] == row.lambda0) & (table["d"] == row.d)]
         values = part["lambda_T"][part["status"].astype(str) == "converged"].to_numpy()
         assert close(row.lambda_T, lower_quantile(values, 0.5))
+
+
+@pytest.mark.parametrize("folder", ["shards", "summaries"])
+def test_a_damaged_column_name_in_a_footer_is_moved_aside_not_a_traceback(
+    cli: Any, tmp_path: Path, folder: str
+) -> None:
+    """A flipped byte in a column name of the Parquet footer (not UTF-8 any more)
+    fails verification like any other damage (it used to raise UnicodeDecodeError)."""
+    import struct
+
+    out = sweep(cli, tmp_path, "damaged", "--keep", "both")
+    path = sorted((out / folder).glob("part-*.parquet"))[0]
+    data = bytearray(path.read_bytes())
+    footer = len(data) - 8 - struct.unpack("<i", data[-8:-4])[0]
+    where = data.find(b"sharpness_T", footer)
+    assert where > footer
+    data[where] ^= 0xC0
+    path.write_bytes(bytes(data))
+    config = write_yaml(tmp_path / "again.yaml", RAW)
+    result = cli("sweep", config, "-o", out, "-q", "--shard-size", "600", "--keep", "both")
+    assert result.exit_code == 0, result.output
+    assert f"{path.name} failed verification" in result.output and "ran 2, skipped 10" in result.output

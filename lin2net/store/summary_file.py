@@ -243,5 +243,5 @@ def is_summary_file(path: Path) -> bool:
         return False
     try:
         return SUMMARY_KEY in (pq.read_metadata(path).metadata or {})
-    except (OSError, pa.ArrowException):
+    except (OSError, pa.ArrowException, ValueError):
         return False
