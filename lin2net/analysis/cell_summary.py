@@ -130,7 +130,8 @@ def cell_row(columns: Mapping[str, np.ndarray], sgd: bool) -> dict[str, Any]:
     gf = columns["lambda_gf"]
     nan = np.isnan(gf)
     row["lambda_gf_nan"] = int(np.count_nonzero(nan))
-    row["lambda_gf_median"] = float(np.median(gf)) if gf.size and not nan.any() else math.nan
+    # np.quantile's linear median, as summarize's query computes it (np.median averages differently)
+    row["lambda_gf_median"] = float(np.quantile(gf, 0.5)) if gf.size and not nan.any() else math.nan
     row["lambda_gf_sketch"] = sk.encode(sk.sketch(gf, ALPHA))
     if sgd:
         for value in SGD_VALUES:
