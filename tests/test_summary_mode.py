@@ -315,3 +315,11 @@ def test_a_damaged_column_name_in_a_footer_is_moved_aside_not_a_traceback(
     result = cli("sweep", config, "-o", out, "-q", "--shard-size", "600", "--keep", "both")
     assert result.exit_code == 0, result.output
     assert f"{path.name} failed verification" in result.output and "ran 2, skipped 10" in result.output
+
+
+def test_another_keep_is_another_config(cli: Any, tmp_path: Path, outputs: dict[str, Path]) -> None:
+    config = write_yaml(tmp_path / "c.yaml", RAW)
+    result = cli("sweep", config, "-o", outputs["rows"], "-q", "--shard-size", "600", "--keep", "summary")
+    assert result.exit_code == 2
+    assert "different config (keep is missing from OUT)" in result.output and "--overwrite" in result.output
+    assert summary_files(outputs["rows"]) == []
