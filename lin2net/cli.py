@@ -178,6 +178,12 @@ def main_options(
     """lin2net: exact, batched gradient-descent sweeps on depth-2 linear networks."""
 
 
+class KeepChoice(StrEnum):
+    rows = "rows"
+    summary = "summary"
+    both = "both"
+
+
 @command
 def sweep(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML sweep config (keys: docs/config.md).")],
@@ -215,6 +221,14 @@ def sweep(
             help="Trajectories per shard file (whole cells) [default: 262144; 8192 for the NumPy integrators].",
         ),
     ] = None,
+    keep: Annotated[
+        KeepChoice | None,
+        typer.Option(
+            "--keep",
+            help="What to write per grid point: trajectory rows, a summary (OUT/summaries/), or both "
+            "[default: the config's keep, else rows].",
+        ),
+    ] = None,
 ) -> None:
     """Run every cell of a grid not yet done in OUT; results in shard files OUT/shards/*.parquet.
 
@@ -226,6 +240,8 @@ def sweep(
         check_path("CONFIG", config_path)
         if out is not None:
             check_path("--out", out)
+        if keep is not None:  # an override like --set keep=...: recorded with the run's overrides
+            sets = [*(sets or ()), f"keep={keep.value}"]
         config = load_config(config_path, sets or ())
         out_dir = out if out is not None else Path("runs") / config.name
         if workers is not None and workers < 1:
@@ -512,6 +528,19 @@ def _note_missing_cells(opened: OpenedOutput, what: str) -> None:
         )
 
 
+def _note_summary_only(opened: OpenedOutput) -> None:
+    """One line naming what check cannot do in an OUT without trajectory rows."""
+    if opened.config.keep == "summary":
+        stderr.print(
+            f"note: {opened.path} keeps summaries only (keep: summary): check reports the per-cell counts the "
+            "sweep kept; without rows it cannot show single trajectories' margins or recheck them with other "
+            "tolerances",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 CHECK_OVERALL = {
     "bound": "bound",
     "in_regime": "in_regime",
@@ -561,6 +590,7 @@ def check(
         opened = open_output(out, verify=verify)
         report = check_sweep(opened)
     _note_missing_cells(opened, "check")
+    _note_summary_only(opened)
     sentences = [*report.sentences(), *report.theorem2_sentences()]
     if chosen != "table":
         with user_errors():

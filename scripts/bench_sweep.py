@@ -215,12 +215,117 @@ def sweep_rows(quick: bool) -> list[Row]:
     return rows
 
 
+# Summary mode (keep: summary): grid points of 10⁵ trajectories each, as the
+# 10⁴ × 10⁵ target has, with trajectories of about 200 steps (η·λ0 from 0.3 to
+# 1.2, loss_tol 1e-4) so that 10⁷ trajectories take about 15 s of kernel CPU.
+SUMMARY_TRAJECTORIES = 100_000
+
+
+def summary_mode_config(cells: int, loss_tol: float = 1e-4) -> dict[str, object]:
+    return {
+        "name": "summary-mode",
+        "seed": 0,
+        "trajectories": SUMMARY_TRAJECTORIES,
+        "grid": {"eta_lambda0": {"geomspace": [0.3, 1.2, cells]}, "lambda0": 1.0, "phi": 1.0, "d": 1},
+        "loss_tol": loss_tol,
+        "max_steps": 1000,
+        "keep": "summary",
+    }
+
+
+SUMMARY_RUNS = ((1_000_000, 1e-4), (10_000_000, 1e-4))
+"""(trajectories, loss_tol): two sizes, for the growth with N."""
+
+
+def summary_cpu_row(run: tuple[int, float]) -> Row:
+    """CPU seconds per trajectory of the per-cell summaries (one thread) against
+    the kernel's (all threads, summed): less sensitive to other load than walls."""
+    from lin2net.analysis.cell_summary import summary_table
+    from lin2net.dynamics.gd.cell import simulate_cells
+
+    total, loss_tol = run
+    config = parse_config(summary_mode_config(max(1, total // SUMMARY_TRAJECTORIES), loss_tol))
+    simulate_cells(config, expand_grid(config)[:1])  # numba's cache loaded before timing
+    kernel_cpu = summary_cpu = 0.0
+    for shard in form_shards(expand_grid(config), config.trajectories, SHARD_ROWS):
+        started = time.process_time()
+        initial, results = simulate_cells(config, shard.cells)
+        kernel_cpu += time.process_time() - started
+        started = time.thread_time()
+        summary_table(shard.cells, config.trajectories, initial, results)
+        summary_cpu += time.thread_time() - started
+    n = total / 1e9
+    return (
+        f"summary mode, {total:.0e} trajectories: CPU per trajectory, summaries / kernel (with initializations)",
+        f"{summary_cpu / n:.0f} ns / {kernel_cpu / n:.0f} ns = {summary_cpu / kernel_cpu:.2f}",
+    )
+
+
+def summary_mode_rows(runs: tuple[tuple[int, float], ...] = SUMMARY_RUNS) -> list[Row]:
+    """``lin2net sweep --keep summary`` on N trajectories (10⁵ per grid point):
+    CLI wall (start-up included) against the kernel alone on the same
+    trajectories, bytes written to OUT (and per 10⁴ grid points), peak RSS."""
+    import yaml
+
+    rows: list[Row] = []
+    measured: list[tuple[float, float]] = []
+    for total, loss_tol in runs:
+        cells = max(1, total // SUMMARY_TRAJECTORIES)
+        raw = summary_mode_config(cells, loss_tol)
+        config = parse_config(raw)
+        kernel, steps = kernel_time(config, 1)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "summary.yaml"
+            path.write_text(yaml.safe_dump(raw))
+            out = Path(tmp) / "run"
+            command = [sys.executable, "-m", "lin2net", "sweep", str(path), "-o", str(out), "--quiet"]
+            started = time.perf_counter()
+            probe = subprocess.run(
+                [sys.executable, "-c", RSS_PROBE, *command], cwd=ROOT, check=True, capture_output=True, text=True
+            )
+            wall = time.perf_counter() - started
+            size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+            summaries = sum(f.stat().st_size for f in (out / "summaries").glob("*.parquet"))
+            rss = int(probe.stdout.split()[-1]) / 1024  # KiB on Linux
+        n = cells * SUMMARY_TRAJECTORIES
+        name = f"summary mode, {cells} grid points × 10⁵ = {n:.0e} trajectories ({steps / n:.0f} steps each)"
+        name += f", loss_tol {loss_tol:g}"
+        rows += [
+            (f"{name}: kernel alone", f"{kernel:.2f} s ({steps / kernel:.3g} traj-steps/s)"),
+            (
+                f"{name}: `lin2net sweep --keep summary` wall / kernel",
+                f"{wall:.2f} s = {wall / kernel:.2f}×{target(wall / kernel, 1.3)}",
+            ),
+            (
+                f"{name}: bytes in OUT (summaries {summaries / cells:.0f} B per grid point)",
+                f"{size / 1e6:.2f} MB; at 10⁴ grid points: {summaries / cells * 1e4 / 1e6:.0f} MB"
+                f"{target(summaries / cells * 1e4 / 1e6, 200)}",
+            ),
+            (f"{name}: peak RSS of the sweep process", f"{rss:.0f} MiB{target(rss, 1024)}"),
+        ]
+        measured.append((kernel, wall))
+    rows.append(summary_cpu_row(runs[0]))
+    if len(measured) >= 2:
+        (k0, w0), (k1, w1) = measured[0], measured[-1]
+        rows.append(
+            (
+                "summary mode: growth of the wall with N against the kernel's (start-up cancels out)",
+                f"({w1:.2f} − {w0:.2f}) s / ({k1:.2f} − {k0:.2f}) s = {(w1 - w0) / (k1 - k0):.2f}×"
+                f"{target((w1 - w0) / (k1 - k0), 1.3)}",
+            )
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one repetition, no 10⁵-cell grid")
+    parser.add_argument(
+        "--summary-mode", action="store_true", help="only the keep: summary runs (10⁶ and 10⁷ trajectories, ~60 s CPU)"
+    )
     args = parser.parse_args()
     load = os.getloadavg()[0]
-    rows = sweep_rows(args.quick)
+    rows = summary_mode_rows() if args.summary_mode else sweep_rows(args.quick)
     print(f"load average at start {load:.2f}; threads {np.__name__} {os.cpu_count()} cores")
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

@@ -74,6 +74,24 @@ def test_dask_run_equals_local_run(tmp_path: Path, cli, cluster) -> None:  # typ
     assert shard_bytes(remote) == shard_bytes(local)
 
 
+def test_dask_summary_mode_equals_local_and_resumes(tmp_path: Path, cli, cluster) -> None:  # type: ignore[no-untyped-def]
+    from lin2net.store.summary_file import summary_files
+
+    config = write_yaml(tmp_path / "c.yaml", {**SMALL, "keep": "summary"})
+    local, remote = tmp_path / "local", tmp_path / "dask"
+    one_cell = ("--shard-size", "40")
+    assert cli("sweep", config, "-o", local, "-q", "--workers", "1", *one_cell).exit_code == 0
+    result = cli("sweep", config, "-o", remote, "-q", "--scheduler", cluster.scheduler_address, *one_cell)
+    assert result.exit_code == 0, result.output
+    assert len(summary_files(remote)) == 8 and not shard_files(remote)
+    for path in summary_files(remote)[:2]:
+        path.unlink()
+    again = cli("sweep", config, "-o", remote, "-q", "--scheduler", cluster.scheduler_address, *one_cell)
+    assert again.exit_code == 0 and "ran 2, skipped 6 already done" in again.stderr
+    table = [cli("summarize", out, "--format", "csv").stdout for out in (local, remote)]
+    assert table[0] == table[1] and len(table[0].splitlines()) == 9
+
+
 def test_failed_task_is_retried_once_then_recorded(tmp_path: Path, cli, failing_cluster) -> None:  # type: ignore[no-untyped-def]
     bad = failing_cluster.bad_cell
     out = tmp_path / "out"

@@ -219,6 +219,13 @@ def check_sweep(out: Path | OpenedOutput, *, verify: bool = False) -> CheckRepor
             f"{opened.path} is an SGD sweep; check tests the seed paper's theorems, which are about gradient "
             "descent (summarize and plot read SGD sweeps)",
         )
+    if opened.config.keep == "summary":  # no rows: the per-cell counts the sweep kept
+        from lin2net.analysis.cell_summary import check_rows
+
+        rows = check_rows(opened.path)
+        if not rows:
+            raise OutputError(f"{opened.path} holds no finished cells yet")
+        return summarize_checks(rows)
     if not opened.shards:
         raise OutputError(f"{opened.path} holds no finished cells yet")
     n = opened.config.trajectories

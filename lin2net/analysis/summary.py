@@ -234,6 +234,14 @@ def _summary_keys(opened: OpenedOutput, by: Sequence[str] | None) -> tuple[list[
     return keys, list(dict.fromkeys(by)) if by else present, sgd
 
 
+def _refuse_filters_without_rows(where: Sequence[str], expressions: Mapping[str, str] | None = None) -> None:
+    """Filters and derived values need trajectory rows, which ``keep: summary`` does not write."""
+    if where:
+        raise ConfigError("--where", "needs trajectory rows; this sweep kept only per-cell summaries (keep: summary)")
+    if expressions:
+        raise ConfigError("--value", "expressions need trajectory rows; this sweep kept only summaries (keep: summary)")
+
+
 def _cell_keys(keys: list[str]) -> tuple[list[str], list[str]]:
     """(group keys, carried): a per-cell summary groups by ``cell_id`` alone, its
     axes follow from it (hashing one string beats hashing eight columns)."""
@@ -247,6 +255,14 @@ def summary_rows(
     prints); ``where``: SQL conditions on the trajectories (ANDed)."""
     opened = open_output(out, verify=verify)
     keys, order, sgd = _summary_keys(opened, by)
+    if opened.config.keep == "summary":  # no rows: from the per-cell summaries
+        from lin2net.analysis.cell_summary import summarize_kept
+
+        _refuse_filters_without_rows(where)
+        frame = summarize_kept(opened.path, keys, sgd)
+        if not frame.empty:
+            frame = frame.sort_values([a for a in order if a in frame.columns], kind="stable")
+        return Rows(list(frame.columns), list(frame.itertuples(index=False, name=None)))
     query = summary_query(sgd)
     query.where.extend(where)
     if not opened.shards:
@@ -275,9 +291,14 @@ def grouped_statistics(
     (:func:`cell_statistic`'s semantics), in a column named as the value;
     sorted by the keys. ``where``: SQL conditions on the trajectories (ANDed);
     ``expressions``: value name -> SQL, for values that are not columns."""
-    query = _statistics_query(values, stat, where, expressions)
     opened = open_output(out, verify=verify)
     keys = list(dict.fromkeys(keys))
+    if opened.config.keep == "summary":  # no rows: from the per-cell summaries
+        from lin2net.analysis.cell_summary import grouped_kept
+
+        _refuse_filters_without_rows(where, expressions)
+        return grouped_kept(opened.path, keys, values, stat, opened.algorithm == "sgd")
+    query = _statistics_query(values, stat, where, expressions)
     if not opened.shards:
         return Rows([*keys, *query.outer], []).df()
     return query.rows(opened.sql_source(), keys, keys).df()

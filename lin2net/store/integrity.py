@@ -36,10 +36,14 @@ def _position_words(start: int, count: int) -> np.ndarray:
     return (np.arange(start, start + count, dtype=np.uint64) + np.uint64(1)) * _POSITION_MULTIPLIER
 
 
-def _string_words(values: list[str | None]) -> np.ndarray:
-    """One 64-bit word per distinct string (a slice of its SHA-256)."""
+def _string_words(values: list[str | bytes | None]) -> np.ndarray:
+    """One 64-bit word per string or bytes value (a slice of its SHA-256)."""
     words = [
-        int.from_bytes(hashlib.sha256(b"\x00null" if v is None else v.encode()).digest()[:8], "little") for v in values
+        int.from_bytes(
+            hashlib.sha256(b"\x00null" if v is None else v if isinstance(v, bytes) else v.encode()).digest()[:8],
+            "little",
+        )
+        for v in values
     ]
     return np.array(words, dtype=np.uint64)
 
@@ -53,6 +57,8 @@ def _words(chunk: pa.Array) -> np.ndarray:
         return words
     if pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type):
         return _words(chunk.dictionary_encode())
+    if pa.types.is_binary(chunk.type) or pa.types.is_large_binary(chunk.type):
+        return _string_words(chunk.to_pylist())  # summary files' sketches: one hash per value
     if pa.types.is_boolean(chunk.type):
         return np.asarray(chunk.to_numpy(zero_copy_only=False), dtype=np.uint64)
     values = np.ascontiguousarray(chunk.to_numpy(zero_copy_only=False))

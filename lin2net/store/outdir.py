@@ -61,6 +61,7 @@ from lin2net.store.shard_file import (
     write_shard_file,
 )
 from lin2net.store.shards import Shard
+from lin2net.store.summary_file import SUMMARIES_DIR, is_summary_file, scan_finished, summaries_dir
 from lin2net.sweep.config import SweepConfig, parse_config
 from lin2net.sweep.grid import Cell, expand_grid
 
@@ -252,13 +253,13 @@ def inspect_output_dir(out: Path, config: SweepConfig, verify_data: bool = True)
         return OutputState("legacy" if is_legacy_output(out) else "foreign")
     stored, current = read_resolved_config(out), _normalized(config.resolved())
     if not first_difference(stored, current):
-        return OutputState("same", scan_shards(out, config, verify_data=verify_data))
+        return OutputState("same", scan_finished(out, config, verify_data=verify_data))
     # The name only labels a run and changes no number.
     settings = first_difference(_ignoring(stored, "name", "grid"), _ignoring(current, "name", "grid"))
     added = "" if settings else grid_extension(stored.get("grid"), current.get("grid"))
     if added:
         old = parse_config(stored)
-        return OutputState("extends", scan_shards(out, old, verify_data=verify_data), difference=added)
+        return OutputState("extends", scan_finished(out, old, verify_data=verify_data), difference=added)
     # Name the most telling difference: a setting before the grid's long
     # lists, and those before the name.
     difference = (
@@ -383,9 +384,9 @@ def _verified_footer(path: Path, settings: str, trajectories: int, grid: Mapping
 
 def finished_cell_ids(out: Path) -> frozenset[str]:
     """Ids of the cells held by verified shards of OUT's own config (footers only)."""
-    if not is_marked(out) or not shards_dir(out).is_dir():
+    if not is_marked(out) or not (shards_dir(out).is_dir() or summaries_dir(out).is_dir()):
         return frozenset()
-    return scan_shards(out, read_config(out), verify_data=False).finished
+    return scan_finished(out, read_config(out), verify_data=False).finished
 
 
 def write_shard(out: Path, config: SweepConfig, shard: Shard, tables: Iterable[pa.Table]) -> Path:
@@ -554,9 +555,9 @@ def clear_output(out: Path) -> None:
         raise OutputError(f"{out} has no {MARKER_FILE} marker; lin2net only replaces its own outputs")
     doomed: list[Path] = []
     for entry in sorted(out.iterdir()):
-        if entry.name == SHARDS_DIR and entry.is_dir() and not entry.is_symlink():
+        if entry.name in (SHARDS_DIR, SUMMARIES_DIR) and entry.is_dir() and not entry.is_symlink():
             for item in sorted(entry.iterdir()):
-                if _is_own_temporary(item) or _is_lin2net_shard(item):
+                if _is_own_temporary(item) or _is_lin2net_shard(item) or is_summary_file(item):
                     doomed.append(item)
                 else:
                     raise _cannot_clear(out, item, "it is not a lin2net shard file")
@@ -608,7 +609,7 @@ def _is_lin2net_shard(path: Path) -> bool:
 def remove_temporary_files(out: Path) -> None:
     """Delete the temporary files an interrupted writer left in ``out`` and
     ``out/shards`` (only lin2net's own ``.tmp-lin2net-*.partial`` names)."""
-    for directory in (Path(out), shards_dir(out)):
+    for directory in (Path(out), shards_dir(out), Path(out) / SUMMARIES_DIR):
         if not directory.is_dir() or directory.is_symlink():
             continue
         for temp in directory.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
@@ -620,7 +621,7 @@ def remove_temporary_files(out: Path) -> None:
 def temporary_files(out: Path) -> list[Path]:
     """lin2net's temporary files in ``out`` and ``out/shards`` (for tests and checks)."""
     found: list[Path] = []
-    for directory in (Path(out), shards_dir(out)):
+    for directory in (Path(out), shards_dir(out), Path(out) / SUMMARIES_DIR):
         if directory.is_dir():
             found += [p for p in directory.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}") if _is_own_temporary(p)]
     return found

@@ -165,7 +165,7 @@ def verify_footer(path: Path, settings: str, trajectories: int, grid: Mapping[st
         raise CorruptShard(path, "not a regular file")
     try:
         metadata = pq.read_metadata(path)
-    except (OSError, pa.ArrowException) as exc:
+    except (OSError, pa.ArrowException, ValueError) as exc:  # ValueError: a damaged name (UnicodeDecodeError)
         raise CorruptShard(path, f"not a readable Parquet file: {_one_line(exc)}") from None
     try:
         footer = json.loads((metadata.metadata or {})[SHARD_KEY])

@@ -38,6 +38,7 @@ TOP_LEVEL_KEYS = (
     "data",
     "sampling",
     "window",
+    "keep",
 )
 GRID_KEYS = ("eta", "eta_lambda0", "lambda0", "phi", "d", "batch_size", "label_noise")
 INIT_KINDS = ("sphere", "gaussian", "explicit")
@@ -49,6 +50,7 @@ SGD_KEYS = ("data", "sampling", "window")  # top-level keys that only SGD reads
 SGD_GRID_KEYS = ("batch_size", "label_noise")
 DATA_KEYS = ("n", "x", "noise")
 DATA_X_KINDS = ("gaussian", "ones")
+KEEP_CHOICES = ("rows", "summary", "both")  # what a sweep writes per cell: trajectory rows, a summary, or both
 DEFAULT_WINDOW = 1000  # final-window length for SGD averages (at most max_steps)
 
 DEFAULTS: dict[str, Any] = {
@@ -115,6 +117,7 @@ class SweepConfig:
     data: DataSpec | None = None  # set exactly when algorithm is sgd
     sampling: str = "without_replacement"
     window: int = DEFAULT_WINDOW
+    keep: str = "rows"
 
     @property
     def eta_key(self) -> str:
@@ -143,6 +146,8 @@ class SweepConfig:
             resolved["data"] = {"n": self.data.n, "x": x, "noise": self.data.noise}
             resolved["sampling"] = self.sampling
             resolved["window"] = self.window
+        if self.keep != "rows":  # only when set: the resolved config (and digest) of a rows sweep is unchanged
+            resolved["keep"] = self.keep
         return resolved
 
 
@@ -347,6 +352,10 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
         if present:
             raise ConfigError(present[0], "only used with algorithm: sgd (add algorithm: sgd, or remove it)")
     axes, specs = _parse_grid(raw["grid"], explicit, sgd.get("data"))
+    keep = settings.get("keep", "rows")
+    if keep not in KEEP_CHOICES:
+        hint = _suggest(str(keep), KEEP_CHOICES)
+        raise ConfigError("keep", f"must be one of {', '.join(KEEP_CHOICES)}, got {_describe(keep)}{hint}")
     return SweepConfig(
         name=name,
         axes=axes,
@@ -360,6 +369,7 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
         integrator=integrator,
         axis_specs=specs,
         algorithm=algorithm,
+        keep=keep,
         **sgd,
     )
 

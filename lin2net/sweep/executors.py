@@ -135,8 +135,15 @@ def _write(task: ShardTask, arrays: Any) -> None:
     if task.stop_file is not None and task.stop_file.exists():
         raise Stopped("the sweep was stopped")
     initial, results = arrays
-    tables = shard_tables(task.shard.cells, task.shard.trajectories, initial, results)
-    write_shard(task.out, task.config, task.shard, tables)
+    if task.config.keep != "summary":
+        tables = shard_tables(task.shard.cells, task.shard.trajectories, initial, results)
+        write_shard(task.out, task.config, task.shard, tables)
+    if task.config.keep != "rows":  # after the rows: with keep: both, the summary file marks the shard done
+        from lin2net.analysis.cell_summary import summary_table
+        from lin2net.store.summary_file import write_summary
+
+        summary = summary_table(task.shard.cells, task.shard.trajectories, initial, results)
+        write_summary(task.out, task.config, task.shard, summary)
 
 
 class _watch_stop_file:  # noqa: N801 - used as a context manager, like contextlib's

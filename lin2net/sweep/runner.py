@@ -54,6 +54,7 @@ STOP_WAIT_SECONDS = 3.0  # how long an interrupted sweep waits for Dask tasks to
 # trajectory of a zstd-compressed shard (measured on sphere-init sweeps).
 ROW_BYTES = 110
 FILE_OVERHEAD = 20_000
+SUMMARY_CELL_BYTES = 12_000  # keep: summary, per grid point (docs/performance.md, summary mode)
 
 
 class Terminated(KeyboardInterrupt):
@@ -347,6 +348,8 @@ def plan_sweep(
     sizes = [p.stat().st_size for p in files]
     held = len(state.finished)
     per_row = (sum(sizes) / (held * config.trajectories)) if sizes and held else ROW_BYTES
+    if config.keep == "summary" and not (sizes and held):  # a summary row per grid point, not a row per trajectory
+        per_row = SUMMARY_CELL_BYTES / config.trajectories
     finished = state.finished if reusable else frozenset()
     remaining = [cell for cell in cells if cell.cell_id not in finished]
     estimated, pilot_size = estimate_seconds(config, remaining, workers) if pilot and remaining else (None, 0)
