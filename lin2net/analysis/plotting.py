@@ -215,7 +215,7 @@ def sweep_grid(
         covered |= stepsize
     candidates = [k for k in grid_keys if k not in covered]
     keys = [x, y, *candidates]
-    if not opened.shards:
+    if not opened.finished:
         raise ConfigError("", f"{opened.path} holds no finished cells yet")
     frame = grouped_statistics(opened, keys, requested, request_stat)
 

@@ -228,9 +228,26 @@ class OpenedOutput:
         """Every cell of the grid is held by a verified shard file."""
         return len(self.finished) == self.grid_cells
 
+    @functools.cached_property
+    def summaries(self) -> tuple[Any, ...]:
+        """The footers of the per-cell summary files (``keep: summary`` or
+        ``both``; none for ``keep: rows``), each footer verified; their data is
+        verified where it is read (:func:`lin2net.store.summary_file.read_summaries`)."""
+        if self.config.keep == "rows":
+            return ()
+        from lin2net.store.summary_file import scan_summaries
+
+        scan = scan_summaries(self.path, self.config, verify_data=False)
+        if scan.bad:
+            raise OutputError(f"{scan.bad[0]}; rerun the sweep on {self.path} to move it aside and recompute its cells")
+        return tuple(scan.verified)
+
     @property
     def finished(self) -> frozenset[str]:
-        """Ids of the cells held by verified shard files."""
+        """Ids of the finished cells: held by verified shard files, or, for
+        ``keep: summary``, by verified summary files."""
+        if self.config.keep == "summary":
+            return frozenset(cell.cell_id for footer in self.summaries for cell in footer.cells)
         return frozenset(cell_id for shard in self.shards for cell_id in shard.cell_ids)
 
     @property

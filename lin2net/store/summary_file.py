@@ -24,10 +24,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from lin2net.store.integrity import Checksums
 from lin2net.store.shard_file import (
     FORMAT,
     SHARD_PREFIX,
@@ -40,6 +36,8 @@ from lin2net.store.shard_file import (
 from lin2net.sweep.grid import Cell, expand_grid
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from lin2net.store.outdir import ShardScan
     from lin2net.store.shards import Shard
     from lin2net.sweep.config import SweepConfig
@@ -64,6 +62,10 @@ def write_summary_file(
     extra_metadata: Mapping[bytes, bytes],
 ) -> None:
     """Write one shard's summary table (one row per cell, in order) to ``path``."""
+    import pyarrow.parquet as pq
+
+    from lin2net.store.integrity import Checksums
+
     if table.num_rows != len(cells) or table.column("cell_id").to_pylist() != [c.cell_id for c in cells]:
         raise ValueError(f"a summary of {len(cells)} cells needs one row per cell, in order")
     checksums = Checksums()
@@ -95,6 +97,9 @@ def verify_summary_footer(path: Path, settings: str, trajectories: int, grid: Ma
     """Check that ``path`` is a complete summary file of a sweep with these
     settings, whose cells have ``trajectories`` trajectories and belong to
     ``grid``; reads the footer only. ``rows`` of the result is the row count."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from lin2net.store.shards import shard_id as expected_shard_id
 
     path = Path(path)
@@ -217,6 +222,8 @@ def read_summaries(out: Path) -> pa.Table:
     each file verified first; OutputError for an output without any."""
     from concurrent.futures import ThreadPoolExecutor
 
+    import pyarrow as pa
+
     from lin2net.errors import OutputError
     from lin2net.store.outdir import read_config
 
@@ -239,6 +246,9 @@ def read_summaries(out: Path) -> pa.Table:
 
 def is_summary_file(path: Path) -> bool:
     """A regular ``part-*.parquet`` file whose footer carries lin2net summary metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     if path.is_symlink() or not path.is_file() or not path.name.startswith(SHARD_PREFIX):
         return False
     try:
