@@ -47,7 +47,7 @@ def shard_bytes(out: Path) -> dict[str, bytes]:
 
 def leftovers(out: Path) -> list[str]:
     """Anything in OUT that is not a finished file lin2net writes."""
-    names = {".lin2net", "config.yaml", "provenance.json", MANIFEST_FILE, "shards", ".lin2net-stop"}
+    names = {".lin2net", "config.yaml", "provenance.json", MANIFEST_FILE, "shards"}
     odd = [p.name for p in out.iterdir() if p.name not in names]
     shards = out / "shards"
     return odd + [p.name for p in shards.iterdir() if p.suffix != ".parquet" or not p.name.startswith("part-")]

@@ -214,16 +214,43 @@ def _one_line(exc: BaseException) -> str:
     return (text[:120] + "...") if len(text) > 120 else (text or type(exc).__name__)
 
 
-def move_aside(path: Path) -> Path | None:
+CORRUPT_SUFFIX = ".corrupt"
+DUPLICATE_SUFFIX = ".duplicate"
+
+
+def move_aside(path: Path, suffix: str = CORRUPT_SUFFIX) -> Path | None:
     """Rename a file that failed verification to ``.<name>.corrupt`` (never
-    deleted: lin2net cannot prove it wrote it). Returns the new path."""
-    for attempt in range(1000):
+    deleted: lin2net cannot prove it wrote it); ``suffix`` ``.duplicate`` for a
+    verified file whose cells another file holds. Returns the new path, or
+    None if it could not be moved (then nothing was changed).
+
+    An existing file is never replaced: the new name is taken with a hard link
+    (which fails if the name exists) or, where links are not supported, a
+    rename after checking; when ``.<name>.corrupt`` is taken, a random suffix
+    is added, so names never run out."""
+    import secrets
+
+    for attempt in range(100):
         # Hidden (a leading dot): no glob or dataset reader of OUT/shards picks it up.
-        target = path.with_name(f".{path.name}.corrupt" + ("" if attempt == 0 else f"-{attempt}"))
+        extra = "" if attempt == 0 else f"-{secrets.token_hex(4)}"
+        target = path.with_name(f".{path.name}{suffix}{extra}")
         if target.exists() or target.is_symlink():
             continue  # never replace an earlier one
-        with contextlib.suppress(OSError):
-            os.rename(path, target)
+        try:
+            os.link(path, target, follow_symlinks=False)
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links here (some network and FAT file systems)
+            try:
+                os.rename(path, target)
+            except OSError:
+                return None
             return target
-        return None
+        try:
+            os.unlink(path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+            return None
+        return target
     return None

@@ -37,7 +37,7 @@ import numpy as np
 
 from lin2net.dynamics.gd.cell import shard_tables, simulate_cells
 from lin2net.errors import Lin2netError
-from lin2net.store.outdir import write_shard
+from lin2net.store.outdir import OutputReplaced, RunEnded, WriteGuard, write_shard
 from lin2net.store.shards import Shard
 from lin2net.sweep.config import SweepConfig
 from lin2net.sweep.grid import Cell
@@ -52,22 +52,29 @@ STOP_POLL_SECONDS = 0.2
 
 
 class Stopped(Lin2netError):
-    """The sweep was stopped (its stop file appeared) before this shard was written."""
+    """The sweep was stopped (its run file is gone) before this shard was written."""
+
+
+# Errors after which a shard is not computed again cell by cell: the sweep stops.
+FINAL_ERRORS = (Stopped, RunEnded, OutputReplaced)
 
 
 @dataclass(frozen=True)
 class ShardTask:
     """One shard to simulate and write into ``out`` using up to ``threads`` threads.
 
-    ``stop_file``: while it exists, the task stops (the kernel within a
-    fraction of a second) and writes nothing; used where the coordinator
-    cannot kill the worker (Dask)."""
+    ``guard`` is checked before the shard's file is written and just before
+    it is renamed into place (OUT still the directory the sweep locked, the
+    run still the running one); with a run file (Dask, where the coordinator
+    cannot kill the worker) it is also polled while the kernel runs, which
+    stops within a fraction of a second once the run file no longer names
+    this run, and the task writes nothing."""
 
     config: SweepConfig
     shard: Shard
     out: Path
     threads: int = 1
-    stop_file: Path | None = None
+    guard: WriteGuard | None = None
 
 
 @dataclass(frozen=True)
@@ -97,13 +104,14 @@ def compute_shard(task: ShardTask) -> list[ShardOutcome]:
     If it fails, its cells are computed one by one (each a shard of its own),
     so a failing cell does not take the others with it."""
     outcome = _compute(task)
-    if outcome.error is None or len(task.shard.cells) == 1 or outcome.error.startswith(Stopped.__name__):
+    final = outcome.error is not None and outcome.error.startswith(tuple(e.__name__ for e in FINAL_ERRORS))
+    if outcome.error is None or len(task.shard.cells) == 1 or final:
         return [outcome]
     return [_compute(_single(task, cell)) for cell in task.shard.cells]
 
 
 def _single(task: ShardTask, cell: Cell) -> ShardTask:
-    return ShardTask(task.config, Shard((cell,), task.shard.trajectories), task.out, task.threads, task.stop_file)
+    return ShardTask(task.config, Shard((cell,), task.shard.trajectories), task.out, task.threads, task.guard)
 
 
 def _compute(task: ShardTask) -> ShardOutcome:
@@ -123,27 +131,27 @@ def _simulate(task: ShardTask) -> Any:
         raise RuntimeError(f"injected failure for cell {sorted(failing)[0]} ({FAIL_CELLS_ENV})")
     if ids & set(os.environ.get(KILL_CELLS_ENV, "").split(",")):
         os._exit(137)
-    if task.stop_file is None:
+    guard = task.guard
+    if guard is None or guard.run_file is None:
         return simulate_cells(task.config, task.shard.cells, threads=task.threads)
-    if task.stop_file.exists():
+    if not guard.current():
         raise Stopped("the sweep was stopped")
-    with _watch_stop_file(task.stop_file) as cancel:
+    with _watch_run(guard) as cancel:
         return simulate_cells(task.config, task.shard.cells, threads=task.threads, cancel=cancel)
 
 
 def _write(task: ShardTask, arrays: Any) -> None:
-    if task.stop_file is not None and task.stop_file.exists():
-        raise Stopped("the sweep was stopped")
     initial, results = arrays
     tables = shard_tables(task.shard.cells, task.shard.trajectories, initial, results)
-    write_shard(task.out, task.config, task.shard, tables)
+    write_shard(task.out, task.config, task.shard, tables, task.guard)
 
 
-class _watch_stop_file:  # noqa: N801 - used as a context manager, like contextlib's
-    """Set a kernel cancel flag once ``stop_file`` exists (polled by a thread)."""
+class _watch_run:  # noqa: N801 - used as a context manager, like contextlib's
+    """Set a kernel cancel flag once the guard's run file no longer names the
+    run (polled by a thread)."""
 
-    def __init__(self, stop_file: Path) -> None:
-        self.stop_file = stop_file
+    def __init__(self, guard: WriteGuard) -> None:
+        self.guard = guard
         self.cancel = np.zeros(1, dtype=np.int64)
         self.done = threading.Event()
 
@@ -153,7 +161,7 @@ class _watch_stop_file:  # noqa: N801 - used as a context manager, like contextl
 
     def _poll(self) -> None:
         while not self.done.wait(STOP_POLL_SECONDS):
-            if self.stop_file.exists():
+            if not self.guard.current():
                 self.cancel[0] = 1
                 return
 
@@ -216,7 +224,7 @@ def _finish(pending: tuple[ShardTask, float, cf.Future[None]]) -> Iterator[Shard
     seconds = time.perf_counter() - started
     if error is None:
         yield ShardOutcome(task.shard, seconds)
-    elif len(task.shard.cells) > 1:
+    elif len(task.shard.cells) > 1 and not isinstance(error, FINAL_ERRORS):
         yield from compute_shard(task)
     else:
         yield ShardOutcome(task.shard, seconds, describe_error(error))

@@ -32,14 +32,20 @@ from typing import Any
 from lin2net.errors import OutputError
 from lin2net.store.manifest import CellFailure, read_manifest, write_manifest
 from lin2net.store.outdir import (
+    RUN_FILE,
     STOP_FILE,
+    DirectoryIdentity,
+    OutputReplaced,
+    WriteGuard,
     check_output_dir,
+    end_run,
     exclusive_use,
     finished_cell_ids,
     inspect_output_dir,
     prepare_output_dir,
     read_config,
     remove_temporary_files,
+    start_run,
 )
 from lin2net.store.shards import NUMPY_SHARD_ROWS, SHARD_ROWS, form_shards
 from lin2net.sweep.config import SweepConfig
@@ -209,8 +215,9 @@ def run_sweep(
             # connect before touching OUT: an unreachable scheduler writes nothing
             cluster = stack.enter_context(DaskCluster(scheduler))
         stack.enter_context(signals_interrupt())
-        stack.enter_context(exclusive_use(out))  # one sweep at a time in OUT
+        identity = stack.enter_context(exclusive_use(out))  # one sweep at a time in OUT
         prepared = prepare_output_dir(out, config, overwrite, extend)
+        identity.check()
         for line in prepared.notes:
             if on_note is not None:
                 on_note(line)
@@ -235,18 +242,33 @@ def run_sweep(
             "extend": extend,
             "moved_aside": len(prepared.notes),
         }
-        write_manifest(out, status="running", total=len(cells), done=len(finished), failures=[], run=run, new_run=True)
-        target_dir = Path(out).resolve()  # workers may run elsewhere: give them an absolute path
-        stop_file = target_dir / STOP_FILE
-        stop_file.unlink(missing_ok=True)
-        tasks = (
-            ShardTask(config, shard, target_dir, threads, stop_file if cluster is not None else None)
-            for shard in shards
+        write_manifest(
+            out,
+            status="running",
+            total=len(cells),
+            done=len(finished),
+            failures=[],
+            run=run,
+            new_run=True,
+            guard=identity.check,
         )
+        target_dir = Path(out).resolve()  # workers may run elsewhere: give them an absolute path
+        (target_dir / STOP_FILE).unlink(missing_ok=True)  # left by an interrupted sweep of an earlier lin2net
+        stop: Callable[[], None] | None = None
         if cluster is not None:
-            outcomes: Generator[ShardOutcome, None, None] = cluster.run(
-                tasks, stop_file=stop_file, wait=STOP_WAIT_SECONDS
-            )
+            # Dask workers may mount OUT elsewhere (another device number): they
+            # check this run's token in OUT instead of the directory's identity.
+            guard = WriteGuard(run_file=target_dir / RUN_FILE, token=start_run(target_dir))
+
+            def stop() -> None:
+                if _same_directory(identity):
+                    end_run(target_dir)
+
+        else:
+            guard = WriteGuard(identity=DirectoryIdentity(target_dir, identity.device, identity.inode))
+        tasks = (ShardTask(config, shard, target_dir, threads, guard) for shard in shards)
+        if cluster is not None:
+            outcomes: Generator[ShardOutcome, None, None] = cluster.run(tasks, stop=stop, wait=STOP_WAIT_SECONDS)
         elif processes > 1:
             outcomes = run_pool(tasks, processes)
         else:
@@ -259,6 +281,7 @@ def run_sweep(
         status = "interrupted"
         try:
             for outcome in outcomes:
+                identity.check()  # OUT replaced (rm -rf, another sweep): stop here, write nothing more
                 ran += len(outcome.cells)
                 if outcome.error is not None:
                     failures += [CellFailure(cell, outcome.error) for cell in outcome.cells]
@@ -267,17 +290,27 @@ def run_sweep(
                         on_cell_done(cell, outcome.seconds / len(outcome.cells))
             status = "complete" if not failures else "incomplete"
         finally:
-            _stop(outcomes, stop_file, interrupted=status == "interrupted")
+            _stop(outcomes, stop, interrupted=status == "interrupted")
             seconds = time.perf_counter() - started
-            remove_temporary_files(out)
-            with contextlib.suppress(OutputError):
-                # counted from the files: a worker may finish a shard unreported
-                done = len(finished_cell_ids(out) & {cell.cell_id for cell in cells})
-                run |= {"ran": ran, "failed": len(failures), "seconds": round(seconds, 3)}
-                run["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-                write_manifest(
-                    out, status=status, total=len(cells), done=done, failures=failures, run=run, new_run=False
-                )
+            if _same_directory(identity):  # else OUT is another sweep's now: touch nothing there
+                if stop is not None:
+                    stop()
+                remove_temporary_files(out)
+                with contextlib.suppress(OutputError):
+                    # counted from the files: a worker may finish a shard unreported
+                    done = len(finished_cell_ids(out) & {cell.cell_id for cell in cells})
+                    run |= {"ran": ran, "failed": len(failures), "seconds": round(seconds, 3)}
+                    run["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+                    write_manifest(
+                        out,
+                        status=status,
+                        total=len(cells),
+                        done=done,
+                        failures=failures,
+                        run=run,
+                        new_run=False,
+                        guard=identity.check,
+                    )
     return SweepReport(
         cells=len(cells),
         trajectories=len(cells) * config.trajectories,
@@ -292,19 +325,23 @@ def run_sweep(
     )
 
 
-def _stop(outcomes: Generator[ShardOutcome, None, None], stop_file: Path, interrupted: bool) -> None:
-    """Stop the backend; after an interrupt, tell tasks that cannot be killed
-    (Dask) to write nothing, and give them a moment to notice."""
-    if interrupted:
+def _same_directory(identity: DirectoryIdentity) -> bool:
+    try:
+        identity.check()
+    except OutputReplaced:
+        return False
+    return True
+
+
+def _stop(outcomes: Generator[ShardOutcome, None, None], stop: Callable[[], None] | None, interrupted: bool) -> None:
+    """Stop the backend; after an interrupt, first tell tasks that cannot be
+    killed (Dask) to write nothing (``stop()``: the run file goes)."""
+    if interrupted and stop is not None:
         with contextlib.suppress(OSError):
-            stop_file.touch()
+            stop()
     # Signals arriving now must not cut the clean-up short.
     with _deferred_signals():
         outcomes.close()  # stops the workers before their partial files are removed
-    if not interrupted:
-        stop_file.unlink(missing_ok=True)
-    # After an interrupt the stop file stays, for Dask tasks still running
-    # somewhere: they will write nothing. The next run removes it.
 
 
 @contextlib.contextmanager
