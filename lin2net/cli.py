@@ -31,7 +31,7 @@ from typer.core import TyperCommand, TyperGroup
 from lin2net import __version__
 from lin2net.analysis.tables import AXIS_LABELS
 from lin2net.errors import ConfigError, Lin2netError
-from lin2net.store.outdir import MANIFEST_FILE, path_problem
+from lin2net.store.outdir import MANIFEST_FILE, path_problem, record_owned_figure
 from lin2net.sweep.config import MAX_PARAMETER, load_config
 from lin2net.sweep.grid import Cell
 from lin2net.sweep.runner import SweepPlan, completeness, plan_sweep, run_sweep
@@ -109,14 +109,29 @@ def check_path(option: str, path: Path) -> Path:
     return path
 
 
-def check_output_file(option: str, path: Path) -> Path:
+def check_output_file(option: str, path: Path, out: Path | None = None) -> Path:
     """:func:`check_path`, and the directory to write ``path`` in exists: checked
-    before any work, so a typo in -o is not found only after computing."""
+    before any work, so a typo in -o is not found only after computing. With
+    ``out`` (the sweep read), ``path`` may not be inside OUT's own folders
+    (``shards/``: a file there breaks every reader's glob and the next sweep)
+    nor be one of the files lin2net keeps in OUT (config.yaml, manifest.json, ...)."""
     check_path(option, path)
     parent = Path(path).parent
     if not parent.is_dir():
         shown = _clip(printable(str(parent)), 80)
         raise ConfigError(option, f"cannot write {_clip(printable(str(path)), 80)}: {shown} is not a directory")
+    if out is not None:
+        from lin2net.store.outdir import OWN_FILES, SHARDS_DIR
+
+        try:
+            folder, root = parent.resolve(), Path(out).resolve()
+        except (OSError, RuntimeError):
+            return path
+        shown = _clip(printable(str(path)), 80)
+        if folder == root / SHARDS_DIR or root / SHARDS_DIR in folder.parents:
+            raise ConfigError(option, f"cannot write {shown} inside {out}/{SHARDS_DIR}, which holds only shard files")
+        if folder == root and Path(path).name in OWN_FILES:
+            raise ConfigError(option, f"cannot write {shown}: lin2net keeps its own {Path(path).name} there")
     return path
 
 
@@ -469,7 +484,7 @@ def summarize(
     with user_errors():
         check_path("OUT", out)
         if output is not None:
-            check_output_file("--output", output)
+            check_output_file("--output", output, out)
         chosen = choose_format(fmt.value if fmt else None, output)
         from lin2net.analysis.summary import summarize as summarize_sweep
 
@@ -573,7 +588,7 @@ def check(
     with user_errors():
         check_path("OUT", out)
         if output is not None:
-            check_output_file("--output", output)
+            check_output_file("--output", output, out)
         chosen = choose_format(fmt.value if fmt else None, output)
         report = check_sweep(out)
     _note_missing_cells(out, "check")
@@ -690,7 +705,7 @@ def plot(
     with user_errors():
         check_path("OUT", out)
         if output is not None:
-            check_output_file("--output", output)
+            check_output_file("--output", output, out)
         path = plot_sweep(
             out,
             output,
@@ -699,6 +714,9 @@ def plot(
             value=value,
             stat=stat.value,
         )
+        # A figure written into OUT is recorded as lin2net's (name, size,
+        # SHA-256): `sweep --overwrite` may then remove it, unchanged.
+        record_owned_figure(out, path)
     _note_missing_cells(out, "figure")
     stderr.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
 
