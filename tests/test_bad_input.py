@@ -412,7 +412,11 @@ def test_a_config_of_too_many_values_is_refused_by_their_count(tmp_path: Path, c
     config.write_text("grid: {eta: [0.1], lambda0: [1]}\nnotes: [" + "1, " * 300_000 + "1]\n")  # 0.9 MB
     result = cli("sweep", config, "-o", tmp_path / "out")
     assert_one_error_line(result, "holds more than 250000 values")
-    assert "holds more than 250000 values" in result.stderr and "alias" not in result.stderr and not (tmp_path / "out").exists()
+    assert (
+        "holds more than 250000 values" in result.stderr
+        and "alias" not in result.stderr
+        and not (tmp_path / "out").exists()
+    )
 
 
 @pytest.mark.slow

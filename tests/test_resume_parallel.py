@@ -506,3 +506,40 @@ def test_a_signal_stops_the_compiled_kernel_in_the_main_process(tmp_path: Path, 
     assert leftovers(out) == [] and temporary_files(out) == [] and shard_files(out) == []
     record = manifest(out)
     assert record["status"] == "interrupted" and record["cells"]["done"] == 0
+
+
+def test_a_task_of_a_run_that_ended_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dask tasks cannot be killed: one that outlives its run (the client was
+    interrupted, or killed and then resumed with a new run token) checks the
+    token before it writes and again just before the rename that makes its
+    file count, so it never adds a file behind the manifest or beside the new
+    run's files."""
+    from lin2net.store import shard_file
+    from lin2net.store.outdir import RUN_FILE, WriteGuard, end_run, prepare_output_dir, start_run
+    from lin2net.store.shards import form_shards
+    from lin2net.sweep.executors import ShardTask, compute_shard
+
+    config = parse_config(SMALL)
+    out = tmp_path / "out"
+    prepare_output_dir(out, config, overwrite=False)
+    first, second = form_shards(expand_grid(config), config.trajectories, 4 * config.trajectories)
+    orphan = WriteGuard(run_file=out / RUN_FILE, token=start_run(out))
+    current = WriteGuard(run_file=out / RUN_FILE, token=start_run(out))  # a resume took over
+    (stale,) = compute_shard(ShardTask(config, first, out, 1, orphan))
+    assert stale.error is not None and stale.error.startswith("Stopped")
+    assert shard_files(out) == [] and temporary_files(out) == []
+
+    write = shard_file.write_shard_file
+
+    def run_ends_midway(*args, **kwargs):  # type: ignore[no-untyped-def]
+        write(*args, **kwargs)
+        end_run(out)  # the run stops while this task is writing its file
+
+    monkeypatch.setattr("lin2net.store.outdir.write_shard_file", run_ends_midway)
+    (late,) = compute_shard(ShardTask(config, second, out, 1, current))
+    assert late.error is not None and late.error.startswith("RunEnded")
+    assert shard_files(out) == [] and temporary_files(out) == []
+    monkeypatch.undo()
+    fresh = WriteGuard(run_file=out / RUN_FILE, token=start_run(out))
+    (done,) = compute_shard(ShardTask(config, second, out, 1, fresh))
+    assert done.error is None and len(shard_files(out)) == 1
