@@ -360,16 +360,39 @@ def _print_plan(plan: SweepPlan) -> None:
         lines += [
             f"to run: {plan.cells - plan.done} cells in {plan.shards} shard file{'s' if plan.shards != 1 else ''}",
             f"estimated output size: {_human_bytes(plan.estimated_bytes)}",
-            *(
-                [
-                    f"estimated run time: {_human_seconds(plan.estimated_seconds)} "
-                    f"(scaled from a pilot of {plan.pilot_trajectories} of its trajectories)"
-                ]
-                if plan.estimated_seconds is not None
-                else []
-            ),
+            *(_estimate_lines(plan) if plan.estimated_seconds is not None else []),
+            *_memory_lines(plan),
         ]
     stdout.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
+def _estimate_lines(plan: SweepPlan) -> list[str]:
+    assert plan.estimated_seconds is not None
+    pilot = plan.pilot
+    cells = f" of {pilot.cells} cells spread over every axis" if pilot is not None and pilot.cells else ""
+    lines = [
+        f"estimated run time: {_human_seconds(plan.estimated_seconds)} "
+        f"(scaled from a pilot of {plan.pilot_trajectories} of its trajectories{cells})"
+    ]
+    if pilot is not None and pilot.lower_bound:
+        lines[0] = lines[0].replace("estimated run time: ", "estimated run time: at least ", 1)
+        lines.append(f"  a lower bound: {pilot.lower_bound}; the sweep's trajectories may run longer")
+    return lines
+
+
+def _memory_lines(plan: SweepPlan) -> list[str]:
+    memory = plan.memory
+    if memory is None:
+        return []
+    held = f"shards of up to {memory.shard_rows} trajectories"
+    line = f"peak memory: about {_human_bytes(memory.peak)} ({held})"
+    available = plan.available_memory
+    if available is None:
+        return [line]
+    if memory.peak > available:
+        refused = f"warning: more than this machine allows ({_human_bytes(available)}): the sweep will refuse to run"
+        return [line, refused]
+    return [f"{line}; this machine allows {_human_bytes(available)}"]
 
 
 def _human_seconds(seconds: float) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import threading
 import time
@@ -29,7 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from lin2net.errors import OutputError
+from lin2net.errors import ConfigError, OutputError
 from lin2net.store.manifest import CellFailure, read_manifest, write_manifest
 from lin2net.store.outdir import (
     RUN_FILE,
@@ -126,38 +127,192 @@ class SweepPlan:
     bad_files: int = 0
     estimated_seconds: float | None = None
     pilot_trajectories: int = 0
+    pilot: Pilot | None = None
+    memory: MemoryPlan | None = None
+    available_memory: int | None = None
 
 
-PILOT_CELLS = 16  # cells sampled, evenly over those to run, for the run-time estimate
+PILOT_CELLS = 16  # cells sampled, stratified over every swept axis, for the run-time estimate
 PILOT_TRAJECTORIES = 32  # trajectories of each (the first ones of the cell: real rows)
+PILOT_SECONDS = 2.0  # the pilot stops starting new cells after this long
+# A pilot trajectory runs at most this many steps (the compiled kernel; the
+# NumPy integrators, ~100x slower per step, a hundredth): a sweep whose
+# trajectories run longer gets an estimate that is a lower bound, and says so.
+PILOT_MAX_STEPS = 200_000
+PILOT_MAX_STEPS_NUMPY = 2_000
+
+# Peak memory model (bytes), from peak RSS of `lin2net sweep -j 1` on this
+# build: a tiny sweep 259 MB; one shard of 2·10⁶ trajectories 639 MB, so
+# 195 B per trajectory of a shard in memory (its initial conditions, kernel
+# results and one row group of table being written).
+MEMORY_BASE = 300_000_000
+MEMORY_PER_TRAJECTORY = 200
 
 
-def estimate_seconds(config: SweepConfig, todo: Sequence[Cell], workers: int | None = None) -> tuple[float, int]:
+@dataclass(frozen=True)
+class Pilot:
+    """A run-time estimate: ``seconds`` for the cells to run, scaled from
+    ``trajectories`` pilot trajectories of ``cells`` cells (of ``planned``
+    chosen); ``lower_bound`` names why the sweep may take longer ('' if not)."""
+
+    seconds: float
+    trajectories: int
+    cells: int
+    planned: int
+    lower_bound: str = ""
+
+
+def pilot_cells(config: SweepConfig, todo: Sequence[Cell], count: int = PILOT_CELLS) -> list[Cell]:
+    """Up to about ``count`` cells of ``todo`` stratified over every swept axis:
+    each axis's values, evenly spread (all of them if few), each appear in a
+    chosen cell whose other parameters are drawn at random (a fixed seed: the
+    same pilot every time). Striding through the grid instead would hold the
+    innermost axes fixed (an SGD grid's label noise: only σ = 0 timed)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    if len(todo) > 100_000:  # a random subset keeps the grouping below fast for any grid
+        todo = [todo[int(i)] for i in np.sort(rng.choice(len(todo), 100_000, replace=False))]
+    swept = [key for key, values in config.axes.items() if len(values) > 1]
+    if not swept:
+        return list(todo[:: max(1, len(todo) // count)])[:count]
+    per_axis = max(2, count // len(swept))
+    chosen: dict[str, Cell] = {}
+    for key in swept:
+        groups: dict[Any, list[Cell]] = {}
+        for cell in todo:
+            groups.setdefault(getattr(cell, key), []).append(cell)
+        values = list(groups)
+        if len(values) > per_axis:
+            values = [values[round(i * (len(values) - 1) / (per_axis - 1))] for i in range(per_axis)]
+        for value in values:
+            members = groups[value]
+            cell = members[int(rng.integers(len(members)))]
+            chosen[cell.cell_id] = cell
+    for cell in todo[:: max(1, len(todo) // count)]:  # small grids: as many cells as asked
+        if len(chosen) >= count:
+            break
+        chosen.setdefault(cell.cell_id, cell)
+    picked = list(chosen.values())
+    order = rng.permutation(len(picked))  # a pilot cut short by time still spans the axes
+    return [picked[int(i)] for i in order]
+
+
+def estimate_seconds(
+    config: SweepConfig, todo: Sequence[Cell], workers: int | None = None, budget: float = PILOT_SECONDS
+) -> Pilot:
     """Seconds the cells ``todo`` would take, from a pilot: the first
-    trajectories of up to :data:`PILOT_CELLS` cells spread over ``todo``,
-    integrated in one call. Returns ``(seconds, pilot trajectories)``.
+    trajectories of cells stratified over every axis (:func:`pilot_cells`),
+    integrated a few cells per call until ``budget`` seconds have passed.
 
     Kernel time grows with the steps taken, and the pilot's trajectories are
     real rows of the sweep, so the estimate scales the pilot's time by the
-    ratio of trajectories; a few runs of the pilot's own overhead are
-    discounted by timing a second call."""
+    ratio of trajectories. Each pilot trajectory runs at most
+    :data:`PILOT_MAX_STEPS` steps: where one reaches that bound (and the
+    sweep allows more), the sweep's trajectories run longer than the pilot
+    saw and the estimate is a lower bound."""
     from dataclasses import replace
 
+    import numpy as np
+
     from lin2net.dynamics.gd.cell import simulate_cells
+    from lin2net.dynamics.gd.reference import Status
 
     if not todo:
-        return 0.0, 0
-    step = max(1, len(todo) // PILOT_CELLS)
-    sample = list(todo[::step])[:PILOT_CELLS]
+        return Pilot(0.0, 0, 0, 0)
+    sample = pilot_cells(config, todo)
     per_cell = min(config.trajectories, PILOT_TRAJECTORIES)
-    pilot = replace(config, trajectories=per_cell)
+    cap = PILOT_MAX_STEPS if config.integrator == "compiled" else PILOT_MAX_STEPS_NUMPY
+    steps = min(config.max_steps, cap)
+    pilot = replace(config, trajectories=per_cell, max_steps=steps, window=min(config.window, steps))
     threads = plan_backend(config, default_workers() if workers is None else workers)[1]
-    simulate_cells(pilot, sample[:1], threads=threads)  # loads the kernel (numba's cache)
-    started = time.perf_counter()
-    simulate_cells(pilot, sample, threads=threads)
-    seconds = time.perf_counter() - started
+    simulate_cells(replace(pilot, max_steps=1, window=1), sample[:1], threads=threads)  # loads the kernel
+    seconds, ran, capped = 0.0, 0, False
+    batch = 4
+    for first in range(0, len(sample), batch):
+        cells = sample[first : first + batch]
+        started = time.perf_counter()
+        _, results = simulate_cells(pilot, cells, threads=threads)
+        seconds += time.perf_counter() - started
+        ran += len(cells)
+        capped |= bool(np.any(np.asarray(results.status) == Status.MAX_STEPS)) and config.max_steps > steps
+        if seconds > budget:
+            break
     total = len(todo) * config.trajectories
-    return seconds * total / (len(sample) * per_cell), len(sample) * per_cell
+    reason = f"pilot trajectories were stopped at {steps} of max_steps = {config.max_steps} steps" if capped else ""
+    return Pilot(seconds * total / (ran * per_cell), ran * per_cell, ran, len(sample), reason)
+
+
+def machine_memory() -> int | None:
+    """Bytes this process may use: physical memory, or less under a limit on
+    its address space (``ulimit -v``); None where unknown."""
+    import resource
+
+    found: list[int] = []
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        found.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY and limit > 0:
+            found.append(limit)
+    return min(found) if found else None
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Peak memory of a sweep (bytes, :data:`MEMORY_BASE` and
+    :data:`MEMORY_PER_TRAJECTORY`): ``shard_rows`` trajectories in the
+    largest shard, ``in_memory`` shards held at once per process."""
+
+    peak: int
+    shard_rows: int
+    in_memory: int
+    processes: int
+
+
+def plan_memory(
+    config: SweepConfig, cells: int, workers: int, shard_rows: int | None = None, cluster: bool = False
+) -> MemoryPlan:
+    """The peak memory of running ``cells`` cells of ``config`` here. A shard
+    holds whole cells (one cell of more trajectories than the shard size is a
+    shard of its own). In this process the compiled kernel integrates one
+    shard while up to one per thread waits to be written; a pool's processes
+    hold one shard each (and load their own libraries); on a cluster this
+    process holds none."""
+    processes, threads, target = plan_backend(config, workers)
+    per_shard = max(1, (shard_rows or target) // max(1, config.trajectories))
+    rows = min(per_shard, max(1, cells)) * config.trajectories
+    if cluster:
+        return MemoryPlan(MEMORY_BASE, rows, 0, 0)
+    if config.integrator == "compiled":
+        in_memory = min(1 + threads, -(-max(1, cells) // per_shard))
+        return MemoryPlan(MEMORY_BASE + in_memory * rows * MEMORY_PER_TRAJECTORY, rows, in_memory, 1)
+    pool = min(processes, max(1, -(-cells // per_shard)))
+    if pool <= 1:
+        return MemoryPlan(MEMORY_BASE + rows * MEMORY_PER_TRAJECTORY, rows, 1, 1)
+    return MemoryPlan(MEMORY_BASE + pool * (MEMORY_BASE + rows * MEMORY_PER_TRAJECTORY), rows, 1, pool)
+
+
+def check_memory(plan: MemoryPlan, config: SweepConfig, available: int | None) -> None:
+    """ConfigError (one line) for a plan that needs more memory than ``available``."""
+    if available is None or plan.peak <= available:
+        return
+    need, have = _gigabytes(plan.peak), _gigabytes(available)
+    if plan.shard_rows == config.trajectories:
+        raise ConfigError(
+            "trajectories",
+            f"a shard holds whole cells, and one cell of {config.trajectories} trajectories needs about {need} "
+            f"at the peak; this machine allows {have}: give fewer trajectories per cell (or fewer --workers)",
+        )
+    raise ConfigError(
+        "--shard-size",
+        f"shards of {plan.shard_rows} trajectories, {plan.in_memory} at once in each of {max(1, plan.processes)} "
+        f"process(es), need about {need} at the peak; this machine allows {have}: lower --shard-size or --workers",
+    )
+
+
+def _gigabytes(size: int) -> str:
+    return f"{size / 1e9:.1f} GB"
 
 
 def plan_backend(config: SweepConfig, workers: int) -> tuple[int, int, int]:
@@ -207,6 +362,9 @@ def run_sweep(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     cells = expand_grid(config)
+    # Refused before anything is written: a sweep that cannot fit in memory
+    # would otherwise end in the OOM killer's kill -9 (or a MemoryError).
+    check_memory(plan_memory(config, len(cells), workers, shard_rows, scheduler is not None), config, machine_memory())
     with contextlib.ExitStack() as stack:
         cluster = None
         if scheduler is not None:
@@ -386,7 +544,8 @@ def plan_sweep(
     per_row = (sum(sizes) / (held * config.trajectories)) if sizes and held else ROW_BYTES
     finished = state.finished if reusable else frozenset()
     remaining = [cell for cell in cells if cell.cell_id not in finished]
-    estimated, pilot_size = estimate_seconds(config, remaining, workers) if pilot and remaining else (None, 0)
+    estimate = estimate_seconds(config, remaining, workers) if pilot and remaining else None
+    memory = plan_memory(config, len(remaining), default_workers() if workers is None else workers, shard_rows)
     label = (
         "overwrite"
         if overwrite and state.kind != "new"
@@ -402,8 +561,11 @@ def plan_sweep(
         shards=shards,
         estimated_bytes=int(per_row * todo * config.trajectories + FILE_OVERHEAD * shards),
         bad_files=len(state.scan.bad) if state.scan is not None else 0,
-        estimated_seconds=estimated,
-        pilot_trajectories=pilot_size,
+        estimated_seconds=estimate.seconds if estimate is not None else None,
+        pilot_trajectories=estimate.trajectories if estimate is not None else 0,
+        pilot=estimate,
+        memory=memory,
+        available_memory=machine_memory(),
     )
 
 
