@@ -543,3 +543,73 @@ def test_a_task_of_a_run_that_ended_writes_nothing(tmp_path: Path, monkeypatch: 
     fresh = WriteGuard(run_file=out / RUN_FILE, token=start_run(out))
     (done,) = compute_shard(ShardTask(config, second, out, 1, fresh))
     assert done.error is None and len(shard_files(out)) == 1
+
+
+def test_dry_run_states_peak_memory_and_a_sweep_beyond_it_is_refused(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from lin2net.sweep import runner
+
+    big = write_yaml(tmp_path / "big.yaml", {**SMALL, "trajectories": 1_000_000, "grid": {"eta": 0.1, "lambda0": 1.0}})
+    planned = cli("sweep", big, "-o", tmp_path / "out", "--dry-run", "-j", "1")
+    peak = runner.MEMORY_BASE + 1_000_000 * runner.MEMORY_PER_TRAJECTORY
+    assert planned.exit_code == 0 and f"peak memory: about {peak / 1e6:.1f} MB" in planned.stdout, planned.output
+    monkeypatch.setattr(runner, "machine_memory", lambda: 100_000_000)
+    warned = cli("sweep", big, "-o", tmp_path / "out", "--dry-run", "-j", "1")
+    assert warned.exit_code == 0 and "warning: more than this machine allows (100.0 MB)" in warned.stdout
+    refused = cli("sweep", big, "-o", tmp_path / "out", "-q", "-j", "1")
+    assert refused.exit_code == 2 and refused.stderr.startswith("error: trajectories: a shard holds whole cells")
+    assert refused.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_the_pilot_is_stratified_over_every_axis() -> None:
+    """Striding through the grid held the innermost axes fixed (on an SGD grid,
+    only σ = 0 was timed): every value of a short axis is in the pilot, and a
+    long axis is spanned from end to end."""
+    from lin2net.sweep.runner import pilot_cells
+
+    config = parse_config(
+        {**SMALL, "grid": {"eta": {"geomspace": [0.01, 1, 50]}, "lambda0": [1, 2, 3], "phi": [1, 2, 3, 4]}}
+    )
+    cells = expand_grid(config)
+    chosen = pilot_cells(config, cells)
+    assert len(chosen) >= 16 and len({c.cell_id for c in chosen}) == len(chosen)
+    assert {c.lambda0 for c in chosen} == {1.0, 2.0, 3.0} and {c.phi for c in chosen} == {1.0, 2.0, 3.0, 4.0}
+    etas = {c.eta for c in chosen}
+    assert min(config.axes["eta"]) in etas and max(config.axes["eta"]) in etas
+    assert pilot_cells(config, cells) == chosen  # the same pilot every time
+
+
+def test_a_pilot_that_cannot_see_the_end_of_long_trajectories_says_lower_bound(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    from lin2net.sweep.runner import PILOT_MAX_STEPS
+
+    slow = {"trajectories": 4, "grid": {"eta": 1e-9, "lambda0": 1.0}, "max_steps": 10 * PILOT_MAX_STEPS}
+    planned = cli("sweep", write_yaml(tmp_path / "slow.yaml", slow), "-o", tmp_path / "out", "--dry-run")
+    assert planned.exit_code == 0, planned.output
+    assert "estimated run time: at least " in planned.stdout and "a lower bound" in planned.stdout
+    quick = cli("sweep", write_yaml(tmp_path / "quick.yaml", SMALL), "-o", tmp_path / "out", "--dry-run")
+    assert "estimated run time: " in quick.stdout and "lower bound" not in quick.stdout
+
+
+def test_a_stop_abandons_a_shard_file_being_written_at_its_next_row_group(tmp_path: Path) -> None:
+    """Writing a large shard takes seconds; a stop must not wait for it: the
+    writer stops between row groups and removes its temporary file."""
+    import threading
+
+    from lin2net.dynamics.gd.cell import simulate_cells
+    from lin2net.store.outdir import prepare_output_dir
+    from lin2net.store.shards import form_shards
+    from lin2net.sweep.executors import ShardTask, Stopped, _write
+
+    config = parse_config(SMALL)
+    out = tmp_path / "out"
+    prepare_output_dir(out, config, overwrite=False)
+    (shard,) = form_shards(expand_grid(config), config.trajectories)
+    arrays = simulate_cells(config, shard.cells)
+    abandon = threading.Event()
+    abandon.set()
+    with pytest.raises(Stopped):
+        _write(ShardTask(config, shard, out), arrays, abandon)
+    assert shard_files(out) == [] and temporary_files(out) == []
+    _write(ShardTask(config, shard, out), arrays, threading.Event())
+    assert len(shard_files(out)) == 1

@@ -140,10 +140,21 @@ def _simulate(task: ShardTask) -> Any:
         return simulate_cells(task.config, task.shard.cells, threads=task.threads, cancel=cancel)
 
 
-def _write(task: ShardTask, arrays: Any) -> None:
+def _write(task: ShardTask, arrays: Any, abandon: threading.Event | None = None) -> None:
+    """Build and write the shard's file; with ``abandon``, stop between row
+    groups once it is set (the temporary file is removed, nothing counts)."""
     initial, results = arrays
     tables = shard_tables(task.shard.cells, task.shard.trajectories, initial, results)
+    if abandon is not None:
+        tables = _until(abandon, tables)
     write_shard(task.out, task.config, task.shard, tables, task.guard)
+
+
+def _until(abandon: threading.Event, tables: Iterator[Any]) -> Iterator[Any]:
+    for table in tables:
+        if abandon.is_set():
+            raise Stopped("the sweep was stopped while this shard was written")
+        yield table
 
 
 class _watch_run:  # noqa: N801 - used as a context manager, like contextlib's
@@ -191,10 +202,13 @@ def run_in_process(tasks: Iterable[ShardTask], writers: int = 1) -> Generator[Sh
     (at most ``writers`` shards wait to be written, so memory stays bounded).
 
     On KeyboardInterrupt (or closing the generator) the kernel stops within
-    a fraction of a second; files being written are finished (they are
-    complete work) before the interrupt propagates."""
+    a fraction of a second, and files being written stop at their next row
+    group (at most 65536 rows: tens of milliseconds) and are removed: a
+    large shard's file takes seconds to write, longer than the one second
+    a stop may take. Their cells are computed again by the next run."""
     pool = cf.ThreadPoolExecutor(max_workers=max(1, writers), thread_name_prefix="lin2net-writer")
     pending: deque[tuple[ShardTask, float, cf.Future[None]]] = deque()
+    abandon = threading.Event()
     try:
         for task in tasks:
             started = time.perf_counter()
@@ -207,12 +221,13 @@ def run_in_process(tasks: Iterable[ShardTask], writers: int = 1) -> Generator[Sh
                     yield from _finish(pending.popleft())
                 yield from compute_shard(task)  # failed: again, cell by cell, to isolate the bad cell
                 continue
-            pending.append((task, started, pool.submit(_write, task, arrays)))
+            pending.append((task, started, pool.submit(_write, task, arrays, abandon)))
             while len(pending) > max(1, writers) or (pending and pending[0][2].done()):
                 yield from _finish(pending.popleft())
         while pending:
             yield from _finish(pending.popleft())
     finally:
+        abandon.set()  # pending is empty unless the sweep is being stopped
         for _, _, future in pending:
             future.exception()  # wait: never leave a half-written file behind a running thread
         pool.shutdown(wait=True)
