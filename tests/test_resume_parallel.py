@@ -383,7 +383,7 @@ def test_dry_run_reports_and_writes_nothing(tmp_path: Path, cli) -> None:  # typ
     assert "eta          0.1, 0.9" in fresh.stdout and "phi          1, 2" in fresh.stdout
     assert "16 x 40 trajectories = 640 trajectories" in fresh.stdout
     assert "to run: 16 cells in 1 shard file" in fresh.stdout
-    assert "estimated run time: " in fresh.stdout and "from a pilot of 512 of its trajectories" in fresh.stdout
+    assert "estimated run time: " in fresh.stdout and "from a pilot of 128 of its trajectories of 16 cells" in fresh.stdout
     estimate = FILE_OVERHEAD + ROW_BYTES * 16 * 40
     assert f"estimated output size: {estimate / 1000:.1f} kB" in fresh.stdout
 

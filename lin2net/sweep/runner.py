@@ -132,8 +132,8 @@ class SweepPlan:
     available_memory: int | None = None
 
 
-PILOT_CELLS = 16  # cells sampled, stratified over every swept axis, for the run-time estimate
-PILOT_TRAJECTORIES = 32  # trajectories of each (the first ones of the cell: real rows)
+PILOT_CELLS = 64  # cells sampled, stratified over every swept axis, for the run-time estimate
+PILOT_TRAJECTORIES = 8  # trajectories of each (the first ones of the cell: real rows)
 PILOT_SECONDS = 2.0  # the pilot stops starting new cells after this long
 # A pilot trajectory runs at most this many steps (the compiled kernel; the
 # NumPy integrators, ~100x slower per step, a hundredth): a sweep whose
@@ -228,11 +228,14 @@ def estimate_seconds(
     threads = plan_backend(config, default_workers() if workers is None else workers)[1]
     simulate_cells(replace(pilot, max_steps=1, window=1), sample[:1], threads=threads)  # loads the kernel
     seconds, ran, capped = 0.0, 0, False
-    batch = 4
+    batch = PILOT_CELLS  # one call as a rule: the kernel fills its lanes across cells, as in the sweep
     for first in range(0, len(sample), batch):
         cells = sample[first : first + batch]
         started = time.perf_counter()
-        _, results = simulate_cells(pilot, cells, threads=threads)
+        # One thread: a pilot of a few hundred trajectories on many threads
+        # waits for its slowest lane (a sweep's large shards do not), which
+        # overstated the time several-fold; the kernel's threads divide the work.
+        _, results = simulate_cells(pilot, cells, threads=1)
         seconds += time.perf_counter() - started
         ran += len(cells)
         capped |= bool(np.any(np.asarray(results.status) == Status.MAX_STEPS)) and config.max_steps > steps
@@ -240,7 +243,8 @@ def estimate_seconds(
             break
     total = len(todo) * config.trajectories
     reason = f"pilot trajectories were stopped at {steps} of max_steps = {config.max_steps} steps" if capped else ""
-    return Pilot(seconds * total / (ran * per_cell), ran * per_cell, ran, len(sample), reason)
+    parallel = threads if config.integrator == "compiled" else max(1, default_workers() if workers is None else workers)
+    return Pilot(seconds * total / (ran * per_cell) / parallel, ran * per_cell, ran, len(sample), reason)
 
 
 def machine_memory() -> int | None:
