@@ -51,8 +51,11 @@ def block_size(d: int) -> int:
     return max(1, BLOCK_FLOATS // (2 * d))
 
 
-def initial_blocks(config: SweepConfig, cell: Cell) -> Iterator[InitialBlock]:
-    """Yield the cell's initializations block by block, in trajectory order."""
+def initial_blocks(config: SweepConfig, cell: Cell, first: int = 0, stop: int | None = None) -> Iterator[InitialBlock]:
+    """Yield the cell's initializations block by block, in trajectory order
+    (only trajectories ``first`` … ``stop − 1``: the same numbers, blocks
+    outside that range not drawn)."""
+    stop = config.trajectories if stop is None else stop
     if config.explicit is not None:
         a = np.asarray(config.explicit.a, dtype=np.float64)[None, :]
         b = np.asarray(config.explicit.b, dtype=np.float64)[None, :]
@@ -61,12 +64,15 @@ def initial_blocks(config: SweepConfig, cell: Cell) -> Iterator[InitialBlock]:
     d, per_block = cell.d, block_size(cell.d)
     for block, start in enumerate(range(0, config.trajectories, per_block)):
         n = min(per_block, config.trajectories - start)
+        if start + n <= first or start >= stop:
+            continue
         z = initialization_rng(config.seed, config.init, d, block).standard_normal((n, 2 * d))
         if config.init == "sphere":
             z *= np.sqrt(cell.lambda0) / np.linalg.norm(z, axis=1, keepdims=True)
         else:
             z *= np.sqrt(cell.lambda0 / (2 * d))
-        yield InitialBlock(start, z[:, :d], z[:, d:])
+        low, high = max(first, start) - start, min(stop, start + n) - start
+        yield InitialBlock(start + low, z[low:high, :d], z[low:high, d:])
 
 
 @dataclass(frozen=True)
@@ -83,8 +89,8 @@ class _Directions:
 
 
 @lru_cache(maxsize=4)
-def _directions(seed: int, init: str, d: int, trajectories: int) -> _Directions:
-    """The invariants of the first ``trajectories`` draws of width ``d``.
+def _directions(seed: int, init: str, d: int, trajectories: int, first: int = 0) -> _Directions:
+    """The invariants of draws ``first`` … ``trajectories − 1`` of width ``d``.
 
     Cells that differ only in λ0 or Φ (or η) share their draws (common random
     numbers), so a shard computes these once per width, not once per cell: a
@@ -92,7 +98,10 @@ def _directions(seed: int, init: str, d: int, trajectories: int) -> _Directions:
     parts = []
     for block, start in enumerate(range(0, trajectories, block_size(d))):
         n = min(block_size(d), trajectories - start)
-        z = initialization_rng(seed, init, d, block).standard_normal((n, 2 * d))
+        if start + n <= first:  # before the range asked for (a part of a large cell): not drawn
+            continue
+        z = initialization_rng(seed, init, d, block).standard_normal((n, 2 * d))[max(0, first - start) :]
+        n = z.shape[0]
         if init == "sphere":
             z /= np.linalg.norm(z, axis=1, keepdims=True)
         a, b = z[:, :d], z[:, d:]
@@ -105,7 +114,7 @@ def _directions(seed: int, init: str, d: int, trajectories: int) -> _Directions:
     return _Directions(*columns)
 
 
-def initial_conditions(config: SweepConfig, cell: Cell) -> InitialConditions:
+def initial_conditions(config: SweepConfig, cell: Cell, first: int = 0, stop: int | None = None) -> InitialConditions:
     """(ε0, λ0, Q0, S0, P0) of every trajectory of the cell, without keeping the vectors.
 
     A random start is its width's shared direction (see :func:`_directions`)
@@ -117,7 +126,7 @@ def initial_conditions(config: SweepConfig, cell: Cell) -> InitialConditions:
         eps0, lam0, q0 = reduced_coordinates(block.a, block.b, cell.phi)
         s0, p0 = sum_and_difference_norms(block.a, block.b)
         return InitialConditions(eps0=eps0, lam0=lam0, q0=q0, s0=s0, p0=p0)
-    unit = _directions(config.seed, config.init, cell.d, config.trajectories)
+    unit = _directions(config.seed, config.init, cell.d, config.trajectories if stop is None else stop, first)
     scale = cell.lambda0 if config.init == "sphere" else cell.lambda0 / (2 * cell.d)
     lam0 = np.full(unit.dot.shape, cell.lambda0) if config.init == "sphere" else scale * unit.norm2
     return InitialConditions(

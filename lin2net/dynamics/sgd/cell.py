@@ -52,17 +52,19 @@ def _rule(config: SweepConfig) -> StopRule:
 
 
 def simulate_sgd_cell(
-    config: SweepConfig, cell: Cell, threads: int | None = None
+    config: SweepConfig, cell: Cell, threads: int | None = None, part: tuple[int, int] | None = None
 ) -> tuple[InitialConditions, SGDResults]:
     """Integrate every trajectory of an SGD cell with the config's integrator
-    (compiled kernel, NumPy reduced reference, or full vectors)."""
+    (compiled kernel, NumPy reduced reference, or full vectors); with
+    ``part = (first, stop)`` only trajectories first … stop − 1 (same rows)."""
     assert config.data is not None, "simulate_sgd_cell needs algorithm: sgd"
     data = cached_data(config.data, config.seed)
     rule = _rule(config)
+    first, stop = part if part is not None else (0, config.trajectories)
     if config.integrator == "full":
         starts: list[InitialConditions] = []
         parts: list[SGDResults] = []
-        for block in initial_blocks(config, cell):
+        for block in initial_blocks(config, cell, first, stop):
             n = block.a.shape[0]
             params = cell_parameters(config, cell, block.start, block.start + n)
             state = SGDFullState(block.a, block.b, params.phi, data)
@@ -73,8 +75,8 @@ def simulate_sgd_cell(
         initial = _join_initial(starts)
         names = SGDResults.__dataclass_fields__
         return initial, SGDResults(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in names})
-    initial = initial_conditions(config, cell)
-    params = cell_parameters(config, cell, 0, initial.eps0.shape[0])
+    initial = initial_conditions(config, cell, first, stop)
+    params = cell_parameters(config, cell, first, stop)
     return initial, _integrate_reduced(config, initial, params, data, threads)
 
 
@@ -104,11 +106,14 @@ def _integrate_reduced(
 
 
 def simulate_sgd_cells(
-    config: SweepConfig, cells: Sequence[Cell], threads: int | None = None
+    config: SweepConfig, cells: Sequence[Cell], threads: int | None = None, part: tuple[int, int] | None = None
 ) -> tuple[InitialConditions, SGDResults]:
     """Every trajectory of ``cells`` (a shard): one kernel call with per-trajectory
     parameters for the compiled and reduced integrators; a cell's rows are those
-    of :func:`simulate_sgd_cell`."""
+    of :func:`simulate_sgd_cell` (``part``: trajectories first … stop − 1 of one cell)."""
+    if part is not None:
+        (cell,) = cells
+        return simulate_sgd_cell(config, cell, threads, part)
     if config.integrator == "full" or len(cells) == 1:
         parts = [simulate_sgd_cell(config, cell, threads) for cell in cells]
         return _join_initial([p[0] for p in parts]), _join_results([p[1] for p in parts])
