@@ -28,6 +28,7 @@ from lin2net.dynamics.gd.reference import (
 )
 from lin2net.dynamics.initialization import (
     InitialConditions,
+    block_rows,
     initial_blocks,
     initial_conditions,
     shard_initial_conditions,
@@ -157,13 +158,16 @@ def _simulate_full(
     """The full-vector integrator, block by block (trajectories first … stop − 1)."""
     starts: list[InitialConditions] = []
     parts: list[TrajectoryResults] = []
+    stop = config.trajectories if stop is None else stop
     for cell in cells:
         for block in initial_blocks(config, cell, first, stop):
             state = FullState(block.a, block.b, cell.phi)
             eps0, lam0 = state.residual_and_scale()
             s0, p0 = sum_and_difference_norms(block.a, block.b)
-            starts.append(InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0, s0=s0, p0=p0))
-            parts.append(integrate(state, cell.eta, cell.phi, rule))
+            rows = block_rows(block, first, stop)  # a whole block is integrated, then cut
+            start = InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0, s0=s0, p0=p0)
+            starts.append(_slice(start, rows.start, rows.stop))
+            parts.append(_slice(integrate(state, cell.eta, cell.phi, rule), rows.start, rows.stop))
     names = [f.name for f in fields(InitialConditions)]
     initial = InitialConditions(**{k: np.concatenate([getattr(s, k) for s in starts]) for k in names})
     return initial, concatenate(parts)

@@ -10,13 +10,14 @@ with :func:`trace_sgd_trajectory`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from functools import lru_cache
+from typing import TypeVar
 
 import numpy as np
 
 from lin2net.dynamics.gd.reference import StopRule
-from lin2net.dynamics.initialization import InitialConditions, initial_blocks, initial_conditions
+from lin2net.dynamics.initialization import InitialConditions, block_rows, initial_blocks, initial_conditions
 from lin2net.dynamics.sgd.data import DataSet, DataSpec, build_data
 from lin2net.dynamics.sgd.reference import (
     SGDFullState,
@@ -70,8 +71,10 @@ def simulate_sgd_cell(
             state = SGDFullState(block.a, block.b, params.phi, data)
             eps0, lam0 = state.residual_and_scale()
             s0, p0 = sum_and_difference_norms(block.a, block.b)
-            starts.append(InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0, s0=s0, p0=p0))
-            parts.append(integrate_sgd(state, params, data, config.sampling, rule, config.window))
+            rows = block_rows(block, first, stop)  # a whole block is integrated, then cut
+            start = InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0, s0=s0, p0=p0)
+            starts.append(_rows(start, rows))
+            parts.append(_rows(integrate_sgd(state, params, data, config.sampling, rule, config.window), rows))
         initial = _join_initial(starts)
         names = SGDResults.__dataclass_fields__
         return initial, SGDResults(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in names})
@@ -123,6 +126,14 @@ def simulate_sgd_cells(
     n = config.trajectories
     params = _join_parameters([cell_parameters(config, cell, 0, n) for cell in cells])
     return initial, _integrate_reduced(config, initial, params, data, threads)
+
+
+_Rows = TypeVar("_Rows", InitialConditions, SGDResults)
+
+
+def _rows(arrays: _Rows, rows: slice) -> _Rows:
+    """The same per-trajectory arrays, only ``rows``."""
+    return replace(arrays, **{f.name: getattr(arrays, f.name)[rows] for f in fields(arrays)})
 
 
 def _join_initial(parts: Sequence[InitialConditions]) -> InitialConditions:
