@@ -326,7 +326,7 @@ def test_a_sweep_whose_output_directory_is_replaced_stops_and_writes_nothing_mor
     def replace_out(cell, seconds):  # type: ignore[no-untyped-def]
         if b_files:
             return
-        shutil.rmtree(out)
+        out.rename(out.with_name("gone"))  # as rm -rf, atomically (A's writer thread may be mid-file)
         run_sweep(config_b, out, workers=1, shard_rows=40)
         b_files.update(snapshot(out))
 

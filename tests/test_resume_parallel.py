@@ -383,7 +383,9 @@ def test_dry_run_reports_and_writes_nothing(tmp_path: Path, cli) -> None:  # typ
     assert "eta          0.1, 0.9" in fresh.stdout and "phi          1, 2" in fresh.stdout
     assert "16 x 40 trajectories = 640 trajectories" in fresh.stdout
     assert "to run: 16 cells in 1 shard file" in fresh.stdout
-    assert "estimated run time: " in fresh.stdout and "from a pilot of 128 of its trajectories of 16 cells" in fresh.stdout
+    assert (
+        "estimated run time: " in fresh.stdout and "from a pilot of 128 of its trajectories of 16 cells" in fresh.stdout
+    )
     estimate = FILE_OVERHEAD + ROW_BYTES * 16 * 40
     assert f"estimated output size: {estimate / 1000:.1f} kB" in fresh.stdout
 
@@ -613,3 +615,49 @@ def test_a_stop_abandons_a_shard_file_being_written_at_its_next_row_group(tmp_pa
     assert shard_files(out) == [] and temporary_files(out) == []
     _write(ShardTask(config, shard, out), arrays, threading.Event())
     assert len(shard_files(out)) == 1
+
+
+LARGE_CELL = {
+    "name": "large-cell",
+    "seed": 5,
+    "trajectories": 70_000,  # more than one row group (65 536): split into parts at --shard-size 1000
+    "grid": {"eta": [0.2, 0.6], "lambda0": 1.5, "d": 3},
+    "max_steps": 60,
+}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"integrator": "reduced"},
+        {"algorithm": "sgd", "data": {"n": 4}, "grid": {**LARGE_CELL["grid"], "batch_size": [2], "label_noise": [0.1]}},
+    ],
+    ids=["compiled", "reduced", "sgd"],
+)
+def test_a_cell_larger_than_a_shard_runs_in_parts_with_the_same_rows(tmp_path: Path, cli, extra: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """Memory is bounded by --shard-size whatever the cell size: a cell of more
+    trajectories streams through several shard files (parts), whose rows
+    equal a one-shard run's; the cell counts as done once all parts are, and
+    a resume recomputes only a missing part."""
+    from lin2net.store.outdir import scan_shards
+    from lin2net.sweep.config import load_config
+
+    config = write_yaml(tmp_path / "large.yaml", {**LARGE_CELL, **extra})
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert cli("sweep", config, "-o", whole, "-q", "-j", "1", "--shard-size", str(1 << 20)).exit_code == 0
+    result = cli("sweep", config, "-o", parts, "-q", "-j", "1", "--shard-size", "1000")
+    assert result.exit_code == 0 and "ran 2, skipped 0" in result.stderr, result.output
+    assert len(shard_files(whole)) == 1 and len(shard_files(parts)) == 4
+    assert all(pq.read_metadata(p).num_rows <= 65_536 for p in shard_files(parts))
+    key = ["cell_id", "trajectory"]
+    expected = trajectories_frame(whole).sort_values(key).reset_index(drop=True)
+    got = trajectories_frame(parts).sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert finished_cell_ids(parts) == finished_cell_ids(whole)
+    shard_files(parts)[0].unlink()  # one part missing: its cell is not done
+    assert len(scan_shards(parts, load_config(config)).finished) == 1
+    again = cli("sweep", config, "-o", parts, "-q", "-j", "1", "--shard-size", "1000")
+    assert again.exit_code == 0 and "ran 1, skipped 1" in again.stderr and len(shard_files(parts)) == 4
+    assert trajectories_frame(parts).sort_values(key).reset_index(drop=True).equals(expected)
+    assert cli("summarize", parts).exit_code == 0

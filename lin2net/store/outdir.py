@@ -232,10 +232,35 @@ class ShardScan:
     verified: list[ShardFooter] = field(default_factory=list)
     bad: list[CorruptShard] = field(default_factory=list)
     duplicates: list[ShardFooter] = field(default_factory=list)  # verified, but their cells are held already
+    trajectories: int = 0  # per cell: parts count once they cover this many
 
     @property
     def finished(self) -> frozenset[str]:
-        return frozenset(cell.cell_id for footer in self.verified for cell in footer.cells)
+        """Cells held whole by a verified file, or by verified parts that
+        cover all their trajectories."""
+        whole = {cell.cell_id for footer in self.verified if footer.part is None for cell in footer.cells}
+        ranges: dict[str, list[tuple[int, int]]] = {}
+        for footer in self.verified:
+            if footer.part is not None:
+                ranges.setdefault(footer.cells[0].cell_id, []).append(footer.part)
+        for cell_id, parts in ranges.items():
+            reached = 0
+            for first, stop in sorted(parts):
+                if first > reached:
+                    break
+                reached = max(reached, stop)
+            if reached == self.trajectories:
+                whole.add(cell_id)
+        return frozenset(whole)
+
+    @property
+    def done_parts(self) -> frozenset[tuple[str, int, int]]:
+        """(cell id, first, count) of every verified part."""
+        return frozenset(
+            (footer.cells[0].cell_id, footer.part[0], footer.part[1] - footer.part[0])
+            for footer in self.verified
+            if footer.part is not None
+        )
 
 
 def is_legacy_output(out: Path) -> bool:
@@ -422,8 +447,9 @@ def scan_shards(out: Path, config: SweepConfig, *, verify_data: bool = True) -> 
     refuse_links_inside(out)
     settings = config_settings(config)
     grid = {cell.cell_id: cell for cell in expand_grid(config)}
-    scan = ShardScan()
-    seen: set[str] = set()
+    scan = ShardScan(trajectories=config.trajectories)
+    seen: set[str] = set()  # cells held whole
+    parts: dict[str, list[tuple[int, int]]] = {}  # trajectory ranges of cells held in parts
     for path in shard_files(out):
         try:
             footer = _verified_footer(path, settings, config.trajectories, grid)
@@ -433,12 +459,20 @@ def scan_shards(out: Path, config: SweepConfig, *, verify_data: bool = True) -> 
             scan.bad.append(bad)
             continue
         ids = {cell.cell_id for cell in footer.cells}
-        if ids & seen:
-            # A valid file, written twice (a task of an earlier run that
-            # finished after the next run planned its shards): not corrupt.
+        # A valid file whose rows another file holds (a task of an earlier run
+        # that finished after the next run planned its shards): not corrupt.
+        if footer.part is not None:
+            (cell_id,) = ids
+            first, stop = footer.part
+            if cell_id in seen or any(a < stop and first < b for a, b in parts.get(cell_id, [])):
+                scan.duplicates.append(footer)
+                continue
+            parts.setdefault(cell_id, []).append(footer.part)
+        elif ids & seen or ids & parts.keys():
             scan.duplicates.append(footer)
             continue
-        seen |= ids
+        else:
+            seen |= ids
         scan.verified.append(footer)
     return scan
 
@@ -491,11 +525,12 @@ def write_shard(
         write_shard_file(
             temp,
             shard.cells,
-            shard.trajectories,
+            shard.rows if shard.part is not None else shard.trajectories,
             tables,
             shard_id=shard.shard_id,
             settings=config_settings(config),
             extra_metadata=extra,
+            first_trajectory=shard.first if shard.part is not None else None,
         )
 
     atomic_write(final, write, guard.check if guard is not None else None)
@@ -722,7 +757,7 @@ def prepare_output_dir(out: Path, config: SweepConfig, overwrite: bool, extend: 
         notes = set_aside_bad_shards(state.scan)
         remove_temporary_files(out)
         _mkdir(shards_dir(out))
-        return Prepared(ShardScan(verified=state.scan.verified), tuple(notes))
+        return Prepared(ShardScan(verified=state.scan.verified, trajectories=config.trajectories), tuple(notes))
     if state.kind != "new":
         clear_output(out)  # leaves the marker and the intent record OVERWRITE_FILE
     _mkdir(out)
@@ -738,7 +773,7 @@ def prepare_output_dir(out: Path, config: SweepConfig, overwrite: bool, extend: 
     # finished by running it again (the intent record says so).
     (out / OVERWRITE_FILE).unlink(missing_ok=True)
     _fsync_directory(out)
-    return Prepared(ShardScan())
+    return Prepared(ShardScan(trajectories=config.trajectories))
 
 
 def _now() -> str:

@@ -11,7 +11,8 @@ The footer's key-value metadata ``lin2net.shard`` (JSON) says what the file is:
 * ``format`` (2), ``shard_id`` (the hash of its cells' ids, also in the name
   ``part-<shard_id>.parquet``) and ``settings`` (a digest of the config
   without its name and grid: seed, trajectories, init, stop rule, ...);
-* ``cells``: every cell's id, parameters, first row and row count;
+* ``cells``: every cell's id, parameters, first row and row count (a part
+  of a large cell also its ``first_trajectory``; see lin2net.store.shards);
 * ``checksums``: a content checksum of every column (:mod:`lin2net.store.integrity`).
 
 Pages carry CRC-32 checksums (Parquet's own, written and checked by pyarrow).
@@ -69,6 +70,7 @@ class ShardFooter:
     cells: tuple[Cell, ...]
     rows: int
     checksums: Mapping[str, str]
+    part: tuple[int, int] | None = None  # (first, stop) trajectories of a part of one cell
 
 
 def settings_digest(resolved: Mapping[str, Any]) -> str:
@@ -106,10 +108,13 @@ def write_shard_file(
     shard_id: str,
     settings: str,
     extra_metadata: Mapping[bytes, bytes],
+    first_trajectory: int | None = None,
 ) -> None:
     """Write a shard's table to ``path`` (no rename, no fsync: see
     :func:`lin2net.store.outdir.atomic_write`). ``tables`` are its consecutive row
-    ranges of :func:`row_groups`, each written as one row group."""
+    ranges of :func:`row_groups`, each written as one row group. With
+    ``first_trajectory``, the file is a part of its one cell: ``trajectories``
+    rows, from that trajectory on."""
     checksums = Checksums()
     writer: pq.ParquetWriter | None = None
     try:
@@ -139,6 +144,7 @@ def write_shard_file(
                     "parameters": cell.parameters,
                     "first_row": i * trajectories,
                     "rows": trajectories,
+                    **({} if first_trajectory is None else {"first_trajectory": first_trajectory}),
                 }
                 for i, cell in enumerate(cells)
             ],
@@ -171,6 +177,7 @@ def verify_footer(path: Path, settings: str, trajectories: int, grid: Mapping[st
         checksums = {str(k): str(v) for k, v in dict(footer["checksums"]).items()}
         starts = [int(entry["first_row"]) for entry in listed]
         counts = [int(entry["rows"]) for entry in listed]
+        firsts = [int(entry["first_trajectory"]) for entry in listed if "first_trajectory" in entry]
         footer_format, footer_settings = footer["format"], footer["settings"]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptShard(path, f"no valid lin2net shard metadata: {_one_line(exc)}") from None
@@ -180,19 +187,35 @@ def verify_footer(path: Path, settings: str, trajectories: int, grid: Mapping[st
         raise CorruptShard(path, f"shard format {footer_format!r}, this lin2net reads {FORMAT}")
     if footer_settings != settings:
         raise CorruptShard(path, "written by a sweep with other settings (seed, trajectories, init or stop rule)")
-    if [cell.cell_id for cell in cells] != ids or expected_shard_id(ids) != ident:
+    part: tuple[int, int] | None = None
+    if firsts:  # a part of one large cell
+        from lin2net.store.shards import part_id
+
+        if len(ids) != 1 or len(firsts) != 1 or starts != [0]:
+            raise CorruptShard(path, "a part of a cell must list exactly that cell")
+        part = (firsts[0], firsts[0] + counts[0])
+        if not (0 <= part[0] < part[1] <= trajectories):
+            raise CorruptShard(path, f"its trajectories {part[0]}..{part[1] - 1} are not in 0..{trajectories - 1}")
+        expected = part_id(ids[0], part[0], counts[0])
+    else:
+        expected = expected_shard_id(ids)
+    if [cell.cell_id for cell in cells] != ids or expected != ident:
         raise CorruptShard(path, "its cell list does not match its shard id")
     if path.name != f"{SHARD_PREFIX}{ident}.parquet":
         raise CorruptShard(path, f"its name does not match its shard id {ident}")
-    if any(count != trajectories for count in counts) or starts != [i * trajectories for i in range(len(ids))]:
+    if part is None and (
+        any(count != trajectories for count in counts) or starts != [i * trajectories for i in range(len(ids))]
+    ):
         raise CorruptShard(path, f"its cells do not have {trajectories} trajectories each")
+    if part is not None:
+        trajectories = counts[0]
     if rows != len(ids) * trajectories or metadata.num_rows != rows:
         raise CorruptShard(path, f"holds {metadata.num_rows} rows, its footer lists {rows}")
     if grid is not None:
         stray = [cell.cell_id for cell in cells if grid.get(cell.cell_id) != cell]
         if stray:
             raise CorruptShard(path, f"holds cell {stray[0]}, which is not in this output's grid")
-    return ShardFooter(path, ident, cells, rows, checksums)
+    return ShardFooter(path, ident, cells, rows, checksums, part)
 
 
 def read_verified(footer: ShardFooter, columns: list[str] | None = None) -> pa.Table:

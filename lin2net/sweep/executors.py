@@ -131,20 +131,24 @@ def _simulate(task: ShardTask) -> Any:
         raise RuntimeError(f"injected failure for cell {sorted(failing)[0]} ({FAIL_CELLS_ENV})")
     if ids & set(os.environ.get(KILL_CELLS_ENV, "").split(",")):
         os._exit(137)
-    guard = task.guard
+    guard, part = task.guard, task.shard.part
     if guard is None or guard.run_file is None:
-        return simulate_cells(task.config, task.shard.cells, threads=task.threads)
+        return simulate_cells(task.config, task.shard.cells, threads=task.threads, part=part)
     if not guard.current():
         raise Stopped("the sweep was stopped")
     with _watch_run(guard) as cancel:
-        return simulate_cells(task.config, task.shard.cells, threads=task.threads, cancel=cancel)
+        return simulate_cells(task.config, task.shard.cells, threads=task.threads, cancel=cancel, part=part)
 
 
 def _write(task: ShardTask, arrays: Any, abandon: threading.Event | None = None) -> None:
     """Build and write the shard's file; with ``abandon``, stop between row
     groups once it is set (the temporary file is removed, nothing counts)."""
     initial, results = arrays
-    tables = shard_tables(task.shard.cells, task.shard.trajectories, initial, results)
+    shard = task.shard
+    if shard.part is not None:
+        tables = shard_tables(shard.cells, shard.rows, initial, results, first=shard.first)
+    else:
+        tables = shard_tables(shard.cells, shard.trajectories, initial, results)
     if abandon is not None:
         tables = _until(abandon, tables)
     write_shard(task.out, task.config, task.shard, tables, task.guard)

@@ -48,7 +48,7 @@ from lin2net.store.outdir import (
     remove_temporary_files,
     start_run,
 )
-from lin2net.store.shards import NUMPY_SHARD_ROWS, SHARD_ROWS, form_shards
+from lin2net.store.shards import NUMPY_SHARD_ROWS, SHARD_ROWS, form_shards, part_rows
 from lin2net.sweep.config import SweepConfig
 from lin2net.sweep.executors import ShardOutcome, ShardTask, default_workers, run_in_process, run_pool
 from lin2net.sweep.grid import Cell, expand_grid
@@ -286,6 +286,9 @@ def plan_memory(
     processes, threads, target = plan_backend(config, workers)
     per_shard = max(1, (shard_rows or target) // max(1, config.trajectories))
     rows = min(per_shard, max(1, cells)) * config.trajectories
+    if config.trajectories > part_rows(shard_rows or target):  # a large cell runs in parts
+        per_shard, rows = 1, part_rows(shard_rows or target)
+        cells *= math.ceil(config.trajectories / rows)  # shards, for the pool below
     if cluster:
         return MemoryPlan(MEMORY_BASE, rows, 0, 0)
     if config.integrator == "compiled":
@@ -388,7 +391,7 @@ def run_sweep(
         processes, threads, target = plan_backend(config, workers)
         if cluster is not None:
             processes, threads = cluster.threads(), 1
-        shards = form_shards(todo, config.trajectories, shard_rows or target)
+        shards = form_shards(todo, config.trajectories, shard_rows or target, prepared.scan.done_parts)
         if cluster is None:
             processes = min(processes, max(1, len(shards)))
         run: dict[str, Any] = {
@@ -442,11 +445,24 @@ def run_sweep(
         ran = 0
         status = "interrupted"
         try:
+            failed_ids: set[str] = set()
+            parts_left: dict[str, int] = {}  # a cell in parts counts once, when its last part of this run ends
+            for shard in shards:
+                if shard.part is not None:
+                    parts_left[shard.cells[0].cell_id] = parts_left.get(shard.cells[0].cell_id, 0) + 1
             for outcome in outcomes:
                 identity.check()  # OUT replaced (rm -rf, another sweep): stop here, write nothing more
-                ran += len(outcome.cells)
+                part = outcome.shard.part
                 if outcome.error is not None:
-                    failures += [CellFailure(cell, outcome.error) for cell in outcome.cells]
+                    new = [cell for cell in outcome.cells if cell.cell_id not in failed_ids]
+                    failures += [CellFailure(cell, outcome.error) for cell in new]
+                    failed_ids |= {cell.cell_id for cell in new}
+                if part is not None:
+                    cell_id = outcome.cells[0].cell_id
+                    parts_left[cell_id] -= 1
+                    if parts_left[cell_id] > 0:
+                        continue
+                ran += len(outcome.cells)
                 if on_cell_done is not None:
                     for cell in outcome.cells:
                         on_cell_done(cell, outcome.seconds / len(outcome.cells))
@@ -541,7 +557,11 @@ def plan_sweep(
     done = len(state.finished) if reusable else 0
     todo = len(cells) - done
     _, _, target = plan_backend(config, 1)
-    shards = math.ceil(todo / max(1, (shard_rows or target) // max(1, config.trajectories))) if todo else 0
+    size = part_rows(shard_rows or target)
+    if config.trajectories > size:  # each cell in parts
+        shards = todo * math.ceil(config.trajectories / size)
+    else:
+        shards = math.ceil(todo / max(1, (shard_rows or target) // max(1, config.trajectories))) if todo else 0
     files = [footer.path for footer in state.scan.verified] if reusable and state.scan is not None else []
     sizes = [p.stat().st_size for p in files]
     held = len(state.finished)
