@@ -263,7 +263,7 @@ def sweep(
         typer.Option(
             "--shard-size",
             metavar="ROWS",
-            help="Trajectories per shard file (whole cells) [default: 262144; 8192 for the NumPy integrators].",
+            help="Trajectories per shard file: whole cells, a larger cell in parts [default: 262144; 8192 for NumPy].",
         ),
     ] = None,
 ) -> None:

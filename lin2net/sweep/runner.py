@@ -278,8 +278,8 @@ def plan_memory(
     config: SweepConfig, cells: int, workers: int, shard_rows: int | None = None, cluster: bool = False
 ) -> MemoryPlan:
     """The peak memory of running ``cells`` cells of ``config`` here. A shard
-    holds whole cells (one cell of more trajectories than the shard size is a
-    shard of its own). In this process the compiled kernel integrates one
+    holds whole cells, or a part of one larger cell (lin2net.store.shards).
+    In this process the compiled kernel integrates one
     shard while up to one per thread waits to be written; a pool's processes
     hold one shard each (and load their own libraries); on a cluster this
     process holds none."""
