@@ -133,9 +133,9 @@ def test_threads_reach_the_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     real = executors.simulate_cells
 
-    def spy(config, cells, threads=None, cancel=None):  # type: ignore[no-untyped-def]
+    def spy(config, cells, threads=None, cancel=None, part=None):  # type: ignore[no-untyped-def]
         seen.append(threads)
-        return real(config, cells, threads=threads, cancel=cancel)
+        return real(config, cells, threads=threads, cancel=cancel, part=part)
 
     monkeypatch.setattr(executors, "simulate_cells", spy)
     config = parse_config(SMALL)
@@ -552,15 +552,16 @@ def test_dry_run_states_peak_memory_and_a_sweep_beyond_it_is_refused(
 ) -> None:  # type: ignore[no-untyped-def]
     from lin2net.sweep import runner
 
-    big = write_yaml(tmp_path / "big.yaml", {**SMALL, "trajectories": 1_000_000, "grid": {"eta": 0.1, "lambda0": 1.0}})
-    planned = cli("sweep", big, "-o", tmp_path / "out", "--dry-run", "-j", "1")
-    peak = runner.MEMORY_BASE + 1_000_000 * runner.MEMORY_PER_TRAJECTORY
+    big = write_yaml(tmp_path / "big.yaml", {**SMALL, "trajectories": 100_000, "grid": {"eta": 0.1, "lambda0": 1.0}})
+    shard = ("--shard-size", "100000")  # one cell, one shard, one thread: base + one shard's rows
+    planned = cli("sweep", big, "-o", tmp_path / "out", "--dry-run", "-j", "1", *shard)
+    peak = runner.MEMORY_BASE + 100_000 * runner.MEMORY_PER_TRAJECTORY
     assert planned.exit_code == 0 and f"peak memory: about {peak / 1e6:.1f} MB" in planned.stdout, planned.output
     monkeypatch.setattr(runner, "machine_memory", lambda: 100_000_000)
-    warned = cli("sweep", big, "-o", tmp_path / "out", "--dry-run", "-j", "1")
+    warned = cli("sweep", big, "-o", tmp_path / "out", "--dry-run", "-j", "1", *shard)
     assert warned.exit_code == 0 and "warning: more than this machine allows (100.0 MB)" in warned.stdout
-    refused = cli("sweep", big, "-o", tmp_path / "out", "-q", "-j", "1")
-    assert refused.exit_code == 2 and refused.stderr.startswith("error: trajectories: a shard holds whole cells")
+    refused = cli("sweep", big, "-o", tmp_path / "out", "-q", "-j", "1", *shard)
+    assert refused.exit_code == 2 and refused.stderr.startswith("error: --shard-size: shards of 100000 trajectories")
     assert refused.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
 
 

@@ -226,10 +226,29 @@ def read_verified(footer: ShardFooter, columns: list[str] | None = None) -> pa.T
         raise CorruptShard(footer.path, f"unreadable data: {_one_line(exc)}") from None
     if table.num_rows != footer.rows:
         raise CorruptShard(footer.path, f"reads back {table.num_rows} rows, its footer lists {footer.rows}")
+    odd = _unexpected_field(table.schema)
+    if odd:
+        raise CorruptShard(footer.path, f"column {odd} does not have lin2net's type")
     bad = mismatched_columns(table, dict(footer.checksums))
     if bad:
         raise CorruptShard(footer.path, f"column {bad[0]} does not match its checksum")
     return table
+
+
+def _unexpected_field(schema: pa.Schema) -> str:
+    """The first column whose type or nullability differs from lin2net's
+    trajectory schema ('' if none): a flipped bit in the footer's stored
+    schema can change a type while every value still checks out."""
+    from lin2net.dynamics.gd.cell import SGD_TRAJECTORY_SCHEMA  # a superset of GD's columns
+
+    for found in schema:
+        index = SGD_TRAJECTORY_SCHEMA.get_field_index(found.name)
+        if index < 0:
+            return str(found.name)
+        expected = SGD_TRAJECTORY_SCHEMA.field(index)
+        if found.type != expected.type or found.nullable != expected.nullable:
+            return str(found.name)
+    return ""
 
 
 def _one_line(exc: BaseException) -> str:

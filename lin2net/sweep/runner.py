@@ -305,12 +305,6 @@ def check_memory(plan: MemoryPlan, config: SweepConfig, available: int | None) -
     if available is None or plan.peak <= available:
         return
     need, have = _gigabytes(plan.peak), _gigabytes(available)
-    if plan.shard_rows == config.trajectories:
-        raise ConfigError(
-            "trajectories",
-            f"a shard holds whole cells, and one cell of {config.trajectories} trajectories needs about {need} "
-            f"at the peak; this machine allows {have}: give fewer trajectories per cell (or fewer --workers)",
-        )
     raise ConfigError(
         "--shard-size",
         f"shards of {plan.shard_rows} trajectories, {plan.in_memory} at once in each of {max(1, plan.processes)} "
