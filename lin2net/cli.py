@@ -30,8 +30,8 @@ from typer.core import TyperCommand, TyperGroup
 from lin2net import __version__
 from lin2net.analysis.tables import AXIS_LABELS
 from lin2net.errors import ConfigError, Lin2netError
-from lin2net.store.outdir import MANIFEST_FILE, path_problem
-from lin2net.sweep.config import load_config
+from lin2net.store.outdir import MANIFEST_FILE, path_problem, record_owned_figure
+from lin2net.sweep.config import MAX_PARAMETER, load_config
 
 if TYPE_CHECKING:  # each command imports what it uses: `lin2net --help` and `summarize` load no numba or pandas
     from rich.progress import Progress
@@ -51,9 +51,31 @@ def printable(text: str) -> str:
 
 def fail(message: str, code: int) -> typer.Exit:
     """Print ``error: message`` as one line on stderr; return the Exit to raise.
-    Control characters from user input (a YAML key with a newline) are escaped."""
-    stderr.print(f"error: {printable(message)}", markup=False, highlight=False, soft_wrap=True)
+    Control characters from user input (a YAML key with a newline) are escaped.
+    Written to the stream directly: an error line never depends on the
+    terminal's width (``COLUMNS=0`` would make rich print nothing)."""
+    stream = stderr.file
+    stream.write(f"error: {printable(message)}\n")
+    stream.flush()
     return typer.Exit(code)
+
+
+def _usable_columns() -> None:
+    """Ignore a ``COLUMNS`` that is not a positive integer (``COLUMNS=0``): rich
+    would print every line at width 0, that is, print nothing."""
+    columns = os.environ.get("COLUMNS")
+    if columns is not None and not (columns.strip().isdigit() and int(columns) > 0):
+        del os.environ["COLUMNS"]
+    for console in (stdout, stderr):
+        if console.width < 1:
+            console.width = 80
+
+
+def _check_environment() -> None:
+    """Environment variables that would make a library raise deep inside a run."""
+    threads = os.environ.get("NUMBA_NUM_THREADS")
+    if threads is not None and not (threads.strip().isdigit() and int(threads) > 0):
+        raise ConfigError("NUMBA_NUM_THREADS", f"must be a positive integer, got {threads!r} (or unset it)")
 
 
 @contextmanager
@@ -69,7 +91,17 @@ def user_errors() -> Iterator[None]:
         raise failure from None
     except OSError as exc:  # a path given on the command line the file system refuses
         where = f"{_clip(printable(str(exc.filename)), 120)}: " if exc.filename is not None else ""
-        raise fail(f"{where}{exc.strerror or exc.__class__.__name__}", 2) from None
+        # An OSError without strerror is a library's own (llvmlite that cannot
+        # load under a low memory limit): its message is the only explanation.
+        reason = exc.strerror or _clip(" ".join(str(exc).split()), 200) or exc.__class__.__name__
+        hint = " (is the memory limit, ulimit -v, too low?)" if "shared object" in reason else ""
+        raise fail(f"{where}{reason}{hint}", 2 if exc.strerror else 1) from None
+    except MemoryError:
+        raise fail(
+            "out of memory (is the memory limit, ulimit -v, too low? lin2net sweep --dry-run shows a "
+            "sweep's peak memory)",
+            1,
+        ) from None
 
 
 def check_path(option: str, path: Path) -> Path:
@@ -81,14 +113,29 @@ def check_path(option: str, path: Path) -> Path:
     return path
 
 
-def check_output_file(option: str, path: Path) -> Path:
+def check_output_file(option: str, path: Path, out: Path | None = None) -> Path:
     """:func:`check_path`, and the directory to write ``path`` in exists: checked
-    before any work, so a typo in -o is not found only after computing."""
+    before any work, so a typo in -o is not found only after computing. With
+    ``out`` (the sweep read), ``path`` may not be inside OUT's own folders
+    (``shards/``: a file there breaks every reader's glob and the next sweep)
+    nor be one of the files lin2net keeps in OUT (config.yaml, manifest.json, ...)."""
     check_path(option, path)
     parent = Path(path).parent
     if not parent.is_dir():
         shown = _clip(printable(str(parent)), 80)
         raise ConfigError(option, f"cannot write {_clip(printable(str(path)), 80)}: {shown} is not a directory")
+    if out is not None:
+        from lin2net.store.outdir import OWN_FILES, SHARDS_DIR
+
+        try:
+            folder, root = parent.resolve(), Path(out).resolve()
+        except (OSError, RuntimeError):
+            return path
+        shown = _clip(printable(str(path)), 80)
+        if folder == root / SHARDS_DIR or root / SHARDS_DIR in folder.parents:
+            raise ConfigError(option, f"cannot write {shown} inside {out}/{SHARDS_DIR}, which holds only shard files")
+        if folder == root and Path(path).name in OWN_FILES:
+            raise ConfigError(option, f"cannot write {shown}: lin2net keeps its own {Path(path).name} there")
     return path
 
 
@@ -123,6 +170,7 @@ class _Group(TyperGroup):
         **extra: Any,
     ) -> Any:
         try:
+            _usable_columns()
             result = super().main(
                 args=args, prog_name=prog_name or "lin2net", complete_var=complete_var, standalone_mode=False, **extra
             )
@@ -133,9 +181,16 @@ class _Group(TyperGroup):
         except click_errors.ClickException as exc:
             fail(_usage_message(exc), exc.exit_code)
             code = exc.exit_code
-        except typer.Abort:
-            fail("aborted", 1)
-            code = 1
+        except typer.Abort as abort:
+            if isinstance(abort.__cause__, KeyboardInterrupt):  # Ctrl-C outside a sweep's own handling
+                fail("interrupted", 130)
+                code = 130
+            else:
+                fail("aborted", 1)
+                code = 1
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+            code = 130
         if standalone_mode:
             sys.exit(code)
         return code
@@ -218,7 +273,7 @@ def sweep(
         typer.Option(
             "--shard-size",
             metavar="ROWS",
-            help="Trajectories per shard file (whole cells) [default: 262144; 8192 for the NumPy integrators].",
+            help="Trajectories per shard file: whole cells, a larger cell in parts [default: 262144; 8192 for NumPy].",
         ),
     ] = None,
     keep: Annotated[
@@ -237,6 +292,7 @@ def sweep(
     from lin2net.sweep.runner import plan_sweep, run_sweep
 
     with user_errors():
+        _check_environment()
         check_path("CONFIG", config_path)
         if out is not None:
             check_path("--out", out)
@@ -326,16 +382,39 @@ def _print_plan(plan: SweepPlan) -> None:
         lines += [
             f"to run: {plan.cells - plan.done} cells in {plan.shards} shard file{'s' if plan.shards != 1 else ''}",
             f"estimated output size: {_human_bytes(plan.estimated_bytes)}",
-            *(
-                [
-                    f"estimated run time: {_human_seconds(plan.estimated_seconds)} "
-                    f"(scaled from a pilot of {plan.pilot_trajectories} of its trajectories)"
-                ]
-                if plan.estimated_seconds is not None
-                else []
-            ),
+            *(_estimate_lines(plan) if plan.estimated_seconds is not None else []),
+            *_memory_lines(plan),
         ]
     stdout.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
+def _estimate_lines(plan: SweepPlan) -> list[str]:
+    assert plan.estimated_seconds is not None
+    pilot = plan.pilot
+    cells = f" of {pilot.cells} cells spread over every axis" if pilot is not None and pilot.cells else ""
+    lines = [
+        f"estimated run time: {_human_seconds(plan.estimated_seconds)} "
+        f"(scaled from a pilot of {plan.pilot_trajectories} of its trajectories{cells})"
+    ]
+    if pilot is not None and pilot.lower_bound:
+        lines[0] = lines[0].replace("estimated run time: ", "estimated run time: at least ", 1)
+        lines.append(f"  a lower bound: {pilot.lower_bound}; the sweep's trajectories may run longer")
+    return lines
+
+
+def _memory_lines(plan: SweepPlan) -> list[str]:
+    memory = plan.memory
+    if memory is None:
+        return []
+    held = f"shards of up to {memory.shard_rows} trajectories"
+    line = f"peak memory: about {_human_bytes(memory.peak)} ({held})"
+    available = plan.available_memory
+    if available is None:
+        return [line]
+    if memory.peak > available:
+        refused = f"warning: more than this machine allows ({_human_bytes(available)}): the sweep will refuse to run"
+        return [line, refused]
+    return [f"{line}; this machine allows {_human_bytes(available)}"]
 
 
 def _human_seconds(seconds: float) -> str:
@@ -464,7 +543,7 @@ def summarize(
     with user_errors():
         check_path("OUT", out)
         if output is not None:
-            check_output_file("--output", output)
+            check_output_file("--output", output, out)
         chosen = choose_format(fmt.value if fmt else None, output)
         opened = open_output(out, verify=verify)
         rows = summary_rows(opened, by=axes or None)
@@ -585,7 +664,7 @@ def check(
     with user_errors():
         check_path("OUT", out)
         if output is not None:
-            check_output_file("--output", output)
+            check_output_file("--output", output, out)
         chosen = choose_format(fmt.value if fmt else None, output)
         opened = open_output(out, verify=verify)
         report = check_sweep(opened)
@@ -706,7 +785,7 @@ def plot(
     with user_errors():
         check_path("OUT", out)
         if output is not None:
-            check_output_file("--output", output)
+            check_output_file("--output", output, out)
         opened = open_output(out, verify=verify)
         path = plot_sweep(
             opened,
@@ -716,6 +795,9 @@ def plot(
             value=value,
             stat=stat.value,
         )
+        # A figure written into OUT is recorded as lin2net's (name, size,
+        # SHA-256): `sweep --overwrite` may then remove it, unchanged.
+        record_owned_figure(out, path)
     _note_missing_cells(opened, "figure")
     stderr.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
 
@@ -793,7 +875,10 @@ def trace(
         if output is not None and output.suffix.lower() not in TABLE_SUFFIXES:
             raise ConfigError("--output", f"unknown table format {output.suffix or '(none)'!r}; use .parquet or .csv")
         if plot_path is not None:
-            check_figure_path(plot_path)
+            try:
+                check_figure_path(plot_path)
+            except ConfigError as exc:  # the check names -o, the option of `lin2net plot`
+                raise ConfigError("--plot", exc.problem) from None
         if max_steps is not None and not 0 < max_steps <= TRACE_MAX_STEPS:
             problem = f"must be > 0 and at most {TRACE_MAX_STEPS} (trace keeps every step), got {max_steps}"
             raise ConfigError("--max-steps", problem)
@@ -815,6 +900,10 @@ def trace(
                 raise ConfigError("--eta", "missing: give --eta (and --lambda0 or --a/--b), or OUT --cell CELL_ID")
             if not (math.isfinite(eta) and eta > 0):
                 raise ConfigError("--eta", f"must be a finite number > 0, got {eta!r}")
+            # The limits a sweep config has (squares and products stay finite).
+            for option, number in (("--eta", eta), ("--lambda0", lambda0), ("--phi", phi)):
+                if number is not None and not abs(number) <= MAX_PARAMETER:
+                    raise ConfigError(option, f"must be at most {MAX_PARAMETER:g}, got {number!r}")
             rule = StopRule(1e-10 if loss_tol is None else loss_tol, 100_000 if max_steps is None else max_steps)
             vec_a, vec_b = _floats("--a", a), _floats("--b", b)
             if (vec_a is None) != (vec_b is None):
@@ -823,6 +912,10 @@ def trace(
                 for option, given_value in (("--lambda0", lambda0), ("--d", d), ("--init", init)):
                     if given_value is not None:
                         raise ConfigError(option, "not used with --a/--b (the vectors fix the initialization)")
+                squared_norm = math.fsum(v * v for v in (*vec_a, *vec_b) if math.isfinite(v) and abs(v) < 1e200)
+                if any(abs(v) >= 1e200 for v in (*vec_a, *vec_b)) or squared_norm > MAX_PARAMETER:
+                    problem = f"|a|² + |b|² must be at most {MAX_PARAMETER:g}, as in a sweep's init.explicit"
+                    raise ConfigError("--a/--b", problem)
                 start = start_from_vectors(vec_a, vec_b, 1.0 if phi is None else phi)
             else:
                 if lambda0 is None:

@@ -373,3 +373,177 @@ def test_entry_point_prints_one_line_errors(tmp_path: Path) -> None:
     assert run.stderr == "error: --format: 'xx' is not one of 'table', 'csv', 'markdown', 'parquet' " + (
         "(see 'lin2net summarize --help')\n"
     )
+
+
+# ---------------------------------------------------------------- round 3: bounded inputs, environment, tracebacks
+
+
+def test_duplicate_axis_values_are_found_in_linear_time() -> None:
+    """Comparisons grow linearly with the values (``list.count`` per value was
+    quadratic: 10^6 values took hours)."""
+    from lin2net.sweep.config import _first_duplicate
+
+    compared = [0]
+
+    class Value(float):
+        def __eq__(self, other: object) -> bool:
+            compared[0] += 1
+            return float.__eq__(self, other)  # type: ignore[arg-type]
+
+        __hash__ = float.__hash__
+
+    values = [Value(i) for i in range(20_000)]
+    assert _first_duplicate(values) is None and compared[0] <= len(values)
+    assert _first_duplicate([*values, Value(7.0), Value(3.0)]) == 3.0
+    many = parse_config({**SMALL, "grid": {**SMALL["grid"], "eta": [0.001 * (i + 1) for i in range(100_000)]}})
+    assert len(many.axes["eta"]) == 100_000
+
+
+def test_a_config_too_large_is_refused_by_its_size(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "huge.yaml"
+    config.write_text("grid: {eta: [" + "1, " * 2_100_000 + "1], lambda0: [1]}\n")  # 6 MB, no alias anywhere
+    result = cli("sweep", config, "-o", tmp_path / "out")
+    assert_one_error_line(result, "larger than 4 MB")
+    assert "larger than 4 MB" in result.stderr and "alias" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_config_of_too_many_values_is_refused_by_their_count(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "many.yaml"
+    config.write_text("grid: {eta: [0.1], lambda0: [1]}\nnotes: [" + "1, " * 300_000 + "1]\n")  # 0.9 MB
+    result = cli("sweep", config, "-o", tmp_path / "out")
+    assert_one_error_line(result, "holds more than 250000 values")
+    assert (
+        "holds more than 250000 values" in result.stderr
+        and "alias" not in result.stderr
+        and not (tmp_path / "out").exists()
+    )
+
+
+@pytest.mark.slow
+def test_dev_zero_as_a_config_is_refused_at_once(tmp_path: Path) -> None:
+    """Reading stops after the size limit: no OOM killer (a 2 GB address-space
+    limit turns a read without bound into a MemoryError traceback)."""
+    import resource
+    import subprocess
+    import sys
+
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero")
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    run = subprocess.run(
+        [sys.executable, "-m", "lin2net", "sweep", "/dev/zero", "-o", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120, preexec_fn=limit_memory,
+    )  # fmt: skip
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "larger than 4 MB" in run.stderr, run.stderr
+
+
+def test_an_explicit_init_without_phi_takes_the_default_phi(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    config = write_yaml(
+        tmp_path / "e.yaml", {"init": {"explicit": {"a": [1, 0.5], "b": [0.2, 0.1]}}, "grid": {"eta": [0.1, 0.5]}}
+    )
+    assert parse_config(yaml.safe_load(config.read_text())).axes["phi"] == (1.0,)
+    planned = cli("sweep", config, "-o", tmp_path / "out", "--dry-run")
+    assert planned.exit_code == 0, planned.output
+    result = cli("sweep", config, "-o", tmp_path / "out", "-q")
+    assert result.exit_code == 0, result.output
+    from lin2net.store.outdir import read_trajectories
+
+    assert set(read_trajectories(tmp_path / "out", ["phi"]).column("phi").to_pylist()) == {1.0}
+
+
+def test_a_malformed_scheduler_address_is_one_line(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("distributed")
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    result = cli("sweep", config, "-o", tmp_path / "out", "--scheduler", "tcp://[::1")
+    assert_one_error_line(result, "--scheduler")
+    assert not (tmp_path / "out").exists()
+
+
+def test_trace_refuses_what_sweep_refuses_and_names_plot(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    huge = cli("trace", "--eta", "0.1", "--a", "1e200", "--b", "0")
+    assert_one_error_line(huge, "--a/--b")
+    assert huge.exit_code == 2 and "1e+150" in huge.stderr
+    gif = cli("trace", "--eta", "0.1", "--a", "1,2", "--b", "0,1", "--plot", tmp_path / "x.gif")
+    assert gif.exit_code == 2 and gif.stderr.startswith("error: --plot: unknown figure format '.gif'")
+
+
+def test_the_largest_valid_parameters_give_rows_without_warnings(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """η = λ0 = 1e150 is valid: the sweep records what happens (pytest turns
+    every warning into an error here)."""
+    for integrator in ("compiled", "reduced", "full"):
+        config = {"grid": {"eta": [1e150], "lambda0": [1e150]}, "trajectories": 4, "max_steps": 100}
+        path = write_yaml(tmp_path / f"{integrator}.yaml", {**config, "integrator": integrator})
+        result = cli("sweep", path, "-o", tmp_path / integrator, "-q")
+        assert result.exit_code == 0 and "failed 0" in result.stderr, result.output
+
+
+def _entry_point(*args: str, env: dict[str, str] | None = None, limit: int | None = None) -> Any:
+    import resource
+    import subprocess
+    import sys
+
+    def limit_memory() -> None:
+        if limit is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return subprocess.run(
+        [sys.executable, "-m", "lin2net", *args], capture_output=True, text=True, timeout=120,
+        env={**os.environ, **(env or {})}, preexec_fn=limit_memory,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_columns_0_still_prints_the_error_line(tmp_path: Path) -> None:
+    """rich prints at width COLUMNS: 0 made every line, the error too, vanish."""
+    run = _entry_point("sweep", str(tmp_path / "missing.yaml"), env={"COLUMNS": "0"})
+    assert run.returncode == 2 and run.stderr == f"error: config file not found: {tmp_path / 'missing.yaml'}\n"
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    done = _entry_point("sweep", str(config), "-o", str(tmp_path / "out"), "-q", env={"COLUMNS": "0"})
+    assert done.returncode == 0 and "ran 8" in done.stderr
+
+
+@pytest.mark.slow
+def test_numba_num_threads_0_is_one_line(tmp_path: Path) -> None:
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    run = _entry_point("sweep", str(config), "-o", str(tmp_path / "out"), "-q", env={"NUMBA_NUM_THREADS": "0"})
+    assert run.returncode == 2 and run.stderr.startswith("error: NUMBA_NUM_THREADS:") and run.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("limit", [400 << 20, 1536 << 20])
+def test_a_low_memory_limit_is_one_line_that_says_so(tmp_path: Path, limit: int) -> None:
+    """``ulimit -v``: whatever fails first (an allocation, loading llvmlite) is
+    one line that explains itself, never a traceback or a bare 'OSError'."""
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    run = _entry_point("sweep", str(config), "-o", str(tmp_path / "out"), "-q", limit=limit)
+    assert "Traceback" not in run.stderr and run.stderr != "error: OSError\n", run.stderr
+    if run.returncode != 0:
+        assert run.stderr.startswith("error: ") and run.stderr.count("\n") == 1, run.stderr
+        assert len(run.stderr) > len("error: OSError\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.2, 0.4, 0.7])
+def test_ctrl_c_while_starting_is_one_line(tmp_path: Path, delay: float) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lin2net", "sweep", str(config), "-o", str(tmp_path / "out"), "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    if "init_import_site" in stderr:  # Python itself was still starting (a loaded machine): no lin2net code ran yet
+        return
+    assert "Traceback" not in stderr, stderr
+    assert process.returncode in (130, -signal.SIGINT, 0), (process.returncode, stderr)
+    if process.returncode == 130:
+        assert stderr.startswith("error: ") and stderr.count("\n") == 1 and "interrupted" in stderr

@@ -297,3 +297,249 @@ def test_provenance_names_the_versions_and_the_checkout(tmp_path: Path, cli) -> 
         assert info["git_commit"].split("+")[0] == head.strip()
     footer = json.loads(pq.read_metadata(shard_files(out)[0]).metadata[b"lin2net.provenance"])
     assert footer["numba"] == numba.__version__
+
+
+# ---------------------------------------------------------------- round 3: the lock, overwrites, links, versions
+
+
+def _finished(tmp_path: Path, cli, name: str = "out", *flags: str) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    config = write_yaml(tmp_path / f"{name}.yaml", SMALL)
+    out = tmp_path / name
+    result = cli("sweep", config, "-o", out, "-q", *FOUR_SHARDS, *flags)
+    assert result.exit_code == 0, result.output
+    return config, out
+
+
+def test_a_sweep_whose_output_directory_is_replaced_stops_and_writes_nothing_more(tmp_path: Path) -> None:
+    """Sweep A runs; the user deletes OUT and sweep B (another seed) fills a new
+    OUT at the same path. A's lock is on the deleted directory: A must notice
+    that OUT is no longer the directory it locked, write nothing into B's
+    files (shards, manifest) and stop with one line."""
+    from lin2net.store.outdir import OutputReplaced
+    from lin2net.sweep.config import parse_config
+    from lin2net.sweep.runner import run_sweep
+
+    out = tmp_path / "out"
+    config_a, config_b = parse_config(SMALL), parse_config({**SMALL, "seed": SMALL["seed"] + 1})
+    b_files: dict[str, str] = {}
+
+    def replace_out(cell, seconds):  # type: ignore[no-untyped-def]
+        if b_files:
+            return
+        out.rename(out.with_name("gone"))  # as rm -rf, atomically (A's writer thread may be mid-file)
+        run_sweep(config_b, out, workers=1, shard_rows=40)
+        b_files.update(snapshot(out))
+
+    with pytest.raises(OutputReplaced) as stopped:
+        run_sweep(config_a, out, workers=1, shard_rows=40, on_cell_done=replace_out)
+    assert "removed or replaced" in str(stopped.value) and "\n" not in str(stopped.value)
+    assert snapshot(out) == b_files and len(shard_files(out)) == 8
+    assert read_trajectories(out).num_rows == 8 * 40
+
+
+def test_an_interrupted_overwrite_is_finished_by_running_it_again(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A stop after config.yaml is deleted (and before the shards are) must not
+    strand OUT: every command says what happened, and the same --overwrite
+    finishes the job."""
+    _, out = _finished(tmp_path, cli)
+    other = write_yaml(tmp_path / "other.yaml", {**SMALL, "seed": 99})
+    unlink = Path.unlink
+
+    def stopped_midway(path: Path, missing_ok: bool = False) -> None:
+        if path.parent.name == "shards" and path.suffix == ".parquet":
+            raise KeyboardInterrupt
+        unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", stopped_midway)
+    assert cli("sweep", other, "-o", out, "-q", "--overwrite").exit_code == 130
+    monkeypatch.setattr(Path, "unlink", unlink)
+    assert not (out / "config.yaml").exists() and shard_files(out)
+    told = cli("summarize", out)
+    assert told.exit_code == 2 and "--overwrite of" in told.stderr and "interrupted" in told.stderr
+    assert cli("sweep", other, "-o", out, "-q").exit_code == 2  # a plain resume does not guess
+    again = cli("sweep", other, "-o", out, "-q", "--overwrite", *FOUR_SHARDS)
+    assert again.exit_code == 0, again.output
+    clean = tmp_path / "clean"
+    assert cli("sweep", other, "-o", clean, "-q", *FOUR_SHARDS).exit_code == 0
+    assert shard_bytes(out) == shard_bytes(clean) and leftovers(out) == []
+
+
+def test_a_file_failing_verification_is_never_overwritten_when_set_aside_names_are_taken(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    config, out = _finished(tmp_path, cli)
+    victim = shard_files(out)[0]
+    garbage = b"not a shard, but nobody may destroy it"
+    victim.write_bytes(garbage)
+    taken = [victim.with_name(f".{victim.name}.corrupt")]
+    taken += [victim.with_name(f".{victim.name}.corrupt-{i}") for i in range(1, 1000)]
+    for path in taken:
+        path.write_text("an earlier one")
+    before = {path: path.read_bytes() for path in taken}
+    result = cli("sweep", config, "-o", out, "-q", *FOUR_SHARDS)
+    assert result.exit_code == 0, result.output
+    assert {path: path.read_bytes() for path in taken} == before
+    kept = [p for p in out.joinpath("shards").iterdir() if p.name.startswith(".") and p.read_bytes() == garbage]
+    assert len(kept) == 1 and read_trajectories(out).num_rows == 8 * 40
+
+
+def test_a_marker_that_lin2net_did_not_write_does_not_make_a_folder_lins(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / ".lin2net").write_text("{}")
+    (folder / "config.yaml").write_text("my: config\n")
+    (folder / "manifest.json").write_text('{"my": "manifest"}\n')
+    before = snapshot(folder)
+    config = write_yaml(tmp_path / "c.yaml", SMALL)
+    for flags in ((), ("--overwrite",)):
+        result = cli("sweep", config, "-o", folder, "-q", *flags)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert snapshot(folder) == before
+
+
+def test_temporary_files_are_exclusive_and_links_are_never_written_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import secrets
+
+    from lin2net.store.outdir import atomic_write
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    final = folder / "table.csv"
+    # A link planted under the temporary name (lin2net <= 0.1 used <pid>; now a random token).
+    monkeypatch.setattr(secrets, "token_hex", lambda n=8: "0" * (2 * n))
+    for name in (f".tmp-lin2net-{os.getpid()}-table.csv.partial", f".tmp-lin2net-{'0' * 16}-table.csv.partial"):
+        (folder / name).symlink_to(outside)
+    with pytest.raises(OutputError):
+        atomic_write(final, lambda temp: temp.write_text("written"))
+    assert outside.read_text() == "precious" and not final.exists()
+    # A final name that is a link is refused, not followed.
+    link = folder / "linked.csv"
+    link.symlink_to(outside)
+    with pytest.raises(OutputError, match="symbolic link"):
+        atomic_write(link, lambda temp: temp.write_text("written"))
+    assert outside.read_text() == "precious" and link.is_symlink()
+
+
+def test_a_symlinked_shards_folder_is_refused_by_every_command(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    config, out = _finished(tmp_path, cli)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(out / "shards", elsewhere)
+    (elsewhere / "part-0000000000000000.parquet").write_bytes(b"a user's file")
+    (out / "shards").symlink_to(elsewhere)
+    before = snapshot(elsewhere)
+    for args in (
+        ["sweep", config, "-o", out, "-q"],
+        ["sweep", config, "-o", out, "-q", "--overwrite"],
+        ["sweep", config, "-o", out, "--dry-run"],
+        ["summarize", out],
+        ["check", out],
+        ["plot", out, "-o", tmp_path / "f.png"],
+    ):
+        result = cli(*args)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "link" in result.stderr, (
+            args,
+            result.output,
+        )
+    assert snapshot(elsewhere) == before
+
+
+@pytest.mark.parametrize("command", ["summarize", "check", "plot"])
+def test_outputs_inside_out_own_folders_are_refused(tmp_path: Path, cli, command: str) -> None:  # type: ignore[no-untyped-def]
+    config, out = _finished(tmp_path, cli, "out", "--set", "grid.lambda0=[0.5, 2.0]")
+    before = snapshot(out)
+    suffix = ".png" if command == "plot" else ".csv"
+    for target in (out / "shards" / f"x{suffix}", out / ("config.yaml" if command != "plot" else "manifest.json")):
+        result = cli(command, out, "-o", target)
+        assert result.exit_code == 2 and result.stderr.startswith("error: --output: cannot write"), result.output
+    assert snapshot(out) == before
+    assert cli("sweep", config, "-o", out, "-q", "--set", "grid.lambda0=[0.5, 2.0]", *FOUR_SHARDS).exit_code == 0
+
+
+def test_a_figure_lin2net_wrote_into_out_is_its_own_until_changed(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    config, out = _finished(tmp_path, cli)
+    plotted = cli("plot", out)
+    assert plotted.exit_code == 0, plotted.output
+    assert (out / "figure3.png").is_file()
+    other = write_yaml(tmp_path / "other.yaml", {**SMALL, "seed": 5})
+    result = cli("sweep", other, "-o", out, "-q", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert not (out / "figure3.png").exists()
+    assert cli("plot", out).exit_code == 0
+    with open(out / "figure3.png", "ab") as handle:
+        handle.write(b"the user's edit")
+    refused = cli("sweep", config, "-o", out, "-q", "--overwrite")
+    assert refused.exit_code == 2 and "figure3.png" in refused.stderr and (out / "figure3.png").exists()
+
+
+def test_results_of_another_rows_version_are_not_mixed_in(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """An OUT written by a lin2net whose kernel gives other numbers (recorded
+    as another rows version, or none) is not resumed as 'already done'."""
+    config, out = _finished(tmp_path, cli)
+    info = json.loads((out / "provenance.json").read_text())
+    info.pop("rows_version")
+    (out / "provenance.json").write_text(json.dumps(info))
+    shards = shard_bytes(out)
+    for command in (["sweep", config, "-o", out, "-q"], ["sweep", config, "-o", out, "--dry-run"]):
+        refused = cli(*command)
+        assert refused.exit_code == 2 and refused.stderr.count("\n") == 1, refused.output
+        assert "another lin2net version" in refused.stderr and "--overwrite" in refused.stderr
+    assert shard_bytes(out) == shards
+    assert cli("summarize", out).exit_code == 0  # reading it is fine
+    replaced = cli("sweep", config, "-o", out, "-q", "--overwrite", *FOUR_SHARDS)
+    assert replaced.exit_code == 0 and json.loads((out / "provenance.json").read_text())["rows_version"]
+
+
+def test_an_alias_bomb_in_out_config_is_one_line(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    config, out = _finished(tmp_path, cli)
+    levels = [
+        "a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"
+    ]
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 32)}]" for i in range(1, 5)]
+    (out / "config.yaml").write_text("\n".join(levels) + "\n")
+    for command in (["sweep", config, "-o", out, "-q"], ["sweep", config, "-o", out, "--dry-run"], ["summarize", out]):
+        result = cli(*command)
+        assert result.exit_code == 2 and "aliases expand" in result.stderr and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("text", ['{"runs": 5}', "[1]", '{"failed": 5}', '{"failed": [1, {"cell_id": 3}]}'])
+def test_a_malformed_manifest_is_never_a_traceback(tmp_path: Path, cli, text: str) -> None:  # type: ignore[no-untyped-def]
+    config, out = _finished(tmp_path, cli)
+    (out / "shards" / shard_files(out)[0].name).unlink()  # a missing cell: readers consult the manifest
+    for args in (["summarize", out], ["check", out], ["plot", out, "-o", tmp_path / "f.png"]):
+        (out / "manifest.json").write_text(text)
+        result = cli(*args)
+        assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
+    (out / "manifest.json").write_text(text)
+    result = cli("sweep", config, "-o", out, "-q", *FOUR_SHARDS)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "manifest.json").read_text())["cells"]["done"] == 8
+
+
+def test_an_overwritten_output_file_keeps_its_permissions(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    _, out = _finished(tmp_path, cli)
+    table = tmp_path / "summary.csv"
+    assert cli("summarize", out, "-o", table).exit_code == 0
+    table.chmod(0o600)
+    assert cli("summarize", out, "-o", table).exit_code == 0
+    assert table.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_file_written_twice_is_set_aside_as_a_duplicate_and_overwrite_still_works(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """A verified shard whose cells another file holds (a Dask task that outlived
+    its run) is not corrupt: it is set aside as a duplicate, which --overwrite
+    may remove, being lin2net's own verified file."""
+    config, out = _finished(tmp_path, cli)
+    wide = tmp_path / "wide"
+    assert cli("sweep", config, "-o", wide, "-q", "--shard-size", "160").exit_code == 0
+    shutil.copy(shard_files(wide)[0], out / "shards")  # holds cells that out's own files hold
+    result = cli("sweep", config, "-o", out, "-q", *FOUR_SHARDS)
+    assert result.exit_code == 0, result.output
+    names = [p.name for p in (out / "shards").iterdir()]
+    assert not any(".corrupt" in n for n in names) and sum(".duplicate" in n for n in names) == 1
+    assert read_trajectories(out).num_rows == 8 * 40
+    other = write_yaml(tmp_path / "other.yaml", {**SMALL, "seed": 5})
+    assert cli("sweep", other, "-o", out, "-q", "--overwrite").exit_code == 0

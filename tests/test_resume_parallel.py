@@ -47,7 +47,7 @@ def shard_bytes(out: Path) -> dict[str, bytes]:
 
 def leftovers(out: Path) -> list[str]:
     """Anything in OUT that is not a finished file lin2net writes."""
-    names = {".lin2net", "config.yaml", "provenance.json", MANIFEST_FILE, "shards", ".lin2net-stop"}
+    names = {".lin2net", "config.yaml", "provenance.json", MANIFEST_FILE, "shards"}
     odd = [p.name for p in out.iterdir() if p.name not in names]
     shards = out / "shards"
     return odd + [p.name for p in shards.iterdir() if p.suffix != ".parquet" or not p.name.startswith("part-")]
@@ -133,9 +133,9 @@ def test_threads_reach_the_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     real = executors.simulate_cells
 
-    def spy(config, cells, threads=None, cancel=None):  # type: ignore[no-untyped-def]
+    def spy(config, cells, threads=None, cancel=None, part=None):  # type: ignore[no-untyped-def]
         seen.append(threads)
-        return real(config, cells, threads=threads, cancel=cancel)
+        return real(config, cells, threads=threads, cancel=cancel, part=part)
 
     monkeypatch.setattr(executors, "simulate_cells", spy)
     config = parse_config(SMALL)
@@ -383,7 +383,9 @@ def test_dry_run_reports_and_writes_nothing(tmp_path: Path, cli) -> None:  # typ
     assert "eta          0.1, 0.9" in fresh.stdout and "phi          1, 2" in fresh.stdout
     assert "16 x 40 trajectories = 640 trajectories" in fresh.stdout
     assert "to run: 16 cells in 1 shard file" in fresh.stdout
-    assert "estimated run time: " in fresh.stdout and "from a pilot of 512 of its trajectories" in fresh.stdout
+    assert (
+        "estimated run time: " in fresh.stdout and "from a pilot of 128 of its trajectories of 16 cells" in fresh.stdout
+    )
     estimate = FILE_OVERHEAD + ROW_BYTES * 16 * 40
     assert f"estimated output size: {estimate / 1000:.1f} kB" in fresh.stdout
 
@@ -506,3 +508,157 @@ def test_a_signal_stops_the_compiled_kernel_in_the_main_process(tmp_path: Path, 
     assert leftovers(out) == [] and temporary_files(out) == [] and shard_files(out) == []
     record = manifest(out)
     assert record["status"] == "interrupted" and record["cells"]["done"] == 0
+
+
+def test_a_task_of_a_run_that_ended_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dask tasks cannot be killed: one that outlives its run (the client was
+    interrupted, or killed and then resumed with a new run token) checks the
+    token before it writes and again just before the rename that makes its
+    file count, so it never adds a file behind the manifest or beside the new
+    run's files."""
+    from lin2net.store import shard_file
+    from lin2net.store.outdir import RUN_FILE, WriteGuard, end_run, prepare_output_dir, start_run
+    from lin2net.store.shards import form_shards
+    from lin2net.sweep.executors import ShardTask, compute_shard
+
+    config = parse_config(SMALL)
+    out = tmp_path / "out"
+    prepare_output_dir(out, config, overwrite=False)
+    first, second = form_shards(expand_grid(config), config.trajectories, 4 * config.trajectories)
+    orphan = WriteGuard(run_file=out / RUN_FILE, token=start_run(out))
+    current = WriteGuard(run_file=out / RUN_FILE, token=start_run(out))  # a resume took over
+    (stale,) = compute_shard(ShardTask(config, first, out, 1, orphan))
+    assert stale.error is not None and stale.error.startswith("Stopped")
+    assert shard_files(out) == [] and temporary_files(out) == []
+
+    write = shard_file.write_shard_file
+
+    def run_ends_midway(*args, **kwargs):  # type: ignore[no-untyped-def]
+        write(*args, **kwargs)
+        end_run(out)  # the run stops while this task is writing its file
+
+    monkeypatch.setattr("lin2net.store.outdir.write_shard_file", run_ends_midway)
+    (late,) = compute_shard(ShardTask(config, second, out, 1, current))
+    assert late.error is not None and late.error.startswith("RunEnded")
+    assert shard_files(out) == [] and temporary_files(out) == []
+    monkeypatch.undo()
+    fresh = WriteGuard(run_file=out / RUN_FILE, token=start_run(out))
+    (done,) = compute_shard(ShardTask(config, second, out, 1, fresh))
+    assert done.error is None and len(shard_files(out)) == 1
+
+
+def test_dry_run_states_peak_memory_and_a_sweep_beyond_it_is_refused(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from lin2net.sweep import runner
+
+    big = write_yaml(tmp_path / "big.yaml", {**SMALL, "trajectories": 100_000, "grid": {"eta": 0.1, "lambda0": 1.0}})
+    shard = ("--shard-size", "100000")  # one cell, one shard, one thread: base + one shard's rows
+    planned = cli("sweep", big, "-o", tmp_path / "out", "--dry-run", "-j", "1", *shard)
+    peak = runner.MEMORY_BASE + 100_000 * runner.MEMORY_PER_TRAJECTORY
+    assert planned.exit_code == 0 and f"peak memory: about {peak / 1e6:.1f} MB" in planned.stdout, planned.output
+    monkeypatch.setattr(runner, "machine_memory", lambda: 100_000_000)
+    warned = cli("sweep", big, "-o", tmp_path / "out", "--dry-run", "-j", "1", *shard)
+    assert warned.exit_code == 0 and "warning: more than this machine allows (100.0 MB)" in warned.stdout
+    refused = cli("sweep", big, "-o", tmp_path / "out", "-q", "-j", "1", *shard)
+    assert refused.exit_code == 2 and refused.stderr.startswith("error: --shard-size: shards of 100000 trajectories")
+    assert refused.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_the_pilot_is_stratified_over_every_axis() -> None:
+    """Striding through the grid held the innermost axes fixed (on an SGD grid,
+    only σ = 0 was timed): every value of a short axis is in the pilot, and a
+    long axis is spanned from end to end."""
+    from lin2net.sweep.runner import pilot_cells
+
+    config = parse_config(
+        {**SMALL, "grid": {"eta": {"geomspace": [0.01, 1, 50]}, "lambda0": [1, 2, 3], "phi": [1, 2, 3, 4]}}
+    )
+    cells = expand_grid(config)
+    chosen = pilot_cells(config, cells)
+    assert len(chosen) >= 16 and len({c.cell_id for c in chosen}) == len(chosen)
+    assert {c.lambda0 for c in chosen} == {1.0, 2.0, 3.0} and {c.phi for c in chosen} == {1.0, 2.0, 3.0, 4.0}
+    etas = {c.eta for c in chosen}
+    assert min(config.axes["eta"]) in etas and max(config.axes["eta"]) in etas
+    assert pilot_cells(config, cells) == chosen  # the same pilot every time
+
+
+def test_a_pilot_that_cannot_see_the_end_of_long_trajectories_says_lower_bound(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    from lin2net.sweep.runner import PILOT_MAX_STEPS
+
+    slow = {"trajectories": 4, "grid": {"eta": 1e-9, "lambda0": 1.0}, "max_steps": 10 * PILOT_MAX_STEPS}
+    planned = cli("sweep", write_yaml(tmp_path / "slow.yaml", slow), "-o", tmp_path / "out", "--dry-run")
+    assert planned.exit_code == 0, planned.output
+    assert "estimated run time: at least " in planned.stdout and "a lower bound" in planned.stdout
+    quick = cli("sweep", write_yaml(tmp_path / "quick.yaml", SMALL), "-o", tmp_path / "out", "--dry-run")
+    assert "estimated run time: " in quick.stdout and "lower bound" not in quick.stdout
+
+
+def test_a_stop_abandons_a_shard_file_being_written_at_its_next_row_group(tmp_path: Path) -> None:
+    """Writing a large shard takes seconds; a stop must not wait for it: the
+    writer stops between row groups and removes its temporary file."""
+    import threading
+
+    from lin2net.dynamics.gd.cell import simulate_cells
+    from lin2net.store.outdir import prepare_output_dir
+    from lin2net.store.shards import form_shards
+    from lin2net.sweep.executors import ShardTask, Stopped, _write
+
+    config = parse_config(SMALL)
+    out = tmp_path / "out"
+    prepare_output_dir(out, config, overwrite=False)
+    (shard,) = form_shards(expand_grid(config), config.trajectories)
+    arrays = simulate_cells(config, shard.cells)
+    abandon = threading.Event()
+    abandon.set()
+    with pytest.raises(Stopped):
+        _write(ShardTask(config, shard, out), arrays, abandon)
+    assert shard_files(out) == [] and temporary_files(out) == []
+    _write(ShardTask(config, shard, out), arrays, threading.Event())
+    assert len(shard_files(out)) == 1
+
+
+LARGE_CELL = {
+    "name": "large-cell",
+    "seed": 5,
+    "trajectories": 70_000,  # more than one row group (65 536): split into parts at --shard-size 1000
+    "grid": {"eta": [0.2, 0.6], "lambda0": 1.5, "d": 3},
+    "max_steps": 60,
+}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"integrator": "reduced"},
+        {"algorithm": "sgd", "data": {"n": 4}, "grid": {**LARGE_CELL["grid"], "batch_size": [2], "label_noise": [0.1]}},
+    ],
+    ids=["compiled", "reduced", "sgd"],
+)
+def test_a_cell_larger_than_a_shard_runs_in_parts_with_the_same_rows(tmp_path: Path, cli, extra: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """Memory is bounded by --shard-size whatever the cell size: a cell of more
+    trajectories streams through several shard files (parts), whose rows
+    equal a one-shard run's; the cell counts as done once all parts are, and
+    a resume recomputes only a missing part."""
+    from lin2net.store.outdir import scan_shards
+    from lin2net.sweep.config import load_config
+
+    config = write_yaml(tmp_path / "large.yaml", {**LARGE_CELL, **extra})
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert cli("sweep", config, "-o", whole, "-q", "-j", "1", "--shard-size", str(1 << 20)).exit_code == 0
+    result = cli("sweep", config, "-o", parts, "-q", "-j", "1", "--shard-size", "1000")
+    assert result.exit_code == 0 and "ran 2, skipped 0" in result.stderr, result.output
+    assert len(shard_files(whole)) == 1 and len(shard_files(parts)) == 4
+    assert all(pq.read_metadata(p).num_rows <= 65_536 for p in shard_files(parts))
+    key = ["cell_id", "trajectory"]
+    expected = trajectories_frame(whole).sort_values(key).reset_index(drop=True)
+    got = trajectories_frame(parts).sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert finished_cell_ids(parts) == finished_cell_ids(whole)
+    shard_files(parts)[0].unlink()  # one part missing: its cell is not done
+    assert len(scan_shards(parts, load_config(config)).finished) == 1
+    again = cli("sweep", config, "-o", parts, "-q", "-j", "1", "--shard-size", "1000")
+    assert again.exit_code == 0 and "ran 1, skipped 1" in again.stderr and len(shard_files(parts)) == 4
+    assert trajectories_frame(parts).sort_values(key).reset_index(drop=True).equals(expected)
+    assert cli("summarize", parts).exit_code == 0

@@ -230,7 +230,7 @@ def test_shard_row_groups_hold_whole_cells_and_read_back_equal(tmp_path: Path) -
     """Small cells share row groups, a cell never straddles two, and a large
     cell is written in pieces (bounded memory): the file holds the same rows."""
     from lin2net.dynamics.gd.cell import cell_table, shard_tables, simulate_cells
-    from lin2net.store.outdir import read_trajectories, write_shard
+    from lin2net.store.outdir import marker_text, read_trajectories, write_shard
     from lin2net.store.shard_file import row_groups
     from lin2net.store.shards import form_shards
 
@@ -244,7 +244,7 @@ def test_shard_row_groups_hold_whole_cells_and_read_back_equal(tmp_path: Path) -
         [cell_table(cell, *simulate_cells(config, [cell])) for cell in cells]  # one cell at a time
     )
     assert plain(pa.concat_tables(list(shard_tables(cells, 50, initial, results)))).equals(plain(whole))
-    (tmp_path / ".lin2net").write_text("{}")
+    (tmp_path / ".lin2net").write_text(marker_text())
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config.resolved()))
     (tmp_path / "shards").mkdir()
     path = write_shard(tmp_path, config, shard, shard_tables(cells, 50, initial, results))

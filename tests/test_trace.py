@@ -137,7 +137,7 @@ def test_cli_random_init_with_limits(tmp_path: Path) -> None:
         (["--a", "1", "--b", "2", "--lambda0", "3"], "--lambda0"),
         ([], "--lambda0"),
         (["--lambda0", "1", "-o", "t.txt"], "--output"),
-        (["--lambda0", "1", "--plot", "t.gif"], "--output"),
+        (["--lambda0", "1", "--plot", "t.gif"], "--plot"),
         (["--lambda0", "1", "--init", "uniform"], "--init"),
         (["--lambda0", "-1"], "--lambda0"),
         (["--lambda0", "1", "--d", "0"], "--d"),

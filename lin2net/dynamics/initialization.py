@@ -51,8 +51,11 @@ def block_size(d: int) -> int:
     return max(1, BLOCK_FLOATS // (2 * d))
 
 
-def initial_blocks(config: SweepConfig, cell: Cell) -> Iterator[InitialBlock]:
-    """Yield the cell's initializations block by block, in trajectory order."""
+def initial_blocks(config: SweepConfig, cell: Cell, first: int = 0, stop: int | None = None) -> Iterator[InitialBlock]:
+    """Yield the cell's initializations block by block, in trajectory order
+    (only the whole blocks that hold some of trajectories ``first`` …
+    ``stop − 1``; the others are not drawn: see :func:`block_rows`)."""
+    stop = config.trajectories if stop is None else stop
     if config.explicit is not None:
         a = np.asarray(config.explicit.a, dtype=np.float64)[None, :]
         b = np.asarray(config.explicit.b, dtype=np.float64)[None, :]
@@ -61,12 +64,23 @@ def initial_blocks(config: SweepConfig, cell: Cell) -> Iterator[InitialBlock]:
     d, per_block = cell.d, block_size(cell.d)
     for block, start in enumerate(range(0, config.trajectories, per_block)):
         n = min(per_block, config.trajectories - start)
+        if start + n <= first or start >= stop:
+            continue
         z = initialization_rng(config.seed, config.init, d, block).standard_normal((n, 2 * d))
         if config.init == "sphere":
             z *= np.sqrt(cell.lambda0) / np.linalg.norm(z, axis=1, keepdims=True)
         else:
             z *= np.sqrt(cell.lambda0 / (2 * d))
         yield InitialBlock(start, z[:, :d], z[:, d:])
+
+
+def block_rows(block: InitialBlock, first: int, stop: int) -> slice:
+    """The rows of ``block`` that are trajectories ``first`` … ``stop − 1``. A
+    block is computed whole and cut afterwards: NumPy's reductions round
+    differently on a shorter array, and a cell's rows must not depend on
+    the part that computes them."""
+    n = block.a.shape[0]
+    return slice(max(first, block.start) - block.start, min(stop, block.start + n) - block.start)
 
 
 @dataclass(frozen=True)
@@ -83,29 +97,36 @@ class _Directions:
 
 
 @lru_cache(maxsize=4)
-def _directions(seed: int, init: str, d: int, trajectories: int) -> _Directions:
-    """The invariants of the first ``trajectories`` draws of width ``d``.
+def _directions(
+    seed: int, init: str, d: int, trajectories: int, first: int = 0, stop: int | None = None
+) -> _Directions:
+    """The invariants of the draws of width ``d`` of a cell of ``trajectories``
+    (only draws ``first`` … ``stop − 1`` if given: a part of a large cell).
 
     Cells that differ only in λ0 or Φ (or η) share their draws (common random
     numbers), so a shard computes these once per width, not once per cell: a
     cell then costs O(n), not O(n·d), and no random numbers."""
     parts = []
+    stop = trajectories if stop is None else stop
     for block, start in enumerate(range(0, trajectories, block_size(d))):
         n = min(block_size(d), trajectories - start)
+        if start + n <= first or start >= stop:  # outside the range asked for (a part of a large cell)
+            continue
         z = initialization_rng(seed, init, d, block).standard_normal((n, 2 * d))
         if init == "sphere":
             z /= np.linalg.norm(z, axis=1, keepdims=True)
         a, b = z[:, :d], z[:, d:]
         s, p = sum_and_difference_norms(a, b)
         norm2 = np.ones(n) if init == "sphere" else np.einsum("nd,nd->n", z, z)
-        parts.append((np.einsum("nd,nd->n", a, b), norm2, imbalance(a, b), s, p))
+        cut = slice(max(first, start) - start, min(stop, start + n) - start)  # whole block, then cut (block_rows)
+        parts.append(tuple(v[cut] for v in (np.einsum("nd,nd->n", a, b), norm2, imbalance(a, b), s, p)))
     columns = [np.concatenate(column) for column in zip(*parts, strict=True)]
     for column in columns:
         column.flags.writeable = False  # shared by every cell of this width
     return _Directions(*columns)
 
 
-def initial_conditions(config: SweepConfig, cell: Cell) -> InitialConditions:
+def initial_conditions(config: SweepConfig, cell: Cell, first: int = 0, stop: int | None = None) -> InitialConditions:
     """(ε0, λ0, Q0, S0, P0) of every trajectory of the cell, without keeping the vectors.
 
     A random start is its width's shared direction (see :func:`_directions`)
@@ -117,7 +138,7 @@ def initial_conditions(config: SweepConfig, cell: Cell) -> InitialConditions:
         eps0, lam0, q0 = reduced_coordinates(block.a, block.b, cell.phi)
         s0, p0 = sum_and_difference_norms(block.a, block.b)
         return InitialConditions(eps0=eps0, lam0=lam0, q0=q0, s0=s0, p0=p0)
-    unit = _directions(config.seed, config.init, cell.d, config.trajectories)
+    unit = _directions(config.seed, config.init, cell.d, config.trajectories, first, stop)
     scale = cell.lambda0 if config.init == "sphere" else cell.lambda0 / (2 * cell.d)
     lam0 = np.full(unit.dot.shape, cell.lambda0) if config.init == "sphere" else scale * unit.norm2
     return InitialConditions(

@@ -18,7 +18,7 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,13 +39,34 @@ class CellFailure:
         return f"{self.cell.cell_id} ({params})"
 
 
+MAX_MANIFEST_BYTES = 64_000_000  # a manifest lists at most every cell of a sweep once
+
+
 def read_manifest(out: Path) -> dict[str, Any]:
-    """The manifest as plain data; ``{}`` if there is none or it is unreadable."""
+    """The manifest as plain data; ``{}`` if there is none or it is unreadable.
+
+    A manifest is a record for people, and anyone may edit it: entries of the
+    wrong shape (``{"runs": 5}``, ``[1]``, a failure that is not an object
+    with a string ``cell_id``) are dropped, so readers see only lists of
+    objects under ``runs`` and ``failed``."""
     try:
-        data = json.loads((Path(out) / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        with open(Path(out) / MANIFEST_FILE, "rb") as handle:
+            text = handle.read(MAX_MANIFEST_BYTES + 1)
+        data = json.loads(text) if len(text) <= MAX_MANIFEST_BYTES else None
+    except (OSError, ValueError, RecursionError):
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    runs, failed = data.get("runs"), data.get("failed")
+    data["runs"] = [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
+    data["failed"] = (
+        [f for f in failed if isinstance(f, dict) and isinstance(f.get("cell_id"), str)]
+        if isinstance(failed, list)
+        else []
+    )
+    if not isinstance(data.get("cells"), dict):
+        data.pop("cells", None)
+    return data
 
 
 def write_manifest(
@@ -57,10 +78,12 @@ def write_manifest(
     failures: Sequence[CellFailure],
     run: dict[str, Any],
     new_run: bool,
+    guard: Callable[[], None] | None = None,
 ) -> None:
     """Record the state at the start (``new_run``: ``run`` is appended to the
-    history) or the end of a run (``run`` replaces the last entry)."""
-    runs = [r for r in read_manifest(out).get("runs", []) if isinstance(r, dict)]
+    history) or the end of a run (``run`` replaces the last entry); ``guard()``
+    may raise to cancel the write (see :func:`lin2net.store.outdir.atomic_write`)."""
+    runs = list(read_manifest(out).get("runs", []))
     if runs and not new_run:
         runs[-1] = run
     else:
@@ -72,4 +95,4 @@ def write_manifest(
         "runs": runs,
     }
     text = json.dumps(data, indent=2) + "\n"
-    atomic_write(Path(out) / MANIFEST_FILE, lambda temp: temp.write_text(text, encoding="utf-8"))
+    atomic_write(Path(out) / MANIFEST_FILE, lambda temp: temp.write_text(text, encoding="utf-8"), guard)

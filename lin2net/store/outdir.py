@@ -51,6 +51,7 @@ import yaml
 import lin2net
 from lin2net.errors import Lin2netError, OutputError
 from lin2net.store.shard_file import (
+    DUPLICATE_SUFFIX,
     SHARD_PREFIX,
     CorruptShard,
     ShardFooter,
@@ -62,7 +63,7 @@ from lin2net.store.shard_file import (
 )
 from lin2net.store.shards import Shard
 from lin2net.store.summary_file import SUMMARIES_DIR, is_summary_file, scan_finished, summaries_dir
-from lin2net.sweep.config import SweepConfig, parse_config
+from lin2net.sweep.config import MAX_CONFIG_BYTES, SweepConfig, parse_config, parse_yaml, read_bounded_text
 from lin2net.sweep.grid import Cell, expand_grid
 
 if TYPE_CHECKING:  # imported where used: a read of verified files needs no pyarrow
@@ -76,9 +77,29 @@ SHARDS_DIR = "shards"
 LEGACY_CELLS_DIR = "cells"  # lin2net 0.1: one file per cell
 TEMP_PREFIX = ".tmp-lin2net-"
 TEMP_SUFFIX = ".partial"
-STOP_FILE = ".lin2net-stop"  # left by an interrupted sweep: Dask tasks still running write nothing
+RUN_FILE = ".lin2net-run"  # the running sweep's token: a task whose token is not there writes nothing
+STOP_FILE = ".lin2net-stop"  # lin2net <= this round: left by an interrupted sweep (still removed by --overwrite)
+OVERWRITE_FILE = ".lin2net-overwrite"  # intent record: an --overwrite of OUT started and has not finished
 VERIFIED_FILE = ".verified.json"  # shard files already verified in full (lin2net.store.opened)
-OWN_FILES = (MARKER_FILE, CONFIG_FILE, PROVENANCE_FILE, MANIFEST_FILE, STOP_FILE, VERIFIED_FILE)
+OWNED_FIGURES_FILE = ".lin2net-figures"  # figures lin2net wrote into OUT: name -> size and SHA-256
+OWN_FILES = (
+    MARKER_FILE,
+    CONFIG_FILE,
+    PROVENANCE_FILE,
+    MANIFEST_FILE,
+    RUN_FILE,
+    STOP_FILE,
+    OVERWRITE_FILE,
+    OWNED_FIGURES_FILE,
+    VERIFIED_FILE,
+)
+MARKER_FORMAT = 2
+# Rows version: raised whenever a change of lin2net changes the rows it writes
+# for the same config and cell (a new kernel, a fixed formula). An OUT records
+# it in provenance.json; a sweep resumes or extends only an OUT of its own rows
+# version, so one output never mixes rows of two kernels.
+ROWS_VERSION = 2
+MAX_SMALL_FILE_BYTES = 1_000_000  # marker, provenance: a few hundred bytes when lin2net wrote them
 MAX_PATH_BYTES = 4095  # PATH_MAX - 1 on Linux
 MAX_NAME_BYTES = 255  # NAME_MAX: one component of a path
 MAX_OUT_BYTES = 4000  # an output directory leaves room for the names lin2net appends
@@ -98,6 +119,7 @@ def _provenance() -> dict[str, str]:
 
     info = {
         "lin2net": lin2net.__version__,
+        "rows_version": str(ROWS_VERSION),
         "numba": numba.__version__,
         "numpy": np.__version__,
         "pyarrow": pa.__version__,
@@ -216,10 +238,36 @@ class ShardScan:
 
     verified: list[ShardFooter] = field(default_factory=list)
     bad: list[CorruptShard] = field(default_factory=list)
+    duplicates: list[ShardFooter] = field(default_factory=list)  # verified, but their cells are held already
+    trajectories: int = 0  # per cell: parts count once they cover this many
 
     @property
     def finished(self) -> frozenset[str]:
-        return frozenset(cell.cell_id for footer in self.verified for cell in footer.cells)
+        """Cells held whole by a verified file, or by verified parts that
+        cover all their trajectories."""
+        whole = {cell.cell_id for footer in self.verified if footer.part is None for cell in footer.cells}
+        ranges: dict[str, list[tuple[int, int]]] = {}
+        for footer in self.verified:
+            if footer.part is not None:
+                ranges.setdefault(footer.cells[0].cell_id, []).append(footer.part)
+        for cell_id, parts in ranges.items():
+            reached = 0
+            for first, stop in sorted(parts):
+                if first > reached:
+                    break
+                reached = max(reached, stop)
+            if reached == self.trajectories:
+                whole.add(cell_id)
+        return frozenset(whole)
+
+    @property
+    def done_parts(self) -> frozenset[tuple[str, int, int]]:
+        """(cell id, first, count) of every verified part."""
+        return frozenset(
+            (footer.cells[0].cell_id, footer.part[0], footer.part[1] - footer.part[0])
+            for footer in self.verified
+            if footer.part is not None
+        )
 
 
 def is_legacy_output(out: Path) -> bool:
@@ -235,8 +283,58 @@ def is_legacy_output(out: Path) -> bool:
 
 
 def is_marked(out: Path) -> bool:
+    """``out`` holds lin2net's marker: a regular file (not a link) whose content
+    is the JSON object lin2net writes (format, creation time, random id). A
+    user's ``.lin2net`` file of other content (``{}``) does not make a folder
+    lin2net's, so ``--overwrite`` never deletes anything in it."""
     marker = Path(out) / MARKER_FILE
-    return marker.is_file() and not marker.is_symlink()
+    if marker.is_symlink() or not marker.is_file():
+        return False
+    content = _read_small_json(marker)
+    return (
+        isinstance(content, dict)
+        and content.get("lin2net_output") == MARKER_FORMAT
+        and isinstance(content.get("id"), str)
+        and len(content["id"]) == 32
+        and isinstance(content.get("created"), str)
+    )
+
+
+def marker_text() -> str:
+    """A new marker's content (see :func:`is_marked`)."""
+    return json.dumps({"lin2net_output": MARKER_FORMAT, "created": _now(), "id": uuid.uuid4().hex}) + "\n"
+
+
+def _read_small_json(path: Path) -> Any:
+    """JSON of a file lin2net writes small (None if unreadable or too large)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_SMALL_FILE_BYTES + 1)
+        return json.loads(data) if len(data) <= MAX_SMALL_FILE_BYTES else None
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def rows_version(out: Path) -> str:
+    """The rows version OUT's provenance.json records ('' for an OUT written
+    before lin2net recorded one)."""
+    info = _read_small_json(Path(out) / PROVENANCE_FILE)
+    version = info.get("rows_version") if isinstance(info, dict) else None
+    return version if isinstance(version, str) else ""
+
+
+def refuse_links_inside(out: Path) -> None:
+    """OutputError if OUT's own folder ``shards`` is a symbolic link: lin2net
+    never follows a link inside OUT (a resume would rename or write files
+    wherever it points)."""
+    folder = shards_dir(out)
+    if folder.is_symlink():
+        raise OutputError(
+            f"{folder} is a symbolic link; lin2net never follows links inside an output directory: "
+            "replace it by the folder itself, or choose another -o"
+        )
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder} is not a directory; lin2net keeps its shard files there: choose another -o")
 
 
 def inspect_output_dir(out: Path, config: SweepConfig, verify_data: bool = True) -> OutputState:
@@ -251,6 +349,15 @@ def inspect_output_dir(out: Path, config: SweepConfig, verify_data: bool = True)
         return OutputState("new")
     if not is_marked(out):
         return OutputState("legacy" if is_legacy_output(out) else "foreign")
+    refuse_links_inside(out)
+    if (out / OVERWRITE_FILE).exists():
+        return OutputState("different", difference="an --overwrite of it was interrupted; rerun it to finish")
+    version = rows_version(out)
+    if version != str(ROWS_VERSION):
+        written = f"rows version {version}" if version else "a lin2net that recorded no rows version"
+        return OutputState(
+            "version", difference=f"{written}, this lin2net {lin2net.__version__} writes rows version {ROWS_VERSION}"
+        )
     stored, current = read_resolved_config(out), _normalized(config.resolved())
     if not first_difference(stored, current):
         return OutputState("same", scan_finished(out, config, verify_data=verify_data))
@@ -302,6 +409,11 @@ def check_output_dir(out: Path, state: OutputState, overwrite: bool, extend: boo
             f"output directory {out} is not empty and is not a lin2net output (no {MARKER_FILE} marker); "
             "lin2net only writes into empty directories or its own outputs: choose another -o"
         )
+    if state.kind == "version" and not overwrite:
+        raise OutputError(
+            f"output directory {out} holds results of another lin2net version ({state.difference}), "
+            "whose numbers may differ from this version's: pass --overwrite to replace them, or choose another -o"
+        )
     if state.kind == "extends" and not (overwrite or extend):
         raise OutputError(
             f"output directory {out} holds a smaller grid of this config ({state.difference} here); "
@@ -339,10 +451,12 @@ def scan_shards(out: Path, config: SweepConfig, *, verify_data: bool = True) -> 
     grid): footers always, page CRCs and content checksums too with
     ``verify_data`` (reads every file once). A cell held by two verified
     shards counts once; the later file is reported."""
+    refuse_links_inside(out)
     settings = config_settings(config)
     grid = {cell.cell_id: cell for cell in expand_grid(config)}
-    scan = ShardScan()
-    seen: set[str] = set()
+    scan = ShardScan(trajectories=config.trajectories)
+    seen: set[str] = set()  # cells held whole
+    parts: dict[str, list[tuple[int, int]]] = {}  # trajectory ranges of cells held in parts
     for path in shard_files(out):
         try:
             footer = _verified_footer(path, settings, config.trajectories, grid)
@@ -352,10 +466,20 @@ def scan_shards(out: Path, config: SweepConfig, *, verify_data: bool = True) -> 
             scan.bad.append(bad)
             continue
         ids = {cell.cell_id for cell in footer.cells}
-        if ids & seen:
-            scan.bad.append(CorruptShard(path, "holds cells another shard file already holds"))
+        # A valid file whose rows another file holds (a task of an earlier run
+        # that finished after the next run planned its shards): not corrupt.
+        if footer.part is not None:
+            (cell_id,) = ids
+            first, stop = footer.part
+            if cell_id in seen or any(a < stop and first < b for a, b in parts.get(cell_id, [])):
+                scan.duplicates.append(footer)
+                continue
+            parts.setdefault(cell_id, []).append(footer.part)
+        elif ids & seen or ids & parts.keys():
+            scan.duplicates.append(footer)
             continue
-        seen |= ids
+        else:
+            seen |= ids
         scan.verified.append(footer)
     return scan
 
@@ -389,9 +513,15 @@ def finished_cell_ids(out: Path) -> frozenset[str]:
     return scan_finished(out, read_config(out), verify_data=False).finished
 
 
-def write_shard(out: Path, config: SweepConfig, shard: Shard, tables: Iterable[pa.Table]) -> Path:
+def write_shard(
+    out: Path, config: SweepConfig, shard: Shard, tables: Iterable[pa.Table], guard: WriteGuard | None = None
+) -> Path:
     """Write one shard's table atomically, given as the consecutive row ranges
-    of :func:`lin2net.store.shard_file.row_groups`; returns the final path."""
+    of :func:`lin2net.store.shard_file.row_groups`; returns the final path.
+    ``guard`` is checked before the file is started and before it is renamed
+    into place (see :class:`WriteGuard`)."""
+    if guard is not None:
+        guard.check()
     extra = {
         b"lin2net.config": json.dumps(config.resolved()).encode(),
         b"lin2net.provenance": json.dumps(provenance()).encode(),
@@ -402,14 +532,15 @@ def write_shard(out: Path, config: SweepConfig, shard: Shard, tables: Iterable[p
         write_shard_file(
             temp,
             shard.cells,
-            shard.trajectories,
+            shard.rows if shard.part is not None else shard.trajectories,
             tables,
             shard_id=shard.shard_id,
             settings=config_settings(config),
             extra_metadata=extra,
+            first_trajectory=shard.first if shard.part is not None else None,
         )
 
-    atomic_write(final, write)
+    atomic_write(final, write, guard.check if guard is not None else None)
     return final
 
 
@@ -427,21 +558,108 @@ def read_trajectories(out: Path, columns: list[str] | None = None, *, verify: bo
 
 
 def set_aside_bad_shards(scan: ShardScan) -> list[str]:
-    """Move each shard file that failed verification to ``.<name>.corrupt``;
-    one line per file for the user."""
+    """Move each shard file that failed verification to ``.<name>.corrupt``, and
+    each verified file whose cells another file holds to ``.<name>.duplicate``;
+    one line per file for the user. OutputError (and nothing recomputed) if a
+    file cannot be moved: its cells' new shard would take its name."""
     lines = []
     for bad in scan.bad:
         moved = move_aside(bad.path)
-        where = f"moved to {moved.name}" if moved is not None else "could not be moved"
-        lines.append(f"{bad}: {where}; its cells will be computed again")
+        if moved is None:
+            raise OutputError(f"{bad}, and it cannot be moved aside; move it out of the way and rerun")
+        lines.append(f"{bad}: moved to {moved.name}; its cells will be computed again")
+    for footer in scan.duplicates:
+        moved = move_aside(footer.path, DUPLICATE_SUFFIX)
+        if moved is None:
+            raise OutputError(f"{footer.path} holds cells another shard file holds, and it cannot be moved aside")
+        lines.append(f"{footer.path} holds cells another shard file holds (written twice): moved to {moved.name}")
     return lines
 
 
 # ---------------------------------------------------------------- preparing OUT
 
 
+class OutputReplaced(OutputError):
+    """OUT is no longer the directory this sweep locked (removed, renamed,
+    replaced by another sweep's): the sweep stops and writes nothing more."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class DirectoryIdentity:
+    """The device and inode of a directory when a sweep locked it."""
+
+    path: Path
+    device: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: Path) -> DirectoryIdentity:
+        found = os.stat(path)
+        return cls(Path(path), found.st_dev, found.st_ino)
+
+    def check(self) -> None:
+        """OutputReplaced if ``path`` is gone or is now another directory."""
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            found = None
+        if found is None or (found.st_dev, found.st_ino) != (self.device, self.inode):
+            raise OutputReplaced(
+                f"output directory {self.path} was removed or replaced while this sweep ran; "
+                "the sweep stopped and wrote nothing more into it"
+            )
+
+
+@dataclass(frozen=True)
+class WriteGuard:
+    """What a shard task checks before it writes (and again just before the
+    rename that makes its file count): ``identity``, that OUT is still the
+    directory the sweep locked (on this machine); ``run_file`` and ``token``,
+    that OUT still names this run as the running one (on any machine sharing
+    OUT: Dask). A task whose check fails raises and writes nothing."""
+
+    identity: DirectoryIdentity | None = None
+    run_file: Path | None = None
+    token: str = ""
+
+    def current(self) -> bool:
+        """The run file still holds this run's token."""
+        if self.run_file is None:
+            return True
+        try:
+            with open(self.run_file, "rb") as handle:
+                return handle.read(256).decode("ascii", "replace").strip() == self.token
+        except OSError:
+            return False
+
+    def check(self) -> None:
+        if self.identity is not None:
+            self.identity.check()
+        if not self.current():
+            raise RunEnded("the sweep that started this task has stopped or been replaced")
+
+
+class RunEnded(Lin2netError):
+    """The run file no longer names the run this task belongs to."""
+
+
+def start_run(out: Path) -> str:
+    """Write a new run token to OUT's run file; returns it."""
+    token = uuid.uuid4().hex
+    _atomic_write_text(Path(out) / RUN_FILE, token + "\n")
+    return token
+
+
+def end_run(out: Path) -> None:
+    """Remove the run file: tasks of the run still running write nothing."""
+    with contextlib.suppress(OSError):
+        (Path(out) / RUN_FILE).unlink()
+
+
 @contextlib.contextmanager
-def exclusive_use(out: Path) -> Iterator[None]:
+def exclusive_use(out: Path) -> Iterator[DirectoryIdentity]:
     """Hold an advisory lock on ``out`` (created if absent) while a sweep writes
     into it.
 
@@ -452,13 +670,21 @@ def exclusive_use(out: Path) -> Iterator[None]:
     ends, so a killed sweep never leaves a stale lock behind. Where the
     filesystem or platform offers no locks (some network filesystems,
     Windows) the sweep runs unlocked, as it would without this.
+
+    Yields the locked directory's identity (device, inode). A lock cannot
+    stop ``rm -rf OUT``: another sweep may then create a new OUT and lock
+    that. The running sweep compares the identity with OUT before each write
+    (:class:`WriteGuard`) and stops with one line when they differ, so it
+    never writes into the other sweep's directory.
     """
     out = Path(out)
     _refuse_non_directory(out)
     _mkdir(out)
     descriptor = _lock_directory(out)
     try:
-        yield
+        # The directory locked, which the sweep compares with OUT before each write.
+        found = os.fstat(descriptor) if descriptor is not None else os.stat(out)
+        yield DirectoryIdentity(out, found.st_dev, found.st_ino)
     finally:
         if descriptor is not None:
             os.close(descriptor)  # releases the lock
@@ -523,19 +749,23 @@ def prepare_output_dir(out: Path, config: SweepConfig, overwrite: bool, extend: 
         notes = set_aside_bad_shards(state.scan)
         remove_temporary_files(out)
         _mkdir(shards_dir(out))
-        return Prepared(ShardScan(verified=state.scan.verified), tuple(notes))
+        return Prepared(ShardScan(verified=state.scan.verified, trajectories=config.trajectories), tuple(notes))
     if state.kind != "new":
-        clear_output(out)
+        clear_output(out)  # leaves the marker and the intent record OVERWRITE_FILE
     _mkdir(out)
     # The marker and config.yaml first: a directory holding them is recognised
     # (and resumed) even if the run is killed before anything else is written.
-    marker = {"lin2net_output": 2, "created": _now(), "id": uuid.uuid4().hex}
-    _atomic_write_text(out / MARKER_FILE, json.dumps(marker) + "\n")
+    if not is_marked(out):
+        _atomic_write_text(out / MARKER_FILE, marker_text())
     _atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(config.resolved(), sort_keys=False))
     info = {**provenance(), "started": _now()}
     _atomic_write_text(out / PROVENANCE_FILE, json.dumps(info, indent=2) + "\n")
     _mkdir(shards_dir(out))
-    return Prepared(ShardScan())
+    # Only now is OUT this config's: an --overwrite stopped before here is
+    # finished by running it again (the intent record says so).
+    (out / OVERWRITE_FILE).unlink(missing_ok=True)
+    _fsync_directory(out)
+    return Prepared(ShardScan(trajectories=config.trajectories))
 
 
 def _now() -> str:
@@ -554,26 +784,38 @@ def clear_output(out: Path) -> None:
     if not is_marked(out):
         raise OutputError(f"{out} has no {MARKER_FILE} marker; lin2net only replaces its own outputs")
     doomed: list[Path] = []
+    figures = owned_figures(out)
     for entry in sorted(out.iterdir()):
         if entry.name in (SHARDS_DIR, SUMMARIES_DIR) and entry.is_dir() and not entry.is_symlink():
             for item in sorted(entry.iterdir()):
-                if _is_own_temporary(item) or _is_lin2net_shard(item) or is_summary_file(item):
+                if (
+                    _is_own_temporary(item)
+                    or _is_lin2net_shard(item)
+                    or _is_duplicate_shard(item)
+                    or is_summary_file(item)
+                ):
                     doomed.append(item)
                 else:
                     raise _cannot_clear(out, item, "it is not a lin2net shard file")
             continue
         if entry.is_symlink():
             raise _cannot_clear(out, entry, "it is a symbolic link, which lin2net never follows or removes")
-        if entry.name == MARKER_FILE:
-            continue  # removed last
+        if entry.name in (MARKER_FILE, OVERWRITE_FILE):
+            continue  # kept: OUT stays lin2net's, and marked as being overwritten
         if (entry.name in OWN_FILES or _is_own_temporary(entry)) and entry.is_file():
+            doomed.append(entry)
+        elif entry.name in figures and _is_owned_figure(entry, figures[entry.name]):
             doomed.append(entry)
         else:
             raise _cannot_clear(out, entry, "lin2net did not write it")
+    # The intent record first: if this process is stopped while deleting, OUT
+    # says so, and the same --overwrite (or any) finishes the job.
+    _atomic_write_text(out / OVERWRITE_FILE, json.dumps({"started": _now()}) + "\n")
+    # The owned-figures record last: until then it still proves the figures are lin2net's.
+    doomed.sort(key=lambda path: path.name == OWNED_FIGURES_FILE)
     try:
         for path in doomed:
             path.unlink(missing_ok=True)
-        (out / MARKER_FILE).unlink(missing_ok=True)
     except OSError as exc:
         raise OutputError(f"--overwrite cannot clear {out}: {exc.strerror or exc}") from None
 
@@ -589,11 +831,64 @@ def _is_own_temporary(path: Path) -> bool:
     return path.name.startswith(TEMP_PREFIX) and path.name.endswith(TEMP_SUFFIX) and path.is_file()
 
 
-def _is_lin2net_shard(path: Path) -> bool:
-    """A regular ``part-*.parquet`` file whose footer carries lin2net shard metadata."""
-    if path.is_symlink() or not path.is_file() or not path.name.startswith(SHARD_PREFIX):
+def owned_figures(out: Path) -> dict[str, dict[str, Any]]:
+    """Figures lin2net wrote into OUT (``lin2net plot``): file name -> size and
+    SHA-256 of what it wrote. ``--overwrite`` deletes such a file only while
+    its content is still exactly that."""
+    record = _read_small_json(Path(out) / OWNED_FIGURES_FILE)
+    if not isinstance(record, dict):
+        return {}
+    return {str(k): v for k, v in record.items() if isinstance(v, dict)}
+
+
+def record_owned_figure(out: Path, path: Path) -> None:
+    """Record that lin2net wrote the file ``path`` directly inside the lin2net
+    output ``out`` (no effect for a path elsewhere or an unmarked OUT)."""
+    out, path = Path(out), Path(path)
+    try:
+        inside = path.resolve().parent == out.resolve()
+    except OSError:
+        return
+    if not inside or not is_marked(out) or path.is_symlink() or not path.is_file():
+        return
+    record = owned_figures(out)
+    record[path.name] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+    _atomic_write_text(out / OWNED_FIGURES_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _is_owned_figure(path: Path, entry: Mapping[str, Any]) -> bool:
+    if path.is_symlink() or not path.is_file():
         return False
-    if not path.name.endswith(".parquet"):
+    try:
+        return path.stat().st_size == entry.get("size") and _sha256(path) == entry.get("sha256")
+    except OSError:
+        return False
+
+
+def _is_duplicate_shard(path: Path) -> bool:
+    """A verified lin2net shard file set aside because another file already held
+    its cells (``.part-*.parquet.duplicate*``): lin2net's own, removable."""
+    name = path.name
+    if not (name.startswith(f".{SHARD_PREFIX}") and DUPLICATE_SUFFIX in name):
+        return False
+    return _is_lin2net_shard(path, check_name=False)
+
+
+def _is_lin2net_shard(path: Path, check_name: bool = True) -> bool:
+    """A regular ``part-*.parquet`` file whose footer carries lin2net shard metadata."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    if check_name and not (path.name.startswith(SHARD_PREFIX) and path.name.endswith(".parquet")):
         return False
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -627,23 +922,61 @@ def temporary_files(out: Path) -> list[Path]:
     return found
 
 
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object], guard: Callable[[], None] | None = None) -> None:
     """Call ``write(temp)`` on a hidden temporary name beside ``path``, flush it to
     disk, then rename it to ``path``: readers see the old file or the whole new
-    one, never a part. The temporary file is removed if anything fails."""
+    one, never a part. The temporary file is removed if anything fails.
+
+    The temporary file is created by this call, exclusively (``O_EXCL``) and
+    without following links (``O_NOFOLLOW``), under a random name, and it must
+    still be that file when it is renamed: a link planted in the directory
+    cannot redirect the write. A ``path`` that is a symbolic link is refused
+    (OutputError), as is one that becomes a directory. An existing file's
+    permission bits are kept. ``guard()``, called just before the rename, may
+    raise to cancel the write (nothing is renamed)."""
+    import secrets
+    import stat as stat_module
+
     path = Path(path)
-    temp = path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{path.name}{TEMP_SUFFIX}")
+    if path.is_symlink():
+        raise OutputError(f"{path} is a symbolic link; lin2net never writes through links: remove it first")
     try:
+        existing = path.stat()
+        mode = stat_module.S_IMODE(existing.st_mode) if stat_module.S_ISREG(existing.st_mode) else None
+    except OSError:
+        mode = None
+    temp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}-{path.name}{TEMP_SUFFIX}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    created = False
+    try:
+        descriptor = os.open(temp, flags, 0o666)
+        created = True
+        try:
+            identity = os.fstat(descriptor)
+        finally:
+            os.close(descriptor)
         write(temp)
-        with open(temp, "rb") as handle:
-            os.fsync(handle.fileno())
+        descriptor = os.open(temp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            now = os.fstat(descriptor)
+            if (now.st_dev, now.st_ino) != (identity.st_dev, identity.st_ino):
+                raise OutputError(f"the temporary file for {path} was replaced while lin2net wrote it; nothing written")
+            if mode is not None and hasattr(os, "fchmod"):
+                os.fchmod(descriptor, mode)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        if guard is not None:
+            guard()
         os.replace(temp, path)
+        created = False
         _fsync_directory(path.parent)
     except OSError as exc:
         raise OutputError(f"{exc.strerror or exc}: cannot write {path}") from None
     finally:
-        with contextlib.suppress(OSError):  # a read-only directory must not hide the real error
-            temp.unlink()
+        if created:
+            with contextlib.suppress(OSError):  # a read-only directory must not hide the real error
+                temp.unlink()
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -663,13 +996,22 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def read_resolved_config(out: Path) -> dict[str, Any]:
+    """OUT's config.yaml as plain data, read with the config loader's guards
+    (size, values, aliases): it is a file anyone may have edited."""
     path = Path(out) / CONFIG_FILE
     if not path.is_file():
+        if (Path(out) / OVERWRITE_FILE).exists():
+            raise OutputError(f"an --overwrite of {out} was interrupted; run that sweep again to finish it")
         raise OutputError(f"{out} is not a lin2net output directory (no {CONFIG_FILE})")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        text = read_bounded_text(path)
+        if text is None:
+            raise OutputError(f"cannot read {path}: larger than {MAX_CONFIG_BYTES // 1_000_000} MB")
+        data = parse_yaml(text, source=str(path), written_by_lin2net=True)
+    except (OSError, UnicodeDecodeError) as exc:
         raise OutputError(f"cannot read {path}: {exc.__class__.__name__}") from None
+    except Lin2netError as exc:
+        raise OutputError(f"cannot read {path}: {exc}") from None
     if not isinstance(data, dict):
         raise OutputError(f"{path} is not a lin2net resolved config")
     return data
@@ -687,6 +1029,9 @@ def read_config(out: Path) -> SweepConfig:
                 "rerun its sweep into a new -o"
             )
         raise OutputError(f"{out} is not a lin2net output directory (no {MARKER_FILE} marker)")
+    if (out / OVERWRITE_FILE).exists():
+        raise OutputError(f"an --overwrite of {out} was interrupted; run that sweep again to finish it")
+    refuse_links_inside(out)
     try:
         return parse_config(read_resolved_config(out))
     except Lin2netError as exc:

@@ -11,7 +11,8 @@ The footer's key-value metadata ``lin2net.shard`` (JSON) says what the file is:
 * ``format`` (2), ``shard_id`` (the hash of its cells' ids, also in the name
   ``part-<shard_id>.parquet``) and ``settings`` (a digest of the config
   without its name and grid: seed, trajectories, init, stop rule, ...);
-* ``cells``: every cell's id, parameters, first row and row count;
+* ``cells``: every cell's id, parameters, first row and row count (a part
+  of a large cell also its ``first_trajectory``; see lin2net.store.shards);
 * ``checksums``: a content checksum of every column (:mod:`lin2net.store.integrity`).
 
 Pages carry CRC-32 checksums (Parquet's own, written and checked by pyarrow).
@@ -68,6 +69,7 @@ class ShardFooter:
     cells: tuple[Cell, ...]
     rows: int
     checksums: Mapping[str, str]
+    part: tuple[int, int] | None = None  # (first, stop) trajectories of a part of one cell
 
 
 def settings_digest(resolved: Mapping[str, Any]) -> str:
@@ -105,10 +107,13 @@ def write_shard_file(
     shard_id: str,
     settings: str,
     extra_metadata: Mapping[bytes, bytes],
+    first_trajectory: int | None = None,
 ) -> None:
     """Write a shard's table to ``path`` (no rename, no fsync: see
     :func:`lin2net.store.outdir.atomic_write`). ``tables`` are its consecutive row
-    ranges of :func:`row_groups`, each written as one row group."""
+    ranges of :func:`row_groups`, each written as one row group. With
+    ``first_trajectory``, the file is a part of its one cell: ``trajectories``
+    rows, from that trajectory on."""
     import pyarrow.parquet as pq
 
     from lin2net.store.integrity import Checksums
@@ -142,6 +147,7 @@ def write_shard_file(
                     "parameters": cell.parameters,
                     "first_row": i * trajectories,
                     "rows": trajectories,
+                    **({} if first_trajectory is None else {"first_trajectory": first_trajectory}),
                 }
                 for i, cell in enumerate(cells)
             ],
@@ -177,6 +183,7 @@ def verify_footer(path: Path, settings: str, trajectories: int, grid: Mapping[st
         checksums = {str(k): str(v) for k, v in dict(footer["checksums"]).items()}
         starts = [int(entry["first_row"]) for entry in listed]
         counts = [int(entry["rows"]) for entry in listed]
+        firsts = [int(entry["first_trajectory"]) for entry in listed if "first_trajectory" in entry]
         footer_format, footer_settings = footer["format"], footer["settings"]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptShard(path, f"no valid lin2net shard metadata: {_one_line(exc)}") from None
@@ -186,19 +193,35 @@ def verify_footer(path: Path, settings: str, trajectories: int, grid: Mapping[st
         raise CorruptShard(path, f"shard format {footer_format!r}, this lin2net reads {FORMAT}")
     if footer_settings != settings:
         raise CorruptShard(path, "written by a sweep with other settings (seed, trajectories, init or stop rule)")
-    if [cell.cell_id for cell in cells] != ids or expected_shard_id(ids) != ident:
+    part: tuple[int, int] | None = None
+    if firsts:  # a part of one large cell
+        from lin2net.store.shards import part_id
+
+        if len(ids) != 1 or len(firsts) != 1 or starts != [0]:
+            raise CorruptShard(path, "a part of a cell must list exactly that cell")
+        part = (firsts[0], firsts[0] + counts[0])
+        if not (0 <= part[0] < part[1] <= trajectories):
+            raise CorruptShard(path, f"its trajectories {part[0]}..{part[1] - 1} are not in 0..{trajectories - 1}")
+        expected = part_id(ids[0], part[0], counts[0])
+    else:
+        expected = expected_shard_id(ids)
+    if [cell.cell_id for cell in cells] != ids or expected != ident:
         raise CorruptShard(path, "its cell list does not match its shard id")
     if path.name != f"{SHARD_PREFIX}{ident}.parquet":
         raise CorruptShard(path, f"its name does not match its shard id {ident}")
-    if any(count != trajectories for count in counts) or starts != [i * trajectories for i in range(len(ids))]:
+    if part is None and (
+        any(count != trajectories for count in counts) or starts != [i * trajectories for i in range(len(ids))]
+    ):
         raise CorruptShard(path, f"its cells do not have {trajectories} trajectories each")
+    if part is not None:
+        trajectories = counts[0]
     if rows != len(ids) * trajectories or metadata.num_rows != rows:
         raise CorruptShard(path, f"holds {metadata.num_rows} rows, its footer lists {rows}")
     if grid is not None:
         stray = [cell.cell_id for cell in cells if grid.get(cell.cell_id) != cell]
         if stray:
             raise CorruptShard(path, f"holds cell {stray[0]}, which is not in this output's grid")
-    return ShardFooter(path, ident, cells, rows, checksums)
+    return ShardFooter(path, ident, cells, rows, checksums, part)
 
 
 def read_verified(footer: ShardFooter, columns: list[str] | None = None) -> pa.Table:
@@ -214,10 +237,29 @@ def read_verified(footer: ShardFooter, columns: list[str] | None = None) -> pa.T
         raise CorruptShard(footer.path, f"unreadable data: {_one_line(exc)}") from None
     if table.num_rows != footer.rows:
         raise CorruptShard(footer.path, f"reads back {table.num_rows} rows, its footer lists {footer.rows}")
+    odd = _unexpected_field(table.schema)
+    if odd:
+        raise CorruptShard(footer.path, f"column {odd} does not have lin2net's type")
     bad = mismatched_columns(table, dict(footer.checksums))
     if bad:
         raise CorruptShard(footer.path, f"column {bad[0]} does not match its checksum")
     return table
+
+
+def _unexpected_field(schema: pa.Schema) -> str:
+    """The first column whose type or nullability differs from lin2net's
+    trajectory schema ('' if none): a flipped bit in the footer's stored
+    schema can change a type while every value still checks out."""
+    from lin2net.dynamics.gd.cell import SGD_TRAJECTORY_SCHEMA  # a superset of GD's columns
+
+    for found in schema:
+        index = SGD_TRAJECTORY_SCHEMA.get_field_index(found.name)
+        if index < 0:
+            return str(found.name)
+        expected = SGD_TRAJECTORY_SCHEMA.field(index)
+        if found.type != expected.type or found.nullable != expected.nullable:
+            return str(found.name)
+    return ""
 
 
 def _one_line(exc: BaseException) -> str:
@@ -225,16 +267,43 @@ def _one_line(exc: BaseException) -> str:
     return (text[:120] + "...") if len(text) > 120 else (text or type(exc).__name__)
 
 
-def move_aside(path: Path) -> Path | None:
+CORRUPT_SUFFIX = ".corrupt"
+DUPLICATE_SUFFIX = ".duplicate"
+
+
+def move_aside(path: Path, suffix: str = CORRUPT_SUFFIX) -> Path | None:
     """Rename a file that failed verification to ``.<name>.corrupt`` (never
-    deleted: lin2net cannot prove it wrote it). Returns the new path."""
-    for attempt in range(1000):
+    deleted: lin2net cannot prove it wrote it); ``suffix`` ``.duplicate`` for a
+    verified file whose cells another file holds. Returns the new path, or
+    None if it could not be moved (then nothing was changed).
+
+    An existing file is never replaced: the new name is taken with a hard link
+    (which fails if the name exists) or, where links are not supported, a
+    rename after checking; when ``.<name>.corrupt`` is taken, a random suffix
+    is added, so names never run out."""
+    import secrets
+
+    for attempt in range(100):
         # Hidden (a leading dot): no glob or dataset reader of OUT/shards picks it up.
-        target = path.with_name(f".{path.name}.corrupt" + ("" if attempt == 0 else f"-{attempt}"))
+        extra = "" if attempt == 0 else f"-{secrets.token_hex(4)}"
+        target = path.with_name(f".{path.name}{suffix}{extra}")
         if target.exists() or target.is_symlink():
             continue  # never replace an earlier one
-        with contextlib.suppress(OSError):
-            os.rename(path, target)
+        try:
+            os.link(path, target, follow_symlinks=False)
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links here (some network and FAT file systems)
+            try:
+                os.rename(path, target)
+            except OSError:
+                return None
             return target
-        return None
+        try:
+            os.unlink(path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+            return None
+        return target
     return None

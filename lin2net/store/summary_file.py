@@ -38,7 +38,7 @@ from lin2net.sweep.grid import Cell, expand_grid
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from lin2net.store.outdir import ShardScan
+    from lin2net.store.outdir import ShardScan, WriteGuard
     from lin2net.store.shards import Shard
     from lin2net.sweep.config import SweepConfig
 
@@ -190,8 +190,13 @@ def scan_finished(out: Path, config: SweepConfig, *, verify_data: bool = True) -
     return ShardScan(verified=verified, bad=[*rows.bad, *summaries.bad])
 
 
-def write_summary(out: Path, config: SweepConfig, shard: Shard, table: pa.Table) -> Path:
-    """Write one shard's summary table atomically into ``OUT/summaries``."""
+def write_summary(
+    out: Path, config: SweepConfig, shard: Shard, table: pa.Table, guard: WriteGuard | None = None
+) -> Path:
+    """Write one shard's summary table atomically into ``OUT/summaries``;
+    ``guard`` as for :func:`lin2net.store.outdir.write_shard`."""
+    if guard is not None:
+        guard.check()
     from lin2net.store.outdir import atomic_write, config_settings, provenance
 
     directory = summaries_dir(out)
@@ -213,7 +218,7 @@ def write_summary(out: Path, config: SweepConfig, shard: Shard, table: pa.Table)
             extra_metadata=extra,
         )
 
-    atomic_write(final, write)
+    atomic_write(final, write, guard.check if guard is not None else None)
     return final
 
 

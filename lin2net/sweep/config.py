@@ -75,6 +75,11 @@ MAX_SEED = 2**63 - 1  # a root seed fits a signed 64-bit integer
 MAX_PARAMETER = 1e150  # eta, lambda0, phi (and derived eta): their squares and products stay finite
 MAX_NAME_LENGTH = 100  # name labels the run and is the default output directory runs/<name>
 MAX_YAML_NODES = 1_000_000  # nodes of a config after expanding YAML aliases (guards against alias bombs)
+# A config is read only up to this size, and parsed only if it holds at most
+# this many values as written (each refused within a second, before parsing):
+# 10^5 explicit data.x values fit, long axes belong in linspace/geomspace.
+MAX_CONFIG_BYTES = 4_000_000
+MAX_YAML_VALUES = 250_000
 MAX_SGD_STEPS = 2**46  # SGD's random-number counters hold the step in 46 bits (lin2net.kernels.counter_rng)
 
 
@@ -151,10 +156,13 @@ class SweepConfig:
         return resolved
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-10`` as a float (YAML 1.1 wants ``1.0e-10``),
-    rejects duplicate keys, and refuses documents whose aliases expand to more
-    than :data:`MAX_YAML_NODES` nodes (or refer to themselves) before building them."""
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where installed: 5x faster
+
+
+class _GuardedLoader(_BaseLoader):  # type: ignore[misc]
+    """SafeLoader that rejects duplicate keys, and refuses documents whose aliases
+    expand to more than :data:`MAX_YAML_NODES` nodes (or refer to themselves)
+    before building them. Reads what ``yaml.safe_dump`` wrote (OUT/config.yaml)."""
 
     def construct_document(self, node: yaml.Node) -> Any:
         _check_expanded_size(node)
@@ -172,7 +180,8 @@ class _Loader(yaml.SafeLoader):
                     "", f"duplicate key {_bounded_repr(key, 60)} at line {line}: each key may appear once"
                 )
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 def _check_expanded_size(root: yaml.Node) -> None:
@@ -209,6 +218,11 @@ def _check_expanded_size(root: yaml.Node) -> None:
                 stack.append((child, False))
 
 
+class _Loader(_GuardedLoader):
+    """:class:`_GuardedLoader` that also reads ``1e-10`` as a float (YAML 1.1 wants
+    ``1.0e-10``): for configs people write."""
+
+
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
@@ -222,7 +236,7 @@ def load_config(path: Path, overrides: Sequence[str] = ()) -> SweepConfig:
     validated exactly like the file."""
     shown = _printable(str(path))
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_bounded_text(Path(path))
     except FileNotFoundError:
         raise ConfigError("", f"config file not found: {shown}") from None
     except UnicodeDecodeError:
@@ -231,8 +245,21 @@ def load_config(path: Path, overrides: Sequence[str] = ()) -> SweepConfig:
         raise ConfigError("", f"cannot read config file {shown}: {exc.strerror or exc.__class__.__name__}") from None
     except ValueError:  # a NUL byte in the path
         raise ConfigError("", f"cannot read config file {shown}: the path contains a NUL byte") from None
+    if text is None:
+        problem = f"is larger than {MAX_CONFIG_BYTES // 1_000_000} MB (a config is a few lines; use linspace/geomspace)"
+        raise ConfigError("", f"config file {shown} {problem}")
     raw = apply_overrides(parse_yaml(text, source=shown), overrides)
     return parse_config(raw, default_name=default_name(Path(path).stem))
+
+
+def read_bounded_text(path: Path, limit: int = MAX_CONFIG_BYTES) -> str | None:
+    """The UTF-8 text of ``path``, or None if it holds more than ``limit`` bytes
+    (at most ``limit + 1`` bytes are read: ``/dev/zero`` is refused at once)."""
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        return None
+    return data.decode("utf-8")
 
 
 def _printable(text: str) -> str:
@@ -302,10 +329,17 @@ def apply_overrides(raw: Any, overrides: Sequence[str]) -> Any:
     return result
 
 
-def parse_yaml(text: str, source: str = "config") -> Any:
-    """YAML text to plain data; a syntax error becomes a one-line ConfigError."""
+def parse_yaml(text: str, source: str = "config", written_by_lin2net: bool = False) -> Any:
+    """YAML text to plain data; a syntax error becomes a one-line ConfigError,
+    as does text longer than :data:`MAX_CONFIG_BYTES` or holding more than
+    :data:`MAX_YAML_VALUES` values (counted on the parser's events, before
+    anything is built)."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError("", f"{source} is longer than {MAX_CONFIG_BYTES // 1_000_000} MB; use linspace/geomspace")
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        _check_value_count(text, source)
+        loader = _GuardedLoader if written_by_lin2net else _Loader
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader
     except RecursionError:
         raise ConfigError("", f"malformed YAML in {source}: nested too deeply") from None
     except ValueError as exc:  # e.g. an integer beyond Python's digit limit
@@ -314,7 +348,27 @@ def parse_yaml(text: str, source: str = "config") -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        if "nesting depth" in problem:  # libyaml's own limit
+            problem = "nested too deeply"
         raise ConfigError("", f"malformed YAML in {source}{where}: {problem}") from None
+
+
+def _check_value_count(text: str, source: str) -> None:
+    """ConfigError if ``text`` holds more than :data:`MAX_YAML_VALUES` values as
+    written (scalars, lists, mappings; an alias counts once here, and
+    :func:`_check_expanded_size` counts what it expands to)."""
+    parser = _BaseLoader(text)
+    count = 0
+    try:
+        while parser.check_event():
+            event = parser.get_event()
+            if isinstance(event, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                count += 1
+                if count > MAX_YAML_VALUES:
+                    problem = f"holds more than {MAX_YAML_VALUES} values; write long axes as linspace/geomspace"
+                    raise ConfigError("", f"{source} {problem}")
+    finally:
+        parser.dispose()
 
 
 def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
@@ -443,7 +497,9 @@ def _parse_grid(
     elif "lambda0" not in grid:
         raise ConfigError("grid.lambda0", "missing: give the initial-scale axis grid.lambda0")
 
-    specs = {**({} if explicit is not None else GRID_DEFAULTS), **({"label_noise": 0.0} if data else {}), **grid}
+    # An explicit init fixes d (and lambda0) from its vectors; the target phi keeps its default.
+    defaults = {"phi": GRID_DEFAULTS["phi"]} if explicit is not None else GRID_DEFAULTS
+    specs = {**defaults, **({"label_noise": 0.0} if data else {}), **grid}
     axes: dict[str, tuple[Any, ...]] = {}
     for key in GRID_KEYS:
         if key not in specs:
@@ -464,9 +520,9 @@ def _parse_grid(
                 if value > MAX_PARAMETER:
                     raise ConfigError(f"grid.{key}", f"must be at most {MAX_PARAMETER:g}, got {value!r}")
             axes[key] = tuple(values)
-        duplicates = sorted({v for v in axes[key] if axes[key].count(v) > 1})
-        if duplicates:
-            raise ConfigError(f"grid.{key}", f"duplicate value {duplicates[0]!r}: every axis value must be distinct")
+        duplicate = _first_duplicate(axes[key])
+        if duplicate is not None:
+            raise ConfigError(f"grid.{key}", f"duplicate value {duplicate!r}: every axis value must be distinct")
     if "eta_lambda0" in axes and "lambda0" in axes:
         _check_derived_eta(axes["eta_lambda0"], axes["lambda0"])
     if explicit is not None and "eta_lambda0" in axes:
@@ -476,6 +532,16 @@ def _parse_grid(
         sizes = " x ".join(f"{len(values)} {key}" for key, values in axes.items() if len(values) > 1)
         raise ConfigError("grid", f"{sizes} = {cells} cells; a sweep runs at most {MAX_CELLS}")
     return axes, dict(specs)
+
+
+def _first_duplicate(values: Sequence[Any]) -> Any:
+    """The smallest value that occurs twice in ``values`` (None if all are
+    distinct), in time linear in their number (a set, not ``count`` per value)."""
+    seen: set[Any] = set()
+    repeated: set[Any] = set()
+    for value in values:
+        (repeated if value in seen else seen).add(value)
+    return min(repeated) if repeated else None
 
 
 def _check_derived_eta(products: Sequence[float], lambda0s: Sequence[float]) -> None:

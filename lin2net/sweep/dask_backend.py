@@ -6,11 +6,18 @@ directory: that directory must be the same path on every worker (a shared
 file system) and lin2net must be importable there. The coordinating process
 keeps a bounded number of tasks in flight (two per worker thread), retries a
 failed task once (a lost worker, a transient file-system error) and then
-records it as failed. Running tasks cannot be killed from here: when the
-sweep is interrupted it creates a stop file in OUT, which running tasks poll
-(their kernel stops within a fraction of a second and they write nothing),
-and waits a few seconds for them to return, so no file appears after the
-sweep has counted its results.
+records it as failed. Running tasks cannot be killed from here: every task
+carries its run's token, which OUT's run file holds while the run goes on.
+When the sweep is interrupted it removes the run file, which running tasks
+poll (their kernel stops within a fraction of a second), and it waits a few
+seconds for them to return. A task checks the token again just before the
+rename that makes its file count, so a task that outlives its sweep (an
+interrupted client, one killed with kill -9 and then resumed with a new
+token) writes nothing.
+
+A client runs what the cluster returns: connect only to clusters you trust
+(docs/cluster.md). What comes back is checked before use: anything but the
+outcomes of the shard that was sent stops the sweep with one line.
 
 Dask is optional: ``pip install 'lin2net[dask]'``.
 """
@@ -18,13 +25,13 @@ Dask is optional: ``pip install 'lin2net[dask]'``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from lin2net.errors import Lin2netError
+from lin2net.store.shards import Shard
 from lin2net.sweep.executors import ShardOutcome, ShardTask, compute_shard, describe_error
 
 
@@ -60,12 +67,13 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
         return max(1, sum(nthreads.values()))
 
     def run(
-        self, tasks: Iterable[ShardTask], retries: int = 1, stop_file: Path | None = None, wait: float = 3.0
+        self, tasks: Iterable[ShardTask], retries: int = 1, stop: Callable[[], None] | None = None, wait: float = 3.0
     ) -> Generator[ShardOutcome, None, None]:
         """Run ``tasks``; outcomes in order of completion. A task whose shard
         fails (or whose worker dies) is resubmitted up to ``retries`` times.
-        Closed early, it cancels what is queued and waits up to ``wait``
-        seconds for running tasks, told to stop by ``stop_file``, to end."""
+        Closed early, it calls ``stop()`` (which tells running tasks to stop:
+        the run file goes), cancels what is queued and waits up to ``wait``
+        seconds for running tasks to end."""
         import distributed
 
         limit = 2 * self.threads()
@@ -88,7 +96,7 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
             for future in futures:
                 task = in_flight.pop(future)
                 if future.status == "finished":
-                    outcomes: list[ShardOutcome] = future.result()
+                    outcomes: list[ShardOutcome] = _checked(future.result(), task)
                 elif future.status == "error":  # e.g. KilledWorker, or unpicklable on the scheduler
                     outcomes = [ShardOutcome(task.shard, 0.0, describe_error(future.exception()))]
                 else:
@@ -108,9 +116,9 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
                     submit(following)
         finally:
             if in_flight:
-                if stop_file is not None:
+                if stop is not None:
                     with contextlib.suppress(OSError):
-                        stop_file.touch()
+                        stop()
                 # Cancelling does not stop a task already running on a worker:
                 # wait (bounded) for those to end; told by their stop file, they
                 # end within a fraction of a second and write nothing.
@@ -119,18 +127,42 @@ class DaskCluster(AbstractContextManager["DaskCluster"]):
                 self.client.cancel(list(in_flight))
 
 
+def _checked(result: Any, task: ShardTask) -> list[ShardOutcome]:
+    """``result`` if it is what :func:`compute_shard` returns for ``task`` (a list
+    of outcomes of the task's cells), else SchedulerError: a cluster that sends
+    back anything else is not running lin2net's task."""
+    cells = set(task.shard.cells)
+    if isinstance(result, list) and all(
+        type(outcome) is ShardOutcome
+        and type(outcome.shard) is Shard
+        and isinstance(outcome.error, (str, type(None)))
+        and isinstance(outcome.seconds, float)
+        and set(outcome.shard.cells) <= cells
+        for outcome in result
+    ):
+        return result
+    raise SchedulerError(
+        f"the Dask cluster returned {type(result).__name__!s:.40} for shard {task.shard.shard_id}, not its outcomes; "
+        "the sweep stopped (connect only to clusters you trust)"
+    )
+
+
 def _probe(address: str, timeout: float = 1.0) -> None:
     """Fail within ``timeout`` when nothing listens at a tcp:// address (the
     Dask client would retry for its whole timeout before saying so)."""
     import socket
     from urllib.parse import urlsplit
 
-    parts = urlsplit(address if "://" in address else f"tcp://{address}")
-    if parts.scheme not in ("tcp", "tls") or parts.hostname is None:
+    try:
+        parts = urlsplit(address if "://" in address else f"tcp://{address}")
+        hostname = parts.hostname
+    except ValueError as exc:  # 'tcp://[::1': an unclosed IPv6 bracket
+        raise SchedulerError(f"--scheduler: not an address: {address!r} ({describe_error(exc)})") from None
+    if parts.scheme not in ("tcp", "tls") or hostname is None:
         return  # other transports: leave it to the client
     try:
         port = parts.port or 8786
-        with socket.create_connection((parts.hostname, port), timeout=timeout):
+        with socket.create_connection((hostname, port), timeout=timeout):
             pass
     except (OSError, ValueError) as exc:
         raise SchedulerError(f"cannot connect to the Dask scheduler at {address}: {describe_error(exc)}") from None

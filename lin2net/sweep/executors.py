@@ -37,7 +37,7 @@ import numpy as np
 
 from lin2net.dynamics.gd.cell import shard_tables, simulate_cells
 from lin2net.errors import Lin2netError
-from lin2net.store.outdir import write_shard
+from lin2net.store.outdir import OutputReplaced, RunEnded, WriteGuard, write_shard
 from lin2net.store.shards import Shard
 from lin2net.sweep.config import SweepConfig
 from lin2net.sweep.grid import Cell
@@ -52,22 +52,29 @@ STOP_POLL_SECONDS = 0.2
 
 
 class Stopped(Lin2netError):
-    """The sweep was stopped (its stop file appeared) before this shard was written."""
+    """The sweep was stopped (its run file is gone) before this shard was written."""
+
+
+# Errors after which a shard is not computed again cell by cell: the sweep stops.
+FINAL_ERRORS = (Stopped, RunEnded, OutputReplaced)
 
 
 @dataclass(frozen=True)
 class ShardTask:
     """One shard to simulate and write into ``out`` using up to ``threads`` threads.
 
-    ``stop_file``: while it exists, the task stops (the kernel within a
-    fraction of a second) and writes nothing; used where the coordinator
-    cannot kill the worker (Dask)."""
+    ``guard`` is checked before the shard's file is written and just before
+    it is renamed into place (OUT still the directory the sweep locked, the
+    run still the running one); with a run file (Dask, where the coordinator
+    cannot kill the worker) it is also polled while the kernel runs, which
+    stops within a fraction of a second once the run file no longer names
+    this run, and the task writes nothing."""
 
     config: SweepConfig
     shard: Shard
     out: Path
     threads: int = 1
-    stop_file: Path | None = None
+    guard: WriteGuard | None = None
 
 
 @dataclass(frozen=True)
@@ -97,13 +104,14 @@ def compute_shard(task: ShardTask) -> list[ShardOutcome]:
     If it fails, its cells are computed one by one (each a shard of its own),
     so a failing cell does not take the others with it."""
     outcome = _compute(task)
-    if outcome.error is None or len(task.shard.cells) == 1 or outcome.error.startswith(Stopped.__name__):
+    final = outcome.error is not None and outcome.error.startswith(tuple(e.__name__ for e in FINAL_ERRORS))
+    if outcome.error is None or len(task.shard.cells) == 1 or final:
         return [outcome]
     return [_compute(_single(task, cell)) for cell in task.shard.cells]
 
 
 def _single(task: ShardTask, cell: Cell) -> ShardTask:
-    return ShardTask(task.config, Shard((cell,), task.shard.trajectories), task.out, task.threads, task.stop_file)
+    return ShardTask(task.config, Shard((cell,), task.shard.trajectories), task.out, task.threads, task.guard)
 
 
 def _compute(task: ShardTask) -> ShardOutcome:
@@ -123,34 +131,49 @@ def _simulate(task: ShardTask) -> Any:
         raise RuntimeError(f"injected failure for cell {sorted(failing)[0]} ({FAIL_CELLS_ENV})")
     if ids & set(os.environ.get(KILL_CELLS_ENV, "").split(",")):
         os._exit(137)
-    if task.stop_file is None:
-        return simulate_cells(task.config, task.shard.cells, threads=task.threads)
-    if task.stop_file.exists():
+    guard, part = task.guard, task.shard.part
+    if guard is None or guard.run_file is None:
+        return simulate_cells(task.config, task.shard.cells, threads=task.threads, part=part)
+    if not guard.current():
         raise Stopped("the sweep was stopped")
-    with _watch_stop_file(task.stop_file) as cancel:
-        return simulate_cells(task.config, task.shard.cells, threads=task.threads, cancel=cancel)
+    with _watch_run(guard) as cancel:
+        return simulate_cells(task.config, task.shard.cells, threads=task.threads, cancel=cancel, part=part)
 
 
-def _write(task: ShardTask, arrays: Any) -> None:
-    if task.stop_file is not None and task.stop_file.exists():
-        raise Stopped("the sweep was stopped")
+def _write(task: ShardTask, arrays: Any, abandon: threading.Event | None = None) -> None:
+    """Build and write the shard's file; with ``abandon``, stop between row
+    groups once it is set (the temporary file is removed, nothing counts)."""
     initial, results = arrays
+    shard = task.shard
     if task.config.keep != "summary":
-        tables = shard_tables(task.shard.cells, task.shard.trajectories, initial, results)
-        write_shard(task.out, task.config, task.shard, tables)
+        if shard.part is not None:
+            tables = shard_tables(shard.cells, shard.rows, initial, results, first=shard.first)
+        else:
+            tables = shard_tables(shard.cells, shard.trajectories, initial, results)
+        if abandon is not None:
+            tables = _until(abandon, tables)
+        write_shard(task.out, task.config, shard, tables, task.guard)
     if task.config.keep != "rows":  # after the rows: with keep: both, the summary file marks the shard done
         from lin2net.analysis.cell_summary import summary_table
         from lin2net.store.summary_file import write_summary
 
-        summary = summary_table(task.shard.cells, task.shard.trajectories, initial, results)
-        write_summary(task.out, task.config, task.shard, summary)
+        summary = summary_table(shard.cells, shard.trajectories, initial, results)  # whole cells: check_keep_fits
+        write_summary(task.out, task.config, shard, summary, task.guard)
 
 
-class _watch_stop_file:  # noqa: N801 - used as a context manager, like contextlib's
-    """Set a kernel cancel flag once ``stop_file`` exists (polled by a thread)."""
+def _until(abandon: threading.Event, tables: Iterator[Any]) -> Iterator[Any]:
+    for table in tables:
+        if abandon.is_set():
+            raise Stopped("the sweep was stopped while this shard was written")
+        yield table
 
-    def __init__(self, stop_file: Path) -> None:
-        self.stop_file = stop_file
+
+class _watch_run:  # noqa: N801 - used as a context manager, like contextlib's
+    """Set a kernel cancel flag once the guard's run file no longer names the
+    run (polled by a thread)."""
+
+    def __init__(self, guard: WriteGuard) -> None:
+        self.guard = guard
         self.cancel = np.zeros(1, dtype=np.int64)
         self.done = threading.Event()
 
@@ -160,7 +183,7 @@ class _watch_stop_file:  # noqa: N801 - used as a context manager, like contextl
 
     def _poll(self) -> None:
         while not self.done.wait(STOP_POLL_SECONDS):
-            if self.stop_file.exists():
+            if not self.guard.current():
                 self.cancel[0] = 1
                 return
 
@@ -190,10 +213,13 @@ def run_in_process(tasks: Iterable[ShardTask], writers: int = 1) -> Generator[Sh
     (at most ``writers`` shards wait to be written, so memory stays bounded).
 
     On KeyboardInterrupt (or closing the generator) the kernel stops within
-    a fraction of a second; files being written are finished (they are
-    complete work) before the interrupt propagates."""
+    a fraction of a second, and files being written stop at their next row
+    group (at most 65536 rows: tens of milliseconds) and are removed: a
+    large shard's file takes seconds to write, longer than the one second
+    a stop may take. Their cells are computed again by the next run."""
     pool = cf.ThreadPoolExecutor(max_workers=max(1, writers), thread_name_prefix="lin2net-writer")
     pending: deque[tuple[ShardTask, float, cf.Future[None]]] = deque()
+    abandon = threading.Event()
     try:
         for task in tasks:
             started = time.perf_counter()
@@ -206,12 +232,13 @@ def run_in_process(tasks: Iterable[ShardTask], writers: int = 1) -> Generator[Sh
                     yield from _finish(pending.popleft())
                 yield from compute_shard(task)  # failed: again, cell by cell, to isolate the bad cell
                 continue
-            pending.append((task, started, pool.submit(_write, task, arrays)))
+            pending.append((task, started, pool.submit(_write, task, arrays, abandon)))
             while len(pending) > max(1, writers) or (pending and pending[0][2].done()):
                 yield from _finish(pending.popleft())
         while pending:
             yield from _finish(pending.popleft())
     finally:
+        abandon.set()  # pending is empty unless the sweep is being stopped
         for _, _, future in pending:
             future.exception()  # wait: never leave a half-written file behind a running thread
         pool.shutdown(wait=True)
@@ -223,7 +250,7 @@ def _finish(pending: tuple[ShardTask, float, cf.Future[None]]) -> Iterator[Shard
     seconds = time.perf_counter() - started
     if error is None:
         yield ShardOutcome(task.shard, seconds)
-    elif len(task.shard.cells) > 1:
+    elif len(task.shard.cells) > 1 and not isinstance(error, FINAL_ERRORS):
         yield from compute_shard(task)
     else:
         yield ShardOutcome(task.shard, seconds, describe_error(error))

@@ -26,7 +26,13 @@ from lin2net.dynamics.gd.reference import (
     concatenate,
     integrate,
 )
-from lin2net.dynamics.initialization import InitialConditions, initial_blocks, shard_initial_conditions
+from lin2net.dynamics.initialization import (
+    InitialConditions,
+    block_rows,
+    initial_blocks,
+    initial_conditions,
+    shard_initial_conditions,
+)
 from lin2net.store.shard_file import row_groups
 from lin2net.sweep.config import SweepConfig
 from lin2net.sweep.grid import Cell
@@ -93,20 +99,42 @@ def per_trajectory(cells: Sequence[Cell], trajectories: int, name: str, dtype: A
 
 
 def simulate_cells(
-    config: SweepConfig, cells: Sequence[Cell], threads: int | None = None, cancel: Any = None
+    config: SweepConfig,
+    cells: Sequence[Cell],
+    threads: int | None = None,
+    cancel: Any = None,
+    part: tuple[int, int] | None = None,
 ) -> tuple[InitialConditions, TrajectoryResults]:
     """Integrate every trajectory of ``cells`` with the config's integrator.
 
     ``threads`` and ``cancel`` (an int64 array of one element: nonzero stops
     the kernel, which raises) go to the compiled kernel; the NumPy
     integrators ignore them. Results do not depend on ``threads``.
+    ``part = (first, stop)``, for one cell: only its trajectories first …
+    stop − 1 (a cell larger than a shard runs in parts; the same rows).
     """
     if config.algorithm == "sgd":
         from lin2net.dynamics.sgd.cell import simulate_sgd_cells  # imports numba: only when used
 
-        return simulate_sgd_cells(config, cells, threads)
+        return simulate_sgd_cells(config, cells, threads, part=part)
     rule = stop_rule(config)
     n = config.trajectories
+    if part is not None:
+        (cell,) = cells
+        first, stop = part
+        n = stop - first
+        if config.integrator == "full":
+            return _simulate_full(config, cells, rule, first, stop)
+        initial = initial_conditions(config, cell, first, stop)
+        eta, phi = per_trajectory(cells, n, "eta"), per_trajectory(cells, n, "phi")
+        if config.integrator == "compiled":
+            from lin2net.dynamics.gd.kernel import integrate_compiled
+
+            results = integrate_compiled(
+                initial.eps0, initial.lam0, eta, phi, rule, threads=threads, s0=initial.s0, p0=initial.p0, cancel=cancel
+            )
+            return initial, results
+        return initial, integrate(ReducedState(initial.eps0, initial.lam0, initial.s0, initial.p0), eta, phi, rule)
     if config.integrator == "compiled":
         from lin2net.dynamics.gd.kernel import integrate_compiled  # imports numba: only when used
 
@@ -121,15 +149,25 @@ def simulate_cells(
         eta, phi = per_trajectory(cells, n, "eta"), per_trajectory(cells, n, "phi")
         reduced = ReducedState(initial.eps0, initial.lam0, initial.s0, initial.p0)
         return initial, integrate(reduced, eta, phi, rule)
+    return _simulate_full(config, cells, rule)
+
+
+def _simulate_full(
+    config: SweepConfig, cells: Sequence[Cell], rule: StopRule, first: int = 0, stop: int | None = None
+) -> tuple[InitialConditions, TrajectoryResults]:
+    """The full-vector integrator, block by block (trajectories first … stop − 1)."""
     starts: list[InitialConditions] = []
     parts: list[TrajectoryResults] = []
+    stop = config.trajectories if stop is None else stop
     for cell in cells:
-        for block in initial_blocks(config, cell):
+        for block in initial_blocks(config, cell, first, stop):
             state = FullState(block.a, block.b, cell.phi)
             eps0, lam0 = state.residual_and_scale()
             s0, p0 = sum_and_difference_norms(block.a, block.b)
-            starts.append(InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0, s0=s0, p0=p0))
-            parts.append(integrate(state, cell.eta, cell.phi, rule))
+            rows = block_rows(block, first, stop)  # a whole block is integrated, then cut
+            start = InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0, s0=s0, p0=p0)
+            starts.append(_slice(start, rows.start, rows.stop))
+            parts.append(_slice(integrate(state, cell.eta, cell.phi, rule), rows.start, rows.stop))
     names = [f.name for f in fields(InitialConditions)]
     initial = InitialConditions(**{k: np.concatenate([getattr(s, k) for s in starts]) for k in names})
     return initial, concatenate(parts)
@@ -143,13 +181,19 @@ def simulate_cell(
 
 
 def shard_tables(
-    cells: Sequence[Cell], trajectories: int, initial: InitialConditions, results: TrajectoryResults
+    cells: Sequence[Cell],
+    trajectories: int,
+    initial: InitialConditions,
+    results: TrajectoryResults,
+    first: int = 0,
 ) -> Iterator[pa.Table]:
     """The cells' table in the row ranges of :func:`lin2net.store.shard_file.row_groups`
-    (whole cells per range): only one range's derived columns are in memory."""
+    (whole cells per range): only one range's derived columns are in memory.
+    ``first``: the rows are a part of one cell, from its trajectory ``first``."""
     ids = pa.array([cell.cell_id for cell in cells], type=pa.string())
     for start, stop in row_groups(len(cells), trajectories):
-        yield _table(cells, ids, trajectories, start, stop, _slice(initial, start, stop), _slice(results, start, stop))
+        initial_rows, result_rows = _slice(initial, start, stop), _slice(results, start, stop)
+        yield _table(cells, ids, trajectories, start, stop, initial_rows, result_rows, first)
 
 
 def _slice(arrays: _Columns, start: int, stop: int) -> _Columns:
@@ -169,6 +213,7 @@ def _table(
     stop: int,
     initial: InitialConditions,
     results: TrajectoryResults,
+    first: int = 0,
 ) -> pa.Table:
     """Rows ``start`` … ``stop − 1`` of the cells' per-trajectory table (docs/columns.md)."""
     rows = np.arange(start, stop, dtype=np.int64)
@@ -190,7 +235,7 @@ def _table(
     slow = theorems.slow_regime(eta, initial.eps0, initial.lam0, phi)
     columns = {
         "cell_id": _dictionary(which.astype(np.int32), ids, pa.int32()),
-        "trajectory": rows - which * trajectories,
+        "trajectory": rows - which * trajectories + first,
         "eta": eta,
         "lambda0": lambda0,
         "phi": phi,

@@ -10,13 +10,14 @@ with :func:`trace_sgd_trajectory`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from functools import lru_cache
+from typing import TypeVar
 
 import numpy as np
 
 from lin2net.dynamics.gd.reference import StopRule
-from lin2net.dynamics.initialization import InitialConditions, initial_blocks, initial_conditions
+from lin2net.dynamics.initialization import InitialConditions, block_rows, initial_blocks, initial_conditions
 from lin2net.dynamics.sgd.data import DataSet, DataSpec, build_data
 from lin2net.dynamics.sgd.reference import (
     SGDFullState,
@@ -52,29 +53,33 @@ def _rule(config: SweepConfig) -> StopRule:
 
 
 def simulate_sgd_cell(
-    config: SweepConfig, cell: Cell, threads: int | None = None
+    config: SweepConfig, cell: Cell, threads: int | None = None, part: tuple[int, int] | None = None
 ) -> tuple[InitialConditions, SGDResults]:
     """Integrate every trajectory of an SGD cell with the config's integrator
-    (compiled kernel, NumPy reduced reference, or full vectors)."""
+    (compiled kernel, NumPy reduced reference, or full vectors); with
+    ``part = (first, stop)`` only trajectories first … stop − 1 (same rows)."""
     assert config.data is not None, "simulate_sgd_cell needs algorithm: sgd"
     data = cached_data(config.data, config.seed)
     rule = _rule(config)
+    first, stop = part if part is not None else (0, config.trajectories)
     if config.integrator == "full":
         starts: list[InitialConditions] = []
         parts: list[SGDResults] = []
-        for block in initial_blocks(config, cell):
+        for block in initial_blocks(config, cell, first, stop):
             n = block.a.shape[0]
             params = cell_parameters(config, cell, block.start, block.start + n)
             state = SGDFullState(block.a, block.b, params.phi, data)
             eps0, lam0 = state.residual_and_scale()
             s0, p0 = sum_and_difference_norms(block.a, block.b)
-            starts.append(InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0, s0=s0, p0=p0))
-            parts.append(integrate_sgd(state, params, data, config.sampling, rule, config.window))
+            rows = block_rows(block, first, stop)  # a whole block is integrated, then cut
+            start = InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0, s0=s0, p0=p0)
+            starts.append(_rows(start, rows))
+            parts.append(_rows(integrate_sgd(state, params, data, config.sampling, rule, config.window), rows))
         initial = _join_initial(starts)
         names = SGDResults.__dataclass_fields__
         return initial, SGDResults(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in names})
-    initial = initial_conditions(config, cell)
-    params = cell_parameters(config, cell, 0, initial.eps0.shape[0])
+    initial = initial_conditions(config, cell, first, stop)
+    params = cell_parameters(config, cell, first, stop)
     return initial, _integrate_reduced(config, initial, params, data, threads)
 
 
@@ -104,11 +109,14 @@ def _integrate_reduced(
 
 
 def simulate_sgd_cells(
-    config: SweepConfig, cells: Sequence[Cell], threads: int | None = None
+    config: SweepConfig, cells: Sequence[Cell], threads: int | None = None, part: tuple[int, int] | None = None
 ) -> tuple[InitialConditions, SGDResults]:
     """Every trajectory of ``cells`` (a shard): one kernel call with per-trajectory
     parameters for the compiled and reduced integrators; a cell's rows are those
-    of :func:`simulate_sgd_cell`."""
+    of :func:`simulate_sgd_cell` (``part``: trajectories first … stop − 1 of one cell)."""
+    if part is not None:
+        (cell,) = cells
+        return simulate_sgd_cell(config, cell, threads, part)
     if config.integrator == "full" or len(cells) == 1:
         parts = [simulate_sgd_cell(config, cell, threads) for cell in cells]
         return _join_initial([p[0] for p in parts]), _join_results([p[1] for p in parts])
@@ -118,6 +126,14 @@ def simulate_sgd_cells(
     n = config.trajectories
     params = _join_parameters([cell_parameters(config, cell, 0, n) for cell in cells])
     return initial, _integrate_reduced(config, initial, params, data, threads)
+
+
+_Rows = TypeVar("_Rows", InitialConditions, SGDResults)
+
+
+def _rows(arrays: _Rows, rows: slice) -> _Rows:
+    """The same per-trajectory arrays, only ``rows``."""
+    return replace(arrays, **{f.name: getattr(arrays, f.name)[rows] for f in fields(arrays)})
 
 
 def _join_initial(parts: Sequence[InitialConditions]) -> InitialConditions:
