@@ -723,7 +723,7 @@ def trace(
         trace_trajectory,
         write_trace_table,
     )
-    from lin2net.dynamics.gd.reference import StopRule
+    from lin2net.dynamics.protocol import StopRule
     from lin2net.theory.theorems import regime
 
     with user_errors():

@@ -104,7 +104,7 @@ def simulate_cells(
     if config.algorithm == "sgd":
         from lin2net.dynamics.sgd.cell import simulate_sgd_cells  # imports numba: only when used
 
-        return simulate_sgd_cells(config, cells, threads)
+        return simulate_sgd_cells(config, cells, threads, cancel)
     rule = stop_rule(config)
     n = config.trajectories
     if config.integrator == "compiled":

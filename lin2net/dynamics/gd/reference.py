@@ -28,36 +28,16 @@ the actual vectors and exists to cross-check it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from lin2net.dynamics.protocol import Status as Status
+from lin2net.dynamics.protocol import StopRule as StopRule
 from lin2net.theory.closed_forms import FloatArray, imbalance, reduced_coordinates, sharpness, split_scale
 
 IntArray = NDArray[np.int64]
-
-
-class Status(IntEnum):
-    """How a trajectory ended; stored as its lower-case name in tables."""
-
-    CONVERGED = 0
-    DIVERGED = 1
-    MAX_STEPS = 2
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-
-@dataclass(frozen=True)
-class StopRule:
-    """When a trajectory leaves the working set."""
-
-    loss_tol: float
-    max_steps: int
-    divergence_threshold: float = 1e30
 
 
 class DynamicsState(Protocol):

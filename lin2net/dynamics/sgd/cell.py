@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import fields
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
-from lin2net.dynamics.gd.reference import StopRule
 from lin2net.dynamics.initialization import InitialConditions, initial_blocks, initial_conditions
+from lin2net.dynamics.protocol import StopRule
 from lin2net.dynamics.sgd.data import DataSet, DataSpec, build_data
 from lin2net.dynamics.sgd.reference import (
     SGDFullState,
@@ -52,7 +53,7 @@ def _rule(config: SweepConfig) -> StopRule:
 
 
 def simulate_sgd_cell(
-    config: SweepConfig, cell: Cell, threads: int | None = None
+    config: SweepConfig, cell: Cell, threads: int | None = None, cancel: Any = None
 ) -> tuple[InitialConditions, SGDResults]:
     """Integrate every trajectory of an SGD cell with the config's integrator
     (compiled kernel, NumPy reduced reference, or full vectors)."""
@@ -75,11 +76,16 @@ def simulate_sgd_cell(
         return initial, SGDResults(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in names})
     initial = initial_conditions(config, cell)
     params = cell_parameters(config, cell, 0, initial.eps0.shape[0])
-    return initial, _integrate_reduced(config, initial, params, data, threads)
+    return initial, _integrate_reduced(config, initial, params, data, threads, cancel)
 
 
 def _integrate_reduced(
-    config: SweepConfig, initial: InitialConditions, params: SGDParameters, data: DataSet, threads: int | None
+    config: SweepConfig,
+    initial: InitialConditions,
+    params: SGDParameters,
+    data: DataSet,
+    threads: int | None,
+    cancel: Any = None,
 ) -> SGDResults:
     """The reduced map from ``initial`` with per-trajectory ``params``: the
     compiled kernel or the NumPy reference, as the config says."""
@@ -98,26 +104,27 @@ def _integrate_reduced(
             threads=threads,
             s0=initial.s0,
             p0=initial.p0,
+            cancel=cancel,
         )
     reduced = SGDReducedState(initial.eps0, initial.lam0, initial.s0, initial.p0)
     return integrate_sgd(reduced, params, data, config.sampling, rule, config.window)
 
 
 def simulate_sgd_cells(
-    config: SweepConfig, cells: Sequence[Cell], threads: int | None = None
+    config: SweepConfig, cells: Sequence[Cell], threads: int | None = None, cancel: Any = None
 ) -> tuple[InitialConditions, SGDResults]:
     """Every trajectory of ``cells`` (a shard): one kernel call with per-trajectory
     parameters for the compiled and reduced integrators; a cell's rows are those
     of :func:`simulate_sgd_cell`."""
     if config.integrator == "full" or len(cells) == 1:
-        parts = [simulate_sgd_cell(config, cell, threads) for cell in cells]
+        parts = [simulate_sgd_cell(config, cell, threads, cancel) for cell in cells]
         return _join_initial([p[0] for p in parts]), _join_results([p[1] for p in parts])
     assert config.data is not None, "simulate_sgd_cells needs algorithm: sgd"
     data = cached_data(config.data, config.seed)
     initial = _join_initial([initial_conditions(config, cell) for cell in cells])
     n = config.trajectories
     params = _join_parameters([cell_parameters(config, cell, 0, n) for cell in cells])
-    return initial, _integrate_reduced(config, initial, params, data, threads)
+    return initial, _integrate_reduced(config, initial, params, data, threads, cancel)
 
 
 def _join_initial(parts: Sequence[InitialConditions]) -> InitialConditions:
