@@ -17,7 +17,6 @@ import sys
 import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -720,6 +719,7 @@ def trace(
         TRACE_MAX_STEPS,
         start_from_vectors,
         sweep_initialization,
+        trace_sweep,
         trace_trajectory,
         write_trace_table,
     )
@@ -741,7 +741,6 @@ def trace(
             raise ConfigError("--max-steps", problem)
         if loss_tol is not None and not loss_tol > 0:
             raise ConfigError("--loss-tol", f"must be > 0, got {loss_tol}")
-        sgd_run = None
         if out is not None or cell_id is not None:
             if out is None or cell_id is None:
                 raise ConfigError("--cell", "give OUT and --cell CELL_ID together (ids: lin2net summarize OUT)")
@@ -749,9 +748,9 @@ def trace(
             for option, value in {**given, "--a": a, "--b": b}.items():
                 if value is not None:
                     raise ConfigError(option, "not used with OUT --cell (the sweep's config fixes the parameters)")
-            start, eta, rule, config, cell = _sweep_trajectory(out, cell_id, trajectory, max_steps, loss_tol)
-            if config.algorithm == "sgd":
-                sgd_run = _sgd_trace(config, cell, trajectory, rule, start, eta)
+            config, cell = _sweep_cell(out, cell_id, trajectory)
+            result, start = trace_sweep(config, cell, trajectory, max_steps, loss_tol)
+            eta = cell.eta
         else:
             if eta is None:
                 raise ConfigError("--eta", "missing: give --eta (and --lambda0 or --a/--b), or OUT --cell CELL_ID")
@@ -778,7 +777,7 @@ def trace(
                     init=init or "sphere",
                     trajectory=trajectory,
                 )
-        result = sgd_run if sgd_run is not None else trace_trajectory(start, eta, rule)
+            result = trace_trajectory(start, eta, rule)
         if output is not None:
             write_trace_table(result, output)
         if plot_path is not None:
@@ -797,13 +796,8 @@ def trace(
             stderr.print(f"wrote {path}", highlight=False)
 
 
-def _sweep_trajectory(
-    out: Path, cell_id: str, trajectory: int, max_steps: int | None, loss_tol: float | None
-) -> tuple[Any, float, Any, Any, Any]:
-    """(start, eta, stop rule, config, cell) of trajectory ``trajectory`` of cell
-    ``cell_id`` in the sweep in ``out``."""
-    from lin2net.analysis.trace import TRACE_MAX_STEPS, start_from_vectors, sweep_initialization
-    from lin2net.dynamics.gd.cell import stop_rule
+def _sweep_cell(out: Path, cell_id: str, trajectory: int) -> tuple[Any, Any]:
+    """(config, cell) of cell ``cell_id`` of the sweep in ``out``, checked to hold ``trajectory``."""
     from lin2net.store.outdir import read_resolved_config
     from lin2net.sweep.config import parse_config
     from lin2net.sweep.grid import expand_grid
@@ -818,35 +812,7 @@ def _sweep_trajectory(
     if not 0 <= trajectory < config.trajectories:
         problem = f"must be in 0 .. {config.trajectories - 1} (the cell's trajectories), got {trajectory}"
         raise ConfigError("--trajectory", problem)
-    rule = stop_rule(config)
-    steps = rule.max_steps if max_steps is None else max_steps
-    if steps > TRACE_MAX_STEPS:
-        problem = f"OUT's max_steps is {steps} and a trace keeps every step: give --max-steps <= {TRACE_MAX_STEPS}"
-        raise ConfigError("--max-steps", problem)
-    rule = replace(rule, max_steps=steps, loss_tol=rule.loss_tol if loss_tol is None else loss_tol)
-    if config.explicit is not None:
-        start = start_from_vectors(config.explicit.a, config.explicit.b, cell.phi)
-    else:
-        start = sweep_initialization(
-            eta=cell.eta,
-            lambda0=cell.lambda0,
-            phi=cell.phi,
-            d=cell.d,
-            seed=config.seed,
-            init=config.init,
-            trajectory=trajectory,
-        )
-    return start, cell.eta, rule, config, cell
-
-
-def _sgd_trace(config: Any, cell: Any, trajectory: int, rule: Any, start: Any, eta: float) -> Any:
-    """Trajectory ``trajectory`` of a cell of an SGD sweep, re-simulated on the
-    sweep's own batches and noise (lin2net.dynamics.sgd.cell) under ``rule``."""
-    from lin2net.analysis.trace import sgd_trace
-    from lin2net.dynamics.sgd.cell import trace_sgd_trajectory
-
-    config = replace(config, max_steps=rule.max_steps, loss_tol=rule.loss_tol)
-    return sgd_trace(start, trace_sgd_trajectory(config, cell, trajectory), eta)
+    return config, cell
 
 
 def main() -> None:

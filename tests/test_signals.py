@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from lin2net.dynamics.gd.cell import simulate_cells
+from lin2net.dynamics.cells import simulate_cells
 from lin2net.store.outdir import shard_files, temporary_files
 from lin2net.sweep.config import parse_config
 from lin2net.sweep.grid import expand_grid

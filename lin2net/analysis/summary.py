@@ -31,11 +31,24 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from lin2net.dynamics import registry
 from lin2net.errors import ConfigError
 from lin2net.store.outdir import read_config, read_trajectories
 
-AXES = ("eta", "lambda0", "phi", "d", "eta_lambda0", "init", "batch_size", "label_noise")
-SGD_AXES = ("batch_size", "label_noise")  # only in SGD sweeps' tables
+COMMON_AXES = ("eta", "lambda0", "phi", "d", "eta_lambda0", "init")
+
+
+def axes() -> tuple[str, ...]:
+    """Every axis a summary may group by: the common ones, then each registered dynamics' own."""
+    return (*COMMON_AXES, *(axis.name for axis in registry.extra_axes()))
+
+
+def sweep_axes(algorithm: str) -> tuple[str, ...]:
+    """The axes in the tables of a sweep of dynamics ``algorithm``."""
+    return (*COMMON_AXES, *registry.get(algorithm).axis_names)
+
+
+AXES = axes()  # as registered at import
 VALUE_COLUMNS = ("status", "steps", "q_ratio", "sharpness_T", "lambda_gf")
 STATS = ("median", "mean", "min", "max", "q25", "q75", "frac_converged", "frac_diverged", "frac_max_steps")
 FRACTION_STATS = {"frac_converged": "converged", "frac_diverged": "diverged", "frac_max_steps": "max_steps"}
@@ -135,14 +148,15 @@ class _Query:
         return frame
 
 
-SGD_SUMMARY_VALUES = ("loss_T", "q_ratio_window", "loss_window")
+SGD_SUMMARY_VALUES = registry.get("sgd").summary_values
 """SGD sweeps add the median of these over every trajectory that has them (noisy
-SGD never converges: its window averages are what it settles to)."""
+SGD never converges: its window averages are what it settles to); each dynamics
+declares its own in the registry."""
 
 
-def summary_query(sgd: bool = False) -> _Query:
-    """The summary columns of the module doc, as one query (with ``sgd``, also
-    ``<value>_median`` of :data:`SGD_SUMMARY_VALUES` over all trajectories)."""
+def summary_query(extra_values: Sequence[str] = ()) -> _Query:
+    """The summary columns of the module doc, as one query, plus ``<value>_median``
+    of each of ``extra_values`` (the dynamics' summary values) over all trajectories."""
     query = _Query()
     query.outer["trajectories"] = query.aggregate("count(*)")
     for name in FRACTION_STATS:
@@ -156,8 +170,8 @@ def summary_query(sgd: bool = False) -> _Query:
     has_nan = query.aggregate("count_if(isnan(lambda_gf))")
     median = _linear_quantile(gf, 0.5)
     query.outer["lambda_gf_median"] = f"CASE WHEN {has_nan} > 0 THEN 'nan'::DOUBLE ELSE {median} END"
-    if sgd:
-        for value in SGD_SUMMARY_VALUES:
+    if extra_values:
+        for value in extra_values:
             column = _quote(value)
             values = query.aggregate(
                 f"list_sort(coalesce(list({column}::DOUBLE) FILTER (WHERE NOT isnan({column}::DOUBLE)), []))"
@@ -168,20 +182,23 @@ def summary_query(sgd: bool = False) -> _Query:
 
 def summarize(out: Path, by: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per cell, or per combination of the ``by`` axes, sorted by axes."""
+    known = axes()
     if by:
-        unknown = [axis for axis in by if axis not in AXES]
+        unknown = [axis for axis in by if axis not in known]
         if unknown:
-            raise ConfigError("--by", f"unknown axis {unknown[0]!r}; choose from {', '.join(AXES)}")
-    sgd = read_config(Path(out)).algorithm == "sgd"
-    present = [axis for axis in AXES if sgd or axis not in SGD_AXES]
+            raise ConfigError("--by", f"unknown axis {unknown[0]!r}; choose from {', '.join(known)}")
+    algorithm = read_config(Path(out)).algorithm
+    present = list(sweep_axes(algorithm))
     if by:
         absent = [axis for axis in by if axis not in present]
         if absent:
-            raise ConfigError("--by", f"{absent[0]} is an axis of SGD sweeps only; this is a GD sweep")
+            owner = registry.owner_of(absent[0])
+            raise ConfigError("--by", f"{absent[0]} is an axis of {owner} sweeps only; this is a {algorithm} sweep")
     keys = list(dict.fromkeys(by)) if by else ["cell_id", *present]
-    values = [*VALUE_COLUMNS, *(SGD_SUMMARY_VALUES if sgd else ())]
+    extra_values = registry.get(algorithm).summary_values
+    values = [*VALUE_COLUMNS, *extra_values]
     table = read_trajectories(Path(out), list(dict.fromkeys([*keys, *values])))
-    frame = summary_query(sgd).run(table, keys)
+    frame = summary_query(extra_values).run(table, keys)
     if frame.empty:
         return frame
     sort = [a for a in (by or present) if a in frame.columns]

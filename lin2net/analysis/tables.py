@@ -26,20 +26,12 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from lin2net.dynamics import registry
 from lin2net.errors import ConfigError
 
 FORMATS = ("table", "csv", "markdown", "parquet")
 SUFFIX_FORMATS = {".csv": "csv", ".md": "markdown", ".markdown": "markdown", ".parquet": "parquet"}
-AXIS_LABELS = {
-    "eta": "η",
-    "eta_lambda0": "η·λ0",
-    "lambda0": "λ0",
-    "phi": "Φ",
-    "d": "d",
-    "init": "init",
-    "batch_size": "B",
-    "label_noise": "σ",
-}
+AXIS_LABELS = registry.axis_labels()  # axis → label, from the registry of dynamics (as registered at import)
 
 
 def format_value(value: Any, digits: int = 4, nan: str = "nan") -> str:

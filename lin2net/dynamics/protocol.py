@@ -3,6 +3,7 @@
 A dynamics is an immutable description (its static settings, e.g. SGD's data
 set) with pure functions on small immutable values, in the style of optax:
 
+* ``start(state, params) -> state``: the state ready for its first observation;
 * ``state``: a NamedTuple of per-trajectory arrays (GD's reduced (ε, S, P), the
   full vectors (a, b), a momentum buffer, a family's parameter vector…); the
   driver never looks inside it, it only selects rows with :func:`take`;
@@ -102,7 +103,12 @@ def take(tree: Tree, rows: NDArray[Any]) -> Tree:
 class Dynamics(Protocol):
     """One dynamics, run by :func:`lin2net.dynamics.driver.run` (see module doc)."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The dynamics' name (its ``algorithm:`` value in a config)."""
+
+    def start(self, state: Any, params: Any) -> Any:
+        """The state ready for its first observation (e.g. S, P derived from λ0 and Φ)."""
 
     def observe(self, state: Any, params: Any) -> Observation:
         """The observation of every trajectory at its current state."""

@@ -81,7 +81,7 @@ def settings_digest(resolved: Mapping[str, Any]) -> str:
 
 def cell_from_parameters(parameters: Mapping[str, Any]) -> Cell:
     """The :class:`Cell` that ``Cell.parameters`` came from."""
-    return Cell(**parameters)
+    return Cell.from_parameters(parameters)
 
 
 def row_groups(cells: int, trajectories: int, limit: int = ROW_GROUP_ROWS) -> list[tuple[int, int]]:

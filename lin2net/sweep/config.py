@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 import yaml
 
+from lin2net.dynamics import registry
 from lin2net.dynamics.sgd.data import MAX_DATA, DataSpec
 from lin2net.errors import ConfigError
 
-TOP_LEVEL_KEYS = (
+COMMON_KEYS = (
     "name",
     "seed",
     "trajectories",
@@ -35,18 +36,22 @@ TOP_LEVEL_KEYS = (
     "divergence_threshold",
     "integrator",
     "algorithm",
-    "data",
-    "sampling",
-    "window",
 )
-GRID_KEYS = ("eta", "eta_lambda0", "lambda0", "phi", "d", "batch_size", "label_noise")
+
+
+def top_level_keys() -> tuple[str, ...]:
+    """Every top-level key: the common ones, then each registered dynamics' own."""
+    return tuple(dict.fromkeys([*COMMON_KEYS, *(key for entry in registry.entries() for key in entry.config_keys)]))
+
+
+# As registered at import (a dynamics registered later is read through the functions).
+TOP_LEVEL_KEYS = top_level_keys()
+GRID_KEYS = registry.grid_keys()  # the common axes, then those of each registered dynamics
 INIT_KINDS = ("sphere", "gaussian", "explicit")
 INTEGRATORS = ("compiled", "reduced", "full")
 AXIS_FORMS = ("linspace", "geomspace")
-ALGORITHMS = ("gd", "sgd")
+ALGORITHMS = registry.names()
 SAMPLINGS = ("without_replacement", "with_replacement")
-SGD_KEYS = ("data", "sampling", "window")  # top-level keys that only SGD reads
-SGD_GRID_KEYS = ("batch_size", "label_noise")
 DATA_KEYS = ("n", "x", "noise")
 DATA_X_KINDS = ("gaussian", "ones")
 DEFAULT_WINDOW = 1000  # final-window length for SGD averages (at most max_steps)
@@ -318,7 +323,7 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
         raise ConfigError("", "config is empty: it needs at least a grid with eta and lambda0")
     if not isinstance(raw, Mapping):
         raise ConfigError("", f"config must be a mapping of keys to values, got {_describe(raw)}")
-    _reject_unknown(raw, TOP_LEVEL_KEYS, prefix="")
+    _reject_unknown(raw, top_level_keys(), prefix="")
     if "grid" not in raw:
         raise ConfigError("grid", "missing: the grid of eta and lambda0 values to sweep is required")
     settings = {**DEFAULTS, **raw}
@@ -335,17 +340,18 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
     if integrator not in INTEGRATORS:
         raise ConfigError("integrator", f"must be one of {', '.join(INTEGRATORS)}, got {_describe(integrator)}")
     algorithm = settings.get("algorithm", "gd")
-    if algorithm not in ALGORITHMS:
-        raise ConfigError("algorithm", f"must be one of {', '.join(ALGORITHMS)}, got {_describe(algorithm)}")
+    if algorithm not in registry.names():
+        raise ConfigError("algorithm", f"must be one of {', '.join(registry.names())}, got {_describe(algorithm)}")
     max_steps = _positive_int("max_steps", settings["max_steps"], maximum=MAX_STEPS)
+    own = registry.get(algorithm)
+    grid = raw["grid"] if isinstance(raw["grid"], Mapping) else {}
+    for key, shown in [*((k, k) for k in raw), *((k, f"grid.{k}") for k in grid)]:
+        owner = registry.owner_of(key)
+        if owner is not None and owner != own.name and key not in own.config_keys and key not in own.axis_names:
+            raise ConfigError(shown, f"only used with algorithm: {owner} (add algorithm: {owner}, or remove it)")
     sgd: dict[str, Any] = {}
-    if algorithm == "sgd":
+    if algorithm == "sgd":  # SGD's settings: its data set, sampling and window (SweepConfig's fields)
         sgd = _parse_sgd(settings, raw["grid"], max_steps)
-    else:
-        grid = raw["grid"] if isinstance(raw["grid"], Mapping) else {}
-        present = [key for key in SGD_KEYS if key in raw] + [f"grid.{key}" for key in SGD_GRID_KEYS if key in grid]
-        if present:
-            raise ConfigError(present[0], "only used with algorithm: sgd (add algorithm: sgd, or remove it)")
     axes, specs = _parse_grid(raw["grid"], explicit, sgd.get("data"))
     return SweepConfig(
         name=name,
@@ -421,7 +427,7 @@ def _parse_grid(
 ) -> tuple[dict[str, tuple[Any, ...]], dict[str, Any]]:
     if not isinstance(grid, Mapping):
         raise ConfigError("grid", f"must be a mapping of axis names to values, got {_describe(grid)}")
-    _reject_unknown(grid, GRID_KEYS, prefix="grid.")
+    _reject_unknown(grid, registry.grid_keys(), prefix="grid.")
     if "eta" in grid and "eta_lambda0" in grid:
         raise ConfigError("grid.eta_lambda0", "give either grid.eta or grid.eta_lambda0, not both")
     if "eta" not in grid and "eta_lambda0" not in grid:
@@ -435,19 +441,20 @@ def _parse_grid(
 
     specs = {**({} if explicit is not None else GRID_DEFAULTS), **({"label_noise": 0.0} if data else {}), **grid}
     axes: dict[str, tuple[Any, ...]] = {}
-    for key in GRID_KEYS:
+    for key in registry.grid_keys():
         if key not in specs:
             continue
         values = _expand_axis(f"grid.{key}", specs[key])
         if key == "d":
             axes[key] = _integer_axis(f"grid.{key}", values, from_range=isinstance(specs[key], Mapping))
-        elif key == "batch_size" and data is not None:
+        elif registry.axis(key).dtype is int:
             axes[key] = _integer_axis(f"grid.{key}", values, from_range=isinstance(specs[key], Mapping))
-            for size in axes[key]:
-                if size > data.n:
-                    raise ConfigError("grid.batch_size", f"must be at most data.n = {data.n}, got {size}")
+            limit = data.n if key == "batch_size" and data is not None else None  # SGD: a batch is at most the data
+            for size in axes[key] if limit is not None else ():
+                if size > limit:
+                    raise ConfigError("grid.batch_size", f"must be at most data.n = {limit}, got {size}")
         else:
-            allow_zero = key in ("phi", "label_noise")
+            allow_zero = registry.axis(key).allow_zero
             for value in values:
                 if value < 0 or (value == 0 and not allow_zero):
                     raise ConfigError(f"grid.{key}", f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")

@@ -49,8 +49,8 @@ import numpy as np
 from numba import njit, prange
 from numpy.typing import NDArray
 
+from lin2net.dynamics.driver import TrajectoryResults
 from lin2net.dynamics.gd.kernel import rederive
-from lin2net.dynamics.gd.reference import TrajectoryResults
 from lin2net.dynamics.protocol import StopRule
 from lin2net.dynamics.sgd.data import DataSet
 from lin2net.dynamics.sgd.reference import SGDParameters, SGDResults, finish, stopping_tolerance, window_start
@@ -705,7 +705,7 @@ def integrate_sgd_compiled(
 ) -> SGDResults:
     """Run every trajectory (ε0, λ0), each of shape (n,), to its stopping time.
 
-    Same semantics and outputs as ``integrate_sgd(SGDReducedState(eps0, lam0, s0, p0),
+    Same semantics and outputs as ``integrate_sgd(ReducedState(eps0, lam0, s0, p0),
     params, data, sampling, rule, window)``; ``s0``, ``p0`` are ‖a + b‖², ‖a − b‖²
     measured from the vectors (by default λ0 ± 2(ε0 + Φ)); ``threads`` (default:
     all numba threads) does not change the results. ``cancel``: see
@@ -775,4 +775,6 @@ def integrate_sgd_compiled(
         eos_steps=eos_steps,
         max_abs_eps=out[6],
     )
-    return finish(base, out[7:], count, data.noise_floor)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = out[7:] / count[None, :]  # 0/0 = NaN: stopped before the window
+    return finish(base, means, data.noise_floor)
