@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from lin2net.dynamics import registry
 from lin2net.errors import ConfigError, OutputError
 from lin2net.store.outdir import read_config, read_trajectories
 from lin2net.theory import theorems
@@ -197,11 +198,12 @@ class CheckReport:
 
 def check_sweep(out: Path) -> CheckReport:
     """Check Theorem 1's bounds on every finished cell of the sweep in ``out``."""
-    if read_config(out).algorithm != "gd":
+    algorithm = read_config(out).algorithm
+    if not registry.get(algorithm).theorems:
         raise ConfigError(
             "algorithm",
-            f"{out} is an SGD sweep; check tests the seed paper's theorems, which are about gradient descent "
-            "(summarize and plot read SGD sweeps)",
+            f"{out} is an {algorithm.upper()} sweep; check tests the seed paper's theorems, which are about "
+            f"gradient descent (summarize and plot read {algorithm.upper()} sweeps)",
         )
     rows = [check_table(table) for table in cell_tables(read_trajectories(out, CHECK_COLUMNS))]
     if not rows:

@@ -142,9 +142,10 @@ class SweepConfig:
             "divergence_threshold": self.divergence_threshold,
             "integrator": self.integrator,
         }
-        if self.data is not None:  # SGD keys only for SGD: GD's resolved config is unchanged
-            x = self.data.x if isinstance(self.data.x, str) else list(self.data.x)
+        if self.algorithm != "gd":  # GD's resolved config is unchanged (algorithm: gd is the default)
             resolved["algorithm"] = self.algorithm
+        if self.data is not None:  # SGD's keys only for SGD
+            x = self.data.x if isinstance(self.data.x, str) else list(self.data.x)
             resolved["data"] = {"n": self.data.n, "x": x, "noise": self.data.noise}
             resolved["sampling"] = self.sampling
             resolved["window"] = self.window
