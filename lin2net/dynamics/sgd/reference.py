@@ -84,7 +84,6 @@ from lin2net.kernels.counter_rng import (
 from lin2net.theory.closed_forms import FloatArray
 
 IntArray = NDArray[np.int64]
-SAMPLINGS = ("without_replacement", "with_replacement")
 __all__ = ["WINDOW_COLUMNS", "SGD", "SGDParameters", "SGDResults", "integrate_sgd", "trace_sgd"]
 
 
