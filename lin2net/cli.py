@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -29,6 +29,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from lin2net import __version__
 from lin2net.analysis.tables import AXIS_LABELS
+from lin2net.dynamics import registry
 from lin2net.errors import ConfigError, Lin2netError
 from lin2net.store.outdir import MANIFEST_FILE, path_problem
 from lin2net.sweep.config import load_config
@@ -583,14 +584,10 @@ def check(
             stdout.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-class PlotAxis(StrEnum):
-    eta = "eta"
-    lambda0 = "lambda0"
-    phi = "phi"
-    d = "d"
-    eta_lambda0 = "eta_lambda0"
-    batch_size = "batch_size"
-    label_noise = "label_noise"
+if TYPE_CHECKING:
+    PlotAxis = str
+else:  # the choices of --x and --y: every dynamics' axes, from the registry
+    PlotAxis = StrEnum("PlotAxis", {name: name for name in registry.table_axes()})
 
 
 class PlotStat(StrEnum):
@@ -652,8 +649,8 @@ def plot(
         path = plot_sweep(
             out,
             output,
-            x=x.value if x else None,
-            y=y.value if y else None,
+            x=str(x) if x else None,
+            y=str(y) if y else None,
             value=value,
             stat=stat.value,
         )
@@ -726,7 +723,7 @@ def trace(
     from lin2net.dynamics.protocol import StopRule
     from lin2net.theory.theorems import regime
 
-    with user_errors():
+    with user_errors(), _trace_options():
         if out is not None:
             check_path("OUT", out)
         for option, path in (("--output", output), ("--plot", plot_path)):
@@ -794,6 +791,21 @@ def trace(
     for path in (output, plot_path):
         if path is not None:
             stderr.print(f"wrote {path}", highlight=False)
+
+
+# The trace library names its parameters; the command names its options.
+_TRACE_OPTIONS = {"a/b": "--a/--b", "max_steps": "--max-steps", "path": "--output"}
+
+
+@contextmanager
+def _trace_options() -> Iterator[None]:
+    """Re-raise the trace library's errors under the option that set the parameter."""
+    try:
+        yield
+    except ConfigError as exc:
+        if exc.key.startswith("-") or exc.key == "OUT":
+            raise
+        raise ConfigError(_TRACE_OPTIONS.get(exc.key, "--" + exc.key.replace("_", "-")), exc.problem) from None
 
 
 def _sweep_cell(out: Path, cell_id: str, trajectory: int) -> tuple[Any, Any]:

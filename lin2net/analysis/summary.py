@@ -35,7 +35,7 @@ from lin2net.dynamics import registry
 from lin2net.errors import ConfigError
 from lin2net.store.outdir import read_config, read_trajectories
 
-COMMON_AXES = ("eta", "lambda0", "phi", "d", "eta_lambda0", "init")
+COMMON_AXES = (*registry.TABLE_ORDER, "init")
 
 
 def axes() -> tuple[str, ...]:

@@ -43,6 +43,8 @@ from lin2net.theory.closed_forms import FloatArray, reduced_coordinates, sharpne
 from lin2net.theory.gradient_flow import GradientFlow
 
 TABLE_SUFFIXES = (".parquet", ".csv")
+# Errors name the parameters of these functions (``a/b``, ``eta``, ``max_steps``…);
+# the CLI names its options instead (lin2net.cli.trace).
 TRACE_MAX_STEPS = 10_000_000  # a trace keeps every step: ~1 GB of table at this many
 
 
@@ -66,14 +68,14 @@ def start_from_vectors(a: ArrayLike, b: ArrayLike, phi: float) -> Start:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.ndim != 1 or a.shape != b.shape or a.size == 0:
-        raise ConfigError("--a/--b", f"a and b must be non-empty and of equal length, got {a.size} and {b.size}")
+        raise ConfigError("a/b", f"a and b must be non-empty and of equal length, got {a.size} and {b.size}")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        raise ConfigError("--a/--b", "entries must be finite numbers")
+        raise ConfigError("a/b", "entries must be finite numbers")
     if not (math.isfinite(phi) and phi >= 0):
-        raise ConfigError("--phi", f"must be a finite number >= 0, got {phi!r}")
+        raise ConfigError("phi", f"must be a finite number >= 0, got {phi!r}")
     eps0, lam0, q0 = reduced_coordinates(a[None, :], b[None, :], phi)
     if lam0[0] == 0:
-        raise ConfigError("--a/--b", "a = b = 0 is the saddle point: gradient descent never moves from it")
+        raise ConfigError("a/b", "a = b = 0 is the saddle point: gradient descent never moves from it")
     s0, p0 = sum_and_difference_norms(a[None, :], b[None, :])
     return Start(a, b, phi, float(eps0[0]), float(lam0[0]), float(q0[0]), float(s0[0]), float(p0[0]))
 
@@ -85,9 +87,9 @@ def sweep_initialization(
     of a sweep with root seed ``seed`` and init ``sphere`` or ``gaussian``: the same
     numbers (ε0, λ0 and Q0 included) that the sweep's row for it started from."""
     if trajectory < 0:
-        raise ConfigError("--trajectory", f"must be >= 0, got {trajectory}")
+        raise ConfigError("trajectory", f"must be >= 0, got {trajectory}")
     if init == "explicit":
-        raise ConfigError("--init", "use --a and --b for an explicit initialization")
+        raise ConfigError("init", "give the vectors a and b for an explicit initialization")
     try:
         config = parse_config(
             {
@@ -98,8 +100,8 @@ def sweep_initialization(
                 "init": init,
             }
         )
-    except ConfigError as exc:  # name the command-line option, not the config key behind it
-        raise ConfigError("--" + exc.key.removeprefix("grid."), exc.problem) from None
+    except ConfigError as exc:  # name the parameter of this function, not the config key behind it
+        raise ConfigError(exc.key.removeprefix("grid."), exc.problem) from None
     cell = expand_grid(config)[0]
     initial = initial_conditions(config, cell)  # the sweep's own numbers for this row
     for block in initial_blocks(config, cell):
@@ -169,7 +171,7 @@ def trace_table(columns: dict[str, Any], status: Status, start: Start, eta: floa
 def trace_trajectory(start: Start, eta: float, rule: StopRule) -> Trace:
     """Run GD from ``start`` to its stopping time T, recording t = 0 … T."""
     if not (math.isfinite(eta) and eta > 0):
-        raise ConfigError("--eta", f"must be a finite number > 0, got {eta!r}")
+        raise ConfigError("eta", f"must be a finite number > 0, got {eta!r}")
     known = not (math.isnan(start.s0) or math.isnan(start.p0))
     state = ReducedState(
         np.array([start.eps0]),
@@ -191,8 +193,8 @@ def trace_sweep(
     rule = StopRule(config.loss_tol, config.max_steps, config.divergence_threshold)
     steps = rule.max_steps if max_steps is None else max_steps
     if steps > TRACE_MAX_STEPS:
-        problem = f"OUT's max_steps is {steps} and a trace keeps every step: give --max-steps <= {TRACE_MAX_STEPS}"
-        raise ConfigError("--max-steps", problem)
+        problem = f"the sweep's max_steps is {steps} and a trace keeps every step: give max_steps <= {TRACE_MAX_STEPS}"
+        raise ConfigError("max_steps", problem)
     rule = replace(rule, max_steps=steps, loss_tol=rule.loss_tol if loss_tol is None else loss_tol)
     if config.explicit is not None:
         start = start_from_vectors(config.explicit.a, config.explicit.b, cell.phi)
@@ -217,7 +219,7 @@ def write_trace_table(trace: Trace, path: Path) -> None:
 
     suffix = Path(path).suffix.lower()
     if suffix not in TABLE_SUFFIXES:
-        raise ConfigError("--output", f"unknown table format {suffix or '(none)'!r}; use .parquet or .csv")
+        raise ConfigError("path", f"unknown table format {suffix or '(none)'!r}; use .parquet or .csv")
     if suffix == ".csv":
         atomic_write(Path(path), lambda temp: trace.table.to_csv(temp, index=False))
     else:

@@ -130,6 +130,15 @@ def axis(name: str) -> Axis:
     raise KeyError(name)
 
 
+TABLE_ORDER = ("eta", "lambda0", "phi", "d", "eta_lambda0")
+"""The common axes in the order tables and plots list them."""
+
+
+def table_axes() -> tuple[str, ...]:
+    """Every axis in the order tables and plots list them: the common ones, then each dynamics' own."""
+    return (*TABLE_ORDER, *(axis.name for axis in extra_axes()))
+
+
 def axis_labels() -> dict[str, str]:
     """Axis name → label for tables and figures (``init`` included)."""
     labels = {axis.name: axis.label for axis in COMMON_AXES}

@@ -653,4 +653,3 @@ def _integer(key: str, value: Any, minimum: int, maximum: int | None = None) -> 
 
 def _positive_int(key: str, value: Any, maximum: int | None = None) -> int:
     return _integer(key, value, minimum=1, maximum=maximum)
-
