@@ -88,6 +88,11 @@ from lin2net.theory.closed_forms import FloatArray, split_scale
 
 STEPS_PER_REFILL = 8  # steps between write-out and refill of stopped lanes (and cancel polls)
 
+# Offsets of the persistent lane quantities in the kernel's one lane-state array.
+_QUANTITIES = 13
+_EPS, _NORM_S, _NORM_P, _ETA, _PHI, _TOL, _Q_HI, _Q_LO, _Q_EXP, _SUM_EPS2, _MAX_ETA_SHARP, _MAX_ABS_EPS, _EOS = (
+    k * LANES for k in range(_QUANTITIES)
+)
 _NOISE0 = np.uint64(0)
 _NOISE1 = np.uint64(1)
 _ONE_U64 = np.uint64(1)
@@ -238,36 +243,17 @@ def _sgd_map_step(
 
 
 @njit(inline="always", **JIT)
-def _step_lane(
-    j: int,
-    ok: bool,
-    es: float,
-    sj: float,
-    rj: float,
-    eps: FloatArray,
-    norm_s: FloatArray,
-    norm_p: FloatArray,
-    t: Any,
-    eta: FloatArray,
-    phi: FloatArray,
-    eos: FloatArray,
-    q_hi: FloatArray,
-    q_lo: FloatArray,
-    q_exp: FloatArray,
-    sum_eps2: FloatArray,
-    max_abs_eps: FloatArray,
-    live: Any,
-) -> None:
+def _step_lane(j: int, ok: bool, es: float, sj: float, rj: float, lane: FloatArray, t: Any, live: Any) -> None:
     """Lane j after its observation (go on: ``ok``; η·sharpness: ``es``): update the
     diagnostics and step the map with the batch moments (sj, rj) if it goes on."""
-    e = eps[j]
-    sn = norm_s[j]
-    pn = norm_p[j]
+    e = lane[_EPS + j]
+    sn = lane[_NORM_S + j]
+    pn = lane[_NORM_P + j]
     lj = 0.5 * (sn + pn)
-    h = eta[j]
+    eta = lane[_ETA + j]
     g = sj * e - rj
-    u = h * g
-    eos[j] += 1.0 if (ok & (es > 2.0)) else 0.0
+    u = eta * g
+    lane[_EOS + j] += 1.0 if (ok & (es > 2.0)) else 0.0
     # The Q factor 1 − x, x = u², entered exactly as GD's kernel does (factor plus its
     # rounding error, signed), each first scaled by the exact power of two 2^−k that
     # brings it to [1, 2) (k added to q_exp): that changes no rounding, and no factor,
@@ -277,55 +263,36 @@ def _step_lane(
     x = ug * ug
     factor, error = exact_factor(x)
     inverse, k = power_of_two(factor)  # 2^−k for factor's 2^k (0 → 2^1023)
-    q_exp[j] += k
-    q_hi[j], q_lo[j] = times_factor(q_hi[j], q_lo[j], factor * inverse, error * inverse)
-    sum_eps2[j] += e * e if ok else 0.0
+    lane[_Q_EXP + j] += k
+    lane[_Q_HI + j], lane[_Q_LO + j] = times_factor(lane[_Q_HI + j], lane[_Q_LO + j], factor * inverse, error * inverse)
+    lane[_SUM_EPS2 + j] += e * e if ok else 0.0
     a = abs(e)
-    mx = max_abs_eps[j]
-    max_abs_eps[j] = a if (ok & (a > mx)) else mx
-    e_next, s_fixed, p_fixed = _sgd_map_step(e, sn, pn, lj, u, h, phi[j], sj, rj)
-    eps[j] = e_next if ok else e
-    norm_s[j] = s_fixed if ok else sn
-    norm_p[j] = p_fixed if ok else pn
+    mx = lane[_MAX_ABS_EPS + j]
+    lane[_MAX_ABS_EPS + j] = a if (ok & (a > mx)) else mx
+    e_next, s_fixed, p_fixed = _sgd_map_step(e, sn, pn, lj, u, eta, lane[_PHI + j], sj, rj)
+    lane[_EPS + j] = e_next if ok else e
+    lane[_NORM_S + j] = s_fixed if ok else sn
+    lane[_NORM_P + j] = p_fixed if ok else pn
     t[j] += 1 if ok else 0
     live[j] = ok
 
 
 @njit(inline="always", **JIT)
 def _observe_and_step(
-    j: int,
-    sj: float,
-    rj: float,
-    eps: FloatArray,
-    norm_s: FloatArray,
-    norm_p: FloatArray,
-    live: Any,
-    t: Any,
-    eta: FloatArray,
-    phi: FloatArray,
-    tol: FloatArray,
-    max_eta_sharp: FloatArray,
-    eos: FloatArray,
-    q_hi: FloatArray,
-    q_lo: FloatArray,
-    q_exp: FloatArray,
-    sum_eps2: FloatArray,
-    max_abs_eps: FloatArray,
-    max_steps: int,
-    threshold: float,
+    j: int, sj: float, rj: float, lane: FloatArray, live: Any, t: Any, max_steps: int, threshold: float
 ) -> None:
     """Pass 1 and pass 3 of lane j in one (the same operations): observe state t, and
     step it with the batch moments (sj, rj) if the lane goes on. Outside the window."""
-    e = eps[j]
-    lj = 0.5 * (norm_s[j] + norm_p[j])
+    e = lane[_EPS + j]
+    lj = 0.5 * (lane[_NORM_S + j] + lane[_NORM_P + j])
     alive = live[j]
-    es = eta[j] * _sharpness(e, lj, phi[j])
-    m = max_eta_sharp[j]
-    max_eta_sharp[j] = es if (alive & (es > m)) else m
-    converged = 0.5 * e * e <= tol[j]
+    es = lane[_ETA + j] * _sharpness(e, lj, lane[_PHI + j])
+    m = lane[_MAX_ETA_SHARP + j]
+    lane[_MAX_ETA_SHARP + j] = es if (alive & (es > m)) else m
+    converged = 0.5 * e * e <= lane[_TOL + j]
     bounded = (abs(e) <= threshold) & (abs(lj) <= threshold)
     ok = alive & ~converged & bounded & (t[j] < max_steps)
-    _step_lane(j, ok, es, sj, rj, eps, norm_s, norm_p, t, eta, phi, eos, q_hi, q_lo, q_exp, sum_eps2, max_abs_eps, live)
+    _step_lane(j, ok, es, sj, rj, lane, t, live)
 
 
 @njit(**JIT)
@@ -365,23 +332,17 @@ def _run_lanes(
     """
     n = eps0.shape[0]
     n_data = x2.shape[0]
-    # Lane state, as in the GD kernel, plus the lane's parameters and window sums.
-    eps = np.zeros(LANES)
-    norm_s = np.zeros(LANES)  # S = ‖a + b‖²
-    norm_p = np.zeros(LANES)  # P = ‖a − b‖²
-    eta = np.ones(LANES)
-    phi = np.zeros(LANES)
+    # The persistent lane state (residual, S, P, η, Φ, stop tolerance, Q product,
+    # running diagnostics) in one array at constant offsets, as in GD's kernel: the
+    # compiler sees that the quantities never overlap. The batch's parameters, window
+    # sums and per-step temporaries follow as arrays of their own.
+    lane = np.zeros(_QUANTITIES * LANES)
+    lane[_ETA : _ETA + LANES] = 1.0
+    lane[_Q_HI : _Q_HI + LANES] = 1.0
+    lane[_MAX_ETA_SHARP : _MAX_ETA_SHARP + LANES] = -np.inf
     sigma = np.zeros(LANES)
-    tol = np.zeros(LANES)
     size = np.ones(LANES, dtype=np.int64)
     key = np.zeros(LANES, dtype=np.uint64)
-    q_hi = np.ones(LANES)
-    q_lo = np.zeros(LANES)
-    q_exp = np.zeros(LANES)
-    sum_eps2 = np.zeros(LANES)
-    max_eta_sharp = np.full(LANES, -np.inf)
-    max_abs_eps = np.zeros(LANES)
-    eos = np.zeros(LANES)
     window = np.zeros((5, LANES))
     in_window = np.zeros(LANES, dtype=np.int64)
     t = np.zeros(LANES, dtype=np.int64)
@@ -415,10 +376,10 @@ def _run_lanes(
     for j in range(LANES):
         following, claimed_end = claim_next(counter, following, claimed_end, n)
         if following < n:
-            eps[j], norm_s[j], norm_p[j] = eps0[following], s0[following], p0[following]
+            lane[_EPS + j], lane[_NORM_S + j], lane[_NORM_P + j] = eps0[following], s0[following], p0[following]
             row[j], live[j] = following, True
-            eta[j], phi[j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
-            tol[j] = loss_tol[following]
+            lane[_ETA + j], lane[_PHI + j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
+            lane[_TOL + j] = loss_tol[following]
             size[j], key[j] = size_in[following], key_in[following]
             full[j] = (size[j] == n_data) & ~with_replacement
             s[j], r[j] = s_full, r_full  # constant for a full batch; overwritten otherwise
@@ -437,56 +398,35 @@ def _run_lanes(
         for _ in range(STEPS_PER_REFILL):
             if fast and not sampling and not noisy:  # GD's single pass with the full-batch moments
                 for j in range(LANES):
-                    _observe_and_step(
-                        j,
-                        s_full,
-                        r_full,
-                        eps,
-                        norm_s,
-                        norm_p,
-                        live,
-                        t,
-                        eta,
-                        phi,
-                        tol,
-                        max_eta_sharp,
-                        eos,
-                        q_hi,
-                        q_lo,
-                        q_exp,
-                        sum_eps2,
-                        max_abs_eps,
-                        max_steps,
-                        threshold,
-                    )
+                    _observe_and_step(j, s_full, r_full, lane, live, t, max_steps, threshold)
                 continue
             if not fast:
                 # Pass 1: observe state t and decide whether to step (branch-free).
                 windowed = False
                 for j in range(LANES):
-                    e = eps[j]
-                    lj = 0.5 * (norm_s[j] + norm_p[j])
+                    e = lane[_EPS + j]
+                    lj = 0.5 * (lane[_NORM_S + j] + lane[_NORM_P + j])
                     alive = live[j]
-                    sharp = _sharpness(e, lj, phi[j])
-                    es = eta[j] * sharp
-                    m = max_eta_sharp[j]
-                    max_eta_sharp[j] = es if (alive & (es > m)) else m
+                    sharp = _sharpness(e, lj, lane[_PHI + j])
+                    es = lane[_ETA + j] * sharp
+                    m = lane[_MAX_ETA_SHARP + j]
+                    lane[_MAX_ETA_SHARP + j] = es if (alive & (es > m)) else m
                     eta_sharp[j] = es
-                    converged = 0.5 * e * e <= tol[j]
+                    converged = 0.5 * e * e <= lane[_TOL + j]
                     bounded = (abs(e) <= threshold) & (abs(lj) <= threshold)
                     go[j] = alive & ~converged & bounded & (t[j] < max_steps)
                     windowed |= alive & (t[j] > first)
                 if windowed:  # only in the final window of the step budget
                     for j in range(LANES):  # branch-free, no libm calls
                         inside = live[j] & (t[j] > first)
-                        e = eps[j]
-                        lj = 0.5 * (norm_s[j] + norm_p[j])
-                        hi, lo, exponent = q_hi[j], q_lo[j], q_exp[j]
+                        e = lane[_EPS + j]
+                        lj = 0.5 * (lane[_NORM_S + j] + lane[_NORM_P + j])
+                        hi, lo, exponent = lane[_Q_HI + j], lane[_Q_LO + j], lane[_Q_EXP + j]
                         log_q = _window_log_q(hi, lo, exponent)
                         q = _window_q(hi, lo, exponent)
                         window[0, j] += q if inside else 0.0
                         window[1, j] += log_q if inside else 0.0
-                        window[2, j] += _sharpness(e, lj, phi[j]) if inside else 0.0
+                        window[2, j] += _sharpness(e, lj, lane[_PHI + j]) if inside else 0.0
                         window[3, j] += 0.5 * e * e + noise_floor if inside else 0.0
                         window[4, j] += lj if inside else 0.0
                         in_window[j] += 1 if inside else 0
@@ -540,88 +480,50 @@ def _run_lanes(
                 _add_noise(key, t, live if fast else go, sigma, s, size, full, r_full, spare, z, r)
             if fast:  # observe and step in one pass (the batch was drawn for every live lane)
                 for j in range(LANES):
-                    _observe_and_step(
-                        j,
-                        s[j],
-                        r[j],
-                        eps,
-                        norm_s,
-                        norm_p,
-                        live,
-                        t,
-                        eta,
-                        phi,
-                        tol,
-                        max_eta_sharp,
-                        eos,
-                        q_hi,
-                        q_lo,
-                        q_exp,
-                        sum_eps2,
-                        max_abs_eps,
-                        max_steps,
-                        threshold,
-                    )
+                    _observe_and_step(j, s[j], r[j], lane, live, t, max_steps, threshold)
                 continue
             # Pass 3: step the map and the diagnostics (branch-free).
             for j in range(LANES):
-                _step_lane(
-                    j,
-                    go[j],
-                    eta_sharp[j],
-                    s[j],
-                    r[j],
-                    eps,
-                    norm_s,
-                    norm_p,
-                    t,
-                    eta,
-                    phi,
-                    eos,
-                    q_hi,
-                    q_lo,
-                    q_exp,
-                    sum_eps2,
-                    max_abs_eps,
-                    live,
-                )
+                _step_lane(j, go[j], eta_sharp[j], s[j], r[j], lane, t, live)
         for j in range(LANES):  # q_hi back to [1, 2) by an exact power of two (GD's refill)
-            q_hi[j], q_lo[j], q_exp[j] = renormalize(q_hi[j], q_lo[j], q_exp[j])
+            lane[_Q_HI + j], lane[_Q_LO + j], lane[_Q_EXP + j] = renormalize(
+                lane[_Q_HI + j], lane[_Q_LO + j], lane[_Q_EXP + j]
+            )
         for j in range(LANES):
             if live[j] or row[j] < 0:
                 continue
             rr = row[j]
-            e = eps[j]
-            lj = 0.5 * (norm_s[j] + norm_p[j])
-            status[rr] = stop_status(e, lj, tol[j], threshold)
+            e = lane[_EPS + j]
+            lj = 0.5 * (lane[_NORM_S + j] + lane[_NORM_P + j])
+            status[rr] = stop_status(e, lj, lane[_TOL + j], threshold)
             steps[rr] = t[j]
             out[0, rr] = e
             out[1, rr] = lj
-            out[2, rr] = _sharpness(e, lj, phi[j])
-            out[3, rr] = log_abs_product(q_hi[j], q_lo[j], q_exp[j])  # log(hi) for 0, inf, NaN
-            out[4, rr] = sum_eps2[j]
-            out[5, rr] = max_eta_sharp[j]
-            out[6, rr] = max_abs_eps[j]
+            out[2, rr] = _sharpness(e, lj, lane[_PHI + j])
+            out[3, rr] = log_abs_product(lane[_Q_HI + j], lane[_Q_LO + j], lane[_Q_EXP + j])  # log(hi) for 0, inf, NaN
+            out[4, rr] = lane[_SUM_EPS2 + j]
+            out[5, rr] = lane[_MAX_ETA_SHARP + j]
+            out[6, rr] = lane[_MAX_ABS_EPS + j]
             for c in range(5):
                 out[7 + c, rr] = window[c, j]
-            eos_out[rr] = np.int64(eos[j])
+            eos_out[rr] = np.int64(lane[_EOS + j])
             count_out[rr] = in_window[j]
             finished += 1
             following, claimed_end = claim_next(counter, following, claimed_end, n)
             if following < n:
-                eps[j], norm_s[j], norm_p[j] = eps0[following], s0[following], p0[following]
+                lane[_EPS + j], lane[_NORM_S + j], lane[_NORM_P + j] = eps0[following], s0[following], p0[following]
                 row[j], live[j] = following, True
-                eta[j], phi[j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
-                tol[j] = loss_tol[following]
+                lane[_ETA + j], lane[_PHI + j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
+                lane[_TOL + j] = loss_tol[following]
                 size[j], key[j] = size_in[following], key_in[following]
                 full[j] = (size[j] == n_data) & ~with_replacement
                 s[j], r[j] = s_full, r_full
-                q_hi[j] = 1.0
-                q_lo[j] = q_exp[j] = sum_eps2[j] = max_abs_eps[j] = eos[j] = 0.0
+                lane[_Q_HI + j] = 1.0
+                lane[_Q_LO + j] = lane[_Q_EXP + j] = lane[_SUM_EPS2 + j] = lane[_MAX_ABS_EPS + j] = lane[_EOS + j] = 0.0
                 for c in range(5):
                     window[c, j] = 0.0
                 in_window[j] = 0
-                max_eta_sharp[j] = -np.inf
+                lane[_MAX_ETA_SHARP + j] = -np.inf
                 t[j] = 0
                 following += 1
             else:
