@@ -25,9 +25,8 @@ CASES = [
     pytest.param("gd_reduced", ("--shard-size", "300"), id="gd_reduced-shard300", marks=pytest.mark.slow),
     pytest.param("gd_full", (), id="gd_full", marks=pytest.mark.slow),
     pytest.param("sgd_compiled", (), id="sgd_compiled"),
-    pytest.param(
-        "sgd_compiled", ("--shard-size", "50", "--workers", "1"), id="sgd_compiled-shard50-w1", marks=pytest.mark.slow
-    ),
+    pytest.param("sgd_compiled", ("--shard-size", "50", "--workers", "1"), id="sgd_compiled-shard50-w1",
+                 marks=pytest.mark.slow),
     pytest.param("sgd_reduced", (), id="sgd_reduced", marks=pytest.mark.slow),
 ]
 
