@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from lin2net.dynamics.cells import simulate_cells
+from lin2net.kernels.kit import LANES, available_threads
 from lin2net.store.outdir import shard_files, temporary_files
 from lin2net.sweep.config import parse_config
 from lin2net.sweep.grid import expand_grid
@@ -52,7 +53,8 @@ def compiled_kernels() -> None:
     process loads them from the cache and the signal meets a running kernel, not
     numba's compiler (which cannot be interrupted and may take tens of seconds)."""
     for algorithm in ("gd", "sgd"):
-        raw = {**LONG_KERNELS[algorithm], "trajectories": 2, "max_steps": 10}
+        # Enough trajectories for every thread: the one-thread and the parallel kernel both.
+        raw = {**LONG_KERNELS[algorithm], "trajectories": 4 * LANES * available_threads(), "max_steps": 10}
         config = parse_config(raw)
         simulate_cells(config, expand_grid(config)[:1])
 
