@@ -231,7 +231,9 @@ def _run_lanes(
                 x = ug * ug
                 factor, error = exact_factor(x)
                 factor = math.nan if x > _BIG_FACTOR else factor
-                lane[_Q_HI + j], lane[_Q_LO + j] = times_factor(lane[_Q_HI + j], lane[_Q_LO + j], factor, error)
+                product, lo = times_factor(lane[_Q_HI + j], lane[_Q_LO + j], factor, error)
+                lane[_Q_LO + j] = lo
+                lane[_Q_HI + j] = product
                 eps_next, s_fixed, p_fixed = _map_step(eps, s, p, lam, u, eta, phi)
                 lane[_EPS + j] = eps_next if go else eps
                 lane[_S + j] = s_fixed if go else s
