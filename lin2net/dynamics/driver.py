@@ -87,7 +87,7 @@ class History:
         """Columns over t = 0…T of trajectory ``row``: ``t``, the observation's fields,
         ``log_q_ratio`` and the step extras (NaN on the last state: no step from it)."""
         columns: dict[str, list[float]] = {"t": []}
-        names = {name for extras in self.extras for name in extras}
+        names = list(dict.fromkeys(name for extras in self.extras for name in extras))  # in the step's order
         for t, (rows, values) in enumerate(zip(self.rows, self.values, strict=True)):
             where = np.flatnonzero(rows == row)
             if where.size == 0:

@@ -64,6 +64,7 @@ def test_a_trajectory_re_simulated_alone_reproduces_its_row() -> None:
         columns, status = trace_sgd_cell(config, cell, row, rule)
         assert status == results.status[row]
         assert columns["t"][-1] == results.steps[row]
+        assert list(columns)[-3:] == ["g", "s", "r"]  # the step's extras, in the step's order
         assert columns["eps"][-1] == results.eps_T[row]
         assert columns["lam"][-1] == results.lambda_T[row]
         assert columns["sharpness"][-1] == results.sharpness_T[row]
