@@ -17,7 +17,6 @@ import sys
 import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -29,6 +28,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from lin2net import __version__
 from lin2net.analysis.tables import AXIS_LABELS
+from lin2net.dynamics import registry
 from lin2net.errors import ConfigError, Lin2netError
 from lin2net.store.outdir import MANIFEST_FILE, path_problem, record_owned_figure
 from lin2net.sweep.config import MAX_PARAMETER, load_config
@@ -718,14 +718,10 @@ def check(
             stdout.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-class PlotAxis(StrEnum):
-    eta = "eta"
-    lambda0 = "lambda0"
-    phi = "phi"
-    d = "d"
-    eta_lambda0 = "eta_lambda0"
-    batch_size = "batch_size"
-    label_noise = "label_noise"
+if TYPE_CHECKING:
+    PlotAxis = str
+else:  # the choices of --x and --y: every dynamics' axes, from the registry
+    PlotAxis = StrEnum("PlotAxis", {name: name for name in registry.table_axes()})
 
 
 class PlotStat(StrEnum):
@@ -790,8 +786,8 @@ def plot(
         path = plot_sweep(
             opened,
             output,
-            x=x.value if x else None,
-            y=y.value if y else None,
+            x=str(x) if x else None,
+            y=str(y) if y else None,
             value=value,
             stat=stat.value,
         )
@@ -860,13 +856,14 @@ def trace(
         TRACE_MAX_STEPS,
         start_from_vectors,
         sweep_initialization,
+        trace_sweep,
         trace_trajectory,
         write_trace_table,
     )
-    from lin2net.dynamics.gd.reference import StopRule
+    from lin2net.dynamics.protocol import StopRule
     from lin2net.theory.theorems import regime
 
-    with user_errors():
+    with user_errors(), _trace_options():
         if out is not None:
             check_path("OUT", out)
         for option, path in (("--output", output), ("--plot", plot_path)):
@@ -884,7 +881,6 @@ def trace(
             raise ConfigError("--max-steps", problem)
         if loss_tol is not None and not loss_tol > 0:
             raise ConfigError("--loss-tol", f"must be > 0, got {loss_tol}")
-        sgd_run = None
         if out is not None or cell_id is not None:
             if out is None or cell_id is None:
                 raise ConfigError("--cell", "give OUT and --cell CELL_ID together (ids: lin2net summarize OUT)")
@@ -892,9 +888,9 @@ def trace(
             for option, value in {**given, "--a": a, "--b": b}.items():
                 if value is not None:
                     raise ConfigError(option, "not used with OUT --cell (the sweep's config fixes the parameters)")
-            start, eta, rule, config, cell = _sweep_trajectory(out, cell_id, trajectory, max_steps, loss_tol)
-            if config.algorithm == "sgd":
-                sgd_run = _sgd_trace(config, cell, trajectory, rule, start, eta)
+            config, cell = _sweep_cell(out, cell_id, trajectory)
+            result, start = trace_sweep(config, cell, trajectory, max_steps, loss_tol)
+            eta = cell.eta
         else:
             if eta is None:
                 raise ConfigError("--eta", "missing: give --eta (and --lambda0 or --a/--b), or OUT --cell CELL_ID")
@@ -929,7 +925,7 @@ def trace(
                     init=init or "sphere",
                     trajectory=trajectory,
                 )
-        result = sgd_run if sgd_run is not None else trace_trajectory(start, eta, rule)
+            result = trace_trajectory(start, eta, rule)
         if output is not None:
             write_trace_table(result, output)
         if plot_path is not None:
@@ -948,13 +944,23 @@ def trace(
             stderr.print(f"wrote {path}", highlight=False)
 
 
-def _sweep_trajectory(
-    out: Path, cell_id: str, trajectory: int, max_steps: int | None, loss_tol: float | None
-) -> tuple[Any, float, Any, Any, Any]:
-    """(start, eta, stop rule, config, cell) of trajectory ``trajectory`` of cell
-    ``cell_id`` in the sweep in ``out``."""
-    from lin2net.analysis.trace import TRACE_MAX_STEPS, start_from_vectors, sweep_initialization
-    from lin2net.dynamics.gd.cell import stop_rule
+# The trace library names its parameters; the command names its options.
+_TRACE_OPTIONS = {"a/b": "--a/--b", "max_steps": "--max-steps", "path": "--output"}
+
+
+@contextmanager
+def _trace_options() -> Iterator[None]:
+    """Re-raise the trace library's errors under the option that set the parameter."""
+    try:
+        yield
+    except ConfigError as exc:
+        if exc.key.startswith("-") or exc.key == "OUT":
+            raise
+        raise ConfigError(_TRACE_OPTIONS.get(exc.key, "--" + exc.key.replace("_", "-")), exc.problem) from None
+
+
+def _sweep_cell(out: Path, cell_id: str, trajectory: int) -> tuple[Any, Any]:
+    """(config, cell) of cell ``cell_id`` of the sweep in ``out``, checked to hold ``trajectory``."""
     from lin2net.store.opened import open_output
 
     opened = open_output(out)  # the config only: a trace recomputes the trajectory, it reads no shard
@@ -967,35 +973,7 @@ def _sweep_trajectory(
     if not 0 <= trajectory < config.trajectories:
         problem = f"must be in 0 .. {config.trajectories - 1} (the cell's trajectories), got {trajectory}"
         raise ConfigError("--trajectory", problem)
-    rule = stop_rule(config)
-    steps = rule.max_steps if max_steps is None else max_steps
-    if steps > TRACE_MAX_STEPS:
-        problem = f"OUT's max_steps is {steps} and a trace keeps every step: give --max-steps <= {TRACE_MAX_STEPS}"
-        raise ConfigError("--max-steps", problem)
-    rule = replace(rule, max_steps=steps, loss_tol=rule.loss_tol if loss_tol is None else loss_tol)
-    if config.explicit is not None:
-        start = start_from_vectors(config.explicit.a, config.explicit.b, cell.phi)
-    else:
-        start = sweep_initialization(
-            eta=cell.eta,
-            lambda0=cell.lambda0,
-            phi=cell.phi,
-            d=cell.d,
-            seed=config.seed,
-            init=config.init,
-            trajectory=trajectory,
-        )
-    return start, cell.eta, rule, config, cell
-
-
-def _sgd_trace(config: Any, cell: Any, trajectory: int, rule: Any, start: Any, eta: float) -> Any:
-    """Trajectory ``trajectory`` of a cell of an SGD sweep, re-simulated on the
-    sweep's own batches and noise (lin2net.dynamics.sgd.cell) under ``rule``."""
-    from lin2net.analysis.trace import sgd_trace
-    from lin2net.dynamics.sgd.cell import trace_sgd_trajectory
-
-    config = replace(config, max_steps=rule.max_steps, loss_tol=rule.loss_tol)
-    return sgd_trace(start, trace_sgd_trajectory(config, cell, trajectory), eta)
+    return config, cell
 
 
 def main() -> None:

@@ -198,10 +198,8 @@ def bench_workload(
     n_numpy = max(1, int(workload.trajectories * numpy_share))
     block = next(initial_blocks(config, cell))
     a, b = block.a[:n_numpy], block.b[:n_numpy]
-    full_steps = float(integrate(FullState(a, b, phi), cell.eta, phi, rule).steps.sum())
-    rates["numpy_full"] = full_steps / median_time(
-        lambda: integrate(FullState(a, b, phi), cell.eta, phi, rule), repeats
-    )
+    full_steps = float(integrate(FullState(a, b), cell.eta, phi, rule).steps.sum())
+    rates["numpy_full"] = full_steps / median_time(lambda: integrate(FullState(a, b), cell.eta, phi, rule), repeats)
     eps0, lam0, s0, p0 = initial.eps0[:n_numpy], initial.lam0[:n_numpy], initial.s0[:n_numpy], initial.p0[:n_numpy]
     reduced_steps = float(integrate(ReducedState(eps0, lam0, s0, p0), cell.eta, phi, rule).steps.sum())
     rates["numpy_reduced"] = reduced_steps / median_time(

@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lin2net.dynamics.gd.reference import Status  # noqa: E402
-from lin2net.dynamics.sgd.cell import cached_data, simulate_sgd_cell, trace_sgd_trajectory  # noqa: E402
+from lin2net.dynamics.protocol import StopRule  # noqa: E402
+from lin2net.dynamics.sgd.cell import cached_data, simulate_sgd_cell, trace_sgd_cell  # noqa: E402
 from lin2net.dynamics.sgd.reference import SGDParameters, SGDResults, sample_batch  # noqa: E402
 from lin2net.kernels.counter_rng import trajectory_keys  # noqa: E402
 from lin2net.sweep.config import SweepConfig, parse_config  # noqa: E402
@@ -75,7 +76,7 @@ def question1(trajectories: int) -> None:
     steps = np.full_like(q, np.nan)
     conv = np.zeros_like(q)
     for cell, res in cells:
-        i, j = BATCHES.index(int(cell.batch_size or 0)), etas.index(cell.eta)
+        i, j = BATCHES.index(int(cell.value("batch_size"))), etas.index(cell.eta)
         q[i, j] = median_converged(res.q_ratio, res.status)
         steps[i, j] = median_converged(res.steps.astype(float), res.status)
         conv[i, j] = float(np.mean(res.status == Status.CONVERGED))
@@ -147,7 +148,7 @@ def question2(trajectories: int, max_steps: int) -> None:
         ok = res.status == Status.MAX_STEPS
         rate = (res.log_q_ratio_window[ok] - res.log_q_ratio[ok]) / half
         lam_bar = res.lambda_window[ok]
-        sigma = float(cell.label_noise or 0.0)
+        sigma = float(cell.value("label_noise"))
         theory = 2 * cell.eta**2 * sigma**2 / (2 - cell.eta * lam_bar)
         rates[etas.index(cell.eta), sigmas.index(sigma)] = np.median(rate)
         print(
@@ -160,14 +161,15 @@ def question2(trajectories: int, max_steps: int) -> None:
     print(f"\nlog-log slopes of the median rate: {fit:.2f} in η (all σ pooled), {fit_sigma:.2f} in σ (all η pooled)")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    cell_by = {(c.eta, c.label_noise): c for c, _ in cells}
+    cell_by = {(c.eta, c.value("label_noise")): c for c, _ in cells}
+    rule = StopRule(config.loss_tol, config.max_steps, config.divergence_threshold)
     for sigma, color in zip(sigmas, ("C0", "C1", "C2", "C3"), strict=True):
-        trace = trace_sgd_trajectory(config, cell_by[(0.2, sigma)], 0)
-        axes[0].plot(trace.t, trace.log_q_ratio, color=color, label=f"σ = {sigma}")
-        smooth = np.convolve(trace.lam, np.ones(200) / 200, mode="valid")  # running mean over 200 steps
-        axes[1].plot(trace.t[199:], smooth, color=color, label=f"σ = {sigma}")
+        trace, _ = trace_sgd_cell(config, cell_by[(0.2, sigma)], 0, rule)
+        axes[0].plot(trace["t"], trace["log_q_ratio"], color=color, label=f"σ = {sigma}")
+        smooth = np.convolve(trace["lam"], np.ones(200) / 200, mode="valid")  # running mean over 200 steps
+        axes[1].plot(trace["t"][199:], smooth, color=color, label=f"σ = {sigma}")
     axes[1].axhline(2.0, color="k", ls="--", lw=1, label="2Φ (flattest minimum)")
-    axes[1].axhline(float(trace.lam[0]), color="grey", ls=":", lw=1, label="λ(0)")
+    axes[1].axhline(float(trace["lam"][0]), color="grey", ls=":", lw=1, label="λ(0)")
     axes[0].set_xlabel("step t")
     axes[0].set_ylabel("log Q(t)/Q(0)")
     axes[1].set_xlabel("step t")
@@ -230,7 +232,7 @@ def question3(trajectories: int, max_steps: int) -> None:
     frac = {b: np.zeros(len(xs)) for b in batches}
     lam_t = {b: np.full(len(xs), np.nan) for b in batches}
     for cell, res in cells:
-        b, j = int(cell.batch_size or 0), xs.index(float(cell.eta_lambda0 or 0.0))
+        b, j = int(cell.value("batch_size")), xs.index(float(cell.eta_lambda0 or 0.0))
         conv = res.status == Status.CONVERGED
         frac[b][j] = conv.mean()
         if conv.any():

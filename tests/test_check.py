@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from lin2net.analysis.check import check_sweep, check_table
 from lin2net.analysis.trace import sweep_initialization, trace_trajectory
 from lin2net.cli import app
-from lin2net.dynamics.gd.cell import run_cell
+from lin2net.dynamics.cells import run_cell
 from lin2net.dynamics.gd.reference import StopRule
 from lin2net.store.outdir import read_trajectories
 from lin2net.sweep.config import parse_config

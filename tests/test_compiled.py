@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 import pytest
 
-from lin2net.dynamics.gd.cell import simulate_cell
+from lin2net.dynamics.cells import simulate_cell
 from lin2net.dynamics.gd.kernel import LANES, KernelCancelled, available_threads, integrate_compiled
 from lin2net.dynamics.gd.reference import ReducedState, Status, StopRule, TrajectoryResults, integrate
 from lin2net.sweep.config import DEFAULTS, INTEGRATORS, parse_config
@@ -193,7 +193,7 @@ def test_compiled_is_the_default_integrator_and_matches_reduced_through_the_cell
 def test_cell_table_constants_and_status_labels() -> None:
     """The table of a cell larger than one row group carries the cell's
     parameters on every row and the status labels of the results."""
-    from lin2net.dynamics.gd.cell import cell_table
+    from lin2net.dynamics.cells import cell_table
     from lin2net.store.shard_file import ROW_GROUP_ROWS
 
     grid = {"eta": 1.2, "lambda0": 2.0, "d": 2}

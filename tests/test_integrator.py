@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from lin2net.dynamics.gd.reference import FullState, ReducedState, Status, StopRule, TrajectoryResults, integrate
+from lin2net.dynamics.gd.reference import (
+    FullState,
+    ReducedState,
+    Status,
+    StopRule,
+    TrajectoryResults,
+    integrate,
+    start_split,
+    stepped,
+)
 from lin2net.theory.closed_forms import reduced_coordinates, sharpness, sum_and_difference_norms
 
 
@@ -26,12 +35,12 @@ def test_one_reduced_step_equals_one_vector_step() -> None:
     a, b = np.array([[0.3, -1.2, 0.5]]), np.array([[0.9, 0.4, -0.2]])
     eta, phi = 0.37, 1.1
     eps, lam, q = reduced_coordinates(a, b, phi)
-    reduced = ReducedState(eps, lam)
-    reduced.step(eps, lam, eta, phi)
+    reduced = stepped(start_split(ReducedState(eps, lam), np.array([phi])), np.array([eta]), np.array([phi]))
+    assert isinstance(reduced, ReducedState) and reduced.s is not None and reduced.p is not None
     a1, b1 = a - eta * eps[:, None] * b, b - eta * eps[:, None] * a
     eps1, lam1, q1 = reduced_coordinates(a1, b1, phi)
     assert_allclose(reduced.eps, eps1, rtol=1e-13)
-    assert_allclose(reduced.lam, lam1, rtol=1e-13)
+    assert_allclose(0.5 * (reduced.s + reduced.p), lam1, rtol=1e-13)
     assert_allclose(q1, q * abs(1 - eta**2 * eps**2), rtol=1e-13)  # docs/math.md §2
 
 
@@ -115,7 +124,7 @@ def test_reduced_map_agrees_with_full_vectors(d: int, eta: float, lambda0: float
     eps0, lam0, _ = reduced_coordinates(a, b, phi)
     rule = StopRule(loss_tol=1e-10, max_steps=20_000)
     reduced = integrate(ReducedState(eps0, lam0, *sum_and_difference_norms(a, b)), eta, phi, rule)
-    full = integrate(FullState(a, b, phi), eta, phi, rule)
+    full = integrate(FullState(a, b), eta, phi, rule)
     assert np.all(reduced.max_eta_sharpness < 2)
     assert_array_equal(reduced.status, full.status)
     assert np.all(reduced.status == Status.CONVERGED)
@@ -134,7 +143,7 @@ def test_edge_of_stability_statistics_agree() -> None:
     eps0, lam0, _ = reduced_coordinates(a, b, phi)
     rule = StopRule(loss_tol=1e-10, max_steps=50_000)
     reduced = integrate(ReducedState(eps0, lam0, *sum_and_difference_norms(a, b)), eta, phi, rule)
-    full = integrate(FullState(a, b, phi), eta, phi, rule)
+    full = integrate(FullState(a, b), eta, phi, rule)
     assert (reduced.eos_steps > 0).mean() > 0.5
     for out in (reduced, full):
         assert (out.status == Status.CONVERGED).mean() > 0.95

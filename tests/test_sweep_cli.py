@@ -229,7 +229,7 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
 def test_shard_row_groups_hold_whole_cells_and_read_back_equal(tmp_path: Path) -> None:
     """Small cells share row groups, a cell never straddles two, and a large
     cell is written in pieces (bounded memory): the file holds the same rows."""
-    from lin2net.dynamics.gd.cell import cell_table, shard_tables, simulate_cells
+    from lin2net.dynamics.cells import cell_table, shard_tables, simulate_cells
     from lin2net.store.outdir import marker_text, read_trajectories, write_shard
     from lin2net.store.shard_file import row_groups
     from lin2net.store.shards import form_shards

@@ -14,7 +14,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from lin2net.analysis.trace import sweep_initialization, trace_trajectory
-from lin2net.dynamics.gd.cell import run_cell
+from lin2net.dynamics.cells import run_cell
 from lin2net.dynamics.gd.reference import StopRule
 from lin2net.sweep.config import parse_config
 from lin2net.sweep.grid import expand_grid

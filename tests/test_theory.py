@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from lin2net.dynamics.gd.cell import TRAJECTORY_SCHEMA, run_cell
+from lin2net.dynamics.cells import TRAJECTORY_SCHEMA, run_cell
 from lin2net.sweep.config import parse_config
 from lin2net.sweep.grid import expand_grid
 from lin2net.theory import theorems

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lin2net.dynamics import registry
 from lin2net.errors import ConfigError, OutputError
 from lin2net.store.opened import OpenedOutput, open_output, parallel
 from lin2net.theory import theorems
@@ -213,11 +214,12 @@ class CheckReport:
 def check_sweep(out: Path | OpenedOutput, *, verify: bool = False) -> CheckReport:
     """Check Theorem 1's bounds on every finished cell of the sweep in ``out``."""
     opened = open_output(out, verify=verify)
-    if opened.algorithm != "gd":
+    algorithm = opened.algorithm
+    if not registry.get(algorithm).theorems:
         raise ConfigError(
             "algorithm",
-            f"{opened.path} is an SGD sweep; check tests the seed paper's theorems, which are about gradient "
-            "descent (summarize and plot read SGD sweeps)",
+            f"{opened.path} is an {algorithm.upper()} sweep; check tests the seed paper's theorems, which are about "
+            f"gradient descent (summarize and plot read {algorithm.upper()} sweeps)",
         )
     if opened.config.keep == "summary":  # no rows: the per-cell counts the sweep kept
         from lin2net.analysis.cell_summary import check_rows

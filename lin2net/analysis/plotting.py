@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lin2net.analysis.summary import FRACTION_STATS, STATS, cell_statistic, grouped_statistics
+from lin2net.analysis.summary import AXES, FRACTION_STATS, STATS, cell_statistic, grouped_statistics
 from lin2net.errors import ConfigError
 from lin2net.store.opened import OpenedOutput, open_output
 
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = ["cell_statistic", "plot_sweep", "plot_trace", "sweep_grid"]
 
-PLOT_AXES = ("eta", "lambda0", "phi", "d", "eta_lambda0", "batch_size", "label_noise")  # the last two: SGD
+PLOT_AXES = tuple(axis for axis in AXES if axis != "init")  # from the registry, as registered at import
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 DEFAULT_VALUES = ("q_ratio", "steps")
 ONE_MINUS_Q = "one_minus_q_ratio"
@@ -128,13 +128,13 @@ def _number(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def numeric_columns(sgd: bool = False) -> list[str]:
-    """Numeric columns of the trajectory table (of an SGD sweep's, with ``sgd``)."""
+def numeric_columns(algorithm: str = "gd") -> list[str]:
+    """Numeric columns of the trajectory table of a sweep of dynamics ``algorithm``."""
     import pyarrow as pa
 
-    from lin2net.dynamics.gd.cell import SGD_TRAJECTORY_SCHEMA, TRAJECTORY_SCHEMA
+    from lin2net.dynamics.cells import trajectory_schema
 
-    schema = SGD_TRAJECTORY_SCHEMA if sgd else TRAJECTORY_SCHEMA
+    schema = trajectory_schema(algorithm)
     return [f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
 
 
@@ -193,7 +193,7 @@ def sweep_grid(
     x, y = resolve_axes(config, x, y)
     if stat not in STATS:
         raise ConfigError("--stat", f"unknown statistic {stat!r}; choose from {', '.join(STATS)}")
-    numeric = numeric_columns(sgd=config.get("algorithm") == "sgd")
+    numeric = numeric_columns(config.get("algorithm", "gd"))
     for value in values:
         if value not in numeric and value != ONE_MINUS_Q:
             choices = ", ".join([ONE_MINUS_Q, *numeric])

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lin2net.dynamics import registry
 from lin2net.errors import ConfigError
 from lin2net.store.opened import OpenedOutput, open_output
 
@@ -46,8 +47,20 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-AXES = ("eta", "lambda0", "phi", "d", "eta_lambda0", "init", "batch_size", "label_noise")
-SGD_AXES = ("batch_size", "label_noise")  # only in SGD sweeps' tables
+COMMON_AXES = (*registry.TABLE_ORDER, "init")
+
+
+def axes() -> tuple[str, ...]:
+    """Every axis a summary may group by: the common ones, then each registered dynamics' own."""
+    return (*COMMON_AXES, *(axis.name for axis in registry.extra_axes()))
+
+
+def sweep_axes(algorithm: str) -> tuple[str, ...]:
+    """The axes in the tables of a sweep of dynamics ``algorithm``."""
+    return (*COMMON_AXES, *registry.get(algorithm).axis_names)
+
+
+AXES = axes()  # as registered at import
 VALUE_COLUMNS = ("status", "steps", "q_ratio", "sharpness_T", "lambda_gf")
 STATS = ("median", "mean", "min", "max", "q25", "q75", "frac_converged", "frac_diverged", "frac_max_steps")
 FRACTION_STATS = {"frac_converged": "converged", "frac_diverged": "diverged", "frac_max_steps": "max_steps"}
@@ -191,14 +204,15 @@ class _Query:
             connection.close()
 
 
-SGD_SUMMARY_VALUES = ("loss_T", "q_ratio_window", "loss_window")
+SGD_SUMMARY_VALUES = registry.get("sgd").summary_values
 """SGD sweeps add the median of these over every trajectory that has them (noisy
-SGD never converges: its window averages are what it settles to)."""
+SGD never converges: its window averages are what it settles to); each dynamics
+declares its own in the registry."""
 
 
-def summary_query(sgd: bool = False) -> _Query:
-    """The summary columns of the module doc, as one query (with ``sgd``, also
-    ``<value>_median`` of :data:`SGD_SUMMARY_VALUES` over all trajectories)."""
+def summary_query(extra_values: Sequence[str] = ()) -> _Query:
+    """The summary columns of the module doc, as one query, plus ``<value>_median``
+    of each of ``extra_values`` (the dynamics' summary values) over all trajectories."""
     query = _Query()
     query.outer["trajectories"] = query.aggregate("count(*)")
     for name in FRACTION_STATS:
@@ -212,26 +226,27 @@ def summary_query(sgd: bool = False) -> _Query:
     largest = query.aggregate("max(lambda_gf)")
     median = query.aggregate("median(lambda_gf)")
     query.outer["lambda_gf_median"] = f"CASE WHEN isnan({largest}) THEN {_NAN} ELSE {median} END"
-    if sgd:
-        for value in SGD_SUMMARY_VALUES:
-            query.outer[f"{value}_median"] = query.median_of_all(value)
+    for value in extra_values:
+        query.outer[f"{value}_median"] = query.median_of_all(value)
     return query
 
 
-def _summary_keys(opened: OpenedOutput, by: Sequence[str] | None) -> tuple[list[str], list[str], bool]:
-    """(group keys, sort keys, sgd) of a summary, ``by`` checked."""
+def _summary_keys(opened: OpenedOutput, by: Sequence[str] | None) -> tuple[list[str], list[str], str]:
+    """(group keys, sort keys, algorithm) of a summary, ``by`` checked."""
+    known = axes()
     if by:
-        unknown = [axis for axis in by if axis not in AXES]
+        unknown = [axis for axis in by if axis not in known]
         if unknown:
-            raise ConfigError("--by", f"unknown axis {unknown[0]!r}; choose from {', '.join(AXES)}")
-    sgd = opened.algorithm == "sgd"
-    present = [axis for axis in AXES if sgd or axis not in SGD_AXES]
+            raise ConfigError("--by", f"unknown axis {unknown[0]!r}; choose from {', '.join(known)}")
+    algorithm = opened.algorithm
+    present = list(sweep_axes(algorithm))
     if by:
         absent = [axis for axis in by if axis not in present]
         if absent:
-            raise ConfigError("--by", f"{absent[0]} is an axis of SGD sweeps only; this is a GD sweep")
+            owner = registry.owner_of(absent[0])
+            raise ConfigError("--by", f"{absent[0]} is an axis of {owner} sweeps only; this is a {algorithm} sweep")
     keys = list(dict.fromkeys(by)) if by else ["cell_id", *present]
-    return keys, list(dict.fromkeys(by)) if by else present, sgd
+    return keys, list(dict.fromkeys(by)) if by else present, algorithm
 
 
 def _refuse_filters_without_rows(where: Sequence[str], expressions: Mapping[str, str] | None = None) -> None:
@@ -254,16 +269,16 @@ def summary_rows(
     """:func:`summarize` as :class:`Rows` (no pandas: what ``--format csv``
     prints); ``where``: SQL conditions on the trajectories (ANDed)."""
     opened = open_output(out, verify=verify)
-    keys, order, sgd = _summary_keys(opened, by)
+    keys, order, algorithm = _summary_keys(opened, by)
     if opened.config.keep == "summary":  # no rows: from the per-cell summaries
         from lin2net.analysis.cell_summary import summarize_kept
 
         _refuse_filters_without_rows(where)
-        frame = summarize_kept(opened.path, keys, sgd)
+        frame = summarize_kept(opened.path, keys, algorithm == "sgd")
         if not frame.empty:
             frame = frame.sort_values([a for a in order if a in frame.columns], kind="stable")
         return Rows(list(frame.columns), list(frame.itertuples(index=False, name=None)))
-    query = summary_query(sgd)
+    query = summary_query(registry.get(algorithm).summary_values)
     query.where.extend(where)
     if not opened.shards:
         return Rows([*keys, *query.outer], [])

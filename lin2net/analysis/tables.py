@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lin2net.dynamics import registry
 from lin2net.errors import ConfigError
 
 if TYPE_CHECKING:  # imported where used: the CLI imports this module, and a csv export needs neither
@@ -31,16 +32,7 @@ if TYPE_CHECKING:  # imported where used: the CLI imports this module, and a csv
 
 FORMATS = ("table", "csv", "markdown", "parquet")
 SUFFIX_FORMATS = {".csv": "csv", ".md": "markdown", ".markdown": "markdown", ".parquet": "parquet"}
-AXIS_LABELS = {
-    "eta": "η",
-    "eta_lambda0": "η·λ0",
-    "lambda0": "λ0",
-    "phi": "Φ",
-    "d": "d",
-    "init": "init",
-    "batch_size": "B",
-    "label_noise": "σ",
-}
+AXIS_LABELS = registry.axis_labels()  # axis → label, from the registry of dynamics (as registered at import)
 
 
 def format_value(value: Any, digits: int = 4, nan: str = "nan") -> str:

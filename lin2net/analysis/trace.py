@@ -1,17 +1,21 @@
-"""One gradient-descent trajectory step by step, beside the gradient flow from the same start.
+"""One trajectory step by step, beside the gradient flow from the same start.
 
-:func:`trace_trajectory` runs the exact reduced map of
-:class:`lin2net.dynamics.gd.reference.ReducedState` with the same arithmetic, stopping
-rule and log-space accumulation of Q(t)/Q(0) as :func:`lin2net.dynamics.gd.reference.integrate`,
-so a traced trajectory ends exactly where the sweep's row for it says it
-ends, but it records every step. :func:`sweep_initialization` rebuilds the
-initialization that a sweep cell used for a given trajectory index.
+A trace is the one driver's every-step mode (:func:`lin2net.dynamics.driver.run`
+with ``record="every"``): the same dynamics, arithmetic, stopping rule and
+observers as the sweep's reference integrators, so a traced trajectory ends
+exactly where the sweep's row for it says it ends, but every state is kept.
+:func:`trace_trajectory` traces GD from any start; :func:`trace_sweep` traces
+trajectory k of a cell of a sweep with that sweep's dynamics (its registry
+entry's ``trace``). :func:`sweep_initialization` rebuilds the initialization
+that a sweep cell used for a given trajectory index.
 
 Columns of the per-step table (one row per t = 0 … T):
 
-* ``t``; ``eps``, ``lambda``, ``loss`` = ε²/2; ``q_ratio`` = Q(t)/Q(0) and
+* ``t``; ``eps``, ``lambda``, ``loss``; ``q_ratio`` = Q(t)/Q(0) and
   ``log_q_ratio``; ``sharpness`` S(t) (exact top Hessian eigenvalue) and
   ``eta_sharpness`` = η·S(t);
+* the dynamics' step extras, NaN on the last row (SGD: the step's batch moments
+  ``s``, ``r`` and gradient factor ``g``);
 * ``gf_eps``, ``gf_lambda``, ``gf_loss``, ``gf_sharpness``: the gradient flow
   from the same initialization at GF time η·t (:mod:`lin2net.theory.gradient_flow`).
 """
@@ -19,7 +23,7 @@ Columns of the per-step table (one row per t = 0 … T):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +31,20 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from lin2net.dynamics.gd.reference import ReducedState, Status, StopRule, compensated_add, compensated_value, log_q_term
+from lin2net.dynamics import registry
+from lin2net.dynamics.driver import run
+from lin2net.dynamics.gd.reference import GD, GDParams, ReducedState
 from lin2net.dynamics.initialization import initial_blocks, initial_conditions
+from lin2net.dynamics.protocol import Status, StopRule
 from lin2net.errors import ConfigError
-from lin2net.sweep.config import parse_config
-from lin2net.sweep.grid import expand_grid
+from lin2net.sweep.config import SweepConfig, parse_config
+from lin2net.sweep.grid import Cell, expand_grid
 from lin2net.theory.closed_forms import FloatArray, reduced_coordinates, sharpness, sum_and_difference_norms
 from lin2net.theory.gradient_flow import GradientFlow
 
 TABLE_SUFFIXES = (".parquet", ".csv")
+# Errors name the parameters of these functions (``a/b``, ``eta``, ``max_steps``…);
+# the CLI names its options instead (lin2net.cli.trace).
 TRACE_MAX_STEPS = 10_000_000  # a trace keeps every step: ~1 GB of table at this many
 
 
@@ -59,14 +68,14 @@ def start_from_vectors(a: ArrayLike, b: ArrayLike, phi: float) -> Start:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.ndim != 1 or a.shape != b.shape or a.size == 0:
-        raise ConfigError("--a/--b", f"a and b must be non-empty and of equal length, got {a.size} and {b.size}")
+        raise ConfigError("a/b", f"a and b must be non-empty and of equal length, got {a.size} and {b.size}")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        raise ConfigError("--a/--b", "entries must be finite numbers")
+        raise ConfigError("a/b", "entries must be finite numbers")
     if not (math.isfinite(phi) and phi >= 0):
-        raise ConfigError("--phi", f"must be a finite number >= 0, got {phi!r}")
+        raise ConfigError("phi", f"must be a finite number >= 0, got {phi!r}")
     eps0, lam0, q0 = reduced_coordinates(a[None, :], b[None, :], phi)
     if lam0[0] == 0:
-        raise ConfigError("--a/--b", "a = b = 0 is the saddle point: gradient descent never moves from it")
+        raise ConfigError("a/b", "a = b = 0 is the saddle point: gradient descent never moves from it")
     s0, p0 = sum_and_difference_norms(a[None, :], b[None, :])
     return Start(a, b, phi, float(eps0[0]), float(lam0[0]), float(q0[0]), float(s0[0]), float(p0[0]))
 
@@ -78,9 +87,9 @@ def sweep_initialization(
     of a sweep with root seed ``seed`` and init ``sphere`` or ``gaussian``: the same
     numbers (ε0, λ0 and Q0 included) that the sweep's row for it started from."""
     if trajectory < 0:
-        raise ConfigError("--trajectory", f"must be >= 0, got {trajectory}")
+        raise ConfigError("trajectory", f"must be >= 0, got {trajectory}")
     if init == "explicit":
-        raise ConfigError("--init", "use --a and --b for an explicit initialization")
+        raise ConfigError("init", "give the vectors a and b for an explicit initialization")
     try:
         config = parse_config(
             {
@@ -91,8 +100,8 @@ def sweep_initialization(
                 "init": init,
             }
         )
-    except ConfigError as exc:  # name the command-line option, not the config key behind it
-        raise ConfigError("--" + exc.key.removeprefix("grid."), exc.problem) from None
+    except ConfigError as exc:  # name the parameter of this function, not the config key behind it
+        raise ConfigError(exc.key.removeprefix("grid."), exc.problem) from None
     cell = expand_grid(config)[0]
     initial = initial_conditions(config, cell)  # the sweep's own numbers for this row
     for block in initial_blocks(config, cell):
@@ -128,11 +137,41 @@ class Trace:
         return float(self.flow.limit_sharpness)
 
 
+def trace_table(columns: dict[str, Any], status: Status, start: Start, eta: float) -> Trace:
+    """A :class:`Trace` from the driver's per-state ``columns`` of one trajectory
+    (:meth:`lin2net.dynamics.driver.History.trajectory`), with the gradient flow
+    (of the loss the dynamics descends) from the same start at GF time η·t."""
+    phi = start.phi
+    steps = np.asarray(columns["t"])
+    flow = GradientFlow.from_vectors(start.a, start.b, phi)
+    gf_eps, gf_lam = flow.at(eta * steps)
+    known = {"t", "eps", "lam", "loss", "log_q_ratio", "sharpness", "eta_sharpness"}
+    extras = {name: values for name, values in columns.items() if name not in known}
+    with np.errstate(over="ignore", invalid="ignore"):
+        table = pd.DataFrame(
+            {
+                "t": steps,
+                "eps": columns["eps"],
+                "lambda": columns["lam"],
+                "loss": columns["loss"],
+                "q_ratio": np.exp(columns["log_q_ratio"]),
+                "log_q_ratio": columns["log_q_ratio"],
+                "sharpness": columns["sharpness"],
+                "eta_sharpness": columns["eta_sharpness"],
+                **extras,
+                "gf_eps": gf_eps,
+                "gf_lambda": gf_lam,
+                "gf_loss": 0.5 * gf_eps * gf_eps,
+                "gf_sharpness": sharpness(gf_eps, gf_lam, phi),
+            }
+        )
+    return Trace(table, status, int(steps[-1]), eta, phi, flow)
+
+
 def trace_trajectory(start: Start, eta: float, rule: StopRule) -> Trace:
     """Run GD from ``start`` to its stopping time T, recording t = 0 … T."""
     if not (math.isfinite(eta) and eta > 0):
-        raise ConfigError("--eta", f"must be a finite number > 0, got {eta!r}")
-    phi = start.phi
+        raise ConfigError("eta", f"must be a finite number > 0, got {eta!r}")
     known = not (math.isnan(start.s0) or math.isnan(start.p0))
     state = ReducedState(
         np.array([start.eps0]),
@@ -140,95 +179,38 @@ def trace_trajectory(start: Start, eta: float, rule: StopRule) -> Trace:
         np.array([start.s0]) if known else None,
         np.array([start.p0]) if known else None,
     )
-    state.start(np.array([phi]))
-    eps, lam = float(state.eps[0]), float(state.lam[0])
-    log_q, log_q_error = np.zeros(1), np.zeros(1)  # compensated, as integrate() sums it
-    eps_t: list[float] = []
-    lam_t: list[float] = []
-    log_q_t: list[float] = []
-    status = Status.MAX_STEPS
-    t = 0
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        while True:
-            eps_t.append(eps)
-            lam_t.append(lam)
-            log_q_t.append(float(compensated_value(log_q, log_q_error)[0]))
-            if 0.5 * eps * eps <= rule.loss_tol:
-                status = Status.CONVERGED
-                break
-            if not (abs(eps) <= rule.divergence_threshold and abs(lam) <= rule.divergence_threshold):
-                status = Status.DIVERGED
-                break
-            if t >= rule.max_steps:
-                break
-            # The same log term as integrate(), and the sweep's own map (one trajectory).
-            log_q, log_q_error = compensated_add(log_q, log_q_error, log_q_term(np.array([eta * eps])))
-            state.step(state.eps, state.lam, np.array([eta]), np.array([phi]))
-            eps, lam = float(state.eps[0]), float(state.lam[0])
-            t += 1
-    steps = np.arange(t + 1)
-    eps_a, lam_a, log_q_a = np.array(eps_t), np.array(lam_t), np.array(log_q_t)
-    flow = GradientFlow.from_vectors(start.a, start.b, phi)
-    gf_eps, gf_lam = flow.at(eta * steps)
-    with np.errstate(over="ignore", invalid="ignore"):
-        sharp = sharpness(eps_a, lam_a, phi)
-        table = pd.DataFrame(
-            {
-                "t": steps,
-                "eps": eps_a,
-                "lambda": lam_a,
-                "loss": 0.5 * eps_a * eps_a,
-                "q_ratio": np.exp(log_q_a),
-                "log_q_ratio": log_q_a,
-                "sharpness": sharp,
-                "eta_sharpness": eta * sharp,
-                "gf_eps": gf_eps,
-                "gf_lambda": gf_lam,
-                "gf_loss": 0.5 * gf_eps * gf_eps,
-                "gf_sharpness": sharpness(gf_eps, gf_lam, phi),
-            }
+    outcome = run(GD(), state, GDParams(np.array([eta]), np.array([start.phi])), rule, record="every")
+    assert outcome.history is not None
+    return trace_table(outcome.history.trajectory(0), Status(int(outcome.results.status[0])), start, eta)
+
+
+def trace_sweep(
+    config: SweepConfig, cell: Cell, trajectory: int, max_steps: int | None = None, loss_tol: float | None = None
+) -> tuple[Trace, Start]:
+    """Trajectory ``trajectory`` of ``cell`` of the sweep ``config``, step by step, with
+    the sweep's dynamics and stop rule (``max_steps``, ``loss_tol`` override it), and
+    the start it ran from: its last row is the sweep's row for it."""
+    rule = StopRule(config.loss_tol, config.max_steps, config.divergence_threshold)
+    steps = rule.max_steps if max_steps is None else max_steps
+    if steps > TRACE_MAX_STEPS:
+        problem = f"the sweep's max_steps is {steps} and a trace keeps every step: give max_steps <= {TRACE_MAX_STEPS}"
+        raise ConfigError("max_steps", problem)
+    rule = replace(rule, max_steps=steps, loss_tol=rule.loss_tol if loss_tol is None else loss_tol)
+    if config.explicit is not None:
+        start = start_from_vectors(config.explicit.a, config.explicit.b, cell.phi)
+    else:
+        start = sweep_initialization(
+            eta=cell.eta,
+            lambda0=cell.lambda0,
+            phi=cell.phi,
+            d=cell.d,
+            seed=config.seed,
+            init=config.init,
+            trajectory=trajectory,
         )
-    return Trace(table, status, t, eta, phi, flow)
-
-
-def sgd_trace(start: Start, sgd: Any, eta: float) -> Trace:
-    """A :class:`Trace` of an SGD trajectory (``sgd``: a lin2net.dynamics.sgd.reference.SGDTrace
-    re-simulated from ``start``), with the same columns as GD's (loss and
-    sharpness those of the full-batch loss, the gradient flow of the full-batch
-    loss from the same start) plus each step's batch moments ``s``, ``r`` and
-    gradient factor ``g`` (NaN on the last row: no step was taken from it)."""
-    phi = start.phi
-    steps = np.asarray(sgd.t)
-    flow = GradientFlow.from_vectors(start.a, start.b, phi)
-    gf_eps, gf_lam = flow.at(eta * steps)
-
-    def per_state(values: Any) -> FloatArray:
-        padded: FloatArray = np.full(steps.shape, np.nan)
-        padded[: len(values)] = values
-        return padded
-
-    with np.errstate(over="ignore", invalid="ignore"):
-        sharp = np.asarray(sgd.sharpness, dtype=np.float64)
-        table = pd.DataFrame(
-            {
-                "t": steps,
-                "eps": sgd.eps,
-                "lambda": sgd.lam,
-                "loss": sgd.loss,
-                "q_ratio": np.exp(sgd.log_q_ratio),
-                "log_q_ratio": sgd.log_q_ratio,
-                "sharpness": sharp,
-                "eta_sharpness": eta * sharp,
-                "g": per_state(sgd.g),
-                "s": per_state(sgd.s),
-                "r": per_state(sgd.r),
-                "gf_eps": gf_eps,
-                "gf_lambda": gf_lam,
-                "gf_loss": 0.5 * gf_eps * gf_eps,
-                "gf_sharpness": sharpness(gf_eps, gf_lam, phi),
-            }
-        )
-    return Trace(table, Status(sgd.status), int(steps[-1]), eta, phi, flow)
+    trace = registry.get(config.algorithm).function("trace")
+    columns, status = trace(config, cell, trajectory, rule)
+    return trace_table(columns, status, start, cell.eta), start
 
 
 def write_trace_table(trace: Trace, path: Path) -> None:
@@ -237,7 +219,7 @@ def write_trace_table(trace: Trace, path: Path) -> None:
 
     suffix = Path(path).suffix.lower()
     if suffix not in TABLE_SUFFIXES:
-        raise ConfigError("--output", f"unknown table format {suffix or '(none)'!r}; use .parquet or .csv")
+        raise ConfigError("path", f"unknown table format {suffix or '(none)'!r}; use .parquet or .csv")
     if suffix == ".csv":
         atomic_write(Path(path), lambda temp: trace.table.to_csv(temp, index=False))
     else:

@@ -43,7 +43,6 @@ UIntArray = NDArray[np.uint64]
 
 GAMMA = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's increment: 2⁶⁴ / golden ratio, odd
 DRAW_BITS = 18  # draws per step < 2¹⁸ (batch sizes up to 2¹⁸ − 2)
-MAX_STEP = 2**46  # steps per trajectory < 2⁴⁶, so (step, draw) counters never wrap
 STEP_GAMMA = np.uint64((0x9E3779B97F4A7C15 << DRAW_BITS) % 2**64)  # γ · 2¹⁸ mod 2⁶⁴
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)

@@ -82,7 +82,7 @@ def settings_digest(resolved: Mapping[str, Any]) -> str:
 
 def cell_from_parameters(parameters: Mapping[str, Any]) -> Cell:
     """The :class:`Cell` that ``Cell.parameters`` came from."""
-    return Cell(**parameters)
+    return Cell.from_parameters(parameters)
 
 
 def row_groups(cells: int, trajectories: int, limit: int = ROW_GROUP_ROWS) -> list[tuple[int, int]]:
@@ -224,8 +224,9 @@ def verify_footer(path: Path, settings: str, trajectories: int, grid: Mapping[st
     return ShardFooter(path, ident, cells, rows, checksums, part)
 
 
-def read_verified(footer: ShardFooter, columns: list[str] | None = None) -> pa.Table:
-    """The file's table (only ``columns`` if given), page CRCs and content checksums checked."""
+def read_verified(footer: ShardFooter, columns: list[str] | None = None, *, trajectory_rows: bool = True) -> pa.Table:
+    """The file's table (only ``columns`` if given), page CRCs and content checksums
+    checked, and (``trajectory_rows``: a shard file) every column's type."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -237,7 +238,7 @@ def read_verified(footer: ShardFooter, columns: list[str] | None = None) -> pa.T
         raise CorruptShard(footer.path, f"unreadable data: {_one_line(exc)}") from None
     if table.num_rows != footer.rows:
         raise CorruptShard(footer.path, f"reads back {table.num_rows} rows, its footer lists {footer.rows}")
-    odd = _unexpected_field(table.schema)
+    odd = _unexpected_field(table.schema) if trajectory_rows else ""
     if odd:
         raise CorruptShard(footer.path, f"column {odd} does not have lin2net's type")
     bad = mismatched_columns(table, dict(footer.checksums))
@@ -248,18 +249,24 @@ def read_verified(footer: ShardFooter, columns: list[str] | None = None) -> pa.T
 
 def _unexpected_field(schema: pa.Schema) -> str:
     """The first column whose type or nullability differs from lin2net's
-    trajectory schema ('' if none): a flipped bit in the footer's stored
+    trajectory schemas ('' if none): a flipped bit in the footer's stored
     schema can change a type while every value still checks out."""
-    from lin2net.dynamics.gd.cell import SGD_TRAJECTORY_SCHEMA  # a superset of GD's columns
-
+    known = _trajectory_fields()
     for found in schema:
-        index = SGD_TRAJECTORY_SCHEMA.get_field_index(found.name)
-        if index < 0:
+        expected = known.get(found.name)
+        if expected is None:
             return str(found.name)
-        expected = SGD_TRAJECTORY_SCHEMA.field(index)
         if found.type != expected.type or found.nullable != expected.nullable:
             return str(found.name)
     return ""
+
+
+def _trajectory_fields() -> dict[str, pa.Field]:
+    """Every column of every dynamics registered now (a test may add one), by name."""
+    from lin2net.dynamics import registry
+    from lin2net.dynamics.cells import trajectory_schema
+
+    return {f.name: f for name in registry.names() for f in trajectory_schema(name)}
 
 
 def _one_line(exc: BaseException) -> str:

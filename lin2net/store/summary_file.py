@@ -160,7 +160,7 @@ def scan_summaries(out: Path, config: SweepConfig, *, verify_data: bool = True) 
         try:
             footer = verify_summary_footer(path, settings, config.trajectories, grid)
             if verify_data:
-                read_verified(footer)
+                read_verified(footer, trajectory_rows=False)
         except CorruptShard as bad:
             scan.bad.append(bad)
             continue
@@ -239,7 +239,7 @@ def read_summaries(out: Path) -> pa.Table:
     if not scan.verified:
         raise OutputError(f"{out} holds no finished cells yet")
     with ThreadPoolExecutor(max_workers=min(len(scan.verified), os.cpu_count() or 1)) as pool:
-        futures = [pool.submit(read_verified, footer) for footer in scan.verified]
+        futures = [pool.submit(read_verified, footer, trajectory_rows=False) for footer in scan.verified]
         tables = []
         for future in futures:
             try:

@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 import yaml
 
+from lin2net.dynamics import registry
 from lin2net.dynamics.sgd.data import MAX_DATA, DataSpec
 from lin2net.errors import ConfigError
 
-TOP_LEVEL_KEYS = (
+COMMON_KEYS = (
     "name",
     "seed",
     "trajectories",
@@ -35,19 +36,23 @@ TOP_LEVEL_KEYS = (
     "divergence_threshold",
     "integrator",
     "algorithm",
-    "data",
-    "sampling",
-    "window",
     "keep",
 )
-GRID_KEYS = ("eta", "eta_lambda0", "lambda0", "phi", "d", "batch_size", "label_noise")
+
+
+def top_level_keys() -> tuple[str, ...]:
+    """Every top-level key: the common ones, then each registered dynamics' own."""
+    return tuple(dict.fromkeys([*COMMON_KEYS, *(key for entry in registry.entries() for key in entry.config_keys)]))
+
+
+# As registered at import (a dynamics registered later is read through the functions).
+TOP_LEVEL_KEYS = top_level_keys()
+GRID_KEYS = registry.grid_keys()  # the common axes, then those of each registered dynamics
 INIT_KINDS = ("sphere", "gaussian", "explicit")
 INTEGRATORS = ("compiled", "reduced", "full")
 AXIS_FORMS = ("linspace", "geomspace")
-ALGORITHMS = ("gd", "sgd")
+ALGORITHMS = registry.names()
 SAMPLINGS = ("without_replacement", "with_replacement")
-SGD_KEYS = ("data", "sampling", "window")  # top-level keys that only SGD reads
-SGD_GRID_KEYS = ("batch_size", "label_noise")
 DATA_KEYS = ("n", "x", "noise")
 DATA_X_KINDS = ("gaussian", "ones")
 KEEP_CHOICES = ("rows", "summary", "both")  # what a sweep writes per cell: trajectory rows, a summary, or both
@@ -145,9 +150,10 @@ class SweepConfig:
             "divergence_threshold": self.divergence_threshold,
             "integrator": self.integrator,
         }
-        if self.data is not None:  # SGD keys only for SGD: GD's resolved config is unchanged
-            x = self.data.x if isinstance(self.data.x, str) else list(self.data.x)
+        if self.algorithm != "gd":  # GD's resolved config is unchanged (algorithm: gd is the default)
             resolved["algorithm"] = self.algorithm
+        if self.data is not None:  # SGD's keys only for SGD
+            x = self.data.x if isinstance(self.data.x, str) else list(self.data.x)
             resolved["data"] = {"n": self.data.n, "x": x, "noise": self.data.noise}
             resolved["sampling"] = self.sampling
             resolved["window"] = self.window
@@ -377,7 +383,7 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
         raise ConfigError("", "config is empty: it needs at least a grid with eta and lambda0")
     if not isinstance(raw, Mapping):
         raise ConfigError("", f"config must be a mapping of keys to values, got {_describe(raw)}")
-    _reject_unknown(raw, TOP_LEVEL_KEYS, prefix="")
+    _reject_unknown(raw, top_level_keys(), prefix="")
     if "grid" not in raw:
         raise ConfigError("grid", "missing: the grid of eta and lambda0 values to sweep is required")
     settings = {**DEFAULTS, **raw}
@@ -394,17 +400,18 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
     if integrator not in INTEGRATORS:
         raise ConfigError("integrator", f"must be one of {', '.join(INTEGRATORS)}, got {_describe(integrator)}")
     algorithm = settings.get("algorithm", "gd")
-    if algorithm not in ALGORITHMS:
-        raise ConfigError("algorithm", f"must be one of {', '.join(ALGORITHMS)}, got {_describe(algorithm)}")
+    if algorithm not in registry.names():
+        raise ConfigError("algorithm", f"must be one of {', '.join(registry.names())}, got {_describe(algorithm)}")
     max_steps = _positive_int("max_steps", settings["max_steps"], maximum=MAX_STEPS)
+    own = registry.get(algorithm)
+    grid = raw["grid"] if isinstance(raw["grid"], Mapping) else {}
+    for key, shown in [*((k, k) for k in raw), *((k, f"grid.{k}") for k in grid)]:
+        owner = registry.owner_of(key)
+        if owner is not None and owner != own.name and key not in own.config_keys and key not in own.axis_names:
+            raise ConfigError(shown, f"only used with algorithm: {owner} (add algorithm: {owner}, or remove it)")
     sgd: dict[str, Any] = {}
-    if algorithm == "sgd":
+    if algorithm == "sgd":  # SGD's settings: its data set, sampling and window (SweepConfig's fields)
         sgd = _parse_sgd(settings, raw["grid"], max_steps)
-    else:
-        grid = raw["grid"] if isinstance(raw["grid"], Mapping) else {}
-        present = [key for key in SGD_KEYS if key in raw] + [f"grid.{key}" for key in SGD_GRID_KEYS if key in grid]
-        if present:
-            raise ConfigError(present[0], "only used with algorithm: sgd (add algorithm: sgd, or remove it)")
     axes, specs = _parse_grid(raw["grid"], explicit, sgd.get("data"))
     keep = settings.get("keep", "rows")
     if keep not in KEEP_CHOICES:
@@ -485,7 +492,7 @@ def _parse_grid(
 ) -> tuple[dict[str, tuple[Any, ...]], dict[str, Any]]:
     if not isinstance(grid, Mapping):
         raise ConfigError("grid", f"must be a mapping of axis names to values, got {_describe(grid)}")
-    _reject_unknown(grid, GRID_KEYS, prefix="grid.")
+    _reject_unknown(grid, registry.grid_keys(), prefix="grid.")
     if "eta" in grid and "eta_lambda0" in grid:
         raise ConfigError("grid.eta_lambda0", "give either grid.eta or grid.eta_lambda0, not both")
     if "eta" not in grid and "eta_lambda0" not in grid:
@@ -501,19 +508,20 @@ def _parse_grid(
     defaults = {"phi": GRID_DEFAULTS["phi"]} if explicit is not None else GRID_DEFAULTS
     specs = {**defaults, **({"label_noise": 0.0} if data else {}), **grid}
     axes: dict[str, tuple[Any, ...]] = {}
-    for key in GRID_KEYS:
+    for key in registry.grid_keys():
         if key not in specs:
             continue
         values = _expand_axis(f"grid.{key}", specs[key])
         if key == "d":
             axes[key] = _integer_axis(f"grid.{key}", values, from_range=isinstance(specs[key], Mapping))
-        elif key == "batch_size" and data is not None:
+        elif registry.axis(key).dtype is int:
             axes[key] = _integer_axis(f"grid.{key}", values, from_range=isinstance(specs[key], Mapping))
-            for size in axes[key]:
-                if size > data.n:
-                    raise ConfigError("grid.batch_size", f"must be at most data.n = {data.n}, got {size}")
+            limit = data.n if key == "batch_size" and data is not None else None  # SGD: a batch is at most the data
+            for size in axes[key] if limit is not None else ():
+                if size > limit:
+                    raise ConfigError("grid.batch_size", f"must be at most data.n = {limit}, got {size}")
         else:
-            allow_zero = key in ("phi", "label_noise")
+            allow_zero = registry.axis(key).allow_zero
             for value in values:
                 if value < 0 or (value == 0 and not allow_zero):
                     raise ConfigError(f"grid.{key}", f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
@@ -721,7 +729,3 @@ def _integer(key: str, value: Any, minimum: int, maximum: int | None = None) -> 
 
 def _positive_int(key: str, value: Any, maximum: int | None = None) -> int:
     return _integer(key, value, minimum=1, maximum=maximum)
-
-
-def _non_negative_int(key: str, value: Any) -> int:
-    return _integer(key, value, minimum=0)

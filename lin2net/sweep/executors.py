@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from lin2net.dynamics.gd.cell import shard_tables, simulate_cells
+from lin2net.dynamics.cells import shard_tables, simulate_cells
 from lin2net.errors import Lin2netError
 from lin2net.store.outdir import OutputReplaced, RunEnded, WriteGuard, write_shard
 from lin2net.store.shards import Shard

@@ -10,20 +10,23 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
+from lin2net.dynamics import registry
 from lin2net.sweep.config import SweepConfig
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One grid point. ``eta_lambda0`` is set when the config's stepsize axis is η·λ0;
-    ``batch_size`` and ``label_noise`` exactly when the algorithm is SGD (so GD
-    cells keep their parameters and ids)."""
+    """One grid point of dynamics ``algorithm``. ``eta_lambda0`` is set when the
+    config's stepsize axis is η·λ0; ``axes`` holds the values of the dynamics' own
+    axes (:mod:`lin2net.dynamics.registry`; none for GD, so GD cells keep their
+    parameters and ids), in the order the registry declares them."""
 
     eta: float
     lambda0: float
@@ -31,19 +34,36 @@ class Cell:
     d: int
     init: str
     eta_lambda0: float | None = None
-    batch_size: int | None = None
-    label_noise: float | None = None
+    axes: tuple[tuple[str, float | int], ...] = ()
+    algorithm: str = "gd"
+
+    def value(self, name: str) -> float | int:
+        """The value of the dynamics' axis ``name`` (KeyError if the cell has none)."""
+        for key, value in self.axes:
+            if key == name:
+                return value
+        raise KeyError(name)
 
     @property
     def parameters(self) -> dict[str, float | int | str]:
         params: dict[str, float | int | str] = {"eta": self.eta, "lambda0": self.lambda0, "phi": self.phi, "d": self.d}
         if self.eta_lambda0 is not None:
             params["eta_lambda0"] = self.eta_lambda0
-        if self.batch_size is not None and self.label_noise is not None:
-            params["batch_size"] = self.batch_size
-            params["label_noise"] = self.label_noise
+        params.update(self.axes)
         params["init"] = self.init
         return params
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any]) -> Cell:
+        """The cell that :attr:`parameters` came from (its dynamics: the one whose axes it has)."""
+        common = ("eta", "lambda0", "phi", "d", "init", "eta_lambda0")
+        names = {key for key in parameters if key not in common}
+        entry = next((e for e in registry.entries() if set(e.axis_names) == names), None)
+        if entry is None:
+            raise ValueError(f"no dynamics has the axes {sorted(names)}")
+        extra = tuple((name, parameters[name]) for name in entry.axis_names)
+        known = {key: parameters[key] for key in common if key in parameters}
+        return cls(**known, axes=extra, algorithm=entry.name)
 
     @cached_property
     def cell_id(self) -> str:
@@ -116,18 +136,20 @@ def _iter_cells(config: SweepConfig) -> Iterator[Cell]:
     else:
         lambda0s = tuple(float(v) for v in axes["lambda0"])
         widths = tuple(int(v) for v in axes["d"])
-    # SGD's axes vary fastest; GD has one pseudo-value (None, None) that leaves its cells unchanged.
-    sgd_axes: list[tuple[int | None, float | None]] = [(None, None)]
-    if config.algorithm == "sgd":
-        sgd_axes = [(int(b), float(s)) for b, s in itertools.product(axes["batch_size"], axes["label_noise"])]
-    for step, lambda0, phi, d, (size, noise) in itertools.product(
-        axes[config.eta_key], lambda0s, axes["phi"], widths, sgd_axes
+    # The dynamics' own axes vary fastest; GD has none (one empty combination).
+    own = registry.get(config.algorithm).axes
+    combinations = [
+        tuple((axis.name, axis.dtype(value)) for axis, value in zip(own, values, strict=True))
+        for values in itertools.product(*(axes[axis.name] for axis in own))
+    ]
+    for step, lambda0, phi, d, extra in itertools.product(
+        axes[config.eta_key], lambda0s, axes["phi"], widths, combinations
     ):
         if config.eta_key == "eta":
             eta, eta_lambda0 = float(step), None
         else:
             eta, eta_lambda0 = float(step) / lambda0, float(step)
-        yield Cell(eta, lambda0, float(phi), d, label, eta_lambda0, batch_size=size, label_noise=noise)
+        yield Cell(eta, lambda0, float(phi), d, label, eta_lambda0, extra, config.algorithm)
 
 
 def initialization_rng(seed: int, init: str, d: int, block: int) -> np.random.Generator:

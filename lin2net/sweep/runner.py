@@ -216,8 +216,8 @@ def estimate_seconds(
 
     import numpy as np
 
-    from lin2net.dynamics.gd.cell import simulate_cells
-    from lin2net.dynamics.gd.reference import Status
+    from lin2net.dynamics.cells import simulate_cells
+    from lin2net.dynamics.protocol import Status
 
     if not todo:
         return Pilot(0.0, 0, 0, 0)
@@ -338,7 +338,7 @@ def plan_backend(config: SweepConfig, workers: int) -> tuple[int, int, int]:
     each), with smaller shards so that each process gets several. Shards
     never depend on ``workers``: the files are the same for any count."""
     if config.integrator == "compiled":
-        from lin2net.dynamics.gd.kernel import available_threads
+        from lin2net.kernels.kit import available_threads
 
         return 1, max(1, min(workers, available_threads())), SHARD_ROWS
     return workers, 1, NUMPY_SHARD_ROWS

@@ -1,30 +1,29 @@
-"""Run grid cells: initializations in, one table row per trajectory out.
+"""GD's cells: a shard's cells in, initial conditions and GD results out.
 
-This is the seam between the numerical kernels (pure arrays) and the sweep
-orchestration (files, progress); it knows the output columns (docs/columns.md).
-A shard's cells are simulated together: their initial conditions are joined,
-and the compiled kernel integrates all of them in one call with η and Φ given
-per trajectory, so lanes refill across cell boundaries. A cell's rows do not
-depend on which shard holds it, nor on the shard's size or the thread count.
+GD's ``simulate`` and ``trace`` of the registry (:mod:`lin2net.dynamics.registry`).
+The compiled kernel integrates all of a shard's cells in one call with η and Φ
+given per trajectory, so lanes refill across cell boundaries; the reduced and
+full integrators are the NumPy reference (:mod:`lin2net.dynamics.gd.reference`)
+through the one driver.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import fields, replace
 from typing import Any, TypeVar
 
 import numpy as np
-import pyarrow as pa
 
+from lin2net.dynamics.driver import TrajectoryResults, concatenate, run
 from lin2net.dynamics.gd.reference import (
+    GD,
     FullState,
+    GDParams,
     ReducedState,
-    Status,
-    StopRule,
-    TrajectoryResults,
-    concatenate,
     integrate,
+    residual_and_scale,
+    start_vectors,
 )
 from lin2net.dynamics.initialization import (
     InitialConditions,
@@ -33,60 +32,10 @@ from lin2net.dynamics.initialization import (
     initial_conditions,
     shard_initial_conditions,
 )
-from lin2net.store.shard_file import row_groups
+from lin2net.dynamics.protocol import Status, StopRule
 from lin2net.sweep.config import SweepConfig
 from lin2net.sweep.grid import Cell
-from lin2net.theory import theorems
-from lin2net.theory.closed_forms import gradient_flow_sharpness, sharpness, sum_and_difference_norms
-
-TRAJECTORY_SCHEMA = pa.schema(
-    [
-        ("cell_id", pa.dictionary(pa.int32(), pa.string())),
-        ("trajectory", pa.int64()),
-        ("eta", pa.float64()),
-        ("lambda0", pa.float64()),
-        ("phi", pa.float64()),
-        ("d", pa.int64()),
-        ("init", pa.dictionary(pa.int8(), pa.string())),
-        ("eta_lambda0", pa.float64()),
-        ("eps0", pa.float64()),
-        ("lambda_init", pa.float64()),
-        ("q0", pa.float64()),
-        ("sharpness0", pa.float64()),
-        ("status", pa.dictionary(pa.int8(), pa.string())),
-        ("steps", pa.int64()),
-        ("eps_T", pa.float64()),
-        ("lambda_T", pa.float64()),
-        ("sharpness_T", pa.float64()),
-        ("q_ratio", pa.float64()),
-        ("log_q_ratio", pa.float64()),
-        ("lambda_gf", pa.float64()),
-        ("sum_eps2", pa.float64()),
-        ("max_eta_sharpness", pa.float64()),
-        ("eos_steps", pa.int64()),
-        ("max_abs_eps", pa.float64()),
-        ("thm1_regime", pa.bool_()),
-        ("thm1_lower", pa.float64()),
-        ("thm1_upper", pa.float64()),
-        ("regime", pa.dictionary(pa.int8(), pa.string())),
-    ]
-)
-# SGD cells (algorithm: sgd) add these columns after GD's (GD tables are unchanged).
-# (lin2net.dynamics.sgd.reference.WINDOW_COLUMNS; not imported here, as lin2net.dynamics.sgd.reference imports numba).
-SGD_RESULT_COLUMNS = (
-    "loss_T",
-    "q_ratio_window",
-    "log_q_ratio_window",
-    "sharpness_window",
-    "loss_window",
-    "lambda_window",
-)
-SGD_TRAJECTORY_SCHEMA = TRAJECTORY_SCHEMA.append(pa.field("batch_size", pa.int64()))
-for _name in ("label_noise", *SGD_RESULT_COLUMNS):
-    SGD_TRAJECTORY_SCHEMA = SGD_TRAJECTORY_SCHEMA.append(pa.field(_name, pa.float64()))
-_Columns = TypeVar("_Columns", InitialConditions, TrajectoryResults)
-STATUS_LABELS = pa.array([status.label for status in Status], type=pa.string())
-REGIME_LABELS = pa.array(list(theorems.REGIMES), type=pa.string())
+from lin2net.theory.closed_forms import sum_and_difference_norms
 
 
 def stop_rule(config: SweepConfig) -> StopRule:
@@ -98,14 +47,14 @@ def per_trajectory(cells: Sequence[Cell], trajectories: int, name: str, dtype: A
     return np.repeat(np.array([getattr(cell, name) for cell in cells], dtype=dtype), trajectories)
 
 
-def simulate_cells(
+def simulate_gd_cells(
     config: SweepConfig,
     cells: Sequence[Cell],
     threads: int | None = None,
     cancel: Any = None,
     part: tuple[int, int] | None = None,
 ) -> tuple[InitialConditions, TrajectoryResults]:
-    """Integrate every trajectory of ``cells`` with the config's integrator.
+    """Integrate every trajectory of ``cells`` with GD and the config's integrator.
 
     ``threads`` and ``cancel`` (an int64 array of one element: nonzero stops
     the kernel, which raises) go to the compiled kernel; the NumPy
@@ -113,172 +62,65 @@ def simulate_cells(
     ``part = (first, stop)``, for one cell: only its trajectories first …
     stop − 1 (a cell larger than a shard runs in parts; the same rows).
     """
-    if config.algorithm == "sgd":
-        from lin2net.dynamics.sgd.cell import simulate_sgd_cells  # imports numba: only when used
-
-        return simulate_sgd_cells(config, cells, threads, part=part)
     rule = stop_rule(config)
     n = config.trajectories
+    first, stop = part if part is not None else (0, n)
     if part is not None:
-        (cell,) = cells
-        first, stop = part
+        assert len(cells) == 1, "a part is of one cell"
         n = stop - first
-        if config.integrator == "full":
-            return _simulate_full(config, cells, rule, first, stop)
-        initial = initial_conditions(config, cell, first, stop)
-        eta, phi = per_trajectory(cells, n, "eta"), per_trajectory(cells, n, "phi")
-        if config.integrator == "compiled":
-            from lin2net.dynamics.gd.kernel import integrate_compiled
-
-            results = integrate_compiled(
-                initial.eps0, initial.lam0, eta, phi, rule, threads=threads, s0=initial.s0, p0=initial.p0, cancel=cancel
-            )
-            return initial, results
-        return initial, integrate(ReducedState(initial.eps0, initial.lam0, initial.s0, initial.p0), eta, phi, rule)
+    if config.integrator == "full":
+        return _simulate_full(config, cells, rule, first, stop)
+    if part is not None:
+        initial = initial_conditions(config, cells[0], first, stop)
+    else:
+        initial = shard_initial_conditions(config, cells)
     if config.integrator == "compiled":
         from lin2net.dynamics.gd.kernel import integrate_compiled  # imports numba: only when used
 
-        initial = shard_initial_conditions(config, cells)
         eta, phi = per_trajectory(cells, n, "eta"), per_trajectory(cells, n, "phi")
         results = integrate_compiled(
             initial.eps0, initial.lam0, eta, phi, rule, threads=threads, s0=initial.s0, p0=initial.p0, cancel=cancel
         )
         return initial, results
-    if config.integrator == "reduced":
-        initial = shard_initial_conditions(config, cells)
-        eta, phi = per_trajectory(cells, n, "eta"), per_trajectory(cells, n, "phi")
-        reduced = ReducedState(initial.eps0, initial.lam0, initial.s0, initial.p0)
-        return initial, integrate(reduced, eta, phi, rule)
-    return _simulate_full(config, cells, rule)
+    eta, phi = per_trajectory(cells, n, "eta"), per_trajectory(cells, n, "phi")
+    reduced = ReducedState(initial.eps0, initial.lam0, initial.s0, initial.p0)
+    return initial, integrate(reduced, eta, phi, rule)
+
+
+_Columns = TypeVar("_Columns", InitialConditions, TrajectoryResults)
+
+
+def _rows(arrays: _Columns, rows: slice) -> _Columns:
+    """The same per-trajectory arrays, only ``rows`` (views)."""
+    return replace(arrays, **{f.name: getattr(arrays, f.name)[rows] for f in fields(arrays)})
 
 
 def _simulate_full(
-    config: SweepConfig, cells: Sequence[Cell], rule: StopRule, first: int = 0, stop: int | None = None
+    config: SweepConfig, cells: Sequence[Cell], rule: StopRule, first: int, stop: int
 ) -> tuple[InitialConditions, TrajectoryResults]:
-    """The full-vector integrator, block by block (trajectories first … stop − 1)."""
+    """The full-vector integrator, block by block (trajectories first … stop − 1 of each cell)."""
     starts: list[InitialConditions] = []
     parts: list[TrajectoryResults] = []
-    stop = config.trajectories if stop is None else stop
     for cell in cells:
         for block in initial_blocks(config, cell, first, stop):
-            state = FullState(block.a, block.b, cell.phi)
-            eps0, lam0 = state.residual_and_scale()
+            state = start_vectors(FullState(block.a, block.b))
+            assert state.q0 is not None
+            eps0, lam0 = residual_and_scale(state, np.array([cell.phi]))
             s0, p0 = sum_and_difference_norms(block.a, block.b)
             rows = block_rows(block, first, stop)  # a whole block is integrated, then cut
-            start = InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0, s0=s0, p0=p0)
-            starts.append(_slice(start, rows.start, rows.stop))
-            parts.append(_slice(integrate(state, cell.eta, cell.phi, rule), rows.start, rows.stop))
+            starts.append(_rows(InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0, s0=s0, p0=p0), rows))
+            parts.append(_rows(integrate(state, cell.eta, cell.phi, rule), rows))
     names = [f.name for f in fields(InitialConditions)]
     initial = InitialConditions(**{k: np.concatenate([getattr(s, k) for s in starts]) for k in names})
     return initial, concatenate(parts)
 
 
-def simulate_cell(
-    config: SweepConfig, cell: Cell, threads: int | None = None
-) -> tuple[InitialConditions, TrajectoryResults]:
-    """:func:`simulate_cells` for one cell."""
-    return simulate_cells(config, [cell], threads)
-
-
-def shard_tables(
-    cells: Sequence[Cell],
-    trajectories: int,
-    initial: InitialConditions,
-    results: TrajectoryResults,
-    first: int = 0,
-) -> Iterator[pa.Table]:
-    """The cells' table in the row ranges of :func:`lin2net.store.shard_file.row_groups`
-    (whole cells per range): only one range's derived columns are in memory.
-    ``first``: the rows are a part of one cell, from its trajectory ``first``."""
-    ids = pa.array([cell.cell_id for cell in cells], type=pa.string())
-    for start, stop in row_groups(len(cells), trajectories):
-        initial_rows, result_rows = _slice(initial, start, stop), _slice(results, start, stop)
-        yield _table(cells, ids, trajectories, start, stop, initial_rows, result_rows, first)
-
-
-def _slice(arrays: _Columns, start: int, stop: int) -> _Columns:
-    """The same dataclass of per-trajectory arrays, restricted to rows start…stop−1 (views)."""
-    return replace(arrays, **{f.name: getattr(arrays, f.name)[start:stop] for f in fields(arrays)})
-
-
-def _dictionary(indices: np.ndarray, labels: pa.Array, index_type: pa.DataType) -> pa.DictionaryArray:
-    return pa.DictionaryArray.from_arrays(pa.array(indices, type=index_type), labels)
-
-
-def _table(
-    cells: Sequence[Cell],
-    ids: pa.Array,
-    trajectories: int,
-    start: int,
-    stop: int,
-    initial: InitialConditions,
-    results: TrajectoryResults,
-    first: int = 0,
-) -> pa.Table:
-    """Rows ``start`` … ``stop − 1`` of the cells' per-trajectory table (docs/columns.md)."""
-    rows = np.arange(start, stop, dtype=np.int64)
-    which = rows // max(1, trajectories)  # index of each row's cell
-    sgd = cells[0].batch_size is not None
-    schema = SGD_TRAJECTORY_SCHEMA if sgd else TRAJECTORY_SCHEMA
-
-    def parameter(name: str, dtype: Any = np.float64) -> np.ndarray:
-        return np.array([getattr(cell, name) for cell in cells], dtype=dtype)[which]
-
-    eta, phi = parameter("eta"), parameter("phi")
-    lambda0 = parameter("lambda0")
-    eta_lambda0 = np.array(
-        [cell.eta * cell.lambda0 if cell.eta_lambda0 is None else cell.eta_lambda0 for cell in cells]
-    )[which]
-    inits = pa.array(sorted({cell.init for cell in cells}), type=pa.string())
-    init_index = {label: i for i, label in enumerate(inits.to_pylist())}
-    linear = theorems.thm1_regime(eta, initial.eps0, initial.lam0, phi)
-    slow = theorems.slow_regime(eta, initial.eps0, initial.lam0, phi)
-    columns = {
-        "cell_id": _dictionary(which.astype(np.int32), ids, pa.int32()),
-        "trajectory": rows - which * trajectories + first,
-        "eta": eta,
-        "lambda0": lambda0,
-        "phi": phi,
-        "d": parameter("d", np.int64),
-        "init": _dictionary(np.array([init_index[c.init] for c in cells], dtype=np.int8)[which], inits, pa.int8()),
-        "eta_lambda0": eta_lambda0,
-        "eps0": initial.eps0,
-        "lambda_init": initial.lam0,
-        "q0": initial.q0,
-        "sharpness0": sharpness(initial.eps0, initial.lam0, phi),
-        "status": _dictionary(results.status, STATUS_LABELS, pa.int8()),
-        "steps": results.steps,
-        "eps_T": results.eps_T,
-        "lambda_T": results.lambda_T,
-        "sharpness_T": results.sharpness_T,
-        "q_ratio": results.q_ratio,
-        "log_q_ratio": results.log_q_ratio,
-        "lambda_gf": gradient_flow_sharpness(initial.eps0, initial.lam0, phi, initial.s0, initial.p0),
-        "sum_eps2": results.sum_eps2,
-        "max_eta_sharpness": results.max_eta_sharpness,
-        "eos_steps": results.eos_steps,
-        "max_abs_eps": results.max_abs_eps,
-        "thm1_regime": linear,
-        "thm1_lower": theorems.thm1_lower(eta, initial.eps0, phi),
-        "thm1_upper": theorems.thm1_upper(eta, results.sum_eps2),
-        "regime": _dictionary(np.where(linear, 0, np.where(slow, 1, 2)).astype(np.int8), REGIME_LABELS, pa.int8()),
-    }
-    if sgd:
-        columns["batch_size"] = parameter("batch_size", np.int64)
-        columns["label_noise"] = parameter("label_noise")
-        for name in SGD_RESULT_COLUMNS:
-            columns[name] = getattr(results, name)
-    return pa.Table.from_pydict(columns, schema=schema)
-
-
-def cell_table(cell: Cell, initial: InitialConditions, results: TrajectoryResults) -> pa.Table:
-    """One simulated cell's per-trajectory table."""
-    n = initial.eps0.shape[0]
-    return pa.concat_tables(list(shard_tables([cell], n, initial, results)))
-
-
-def run_cell(config: SweepConfig, cell: Cell, threads: int | None = None) -> pa.Table:
-    """Simulate one cell and return its per-trajectory table (results never
-    depend on ``threads``)."""
-    initial, results = simulate_cell(config, cell, threads)
-    return cell_table(cell, initial, results)
+def trace_gd(config: SweepConfig, cell: Cell, trajectory: int, rule: StopRule) -> tuple[dict[str, Any], Status]:
+    """Trajectory ``trajectory`` of a GD cell step by step (the driver's every-step
+    mode on the reduced map, from the sweep's own S0, P0): per-state columns and how it ended."""
+    initial = initial_conditions(config, cell)
+    k = slice(trajectory, trajectory + 1)
+    state = ReducedState(initial.eps0[k], initial.lam0[k], initial.s0[k], initial.p0[k])
+    outcome = run(GD(), state, GDParams(np.array([cell.eta]), np.array([cell.phi])), rule, record="every")
+    assert outcome.history is not None
+    return outcome.history.trajectory(0), Status(int(outcome.results.status[0]))

@@ -4,7 +4,7 @@ The seam between :mod:`lin2net.dynamics.gd.cell` (tables, files) and the SGD int
 the initial points are GD's (same stream, same ε0, λ0, Q0, S0, P0), the data set is
 built once per (data spec, seed) and the counter-RNG key of trajectory r is
 ``counter_rng.trajectory_keys(seed, r)``, so a row can be re-simulated alone
-with :func:`trace_sgd_trajectory`.
+with :func:`trace_sgd_cell`. SGD's ``simulate`` and ``trace`` of the registry.
 """
 
 from __future__ import annotations
@@ -12,22 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import fields, replace
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
-from lin2net.dynamics.gd.reference import StopRule
+from lin2net.dynamics.gd.reference import FullState, ReducedState, residual_and_scale, start_vectors
 from lin2net.dynamics.initialization import InitialConditions, block_rows, initial_blocks, initial_conditions
+from lin2net.dynamics.protocol import Status, StopRule
 from lin2net.dynamics.sgd.data import DataSet, DataSpec, build_data
-from lin2net.dynamics.sgd.reference import (
-    SGDFullState,
-    SGDParameters,
-    SGDReducedState,
-    SGDResults,
-    SGDTrace,
-    integrate_sgd,
-    trace_sgd,
-)
+from lin2net.dynamics.sgd.reference import SGDParameters, SGDResults, integrate_sgd, trace_sgd
 from lin2net.kernels.counter_rng import trajectory_keys
 from lin2net.sweep.config import SweepConfig
 from lin2net.sweep.grid import Cell
@@ -42,10 +35,9 @@ def cached_data(spec: DataSpec, seed: int) -> DataSet:
 
 def cell_parameters(config: SweepConfig, cell: Cell, start: int, stop: int) -> SGDParameters:
     """Per-trajectory parameters of trajectories start…stop−1 of an SGD cell."""
-    if cell.batch_size is None or cell.label_noise is None:
-        raise ValueError(f"cell {cell.cell_id} has no SGD parameters (algorithm is {config.algorithm})")
     keys = trajectory_keys(config.seed, np.arange(start, stop, dtype=np.int64))
-    return SGDParameters.broadcast(stop - start, cell.eta, cell.phi, cell.batch_size, cell.label_noise, keys)
+    batch_size, label_noise = int(cell.value("batch_size")), float(cell.value("label_noise"))
+    return SGDParameters.broadcast(stop - start, cell.eta, cell.phi, batch_size, label_noise, keys)
 
 
 def _rule(config: SweepConfig) -> StopRule:
@@ -53,7 +45,11 @@ def _rule(config: SweepConfig) -> StopRule:
 
 
 def simulate_sgd_cell(
-    config: SweepConfig, cell: Cell, threads: int | None = None, part: tuple[int, int] | None = None
+    config: SweepConfig,
+    cell: Cell,
+    threads: int | None = None,
+    cancel: Any = None,
+    part: tuple[int, int] | None = None,
 ) -> tuple[InitialConditions, SGDResults]:
     """Integrate every trajectory of an SGD cell with the config's integrator
     (compiled kernel, NumPy reduced reference, or full vectors); with
@@ -68,8 +64,9 @@ def simulate_sgd_cell(
         for block in initial_blocks(config, cell, first, stop):
             n = block.a.shape[0]
             params = cell_parameters(config, cell, block.start, block.start + n)
-            state = SGDFullState(block.a, block.b, params.phi, data)
-            eps0, lam0 = state.residual_and_scale()
+            state = start_vectors(FullState(block.a, block.b))
+            assert state.q0 is not None
+            eps0, lam0 = residual_and_scale(state, params.phi)
             s0, p0 = sum_and_difference_norms(block.a, block.b)
             rows = block_rows(block, first, stop)  # a whole block is integrated, then cut
             start = InitialConditions(eps0=eps0, lam0=lam0, q0=state.q0, s0=s0, p0=p0)
@@ -80,11 +77,16 @@ def simulate_sgd_cell(
         return initial, SGDResults(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in names})
     initial = initial_conditions(config, cell, first, stop)
     params = cell_parameters(config, cell, first, stop)
-    return initial, _integrate_reduced(config, initial, params, data, threads)
+    return initial, _integrate_reduced(config, initial, params, data, threads, cancel)
 
 
 def _integrate_reduced(
-    config: SweepConfig, initial: InitialConditions, params: SGDParameters, data: DataSet, threads: int | None
+    config: SweepConfig,
+    initial: InitialConditions,
+    params: SGDParameters,
+    data: DataSet,
+    threads: int | None,
+    cancel: Any = None,
 ) -> SGDResults:
     """The reduced map from ``initial`` with per-trajectory ``params``: the
     compiled kernel or the NumPy reference, as the config says."""
@@ -103,29 +105,34 @@ def _integrate_reduced(
             threads=threads,
             s0=initial.s0,
             p0=initial.p0,
+            cancel=cancel,
         )
-    reduced = SGDReducedState(initial.eps0, initial.lam0, initial.s0, initial.p0)
+    reduced = ReducedState(initial.eps0, initial.lam0, initial.s0, initial.p0)
     return integrate_sgd(reduced, params, data, config.sampling, rule, config.window)
 
 
 def simulate_sgd_cells(
-    config: SweepConfig, cells: Sequence[Cell], threads: int | None = None, part: tuple[int, int] | None = None
+    config: SweepConfig,
+    cells: Sequence[Cell],
+    threads: int | None = None,
+    cancel: Any = None,
+    part: tuple[int, int] | None = None,
 ) -> tuple[InitialConditions, SGDResults]:
     """Every trajectory of ``cells`` (a shard): one kernel call with per-trajectory
     parameters for the compiled and reduced integrators; a cell's rows are those
     of :func:`simulate_sgd_cell` (``part``: trajectories first … stop − 1 of one cell)."""
     if part is not None:
         (cell,) = cells
-        return simulate_sgd_cell(config, cell, threads, part)
+        return simulate_sgd_cell(config, cell, threads, cancel, part)
     if config.integrator == "full" or len(cells) == 1:
-        parts = [simulate_sgd_cell(config, cell, threads) for cell in cells]
+        parts = [simulate_sgd_cell(config, cell, threads, cancel) for cell in cells]
         return _join_initial([p[0] for p in parts]), _join_results([p[1] for p in parts])
     assert config.data is not None, "simulate_sgd_cells needs algorithm: sgd"
     data = cached_data(config.data, config.seed)
     initial = _join_initial([initial_conditions(config, cell) for cell in cells])
     n = config.trajectories
     params = _join_parameters([cell_parameters(config, cell, 0, n) for cell in cells])
-    return initial, _integrate_reduced(config, initial, params, data, threads)
+    return initial, _integrate_reduced(config, initial, params, data, threads, cancel)
 
 
 _Rows = TypeVar("_Rows", InitialConditions, SGDResults)
@@ -147,16 +154,18 @@ def _join_results(parts: Sequence[SGDResults]) -> SGDResults:
 
 
 def _join_parameters(parts: Sequence[SGDParameters]) -> SGDParameters:
-    names = [f.name for f in fields(SGDParameters)]
-    return SGDParameters(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in names})
+    return SGDParameters(*(np.concatenate(leaves) for leaves in zip(*parts, strict=True)))
 
 
-def trace_sgd_trajectory(config: SweepConfig, cell: Cell, trajectory: int) -> SGDTrace:
-    """Re-simulate trajectory ``trajectory`` of an SGD cell step by step (every state kept)."""
-    assert config.data is not None, "trace_sgd_trajectory needs algorithm: sgd"
+def trace_sgd_cell(config: SweepConfig, cell: Cell, trajectory: int, rule: StopRule) -> tuple[dict[str, Any], Status]:
+    """Trajectory ``trajectory`` of an SGD cell step by step, on the sweep's own batches
+    and noise (the driver's every-step mode): per-state columns (with the step's
+    batch moments ``s``, ``r`` and gradient factor ``g``) and how it ended."""
+    assert config.data is not None, "trace_sgd_cell needs algorithm: sgd"
     initial = initial_conditions(config, cell)
     params = cell_parameters(config, cell, trajectory, trajectory + 1)
     data = cached_data(config.data, config.seed)
-    eps0, lam0 = float(initial.eps0[trajectory]), float(initial.lam0[trajectory])
-    s0, p0 = float(initial.s0[trajectory]), float(initial.p0[trajectory])
-    return trace_sgd(eps0, lam0, params, data, config.sampling, _rule(config), s0=s0, p0=p0)
+    k = slice(trajectory, trajectory + 1)
+    state = ReducedState(initial.eps0[k], initial.lam0[k], initial.s0[k], initial.p0[k])
+    history, status = trace_sgd(state, params, data, config.sampling, rule, config.window)
+    return history.trajectory(0), status

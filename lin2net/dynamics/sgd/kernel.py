@@ -1,10 +1,12 @@
 """Compiled (numba) twin of :func:`lin2net.dynamics.sgd.reference.integrate_sgd` on the reduced map.
 
 Same batches, map, stopping rule and columns as the NumPy reference (read
-:mod:`lin2net.dynamics.sgd.reference` first); the lane scheme is that of :mod:`lin2net.dynamics.gd.kernel`:
-threads claim trajectories from a shared atomic counter and each advances
-``LANES`` of them in lock-step, so the results do not depend on the thread
-count. Every parameter is per trajectory (η, Φ, batch size, label-noise std,
+:mod:`lin2net.dynamics.sgd.reference` first); the lane scheme, the claim, the Q
+product, the stop rule, the cancel flag and the launcher are the kernel kit's
+(:mod:`lin2net.kernels.kit`), as for GD: threads claim trajectories from a shared
+atomic counter and each advances ``LANES`` of them in lock-step, so the results
+do not depend on the thread count; Ctrl-C or SIGTERM cancel it within a fraction
+of a second. Every parameter is per trajectory (η, Φ, batch size, label-noise std,
 RNG key), so one call can run trajectories of many cells.
 
 A step has two parts. First the batch sums of every lane (drawn for the live
@@ -22,9 +24,9 @@ then the batch sums for the stepping lanes, then the step.
 The state is GD's (ε, S, P) with u = ηg (see :class:`lin2net.dynamics.sgd.reference.SGDReducedState`);
 it, status and steps are bitwise those of the reference (the label-noise
 normal uses the arithmetic ln, sin and cos of counter_rng in both).
-``log_q_ratio`` is GD's exact double-double product of the factors 1 − u²
-(each entered as fl(1 − u²) plus its rounding error, :mod:`lin2net.dynamics.gd.kernel`)
-with one logarithm at T, taken by the GD kernel's own function; here every
+``log_q_ratio`` is the kit's exact double-double product of the factors 1 − u²
+(each entered as fl(1 − u²) plus its rounding error) with one logarithm at T,
+taken by the kit's function, as GD's; here every
 factor is first scaled by an exact power of two, which changes no rounding,
 so no factor is too large and nothing is replayed. With s = 1 and r = 0 (x =
 ones or a full batch of interpolating data, no label noise) every step,
@@ -41,29 +43,15 @@ batch of one is a single uniform index (no array).
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
-import numba
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit, prange
+from numpy.typing import NDArray
 
-from lin2net.dynamics.gd.kernel import (
-    _EXPONENT,
-    _INVERSE_POWER,
-    _LN2_HI,
-    _LN2_LO,
-    _bits_float,
-    _float_bits,
-    _fma,
-    _log_product,
-    _rederive,
-    _small_int_float,
-    _split,
-)
-from lin2net.dynamics.gd.reference import Status, StopRule, TrajectoryResults
+from lin2net.dynamics.driver import TrajectoryResults
+from lin2net.dynamics.gd.kernel import rederive
+from lin2net.dynamics.protocol import StopRule
 from lin2net.dynamics.sgd.data import DataSet
 from lin2net.dynamics.sgd.reference import SGDParameters, SGDResults, finish, stopping_tolerance, window_start
 from lin2net.kernels.counter_rng import (
@@ -77,33 +65,41 @@ from lin2net.kernels.counter_rng import (
     turn_parts,
     word,
 )
+from lin2net.kernels.kit import (
+    JIT,
+    LANES,
+    LN2_HI,
+    LN2_LO,
+    bits_float,
+    cancel_flag,
+    claim_next,
+    exact_factor,
+    fetch_add,
+    launch,
+    log_abs_product,
+    poll,
+    power_of_two,
+    renormalize,
+    split,
+    stop_status,
+    times_factor,
+)
 from lin2net.theory.closed_forms import FloatArray, split_scale
 
-LANES = 16  # trajectories advanced in lock-step per thread
-STEPS_PER_REFILL = 8  # steps between write-out and refill of stopped lanes
+STEPS_PER_REFILL = 8  # steps between write-out and refill of stopped lanes (and cancel polls)
 
-_CONVERGED = int(Status.CONVERGED)
-_DIVERGED = int(Status.DIVERGED)
-_MAX_STEPS = int(Status.MAX_STEPS)
-_JIT: dict[str, Any] = {"nogil": True, "cache": True, "error_model": "numpy"}
+# Offsets of the persistent lane quantities in the kernel's one lane-state array.
+_QUANTITIES = 13
+_EPS, _NORM_S, _NORM_P, _ETA, _PHI, _TOL, _Q_HI, _Q_LO, _Q_EXP, _SUM_EPS2, _MAX_ETA_SHARP, _MAX_ABS_EPS, _EOS = (
+    k * LANES for k in range(_QUANTITIES)
+)
 _NOISE0 = np.uint64(0)
 _NOISE1 = np.uint64(1)
 _ONE_U64 = np.uint64(1)
 _THREE_U64 = np.uint64(3)
 
 
-@intrinsic
-def _claim(typingctx: Any, counter: Any) -> Any:
-    """Atomically ``counter[0] += 1``; returns the value before."""
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        return builder.atomic_rmw("add", array.data, ir.Constant(ir.IntType(64), 1), "monotonic")
-
-    return types.int64(counter), codegen
-
-
-@njit(inline="always", **_JIT)
+@njit(inline="always", **JIT)
 def _window_log_q(hi: float, lo: float, exponent: float) -> float:
     """log |(hi + lo) · 2^exponent| (−inf for 0, inf or NaN as hi is), branch-free and
     without libm calls (counter_rng's log): the window's log Q/Q0. At T the GD
@@ -113,20 +109,20 @@ def _window_log_q(hi: float, lo: float, exponent: float) -> float:
     special = 0.0 if normal else (-np.inf if a == 0.0 else a)
     a = a if normal else 1.0
     lo = (-lo if hi < 0.0 else lo) if normal else 0.0
-    m, k = _split(a)
+    m, k = split(a)
     lo = lo * (m / a)
     k += exponent
-    return float((k * _LN2_HI + (log_reduced(m, 0.0) + (lo / m + k * _LN2_LO))) + special)
+    return float((k * LN2_HI + (log_reduced(m, 0.0) + (lo / m + k * LN2_LO))) + special)
 
 
-@njit(inline="always", **_JIT)
+@njit(inline="always", **JIT)
 def _power_of_two(e: float) -> float:
     """2^e for an integer-valued e in [−1022, 1023]."""
-    result: float = _bits_float((np.int64(e) + 1023) << 52)
+    result: float = bits_float((np.int64(e) + 1023) << 52)
     return result
 
 
-@njit(inline="always", **_JIT)
+@njit(inline="always", **JIT)
 def _window_q(hi: float, lo: float, exponent: float) -> float:
     """|(hi + lo) · 2^exponent| (0, inf or NaN as hi is): exp of :func:`_window_log_q`
     without a call to exp (one rounding in the scaling, subnormals included)."""
@@ -139,10 +135,10 @@ def _window_q(hi: float, lo: float, exponent: float) -> float:
     return result
 
 
-@njit(inline="always", **_JIT)
+@njit(inline="always", **JIT)
 def _normal_pair(word1: Any, word2: Any) -> tuple[float, float]:
     """sgd.standard_normal for one pair of words, cosine and sine, branch-free (selects only)."""
-    m, k = _split(open_unit(word1))
+    m, k = split(open_unit(word1))
     radius = math.sqrt(-2.0 * log_reduced(m, k))
     octant, x = turn_parts(word2)
     cos_x = cos_kernel(x)
@@ -162,7 +158,7 @@ def _normal_pair(word1: Any, word2: Any) -> tuple[float, float]:
     return radius * cosine, radius * sine
 
 
-@njit(inline="always", **_JIT)
+@njit(inline="always", **JIT)
 def _sharpness(eps: float, lam: float, phi: float) -> float:
     """sgd.full_sharpness, same operations in the same order."""
     disc = lam * lam + 8.0 * eps * (eps + phi) + 4.0 * eps * eps
@@ -174,7 +170,7 @@ def _sharpness(eps: float, lam: float, phi: float) -> float:
 # vectorized) apart from the big kernel, whose array arguments LLVM cannot tell apart.
 
 
-@njit(inline="always", **_JIT)
+@njit(inline="always", **JIT)
 def _draw_positions(key: Any, sk: Any, kk: Any, span: Any, offset: int, out: Any, row: int) -> None:
     """out[row, j] = offset + below(word(key[j], sk[j], kk), span) for every lane (no row
     views: each would cost an atomic reference count)."""
@@ -182,7 +178,7 @@ def _draw_positions(key: Any, sk: Any, kk: Any, span: Any, offset: int, out: Any
         out[row, j] = np.int32(offset + np.int64(below(word(key[j], sk[j], kk), span)))
 
 
-@njit(inline="always", **_JIT)
+@njit(inline="always", **JIT)
 def _accumulate(index: Any, sampled: Any, size: Any, k: int, x2: FloatArray, x_nu: FloatArray, s: Any, r: Any) -> None:
     """s[j] += x2[index[k, j]], r[j] += x_nu[index[k, j]] for the lanes with batch position k
     (the sums start at 0 for k = 0; 0 + x is x)."""
@@ -195,7 +191,7 @@ def _accumulate(index: Any, sampled: Any, size: Any, k: int, x2: FloatArray, x_n
         r[j] = r_k if use else r[j]
 
 
-@njit(inline="always", **_JIT)
+@njit(inline="always", **JIT)
 def _add_noise(
     key: Any,
     t: Any,
@@ -231,52 +227,33 @@ def _add_noise(
         r[j] = base + sigma[j] * normal[j] * math.sqrt(s[j] / size[j]) if sigma[j] > 0.0 else base
 
 
-@njit(inline="always", **_JIT)
+@njit(inline="always", **JIT)
 def _sgd_map_step(
-    e: float, sn: float, pn: float, lam: float, u: float, h: float, f: float, sj: float, rj: float
+    eps: float, sn: float, pn: float, lam: float, u: float, eta: float, phi: float, sj: float, rj: float
 ) -> tuple[float, float, float]:
     """One SGD step of (ε, S, P), u = ηg, batch moments (s, r): the same operations in
-    the same order as SGDReducedState.step and integrator.rederive (with s = 1, r = 0 those
-    of the GD kernel's _map_step)."""
+    the same order as SGDReducedState.step and gd.reference.rederive (with s = 1, r = 0
+    those of the GD kernel's _map_step)."""
     s_next = sn + sn * (u * (u - 2.0))
     p_next = pn + pn * (u * (u + 2.0))
-    k = u * (h * (e + f))
-    e_next = e + (e * (sj * k - (h * sj) * lam) + rj * (h * lam - k))
-    e_fixed, s_fixed, p_fixed = _rederive(e_next, s_next, p_next, f)
-    return e_fixed, s_fixed, p_fixed
+    k = u * (eta * (eps + phi))
+    eps_next = eps + (eps * (sj * k - (eta * sj) * lam) + rj * (eta * lam - k))
+    eps_fixed, s_fixed, p_fixed = rederive(eps_next, s_next, p_next, phi)
+    return eps_fixed, s_fixed, p_fixed
 
 
-@njit(inline="always", **_JIT)
-def _step_lane(
-    j: int,
-    ok: bool,
-    es: float,
-    sj: float,
-    rj: float,
-    eps: FloatArray,
-    norm_s: FloatArray,
-    norm_p: FloatArray,
-    t: Any,
-    eta: FloatArray,
-    phi: FloatArray,
-    eos: FloatArray,
-    q_hi: FloatArray,
-    q_lo: FloatArray,
-    q_exp: FloatArray,
-    sum_eps2: FloatArray,
-    max_abs_eps: FloatArray,
-    live: Any,
-) -> None:
+@njit(inline="always", **JIT)
+def _step_lane(j: int, ok: bool, es: float, sj: float, rj: float, lane: FloatArray, t: Any, live: Any) -> None:
     """Lane j after its observation (go on: ``ok``; η·sharpness: ``es``): update the
     diagnostics and step the map with the batch moments (sj, rj) if it goes on."""
-    e = eps[j]
-    sn = norm_s[j]
-    pn = norm_p[j]
+    e = lane[_EPS + j]
+    sn = lane[_NORM_S + j]
+    pn = lane[_NORM_P + j]
     lj = 0.5 * (sn + pn)
-    h = eta[j]
+    eta = lane[_ETA + j]
     g = sj * e - rj
-    u = h * g
-    eos[j] += 1.0 if (ok & (es > 2.0)) else 0.0
+    u = eta * g
+    lane[_EOS + j] += 1.0 if (ok & (es > 2.0)) else 0.0
     # The Q factor 1 − x, x = u², entered exactly as GD's kernel does (factor plus its
     # rounding error, signed), each first scaled by the exact power of two 2^−k that
     # brings it to [1, 2) (k added to q_exp): that changes no rounding, and no factor,
@@ -284,69 +261,44 @@ def _step_lane(
     # a factor 0 zeroes q_hi (log Q = −inf), an infinite or NaN one makes it inf or NaN.
     ug = u if ok else 0.0
     x = ug * ug
-    factor = 1.0 - x
-    error = (1.0 - factor) - x
-    power = _float_bits(factor) & _EXPONENT
-    inverse = _bits_float(_INVERSE_POWER - power)  # 2^−k for factor's 2^k (0 → 2^1023)
-    factor *= inverse
-    error *= inverse
-    q_exp[j] += _small_int_float(power >> 52) - 1023.0
-    hi = q_hi[j]
-    product = hi * factor
-    q_lo[j] = _fma(hi, error, _fma(q_lo[j], factor, _fma(hi, factor, -product)))
-    q_hi[j] = product
-    sum_eps2[j] += e * e if ok else 0.0
+    factor, error = exact_factor(x)
+    inverse, k = power_of_two(factor)  # 2^−k for factor's 2^k (0 → 2^1023)
+    lane[_Q_EXP + j] += k
+    lane[_Q_HI + j], lane[_Q_LO + j] = times_factor(lane[_Q_HI + j], lane[_Q_LO + j], factor * inverse, error * inverse)
+    lane[_SUM_EPS2 + j] += e * e if ok else 0.0
     a = abs(e)
-    mx = max_abs_eps[j]
-    max_abs_eps[j] = a if (ok & (a > mx)) else mx
-    e_next, s_fixed, p_fixed = _sgd_map_step(e, sn, pn, lj, u, h, phi[j], sj, rj)
-    eps[j] = e_next if ok else e
-    norm_s[j] = s_fixed if ok else sn
-    norm_p[j] = p_fixed if ok else pn
+    mx = lane[_MAX_ABS_EPS + j]
+    lane[_MAX_ABS_EPS + j] = a if (ok & (a > mx)) else mx
+    e_next, s_fixed, p_fixed = _sgd_map_step(e, sn, pn, lj, u, eta, lane[_PHI + j], sj, rj)
+    lane[_EPS + j] = e_next if ok else e
+    lane[_NORM_S + j] = s_fixed if ok else sn
+    lane[_NORM_P + j] = p_fixed if ok else pn
     t[j] += 1 if ok else 0
     live[j] = ok
 
 
-@njit(inline="always", **_JIT)
+@njit(inline="always", **JIT)
 def _observe_and_step(
-    j: int,
-    sj: float,
-    rj: float,
-    eps: FloatArray,
-    norm_s: FloatArray,
-    norm_p: FloatArray,
-    live: Any,
-    t: Any,
-    eta: FloatArray,
-    phi: FloatArray,
-    tol: FloatArray,
-    max_eta_sharp: FloatArray,
-    eos: FloatArray,
-    q_hi: FloatArray,
-    q_lo: FloatArray,
-    q_exp: FloatArray,
-    sum_eps2: FloatArray,
-    max_abs_eps: FloatArray,
-    max_steps: int,
-    threshold: float,
+    j: int, sj: float, rj: float, lane: FloatArray, live: Any, t: Any, max_steps: int, threshold: float
 ) -> None:
     """Pass 1 and pass 3 of lane j in one (the same operations): observe state t, and
     step it with the batch moments (sj, rj) if the lane goes on. Outside the window."""
-    e = eps[j]
-    lj = 0.5 * (norm_s[j] + norm_p[j])
+    e = lane[_EPS + j]
+    lj = 0.5 * (lane[_NORM_S + j] + lane[_NORM_P + j])
     alive = live[j]
-    es = eta[j] * _sharpness(e, lj, phi[j])
-    m = max_eta_sharp[j]
-    max_eta_sharp[j] = es if (alive & (es > m)) else m
-    converged = 0.5 * e * e <= tol[j]
+    es = lane[_ETA + j] * _sharpness(e, lj, lane[_PHI + j])
+    m = lane[_MAX_ETA_SHARP + j]
+    lane[_MAX_ETA_SHARP + j] = es if (alive & (es > m)) else m
+    converged = 0.5 * e * e <= lane[_TOL + j]
     bounded = (abs(e) <= threshold) & (abs(lj) <= threshold)
     ok = alive & ~converged & bounded & (t[j] < max_steps)
-    _step_lane(j, ok, es, sj, rj, eps, norm_s, norm_p, t, eta, phi, eos, q_hi, q_lo, q_exp, sum_eps2, max_abs_eps, live)
+    _step_lane(j, ok, es, sj, rj, lane, t, live)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _run_lanes(
     counter: Any,
+    cancel: Any,
     eps0: FloatArray,
     s0: FloatArray,
     p0: FloatArray,
@@ -371,7 +323,8 @@ def _run_lanes(
     eos_out: Any,
     count_out: Any,
 ) -> None:
-    """Integrate trajectories, taking each next one from ``counter``.
+    """Integrate trajectories, taking each next one from ``counter``, until none is
+    left or ``cancel[0]`` is nonzero (polled at every refill, as GD's kernel does).
 
     ``out`` has shape (12, n): eps_T, lambda_T, sharpness_T, log_q_ratio,
     sum_eps2, max_eta_sharpness, max_abs_eps, then the window sums of
@@ -379,23 +332,17 @@ def _run_lanes(
     """
     n = eps0.shape[0]
     n_data = x2.shape[0]
-    # Lane state, as in the GD kernel, plus the lane's parameters and window sums.
-    eps = np.zeros(LANES)
-    norm_s = np.zeros(LANES)  # S = ‖a + b‖²
-    norm_p = np.zeros(LANES)  # P = ‖a − b‖²
-    eta = np.ones(LANES)
-    phi = np.zeros(LANES)
+    # The persistent lane state (residual, S, P, η, Φ, stop tolerance, Q product,
+    # running diagnostics) in one array at constant offsets, as in GD's kernel: the
+    # compiler sees that the quantities never overlap. The batch's parameters, window
+    # sums and per-step temporaries follow as arrays of their own.
+    lane = np.zeros(_QUANTITIES * LANES)
+    lane[_ETA : _ETA + LANES] = 1.0
+    lane[_Q_HI : _Q_HI + LANES] = 1.0
+    lane[_MAX_ETA_SHARP : _MAX_ETA_SHARP + LANES] = -np.inf
     sigma = np.zeros(LANES)
-    tol = np.zeros(LANES)
     size = np.ones(LANES, dtype=np.int64)
     key = np.zeros(LANES, dtype=np.uint64)
-    q_hi = np.ones(LANES)
-    q_lo = np.zeros(LANES)
-    q_exp = np.zeros(LANES)
-    sum_eps2 = np.zeros(LANES)
-    max_eta_sharp = np.full(LANES, -np.inf)
-    max_abs_eps = np.zeros(LANES)
-    eos = np.zeros(LANES)
     window = np.zeros((5, LANES))
     in_window = np.zeros(LANES, dtype=np.int64)
     t = np.zeros(LANES, dtype=np.int64)
@@ -424,20 +371,24 @@ def _run_lanes(
         noisy |= sigma_in[i] > 0.0
         sampling |= with_replacement or size_in[i] < n_data
 
+    following, claimed_end, finished = 0, 0, 0
     running = 0
     for j in range(LANES):
-        following = _claim(counter)
+        following, claimed_end = claim_next(counter, following, claimed_end, n)
         if following < n:
-            eps[j], norm_s[j], norm_p[j] = eps0[following], s0[following], p0[following]
+            lane[_EPS + j], lane[_NORM_S + j], lane[_NORM_P + j] = eps0[following], s0[following], p0[following]
             row[j], live[j] = following, True
-            eta[j], phi[j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
-            tol[j] = loss_tol[following]
+            lane[_ETA + j], lane[_PHI + j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
+            lane[_TOL + j] = loss_tol[following]
             size[j], key[j] = size_in[following], key_in[following]
             full[j] = (size[j] == n_data) & ~with_replacement
             s[j], r[j] = s_full, r_full  # constant for a full batch; overwritten otherwise
+            following += 1
             running += 1
 
     while running > 0:
+        if poll(cancel) != 0:
+            break
         # Outside the final window, the batches are drawn first, for every live lane
         # (draws depend on the trajectory and the step only), and one pass observes
         # and steps; in the window the three passes below take turns.
@@ -447,56 +398,35 @@ def _run_lanes(
         for _ in range(STEPS_PER_REFILL):
             if fast and not sampling and not noisy:  # GD's single pass with the full-batch moments
                 for j in range(LANES):
-                    _observe_and_step(
-                        j,
-                        s_full,
-                        r_full,
-                        eps,
-                        norm_s,
-                        norm_p,
-                        live,
-                        t,
-                        eta,
-                        phi,
-                        tol,
-                        max_eta_sharp,
-                        eos,
-                        q_hi,
-                        q_lo,
-                        q_exp,
-                        sum_eps2,
-                        max_abs_eps,
-                        max_steps,
-                        threshold,
-                    )
+                    _observe_and_step(j, s_full, r_full, lane, live, t, max_steps, threshold)
                 continue
             if not fast:
                 # Pass 1: observe state t and decide whether to step (branch-free).
                 windowed = False
                 for j in range(LANES):
-                    e = eps[j]
-                    lj = 0.5 * (norm_s[j] + norm_p[j])
+                    e = lane[_EPS + j]
+                    lj = 0.5 * (lane[_NORM_S + j] + lane[_NORM_P + j])
                     alive = live[j]
-                    sharp = _sharpness(e, lj, phi[j])
-                    es = eta[j] * sharp
-                    m = max_eta_sharp[j]
-                    max_eta_sharp[j] = es if (alive & (es > m)) else m
+                    sharp = _sharpness(e, lj, lane[_PHI + j])
+                    es = lane[_ETA + j] * sharp
+                    m = lane[_MAX_ETA_SHARP + j]
+                    lane[_MAX_ETA_SHARP + j] = es if (alive & (es > m)) else m
                     eta_sharp[j] = es
-                    converged = 0.5 * e * e <= tol[j]
+                    converged = 0.5 * e * e <= lane[_TOL + j]
                     bounded = (abs(e) <= threshold) & (abs(lj) <= threshold)
                     go[j] = alive & ~converged & bounded & (t[j] < max_steps)
                     windowed |= alive & (t[j] > first)
                 if windowed:  # only in the final window of the step budget
                     for j in range(LANES):  # branch-free, no libm calls
                         inside = live[j] & (t[j] > first)
-                        e = eps[j]
-                        lj = 0.5 * (norm_s[j] + norm_p[j])
-                        hi, lo, exponent = q_hi[j], q_lo[j], q_exp[j]
+                        e = lane[_EPS + j]
+                        lj = 0.5 * (lane[_NORM_S + j] + lane[_NORM_P + j])
+                        hi, lo, exponent = lane[_Q_HI + j], lane[_Q_LO + j], lane[_Q_EXP + j]
                         log_q = _window_log_q(hi, lo, exponent)
                         q = _window_q(hi, lo, exponent)
                         window[0, j] += q if inside else 0.0
                         window[1, j] += log_q if inside else 0.0
-                        window[2, j] += _sharpness(e, lj, phi[j]) if inside else 0.0
+                        window[2, j] += _sharpness(e, lj, lane[_PHI + j]) if inside else 0.0
                         window[3, j] += 0.5 * e * e + noise_floor if inside else 0.0
                         window[4, j] += lj if inside else 0.0
                         in_window[j] += 1 if inside else 0
@@ -550,108 +480,62 @@ def _run_lanes(
                 _add_noise(key, t, live if fast else go, sigma, s, size, full, r_full, spare, z, r)
             if fast:  # observe and step in one pass (the batch was drawn for every live lane)
                 for j in range(LANES):
-                    _observe_and_step(
-                        j,
-                        s[j],
-                        r[j],
-                        eps,
-                        norm_s,
-                        norm_p,
-                        live,
-                        t,
-                        eta,
-                        phi,
-                        tol,
-                        max_eta_sharp,
-                        eos,
-                        q_hi,
-                        q_lo,
-                        q_exp,
-                        sum_eps2,
-                        max_abs_eps,
-                        max_steps,
-                        threshold,
-                    )
+                    _observe_and_step(j, s[j], r[j], lane, live, t, max_steps, threshold)
                 continue
             # Pass 3: step the map and the diagnostics (branch-free).
             for j in range(LANES):
-                _step_lane(
-                    j,
-                    go[j],
-                    eta_sharp[j],
-                    s[j],
-                    r[j],
-                    eps,
-                    norm_s,
-                    norm_p,
-                    t,
-                    eta,
-                    phi,
-                    eos,
-                    q_hi,
-                    q_lo,
-                    q_exp,
-                    sum_eps2,
-                    max_abs_eps,
-                    live,
-                )
+                _step_lane(j, go[j], eta_sharp[j], s[j], r[j], lane, t, live)
         for j in range(LANES):  # q_hi back to [1, 2) by an exact power of two (GD's refill)
-            hi = abs(q_hi[j])
-            normal = (hi > 0.0) & (hi < np.inf)
-            power = _float_bits(hi) & _EXPONENT
-            inverse = _bits_float(_INVERSE_POWER - power) if normal else 1.0
-            q_hi[j] *= inverse
-            q_lo[j] *= inverse
-            q_exp[j] += (_small_int_float(power >> 52) - 1023.0) if normal else 0.0
+            lane[_Q_HI + j], lane[_Q_LO + j], lane[_Q_EXP + j] = renormalize(
+                lane[_Q_HI + j], lane[_Q_LO + j], lane[_Q_EXP + j]
+            )
         for j in range(LANES):
             if live[j] or row[j] < 0:
                 continue
             rr = row[j]
-            e = eps[j]
-            lj = 0.5 * (norm_s[j] + norm_p[j])
-            if 0.5 * e * e <= tol[j]:
-                status[rr] = _CONVERGED
-            elif not ((abs(e) <= threshold) & (abs(lj) <= threshold)):
-                status[rr] = _DIVERGED
-            else:
-                status[rr] = _MAX_STEPS
+            e = lane[_EPS + j]
+            lj = 0.5 * (lane[_NORM_S + j] + lane[_NORM_P + j])
+            status[rr] = stop_status(e, lj, lane[_TOL + j], threshold)
             steps[rr] = t[j]
             out[0, rr] = e
             out[1, rr] = lj
-            out[2, rr] = _sharpness(e, lj, phi[j])
-            negative = q_hi[j] < 0.0
-            hi, lo = (-q_hi[j], -q_lo[j]) if negative else (q_hi[j], q_lo[j])
-            out[3, rr] = _log_product(hi, lo, q_exp[j])  # the GD kernel's: log(hi) for 0, inf, NaN
-            out[4, rr] = sum_eps2[j]
-            out[5, rr] = max_eta_sharp[j]
-            out[6, rr] = max_abs_eps[j]
+            out[2, rr] = _sharpness(e, lj, lane[_PHI + j])
+            out[3, rr] = log_abs_product(lane[_Q_HI + j], lane[_Q_LO + j], lane[_Q_EXP + j])  # log(hi) for 0, inf, NaN
+            out[4, rr] = lane[_SUM_EPS2 + j]
+            out[5, rr] = lane[_MAX_ETA_SHARP + j]
+            out[6, rr] = lane[_MAX_ABS_EPS + j]
             for c in range(5):
                 out[7 + c, rr] = window[c, j]
-            eos_out[rr] = np.int64(eos[j])
+            eos_out[rr] = np.int64(lane[_EOS + j])
             count_out[rr] = in_window[j]
-            following = _claim(counter)
+            finished += 1
+            following, claimed_end = claim_next(counter, following, claimed_end, n)
             if following < n:
-                eps[j], norm_s[j], norm_p[j] = eps0[following], s0[following], p0[following]
+                lane[_EPS + j], lane[_NORM_S + j], lane[_NORM_P + j] = eps0[following], s0[following], p0[following]
                 row[j], live[j] = following, True
-                eta[j], phi[j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
-                tol[j] = loss_tol[following]
+                lane[_ETA + j], lane[_PHI + j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
+                lane[_TOL + j] = loss_tol[following]
                 size[j], key[j] = size_in[following], key_in[following]
                 full[j] = (size[j] == n_data) & ~with_replacement
                 s[j], r[j] = s_full, r_full
-                q_hi[j] = 1.0
-                q_lo[j] = q_exp[j] = sum_eps2[j] = max_abs_eps[j] = eos[j] = 0.0
+                lane[_Q_HI + j] = 1.0
+                lane[_Q_LO + j] = lane[_Q_EXP + j] = lane[_SUM_EPS2 + j] = lane[_MAX_ABS_EPS + j] = lane[_EOS + j] = 0.0
                 for c in range(5):
                     window[c, j] = 0.0
                 in_window[j] = 0
-                max_eta_sharp[j] = -np.inf
+                lane[_MAX_ETA_SHARP + j] = -np.inf
                 t[j] = 0
+                following += 1
             else:
                 row[j] = -1
                 running -= 1
+    fetch_add(counter, 1, finished)  # counter[1]: rows written out, n once every thread is done
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **JIT)
 def _run_all(
+    counter: Any,
+    cancel: Any,
     eps0: FloatArray,
     s0: FloatArray,
     p0: FloatArray,
@@ -677,10 +561,10 @@ def _run_all(
     eos_out: Any,
     count_out: Any,
 ) -> None:
-    counter = np.zeros(1, dtype=np.int64)
     for _ in prange(workers):
         _run_lanes(
             counter,
+            cancel,
             eps0,
             s0,
             p0,
@@ -719,13 +603,16 @@ def integrate_sgd_compiled(
     *,
     s0: FloatArray | None = None,
     p0: FloatArray | None = None,
+    cancel: NDArray[np.int64] | None = None,
 ) -> SGDResults:
     """Run every trajectory (ε0, λ0), each of shape (n,), to its stopping time.
 
-    Same semantics and outputs as ``integrate_sgd(SGDReducedState(eps0, lam0, s0, p0),
+    Same semantics and outputs as ``integrate_sgd(ReducedState(eps0, lam0, s0, p0),
     params, data, sampling, rule, window)``; ``s0``, ``p0`` are ‖a + b‖², ‖a − b‖²
     measured from the vectors (by default λ0 ± 2(ε0 + Φ)); ``threads`` (default:
-    all numba threads) does not change the results.
+    all numba threads) does not change the results. ``cancel``: see
+    :func:`lin2net.kernels.kit.launch` (:class:`~lin2net.kernels.kit.KernelCancelled`
+    once it is set).
     """
     eps0 = np.ascontiguousarray(eps0, dtype=np.float64)
     lam0 = np.ascontiguousarray(lam0, dtype=np.float64)
@@ -747,11 +634,7 @@ def integrate_sgd_compiled(
     p0 = np.ascontiguousarray(p0, dtype=np.float64)
     if s0.shape != eps0.shape or p0.shape != eps0.shape:
         raise ValueError(f"s0 and p0 must have the shape of eps0 {eps0.shape}, got {s0.shape} and {p0.shape}")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    limit = int(numba.config.NUMBA_NUM_THREADS)
-    threads = limit if threads is None else threads
-    if not 1 <= threads <= limit:
-        raise ValueError(f"threads must be between 1 and {limit} (NUMBA_NUM_THREADS), got {threads}")
+    cancel = cancel_flag(cancel)
     status = np.empty(n, dtype=np.int8)
     steps = np.empty(n, dtype=np.int64)
     eos_steps = np.empty(n, dtype=np.int64)
@@ -759,6 +642,7 @@ def integrate_sgd_compiled(
     out = np.empty((12, n))
     s_full, r_full = data.full_moments
     arguments = (
+        cancel,
         eps0,
         s0,
         p0,
@@ -774,16 +658,13 @@ def integrate_sgd_compiled(
         int(window_start(rule.max_steps, window)),
         float(data.noise_floor),
     )
-    workers = min(threads, max(1, n // LANES))
-    if n and workers == 1:
-        _run_lanes(np.zeros(1, dtype=np.int64), *arguments, status, steps, out, eos_steps, count)
-    elif n:
-        previous = numba.get_num_threads()
-        numba.set_num_threads(workers)
-        try:
-            _run_all(*arguments, workers, status, steps, out, eos_steps, count)
-        finally:
-            numba.set_num_threads(previous)
+    launch(
+        lambda counter: _run_lanes(counter, *arguments, status, steps, out, eos_steps, count),
+        lambda counter, workers: _run_all(counter, *arguments, workers, status, steps, out, eos_steps, count),
+        n,
+        threads,
+        cancel,
+    )
     base = TrajectoryResults(
         status=status,
         steps=steps,
@@ -796,4 +677,6 @@ def integrate_sgd_compiled(
         eos_steps=eos_steps,
         max_abs_eps=out[6],
     )
-    return finish(base, out[7:], count, data.noise_floor)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = out[7:] / count[None, :]  # 0/0 = NaN: stopped before the window
+    return finish(base, means, data.noise_floor)

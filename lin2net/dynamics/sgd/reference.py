@@ -10,7 +10,7 @@ and g = s_t ε − r_t with r_t = mean_{B_t} x ν + mean_{B_t} x ξ: O(1) per st
 after the batch sums, whatever d. Like GD (see :class:`lin2net.dynamics.gd.reference.ReducedState`)
 the step multiplies a + b by 1 − u and a − b by 1 + u, now with u = ηg, so the
 state is carried as GD's (ε, S, P), S = ‖a + b‖², P = ‖a − b‖², with GD's
-increment updates and re-derivation (:class:`SGDReducedState`), and the Q factors
+increment updates and re-derivation (:func:`sgd_map`), and the Q factors
 |1 − u²| enter log Q as GD's do (:func:`lin2net.dynamics.gd.reference.log_q_term`, summed
 with Neumaier's compensation). With s_t = 1 and r_t = 0 (x = ones, or a full
 batch of interpolating data, no label noise) a step is GD's arithmetic, bit for bit.
@@ -51,22 +51,23 @@ the vectors and the batch's (x_i, y_i) directly) as a cross-check.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
+from lin2net.dynamics.driver import History, TrajectoryResults, run
 from lin2net.dynamics.gd.reference import (
-    IntArray,
-    SplitState,
-    Status,
-    StopRule,
-    TrajectoryResults,
-    compensated_add,
-    compensated_value,
-    log_q_term,
+    FullState,
+    ReducedState,
+    measured_log_q,
     rederive,
+    residual_and_scale,
+    start_split,
+    start_vectors,
 )
+from lin2net.dynamics.observers import WINDOW_COLUMNS
+from lin2net.dynamics.protocol import Observation, Status, Step, StopRule, take
 from lin2net.dynamics.sgd.data import DataSet
 from lin2net.kernels.counter_rng import (
     NOISE_DRAWS,
@@ -80,14 +81,13 @@ from lin2net.kernels.counter_rng import (
     turn_parts,
     word,
 )
-from lin2net.theory.closed_forms import FloatArray, imbalance, reduced_coordinates
+from lin2net.theory.closed_forms import FloatArray
 
-SAMPLINGS = ("without_replacement", "with_replacement")
-WINDOW_COLUMNS = ("q_ratio_window", "log_q_ratio_window", "sharpness_window", "loss_window", "lambda_window")
+IntArray = NDArray[np.int64]
+__all__ = ["WINDOW_COLUMNS", "SGD", "SGDParameters", "SGDResults", "integrate_sgd", "trace_sgd"]
 
 
-@dataclass(frozen=True)
-class SGDParameters:
+class SGDParameters(NamedTuple):
     """Per-trajectory parameters, every array of shape (n,): stepsize, target,
     batch size, label-noise std and counter-RNG key (see counter_rng)."""
 
@@ -111,7 +111,7 @@ class SGDParameters:
         )
 
     def take(self, rows: IntArray) -> SGDParameters:
-        return SGDParameters(*(getattr(self, name)[rows] for name in self.__dataclass_fields__))
+        return take(self, rows)
 
 
 @dataclass
@@ -135,10 +135,9 @@ def window_start(max_steps: int, window: int) -> int:
     return max_steps - window
 
 
-def finish(base: TrajectoryResults, window_sums: FloatArray, window_count: IntArray, noise_floor: float) -> SGDResults:
-    """SGDResults from GD's columns and the window sums of (Q/Q0, log Q/Q0, S, loss, λ), shape (5, n)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = window_sums / window_count[None, :]  # 0/0 = NaN: stopped before the window
+def finish(base: TrajectoryResults, means: FloatArray, noise_floor: float) -> SGDResults:
+    """SGDResults from GD's columns and the window means of (Q/Q0, log Q/Q0, S, loss, λ),
+    shape (5, n) (NaN for a trajectory that stopped before the window)."""
     fields = {name: getattr(base, name) for name in TrajectoryResults.__dataclass_fields__}
     return SGDResults(
         **fields,
@@ -266,31 +265,26 @@ def sample_batch(data: DataSet, params: SGDParameters, t: int, sampling: str) ->
     return Batch(index=index, valid=valid, s=s, r=r, noise=noise)
 
 
-class SGDState(Protocol):
-    """A batch of trajectories that the SGD driver can observe, step and shrink."""
-
-    def start(self, phi: FloatArray) -> None:
-        """Called once by the driver before the first observation, with Φ per trajectory."""
-
-    def residual_and_scale(self) -> tuple[FloatArray, FloatArray]:
-        """Current full-batch residual ε and scale λ, each of shape (k,)."""
-
-    def gradient_factor(self, batch: Batch, phi: FloatArray) -> FloatArray:
-        """g with gradients g·b for a and g·a for b, shape (k,)."""
-
-    def step(self, g: FloatArray, eta: FloatArray, phi: FloatArray, s: FloatArray, r: FloatArray) -> None:
-        """a ← a − η g b, b ← b − η g a for every trajectory (g = sε − r: the batch's s and r)."""
-
-    def keep(self, mask: NDArray[np.bool_]) -> None:
-        """Drop the trajectories where ``mask`` is False."""
-
-    def measured_log_q_ratio(self, rows: NDArray[np.bool_]) -> FloatArray | None:
-        """log Q(t)/Q(0) from the vectors, or None (then the product formula is used)."""
+def gradient_factor(state: ReducedState | FullState, batch: Batch, phi: FloatArray, data: DataSet) -> FloatArray:
+    """g with gradients g·b for a and g·a for b, shape (k,): sε − r from the reduced
+    state; from the vectors, g = mean_{i∈B} x_i (a·b x_i − y_i) − mean_B x ξ,
+    y_i = Φ x_i + ν_i (the batch's own data)."""
+    if isinstance(state, FullState):
+        m = np.einsum("kd,kd->k", state.a, state.b)
+        x = data.x[batch.index]
+        y = phi[:, None] * x + data.nu[batch.index]
+        per_example = np.where(batch.valid, x * (m[:, None] * x - y), 0.0)
+        g_full: FloatArray = per_example.sum(axis=1) / batch.valid.sum(axis=1) - batch.noise
+        return g_full
+    g: FloatArray = batch.s * state.eps - (batch.r + batch.noise)
+    return g
 
 
-class SGDReducedState(SplitState):
+def sgd_map(
+    state: ReducedState, g: FloatArray, eta: FloatArray, phi: FloatArray, s: FloatArray, r: FloatArray, lam: FloatArray
+) -> ReducedState:
     """(ε, S, P) stepped with the exact map of the module doc: GD's state and updates
-    (:class:`lin2net.dynamics.gd.reference.ReducedState`) with u = ηg in place of ηε.
+    (:func:`lin2net.dynamics.gd.reference.gd_map`) with u = ηg in place of ηε.
 
     With u = ηg and m = ε + Φ one step is
 
@@ -299,227 +293,82 @@ class SGDReducedState(SplitState):
 
     (= ε − ηgλ + η²g²m with g = sε − r), then the largest in magnitude of S, P
     and 4|ε| is re-derived from the other two by S − P = 4(ε + Φ). With s = 1 and
-    r = 0 these are ReducedState.step's operations, bit for bit. The state, its
-    start from ``s0``/``p0`` and the rest are :class:`lin2net.dynamics.gd.reference.SplitState`'s.
+    r = 0 these are GD's operations, bit for bit.
     """
-
-    def gradient_factor(self, batch: Batch, phi: FloatArray) -> FloatArray:
-        g: FloatArray = batch.s * self.eps - (batch.r + batch.noise)
-        return g
-
-    def step(self, g: FloatArray, eta: FloatArray, phi: FloatArray, s: FloatArray, r: FloatArray) -> None:
-        self.start(phi)
-        assert self.s is not None and self.p is not None
-        eps, lam = self.eps, self.lam
-        u = eta * g
-        s_next = self.s + self.s * (u * (u - 2.0))
-        p_next = self.p + self.p * (u * (u + 2.0))
-        k = u * (eta * (eps + phi))
-        # ε' − ε = u(u·m − λ), written with g = sε − r so that for s = 1, r = 0 the
-        # operations are GD's: ε·(k − ηλ), plus r·(…) = 0, which adds nothing.
-        eps_next = eps + (eps * (s * k - (eta * s) * lam) + r * (eta * lam - k))
-        self.eps, self.s, self.p = rederive(eps_next, s_next, p_next, phi)
+    assert state.s is not None and state.p is not None
+    eps = state.eps
+    u = eta * g
+    s_next = state.s + state.s * (u * (u - 2.0))
+    p_next = state.p + state.p * (u * (u + 2.0))
+    k = u * (eta * (eps + phi))
+    # ε' − ε = u(u·m − λ), written with g = sε − r so that for s = 1, r = 0 the
+    # operations are GD's: ε·(k − ηλ), plus r·(…) = 0, which adds nothing.
+    eps_next = eps + (eps * (s * k - (eta * s) * lam) + r * (eta * lam - k))
+    eps_fixed, s_fixed, p_fixed = rederive(eps_next, s_next, p_next, phi)
+    return ReducedState(eps_fixed, None, s_fixed, p_fixed)
 
 
-class SGDFullState:
-    """The vectors a, b of shape (k, d), with g computed from the batch's own data:
-    g = mean_{i∈B} x_i (a·b x_i − y_i) − mean_B x ξ, y_i = Φ x_i + ν_i."""
+@dataclass(frozen=True)
+class SGD:
+    """Mini-batch and label-noise SGD on ``data`` as a dynamics of the protocol: the
+    batches of ``sampling``, the final window of ``window`` steps (see module doc)."""
 
-    def __init__(self, a: FloatArray, b: FloatArray, phi: FloatArray, data: DataSet) -> None:
-        self.a = np.array(a, dtype=np.float64)
-        self.b = np.array(b, dtype=np.float64)
-        self.phi = np.asarray(phi, dtype=np.float64)
-        self.data = data
-        self.q0 = imbalance(self.a, self.b)
+    data: DataSet
+    sampling: str
+    window_length: int
+    name: str = "sgd"
 
-    def start(self, phi: FloatArray) -> None:
-        pass
+    def start(self, state: ReducedState | FullState, params: SGDParameters) -> ReducedState | FullState:
+        return start_vectors(state) if isinstance(state, FullState) else start_split(state, params.phi)
 
-    def residual_and_scale(self) -> tuple[FloatArray, FloatArray]:
-        eps, lam, _ = reduced_coordinates(self.a, self.b, 0.0)
-        return eps - self.phi, lam
+    def observe(self, state: ReducedState | FullState, params: SGDParameters) -> Observation:
+        eps, lam = residual_and_scale(state, params.phi)
+        sharp = full_sharpness(eps, lam, params.phi)
+        return Observation(eps, lam, 0.5 * eps * eps + self.data.noise_floor, sharp, params.eta * sharp)
 
-    def gradient_factor(self, batch: Batch, phi: FloatArray) -> FloatArray:
-        m = np.einsum("kd,kd->k", self.a, self.b)
-        x = self.data.x[batch.index]
-        y = phi[:, None] * x + self.data.nu[batch.index]
-        per_example = np.where(batch.valid, x * (m[:, None] * x - y), 0.0)
-        g: FloatArray = per_example.sum(axis=1) / batch.valid.sum(axis=1) - batch.noise
-        return g
+    def step(
+        self, state: ReducedState | FullState, params: SGDParameters, t: int, obs: Observation
+    ) -> tuple[ReducedState | FullState, Step]:
+        batch = sample_batch(self.data, params, t, self.sampling)
+        g = gradient_factor(state, batch, params.phi, self.data)
+        u = params.eta * g
+        r = batch.r + batch.noise
+        extras = {"g": g, "s": batch.s, "r": r}
+        if isinstance(state, FullState):
+            scale = u[:, None]
+            return FullState(state.a - scale * state.b, state.b - scale * state.a, state.q0), Step(u, extras)
+        return sgd_map(state, g, params.eta, params.phi, batch.s, r, obs.lam), Step(u, extras)
 
-    def step(self, g: FloatArray, eta: FloatArray, phi: FloatArray, s: FloatArray, r: FloatArray) -> None:
-        scale = (eta * g)[:, None]
-        self.a, self.b = self.a - scale * self.b, self.b - scale * self.a
+    def tolerance(self, params: SGDParameters, rule: StopRule) -> FloatArray:
+        return stopping_tolerance(params, self.data, self.sampling, rule.loss_tol)
 
-    def keep(self, mask: NDArray[np.bool_]) -> None:
-        self.a, self.b, self.q0, self.phi = self.a[mask], self.b[mask], self.q0[mask], self.phi[mask]
+    def measured_log_q(self, state: ReducedState | FullState) -> FloatArray | None:
+        return measured_log_q(state)
 
-    def measured_log_q_ratio(self, rows: NDArray[np.bool_]) -> FloatArray | None:
-        log_ratio: FloatArray = np.log(imbalance(self.a[rows], self.b[rows]) / self.q0[rows])
-        return log_ratio
+    def window(self, rule: StopRule) -> int | None:
+        return window_start(rule.max_steps, self.window_length)
 
 
 def integrate_sgd(
-    state: SGDState,
+    state: ReducedState | FullState,
     params: SGDParameters,
     data: DataSet,
     sampling: str,
     rule: StopRule,
     window: int,
 ) -> SGDResults:
-    """Run every trajectory of ``state`` to its stopping time (see module doc)."""
-    eps, _ = state.residual_and_scale()
-    n = eps.shape[0]
-    out = TrajectoryResults.empty(n)
-    sums = np.zeros((5, n))
-    count = np.zeros(n, dtype=np.int64)
-    index = np.arange(n)
-    state.start(params.phi)
-    log_q = np.zeros(n)
-    log_q_error = np.zeros(n)  # Neumaier's running compensation of the log_q sum
-    sum_eps2 = np.zeros(n)
-    max_eta_sharp = np.full(n, -np.inf)
-    eos_steps = np.zeros(n, dtype=np.int64)
-    max_abs_eps = np.zeros(n)
-    first = window_start(rule.max_steps, window)
-    tolerance = stopping_tolerance(params, data, sampling, rule.loss_tol)
-    t = 0
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        while index.size:
-            p = params.take(index)
-            eps, lam = state.residual_and_scale()
-            sharp = full_sharpness(eps, lam, p.phi)
-            eta_sharp = p.eta * sharp
-            np.fmax(max_eta_sharp, eta_sharp, out=max_eta_sharp)
-            if t > first:
-                measured = state.measured_log_q_ratio(np.ones(index.size, dtype=np.bool_))
-                current = compensated_value(log_q, log_q_error) if measured is None else measured
-                for row, value in enumerate((np.exp(current), current, sharp, 0.5 * eps * eps + data.noise_floor, lam)):
-                    sums[row, index] += value
-                count[index] += 1
-            converged = 0.5 * eps * eps <= tolerance[index]
-            diverged = ~converged & ~(
-                (np.abs(eps) <= rule.divergence_threshold) & (np.abs(lam) <= rule.divergence_threshold)
-            )
-            done = converged | diverged if t < rule.max_steps else np.ones_like(converged)
-            if done.any():
-                status = np.where(converged, Status.CONVERGED, np.where(diverged, Status.DIVERGED, Status.MAX_STEPS))
-                rows = index[done]
-                out.status[rows] = status[done]
-                out.steps[rows] = t
-                out.eps_T[rows] = eps[done]
-                out.lambda_T[rows] = lam[done]
-                out.sharpness_T[rows] = sharp[done]
-                measured = state.measured_log_q_ratio(done)
-                total = compensated_value(log_q[done], log_q_error[done])
-                out.log_q_ratio[rows] = total if measured is None else measured
-                out.sum_eps2[rows] = sum_eps2[done]
-                out.max_eta_sharpness[rows] = max_eta_sharp[done]
-                out.eos_steps[rows] = eos_steps[done]
-                out.max_abs_eps[rows] = max_abs_eps[done]
-                running = ~done
-                if not running.any():
-                    break
-                state.keep(running)
-                index, log_q, log_q_error = index[running], log_q[running], log_q_error[running]
-                sum_eps2 = sum_eps2[running]
-                max_eta_sharp, eos_steps = max_eta_sharp[running], eos_steps[running]
-                max_abs_eps = max_abs_eps[running]
-                eps, eta_sharp = eps[running], eta_sharp[running]
-                p = params.take(index)
-            batch = sample_batch(data, p, t, sampling)
-            g = state.gradient_factor(batch, p.phi)
-            eta_g = p.eta * g
-            eos_steps += eta_sharp > 2.0
-            log_q, log_q_error = compensated_add(log_q, log_q_error, log_q_term(eta_g))
-            sum_eps2 += eps * eps
-            np.fmax(max_abs_eps, np.abs(eps), out=max_abs_eps)
-            state.step(g, p.eta, p.phi, batch.s, batch.r + batch.noise)
-            t += 1
-    return finish(out, sums, count, data.noise_floor)
-
-
-@dataclass(frozen=True)
-class SGDTrace:
-    """One trajectory step by step, arrays of shape (T + 1,) over states t = 0…T
-    (``g``, ``s``, ``r`` of shape (T,): the step taken from state t)."""
-
-    t: IntArray
-    eps: FloatArray
-    lam: FloatArray
-    loss: FloatArray
-    log_q_ratio: FloatArray
-    sharpness: FloatArray
-    g: FloatArray
-    s: FloatArray
-    r: FloatArray
-    status: Status
+    """Run every trajectory of ``state`` to its stopping time with SGD (the driver's
+    final-rows mode; see module doc)."""
+    outcome = run(SGD(data, sampling, window), state, params, rule)
+    assert outcome.window is not None
+    return finish(outcome.results, outcome.window, data.noise_floor)
 
 
 def trace_sgd(
-    eps0: float,
-    lam0: float,
-    params: SGDParameters,
-    data: DataSet,
-    sampling: str,
-    rule: StopRule,
-    *,
-    s0: float | None = None,
-    p0: float | None = None,
-) -> SGDTrace:
-    """Re-simulate one trajectory (``params`` of length 1) and keep every state.
-
-    Uses the same batches and map as :func:`integrate_sgd` (and the same S0, P0:
-    by default λ0 ± 2(ε0 + Φ), as :class:`SGDReducedState`), so its final state is
-    that row of a sweep.
-    """
-    state = SGDReducedState(
-        np.array([eps0]),
-        np.array([lam0]),
-        None if s0 is None else np.array([s0]),
-        None if p0 is None else np.array([p0]),
-    )
-    state.start(params.phi)
-    tolerance = float(stopping_tolerance(params, data, sampling, rule.loss_tol)[0])
-    log_q, log_q_error = np.zeros(1), np.zeros(1)
-    eps_list, lam_list, log_q_list = [float(state.eps[0])], [float(state.lam[0])], [0.0]
-    g_list: list[float] = []
-    s_list: list[float] = []
-    r_list: list[float] = []
-    status = Status.MAX_STEPS
-    t = 0
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        while True:
-            eps, lam = state.residual_and_scale()
-            if 0.5 * eps[0] * eps[0] <= tolerance:
-                status = Status.CONVERGED
-                break
-            if not (abs(eps[0]) <= rule.divergence_threshold and abs(lam[0]) <= rule.divergence_threshold):
-                status = Status.DIVERGED
-                break
-            if t >= rule.max_steps:
-                break
-            batch = sample_batch(data, params, t, sampling)
-            g = state.gradient_factor(batch, params.phi)
-            log_q, log_q_error = compensated_add(log_q, log_q_error, log_q_term(params.eta * g))
-            log_q_list.append(float(compensated_value(log_q, log_q_error)[0]))
-            state.step(g, params.eta, params.phi, batch.s, batch.r + batch.noise)
-            g_list.append(float(g[0]))
-            s_list.append(float(batch.s[0]))
-            r_list.append(float((batch.r + batch.noise)[0]))
-            eps_list.append(float(state.eps[0]))
-            lam_list.append(float(state.lam[0]))
-            t += 1
-    eps_arr, lam_arr = np.array(eps_list), np.array(lam_list)
-    return SGDTrace(
-        t=np.arange(len(eps_list), dtype=np.int64),
-        eps=eps_arr,
-        lam=lam_arr,
-        loss=0.5 * eps_arr * eps_arr + data.noise_floor,
-        log_q_ratio=np.array(log_q_list),
-        sharpness=full_sharpness(eps_arr, lam_arr, np.full(eps_arr.shape, params.phi[0])),
-        g=np.array(g_list),
-        s=np.array(s_list),
-        r=np.array(r_list),
-        status=status,
-    )
+    state: ReducedState, params: SGDParameters, data: DataSet, sampling: str, rule: StopRule, window: int
+) -> tuple[History, Status]:
+    """One trajectory (``params`` of length 1) step by step: the driver's every-step
+    mode, so its last state is that row of a sweep."""
+    outcome = run(SGD(data, sampling, window), state, params, rule, record="every")
+    assert outcome.history is not None
+    return outcome.history, Status(int(outcome.results.status[0]))
