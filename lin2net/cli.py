@@ -378,16 +378,24 @@ SUMMARY_COLUMNS = {  # column -> header, in priority order (the first ones stay 
     **AXIS_LABELS,
     "trajectories": "n",
     "frac_converged": "conv",
+    "frac_stable": "stable",
     "steps_median": "steps",
     "q_ratio_median": "Q(T)/Q0",
+    "log_q_ratio_median": "log Q/Q0",
     "sharpness_T_median": "S(T)",
+    # SGD: the window means are what noisy SGD settles to; ahead of div/max on a narrow terminal
+    "sharpness_window_median": "S win",
+    "lambda_window_median": "λ win",
+    "q_ratio_window_median": "Q/Q0 win",
+    "loss_window_median": "loss win",
     "frac_diverged": "div",
     "frac_max_steps": "max",
     "lambda_gf_median": "λ_GF",
-    "q_ratio_window_median": "Q/Q0 win",
-    "loss_window_median": "loss win",
 }
-SUMMARY_CAPTION = "medians; Q(T)/Q0 and S(T) over converged trajectories; IQRs in --format csv"
+SUMMARY_CAPTION = (
+    "medians; Q(T)/Q0 and S(T) over converged trajectories; stable: converged with η·S(T) < 2; "
+    "q25, q75 and IQRs in --format csv"
+)
 AXIS_COLUMNS = tuple(AXIS_LABELS)
 
 
@@ -416,6 +424,7 @@ def summarize(
     ] = None,
     fmt: Annotated[ExportFormat | None, typer.Option("--format", "-f", help=FORMAT_HELP)] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help=OUTPUT_HELP)] = None,
+    where: Annotated[str | None, typer.Option("--where", metavar="EXPR", help=WHERE_HELP)] = None,
 ) -> None:
     """Per-cell statistics of a sweep: fractions converged, medians and IQRs.
 
@@ -432,7 +441,7 @@ def summarize(
         chosen = choose_format(fmt.value if fmt else None, output)
         from lin2net.analysis.summary import summarize as summarize_sweep
 
-        frame = summarize_sweep(out, by=axes or None)
+        frame = summarize_sweep(out, by=axes or None, where=where)
         grid = read_resolved_config(out).get("grid", {})
     if frame.empty:
         raise fail(f"{out} holds no finished cells yet", 2)
@@ -445,11 +454,19 @@ def summarize(
     # the grouping axes, always, and the pooled axes that take one value in the caption.
     shown_axes = axes or [a for a in AXIS_COLUMNS if a in grid or a == "init"]
     labels = {c: h for c, h in SUMMARY_COLUMNS.items() if c not in AXIS_COLUMNS or c in shown_axes}
+    if not (frame.get("q_ratio_median", pd_zero()) == 0).any():  # the log only where the median underflowed
+        labels.pop("log_q_ratio_median", None)
     caption = SUMMARY_CAPTION
+    if where:
+        caption = f"where {where}; {caption}"
     if axes:
         pooled = {k: v for k, v in grid.items() if k not in axes and _single(v)}
         constant = [f"{SUMMARY_COLUMNS.get(k, k)} = {_axis_value(v)}" for k, v in pooled.items()]
-        caption = "; ".join([*constant, SUMMARY_CAPTION])
+        several = [SUMMARY_COLUMNS.get(k, k) for k, v in grid.items() if k not in axes and not _single(v)]
+        if "eta_lambda0" in axes and "eta_lambda0" not in grid:
+            several = [c for c in several if c not in ("η", "λ0")] + ["η and λ0 at each η·λ0"]
+        pooled_note = [f"pooled over {', '.join(several)}"] if several else []
+        caption = "; ".join([*constant, *pooled_note, caption])
     table = terminal_table(
         frame,
         title=f"lin2net summary of {out}",
@@ -460,6 +477,12 @@ def summarize(
         caption=caption,
     )
     print_table(stdout, table, _table_width())
+
+
+def pd_zero() -> Any:
+    import pandas as pd
+
+    return pd.Series([], dtype=float)
 
 
 def _single(values: Any) -> bool:
@@ -594,6 +617,22 @@ class PlotAxis(StrEnum):
     label_noise = "label_noise"
 
 
+class PlotKind(StrEnum):
+    heatmap = "heatmap"
+    line = "line"
+    phase = "phase"
+    regions = "regions"
+
+
+class PlotScale(StrEnum):
+    linear = "linear"
+    log = "log"
+    categorical = "categorical"
+
+
+WHERE_HELP = "Keep the trajectories for which this DuckDB expression holds, e.g. 'lambda0 = 4 and d > 1'."
+
+
 class PlotStat(StrEnum):
     median = "median"
     mean = "mean"
@@ -602,6 +641,7 @@ class PlotStat(StrEnum):
     q25 = "q25"
     q75 = "q75"
     frac_converged = "frac_converged"
+    frac_stable = "frac_stable"
     frac_diverged = "frac_diverged"
     frac_max_steps = "frac_max_steps"
 
@@ -634,30 +674,74 @@ def plot(
         ),
     ] = None,
     stat: Annotated[PlotStat, typer.Option("--stat", help="Statistic per grid point.")] = PlotStat.median,
+    kind: Annotated[
+        PlotKind,
+        typer.Option("--kind", help="heatmap (over --x, --y) or line (--value against --x, a line per --hue)."),
+    ] = PlotKind.heatmap,
+    where: Annotated[str | None, typer.Option("--where", metavar="EXPR", help=WHERE_HELP)] = None,
+    hue: Annotated[PlotAxis | None, typer.Option("--hue", help="--kind line: one line per value of this axis.")] = None,
+    facet: Annotated[
+        PlotAxis | None, typer.Option("--facet", help="--kind line: one panel per value of this axis.")
+    ] = None,
+    xscale: Annotated[
+        PlotScale | None, typer.Option("--xscale", help="[default: log for geometric values, categorical for a few d].")
+    ] = None,
+    yscale: Annotated[
+        PlotScale | None, typer.Option("--yscale", help="[default: as --xscale; line: log past 2 decades].")
+    ] = None,
 ) -> None:
-    """Heatmaps of a sweep over two axes, one panel per value of the other swept axes (the paper's Figure 3).
+    """Heatmaps of a sweep over two axes, one panel per value of the other swept axes (the paper's Figure 3),
+    or --kind line: a statistic against one axis.
 
     By default: median Q(T)/Q(0) and median convergence time over eta and lambda0,
     with the reference lines eta*lambda0 = 2, eta = 2/sqrt(lambda0^2 + 4 Phi^2),
     eta = 1/(lambda0 + 2 Phi) and eta = 1/Phi. Hatched grey: fewer than half the
     trajectories converged. The frac_* statistics draw one map, whatever --value.
+    --value may be a DuckDB expression ('eta * sharpness_T'); --where filters.
 
     Example: lin2net plot runs/figure3 --value one_minus_q_ratio
+    Example: lin2net plot runs/smoke --kind line --x eta --value sharpness_T --hue lambda0 --facet d
     """
-    from lin2net.analysis.plotting import plot_sweep
+    from lin2net.analysis.plotting import plot_lines, plot_sweep
 
     with user_errors():
         check_path("OUT", out)
         if output is not None:
             check_output_file("--output", output)
-        path = plot_sweep(
-            out,
-            output,
-            x=x.value if x else None,
-            y=y.value if y else None,
-            value=value,
-            stat=stat.value,
-        )
+        if kind == PlotKind.line:
+            if y is not None:
+                raise ConfigError("--y", "not used with --kind line (the value is the vertical axis)")
+            path = plot_lines(
+                out,
+                output,
+                x=x.value if x else None,
+                value=value,
+                hue=hue.value if hue else None,
+                facet=facet.value if facet else None,
+                stat=stat.value,
+                where=where,
+                xscale=xscale.value if xscale else None,
+                yscale=yscale.value if yscale else None,
+            )
+        elif kind == PlotKind.heatmap:
+            for option, given in (("--hue", hue), ("--facet", facet)):
+                if given is not None:
+                    raise ConfigError(option, "only with --kind line (heatmaps facet over every other swept axis)")
+            path = plot_sweep(
+                out,
+                output,
+                x=x.value if x else None,
+                y=y.value if y else None,
+                value=value,
+                stat=stat.value,
+                where=where,
+                xscale=xscale.value if xscale else None,
+                yscale=yscale.value if yscale else None,
+            )
+        else:
+            raise ConfigError(
+                "--kind", f"{kind.value} is a figure of the paper, drawn without OUT: lin2net figure {kind.value}"
+            )
     _note_missing_cells(out, "figure")
     stderr.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
 
