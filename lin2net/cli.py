@@ -479,6 +479,48 @@ def summarize(
     print_table(stdout, table, _table_width())
 
 
+@command
+def cells(
+    out: Annotated[Path, typer.Argument(metavar="OUT", help=OUT_HELP)],
+    where: Annotated[str | None, typer.Option("--where", metavar="EXPR", help=WHERE_HELP)] = None,
+    fmt: Annotated[ExportFormat | None, typer.Option("--format", "-f", help=FORMAT_HELP)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help=OUTPUT_HELP)] = None,
+) -> None:
+    """The cells of a sweep with their ids (for lin2net trace OUT --cell ID), their axes and outcomes.
+
+    Example: lin2net cells runs/smoke --where 'eta > 1 and d = 10'
+    """
+    from lin2net.analysis.summary import summarize as summarize_sweep
+    from lin2net.analysis.tables import choose_format, export, print_table, terminal_table
+
+    with user_errors():
+        check_path("OUT", out)
+        if output is not None:
+            check_output_file("--output", output)
+        chosen = choose_format(fmt.value if fmt else None, output)
+        frame = summarize_sweep(out, where=where)
+    if frame.empty:
+        raise fail(f"{out} holds no finished cells yet", 2)
+    columns = ["cell_id", *(a for a in AXIS_COLUMNS if a in frame.columns), "trajectories"]
+    columns += ["frac_converged", "frac_stable", "frac_diverged", "frac_max_steps"]
+    frame = frame[columns]
+    if chosen != "table":
+        with user_errors():
+            export(frame, chosen, output)
+        return
+    labels = {"cell_id": "cell_id", **{c: SUMMARY_COLUMNS.get(c, c) for c in columns[1:]}}
+    table = terminal_table(
+        frame,
+        title=f"cells of {out}" + (f" where {where}" if where else ""),
+        width=_table_width(),
+        labels=labels,
+        required=["cell_id"],
+        axes=[a for a in AXIS_COLUMNS if a in frame.columns],
+        caption=f"trace one: lin2net trace {out} --cell CELL_ID --trajectory K --plot trace.png",
+    )
+    print_table(stdout, table, _table_width())
+
+
 def pd_zero() -> Any:
     import pandas as pd
 
@@ -763,7 +805,7 @@ def trace(
     ] = None,
     cell_id: Annotated[
         str | None,
-        typer.Option("--cell", metavar="CELL_ID", help="Cell of OUT (ids: lin2net summarize OUT --format csv)."),
+        typer.Option("--cell", metavar="CELL_ID", help="Cell of OUT (ids: lin2net cells OUT)."),
     ] = None,
     eta: Annotated[float | None, typer.Option("--eta", help="Stepsize (without OUT).")] = None,
     lambda0: Annotated[float | None, typer.Option("--lambda0", help="Initial scale (random init).")] = None,
@@ -771,7 +813,19 @@ def trace(
     d: Annotated[int | None, typer.Option("--d", help="Width (random init) [default: 10].")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Root seed, as in a sweep config [default: 0].")] = None,
     init: Annotated[str | None, typer.Option("--init", help="sphere or gaussian [default: sphere].")] = None,
-    trajectory: Annotated[int, typer.Option("--trajectory", help="Index of the initialization in the cell.")] = 0,
+    trajectory: Annotated[
+        str,
+        typer.Option(
+            "--trajectory", metavar="K[,K...]", help="Index of the initialization in the cell; 0,1,2 overlays several."
+        ),
+    ] = "0",
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="SGD without OUT: batch size B (data: --n samples).")
+    ] = None,
+    label_noise: Annotated[
+        float | None, typer.Option("--label-noise", help="SGD without OUT: per-step label-noise std σ [default: 0].")
+    ] = None,
+    n: Annotated[int | None, typer.Option("--n", help="SGD without OUT: data set size [default: 100].")] = None,
     a: Annotated[str | None, typer.Option("--a", help="Explicit a, comma-separated, e.g. 1,2.")] = None,
     b: Annotated[str | None, typer.Option("--b", help="Explicit b, comma-separated, e.g. 0.5,0.1.")] = None,
     max_steps: Annotated[
@@ -825,18 +879,43 @@ def trace(
             raise ConfigError("--max-steps", problem)
         if loss_tol is not None and not loss_tol > 0:
             raise ConfigError("--loss-tol", f"must be > 0, got {loss_tol}")
-        sgd_run = None
+        indices = _trajectories(trajectory)
+        sgd_given = {"--batch-size": batch_size, "--label-noise": label_noise, "--n": n}
+        runs: list[Any] = []
+        info: dict[str, Any] = {}
         if out is not None or cell_id is not None:
             if out is None or cell_id is None:
-                raise ConfigError("--cell", "give OUT and --cell CELL_ID together (ids: lin2net summarize OUT)")
+                raise ConfigError("--cell", f"give OUT and --cell CELL_ID together (ids: {CELLS_HINT})")
             given = {"--eta": eta, "--lambda0": lambda0, "--phi": phi, "--d": d, "--seed": seed, "--init": init}
-            for option, value in {**given, "--a": a, "--b": b}.items():
+            for option, value in {**given, **sgd_given, "--a": a, "--b": b}.items():
                 if value is not None:
                     raise ConfigError(option, "not used with OUT --cell (the sweep's config fixes the parameters)")
-            start, eta, rule, config, cell = _sweep_trajectory(out, cell_id, trajectory, max_steps, loss_tol)
-            if config.algorithm == "sgd":
-                sgd_run = _sgd_trace(config, cell, trajectory, rule, start, eta)
+            for index in indices:
+                start, eta, rule, config, cell = _sweep_trajectory(out, cell_id, index, max_steps, loss_tol)
+                if config.algorithm == "sgd":
+                    runs.append((index, start, _sgd_trace(config, cell, index, rule, start, eta)))
+                else:
+                    runs.append((index, start, trace_trajectory(start, eta, rule)))
+            info = _trace_info(config, cell, cell_id.strip())
+        elif batch_size is not None:
+            if eta is None:
+                raise ConfigError("--eta", "missing: an SGD trace needs --eta, --batch-size and --lambda0 (or --a/--b)")
+            config, cell = _sgd_cli_config(
+                eta, lambda0, phi, d, seed, init, batch_size, label_noise, n, a, b, max_steps, loss_tol, max(indices)
+            )
+            from lin2net.dynamics.gd.cell import stop_rule
+
+            rule = stop_rule(config)
+            for index in indices:
+                start = _cli_start(config, cell, index)
+                runs.append((index, start, _sgd_trace(config, cell, index, rule, start, cell.eta)))
+            info = _trace_info(config, cell, None)
         else:
+            for option, value in sgd_given.items():
+                if value is not None:
+                    raise ConfigError(
+                        option, "an SGD parameter: give --batch-size too (or trace a cell of an SGD sweep)"
+                    )
             if eta is None:
                 raise ConfigError("--eta", "missing: give --eta (and --lambda0 or --a/--b), or OUT --cell CELL_ID")
             if not (math.isfinite(eta) and eta > 0):
@@ -849,36 +928,149 @@ def trace(
                 for option, given_value in (("--lambda0", lambda0), ("--d", d), ("--init", init)):
                     if given_value is not None:
                         raise ConfigError(option, "not used with --a/--b (the vectors fix the initialization)")
+                if len(indices) > 1:
+                    raise ConfigError("--trajectory", "one explicit start (--a/--b) is one trajectory: give one index")
                 start = start_from_vectors(vec_a, vec_b, 1.0 if phi is None else phi)
+                runs.append((indices[0], start, trace_trajectory(start, eta, rule)))
+                info = {"algorithm": "GD", "η": eta, "Φ": start.phi, "d": len(vec_a), "init": "explicit"}
             else:
                 if lambda0 is None:
                     raise ConfigError("--lambda0", "missing: give --lambda0 (and --d, --seed, --init), or --a and --b")
-                start = sweep_initialization(
-                    eta=eta,
-                    lambda0=lambda0,
-                    phi=1.0 if phi is None else phi,
-                    d=10 if d is None else d,
-                    seed=0 if seed is None else seed,
-                    init=init or "sphere",
-                    trajectory=trajectory,
-                )
-        result = sgd_run if sgd_run is not None else trace_trajectory(start, eta, rule)
+                for index in indices:
+                    start = sweep_initialization(
+                        eta=eta,
+                        lambda0=lambda0,
+                        phi=1.0 if phi is None else phi,
+                        d=10 if d is None else d,
+                        seed=0 if seed is None else seed,
+                        init=init or "sphere",
+                        trajectory=index,
+                    )
+                    runs.append((index, start, trace_trajectory(start, eta, rule)))
+                info = {
+                    "algorithm": "GD",
+                    "η": eta,
+                    "λ(0)": lambda0,
+                    "Φ": 1.0 if phi is None else phi,
+                    "d": 10 if d is None else d,
+                    "init": init or "sphere",
+                    "seed": 0 if seed is None else seed,
+                }
         if output is not None:
-            write_trace_table(result, output)
+            if len(runs) > 1:
+                raise ConfigError("--output", "the per-step table holds one trajectory: give one --trajectory with -o")
+            write_trace_table(runs[0][2], output)
         if plot_path is not None:
-            plot_trace(result, plot_path)
-    last = result.table.iloc[-1]
-    stderr.print(
-        f"{result.status.label} at T = {result.steps}: Q(T)/Q(0) = {last['q_ratio']:.6g}, "
-        f"lambda(T) = {last['lambda']:.6g}, lambda_GF = {result.lambda_gf:.6g}; "
-        f"eps0 = {start.eps0:.6g}, lambda0 = {start.lam0:.6g}, "
-        f"regime: {regime(eta, start.eps0, start.lam0, start.phi)}",
-        highlight=False,
-        soft_wrap=True,
-    )
+            plot_trace([(index, result) for index, _, result in runs], plot_path, parameters=info)
+    for index, start, result in runs:
+        last = result.table.iloc[-1]
+        stderr.print(
+            f"trajectory {index}: {result.status.label} at T = {result.steps}: Q(T)/Q(0) = {last['q_ratio']:.6g}, "
+            f"lambda(T) = {last['lambda']:.6g}, lambda_GF = {result.lambda_gf:.6g}; "
+            f"eps0 = {start.eps0:.6g}, lambda0 = {start.lam0:.6g}, "
+            f"regime: {regime(result.eta, start.eps0, start.lam0, start.phi)}",
+            highlight=False,
+            soft_wrap=True,
+        )
     for path in (output, plot_path):
         if path is not None:
             stderr.print(f"wrote {path}", highlight=False)
+
+
+CELLS_HINT = "lin2net cells OUT"
+
+
+def _trajectories(text: str) -> list[int]:
+    """``--trajectory 0`` or ``0,1,2``: distinct indices >= 0."""
+    try:
+        indices = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise ConfigError("--trajectory", f"must be an index or comma-separated indices, got {text!r}") from None
+    if not indices or any(i < 0 for i in indices) or len(set(indices)) < len(indices):
+        raise ConfigError("--trajectory", f"must be distinct indices >= 0, got {text!r}")
+    if len(indices) > 10:
+        raise ConfigError("--trajectory", f"at most 10 trajectories in one figure, got {len(indices)}")
+    return indices
+
+
+def _trace_info(config: Any, cell: Any, cell_id: str | None) -> dict[str, Any]:
+    """The parameters a trace figure's title states."""
+    info: dict[str, Any] = {"algorithm": "SGD" if config.algorithm == "sgd" else "GD"}
+    if cell_id:
+        info["cell"] = cell_id
+    info.update({"η": cell.eta, "λ(0)": cell.lambda0, "Φ": cell.phi, "d": cell.d, "init": cell.init})
+    if config.algorithm == "sgd":
+        info.update({"B": cell.batch_size, "σ": cell.label_noise, "n": config.data.n})
+    info["seed"] = config.seed
+    return info
+
+
+def _sgd_cli_config(
+    eta: float,
+    lambda0: float | None,
+    phi: float | None,
+    d: int | None,
+    seed: int | None,
+    init: str | None,
+    batch_size: int,
+    label_noise: float | None,
+    n: int | None,
+    a: str | None,
+    b: str | None,
+    max_steps: int | None,
+    loss_tol: float | None,
+    last: int,
+) -> tuple[Any, Any]:
+    """A one-cell SGD sweep config from trace's options, and its cell; bad values
+    are reported by the config parser under the trace option's name."""
+    from lin2net.sweep.config import parse_config
+    from lin2net.sweep.grid import expand_grid
+
+    grid: dict[str, Any] = {"eta": eta, "phi": 1.0 if phi is None else phi, "batch_size": batch_size}
+    grid["label_noise"] = 0.0 if label_noise is None else label_noise
+    vec_a, vec_b = _floats("--a", a), _floats("--b", b)
+    raw: dict[str, Any] = {"name": "trace", "algorithm": "sgd", "seed": 0 if seed is None else seed}
+    if vec_a is not None or vec_b is not None:
+        if vec_a is None or vec_b is None:
+            raise ConfigError("--a/--b", "give both --a and --b, or neither")
+        raw["init"] = {"explicit": {"a": vec_a, "b": vec_b}}
+        raw["trajectories"] = 1
+        if last > 0:
+            raise ConfigError("--trajectory", "one explicit start (--a/--b) is one trajectory: give 0")
+    else:
+        if lambda0 is None:
+            raise ConfigError("--lambda0", "missing: give --lambda0 (and --d, --seed, --init), or --a and --b")
+        grid.update({"lambda0": lambda0, "d": 10 if d is None else d})
+        raw["init"] = init or "sphere"
+        raw["trajectories"] = last + 1
+    raw["grid"] = grid
+    raw["data"] = {"n": 100 if n is None else n}
+    raw["max_steps"] = 100_000 if max_steps is None else max_steps
+    raw["loss_tol"] = 1e-10 if loss_tol is None else loss_tol
+    names = {"grid.batch_size": "--batch-size", "grid.label_noise": "--label-noise", "data.n": "--n"}
+    try:
+        config = parse_config(raw)
+    except ConfigError as error:
+        key = names.get(error.key, "--" + error.key.split(".")[-1].replace("_", "-"))
+        raise ConfigError(key, error.problem) from None
+    (cell,) = list(expand_grid(config))
+    return config, cell
+
+
+def _cli_start(config: Any, cell: Any, trajectory: int) -> Any:
+    from lin2net.analysis.trace import start_from_vectors, sweep_initialization
+
+    if config.explicit is not None:
+        return start_from_vectors(config.explicit.a, config.explicit.b, cell.phi)
+    return sweep_initialization(
+        eta=cell.eta,
+        lambda0=cell.lambda0,
+        phi=cell.phi,
+        d=cell.d,
+        seed=config.seed,
+        init=config.init,
+        trajectory=trajectory,
+    )
 
 
 def _sweep_trajectory(
@@ -897,7 +1089,7 @@ def _sweep_trajectory(
     cell = cells.get(cell_id.strip())
     if cell is None:
         shown = printable(_clip(cell_id, 40))
-        problem = f"no cell {shown!r} in the grid of {out}; list the ids with: lin2net summarize {out} --format csv"
+        problem = f"no cell {shown!r} in the grid of {out}; list the ids with: lin2net cells {out}"
         raise ConfigError("--cell", problem)
     if not 0 <= trajectory < config.trajectories:
         problem = f"must be in 0 .. {config.trajectories - 1} (the cell's trajectories), got {trajectory}"

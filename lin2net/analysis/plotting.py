@@ -905,54 +905,132 @@ def _spans_decades(values: np.ndarray, decades: float = 2.0) -> bool:
     return bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 10**decades)
 
 
-def plot_trace(trace: Trace, path: Path) -> Path:
+TraceRuns = Sequence[tuple[int, "Trace"]]
+
+
+def _runs(traces: Trace | TraceRuns) -> list[tuple[int, Trace]]:
+    from lin2net.analysis.trace import Trace
+
+    return [(0, traces)] if isinstance(traces, Trace) else list(traces)
+
+
+def plot_trace(traces: Trace | TraceRuns, path: Path, parameters: dict[str, Any] | None = None) -> Path:
     """Draw :func:`draw_trace` to ``path`` (.png, .svg or .pdf)."""
     check_figure_path(path)
-    _save(draw_trace(trace), path)
+    _save(draw_trace(traces, parameters), path)
     return path
 
 
-def draw_trace(trace: Trace) -> Figure:
-    """Loss, sharpness against 2/η and Q(t)/Q(0) of a trace, with the gradient flow
-    from the same start overlaid at GF time η·t. The loss is on a log axis; the
-    sharpness and Q(t)/Q(0) are too where they span more than two decades."""
+def trace_title(runs: list[tuple[int, Trace]], parameters: dict[str, Any] | None) -> str:
+    """Every parameter of the traced run(s), the trajectory indices and how each ended."""
+    parameters = dict(parameters or {})
+    first = runs[0][1]
+    sgd = "g" in first.table.columns
+    algorithm = parameters.pop("algorithm", "SGD" if sgd else "GD")
+    cell = parameters.pop("cell", None)
+    parameters.setdefault("η", first.eta)
+    parameters.setdefault("Φ", first.phi)
+    values = ", ".join(f"{k} = {_number(v)}" if k != "seed" else f"seed {v}" for k, v in parameters.items())
+    which = "trajectory" if len(runs) == 1 else "trajectories"
+    head = (
+        f"{algorithm} trace" + (f" of cell {cell}" if cell else "") + f", {which} " + ", ".join(str(i) for i, _ in runs)
+    )
+    ends = "; ".join((f"{i}: " if len(runs) > 1 else "") + f"{t.status.label} at T = {t.steps}" for i, t in runs)
+    return f"{head}\n{values}\n{ends}"
+
+
+def draw_trace(traces: Trace | TraceRuns, parameters: dict[str, Any] | None = None) -> Figure:
+    """Loss, sharpness against 2/η and Q(t)/Q(0) of one or several traces, each with
+    the gradient flow from the same start overlaid at GF time η·t (dashed, same colour).
+
+    The axes are set by the traced runs alone: the flow is clipped to them (its loss
+    falls to 10⁻³⁰⁰ long before GD's stops at loss_tol), and the 2/η line is drawn
+    only where it does not squash S(t) (otherwise its value is written in the legend).
+    The loss is on a log axis; the sharpness and Q(t)/Q(0) are too where they span
+    more than two decades."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     from lin2net.theory.closed_forms import sharpness
 
-    table = trace.table
-    t = table["t"].to_numpy()
-    fine = np.linspace(0.0, float(max(t[-1], 1)), 1000)  # the flow between steps, not only at η·t
-    gf_eps, gf_lam = trace.flow.at(trace.eta * fine)
-    gf_loss, gf_sharpness = 0.5 * gf_eps * gf_eps, sharpness(gf_eps, gf_lam, trace.phi)
+    runs = _runs(traces)
+    sgd = "g" in runs[0][1].table.columns
+    name = "SGD" if sgd else "GD"
     figure = Figure(figsize=(7.5, 9.0), layout="constrained")
     ax_loss, ax_sharp, ax_q = figure.subplots(3, 1, sharex=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for ax, column, gf, name in (
-            (ax_loss, "loss", gf_loss, "loss ε²/2"),
-            (ax_sharp, "sharpness", gf_sharpness, "sharpness S(t)"),
-        ):
-            gd = table[column].to_numpy()
-            if column == "loss":
-                gd, gf = np.where(gd > 0, gd, np.nan), np.where(gf > 0, gf, np.nan)
-            ax.plot(t, gd, color="C0", linewidth=1.2, marker="." if t.size <= 200 else None, label="gradient descent")
-            ax.plot(fine, gf, color="C1", linewidth=1.2, linestyle="--", label="gradient flow (time η·t)")
-            ax.set_ylabel(name)
+    ranges: dict[str, list[float]] = {"loss": [], "sharpness": [], "q_ratio": []}
+    eta = runs[0][1].eta
+    for k, (index, trace) in enumerate(runs):
+        colour = f"C{k % 10}"
+        table = trace.table
+        t = table["t"].to_numpy()
+        fine = np.linspace(0.0, float(max(t[-1], 1)), 1000)  # the flow between steps, not only at η·t
+        gf_eps, gf_lam = trace.flow.at(trace.eta * fine)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            gf_loss, gf_sharpness = 0.5 * gf_eps * gf_eps, sharpness(gf_eps, gf_lam, trace.phi)
+            text = f"{name}, trajectory {index}" if len(runs) > 1 else name
+            marker = "." if t.size <= 200 else None
+            for ax, column, gf in ((ax_loss, "loss", gf_loss), (ax_sharp, "sharpness", gf_sharpness)):
+                run = table[column].to_numpy(dtype=np.float64)
+                if column == "loss":
+                    run, gf = np.where(run > 0, run, np.nan), np.where(gf > 0, gf, np.nan)
+                ax.plot(t, run, color=colour, linewidth=1.2, marker=marker, label=text)
+                ax.plot(fine, gf, color=colour, linewidth=1.0, linestyle="--", alpha=0.8)
+                ranges[column].extend(run[np.isfinite(run)].tolist())
+            q = table["q_ratio"].to_numpy(dtype=np.float64)
+            ax_q.plot(t, q, color=colour, linewidth=1.2, marker=marker, label=text)
+            ranges["q_ratio"].extend(q[np.isfinite(q)].tolist())
+            ax_sharp.axhline(trace.lambda_gf, color=colour, linestyle=":", linewidth=0.8)
+            ranges["sharpness"].append(trace.lambda_gf)
+    flow = Line2D([], [], color="0.3", linestyle="--", label="gradient flow, same start (time η·t)")
+    gf_limit = Line2D([], [], color="0.3", linestyle=":", linewidth=0.8, label="λ_GF (gradient-flow limit)")
+    ax_q.axhline(1.0, color="0.3", linestyle="--", linewidth=1.0)
+    # Loss: a log axis over the runs' own values; the flow is clipped to it.
+    losses = np.array([v for v in ranges["loss"] if v > 0])
     ax_loss.set_yscale("log")
-    for ax, column in ((ax_sharp, "sharpness"), (ax_q, "q_ratio")):
-        if _spans_decades(table[column].to_numpy()):
-            ax.set_yscale("log")
-    ax_sharp.axhline(2.0 / trace.eta, color="red", linestyle=":", label="2/η")
-    ax_sharp.axhline(trace.lambda_gf, color="C1", linestyle=":", linewidth=0.8, label="λ_GF (gradient-flow limit)")
-    ax_q.plot(t, table["q_ratio"].to_numpy(), color="C0", linewidth=1.2, label="gradient descent")
-    ax_q.axhline(1.0, color="C1", linestyle="--", label="gradient flow (Q conserved)")
+    if losses.size:
+        ax_loss.set_ylim(losses.min() / 3.0, losses.max() * 3.0)
+    # Sharpness: limits from S(t) and λ_GF; 2/η only where it does not flatten S(t).
+    sharp = np.array(ranges["sharpness"])
+    sharp = sharp[np.isfinite(sharp)]
+    two_over_eta = 2.0 / eta
+    handles_sharp = [flow, gf_limit]
+    if sharp.size:
+        if _spans_decades(sharp):
+            ax_sharp.set_yscale("log")
+            low, high = sharp.min() / 1.5, sharp.max() * 1.5
+        else:
+            pad = 0.08 * max(sharp.max() - sharp.min(), 1e-3 * abs(sharp.max()) or 1.0)
+            low, high = sharp.min() - pad, sharp.max() + pad
+        log = ax_sharp.get_yscale() == "log"
+        lo, hi = (np.log10(low), np.log10(high)) if log else (low, high)
+        target = np.log10(two_over_eta) if log else two_over_eta
+        span = hi - lo
+        if lo - 0.5 * span <= target <= hi + 0.5 * span:  # near the data: show it and keep it in view
+            lo, hi = min(lo, target - 0.05 * span), max(hi, target + 0.05 * span)
+            low, high = (10.0**lo, 10.0**hi) if log else (lo, hi)
+            handles_sharp.append(ax_sharp.axhline(two_over_eta, color="red", linestyle=":", label="2/η"))
+        else:
+            handles_sharp.append(Line2D([], [], color="none", label=f"2/η = {two_over_eta:.4g} (off scale)"))
+        ax_sharp.set_ylim(low, high)
+    if sgd or _spans_decades(np.array(ranges["q_ratio"])):
+        if _spans_decades(np.array(ranges["q_ratio"])):
+            ax_q.set_yscale("log")
+    ax_loss.set_ylabel("loss ε²/2" + (" (full batch)" if sgd else ""))
+    ax_sharp.set_ylabel("sharpness S(t)" + (" (full batch)" if sgd else ""))
     ax_q.set_ylabel("Q(t)/Q(0)")
     ax_q.set_xlabel("step t (gradient-flow time / η)")
-    for ax in (ax_loss, ax_sharp, ax_q):
-        ax.legend(loc="best", fontsize="small")
+    for ax, extra in (
+        (ax_loss, [flow]),
+        (ax_sharp, handles_sharp),
+        (ax_q, [Line2D([], [], color="0.3", linestyle="--", label="gradient flow (Q conserved)")]),
+    ):
+        handles, _ = ax.get_legend_handles_labels()
+        runs_handles = [h for h in handles if h.get_label() not in {e.get_label() for e in extra}]
+        ax.legend(handles=[*runs_handles, *extra], loc="best", fontsize="small")
         ax.grid(alpha=0.3)
-    figure.suptitle(f"trace: η = {trace.eta:g}, Φ = {trace.phi:g}; {trace.status.label} at T = {trace.steps}")
+    figure.suptitle(trace_title(runs, parameters), fontsize="medium")
     return figure

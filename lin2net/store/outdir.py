@@ -672,6 +672,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 def read_resolved_config(out: Path) -> dict[str, Any]:
     path = Path(out) / CONFIG_FILE
+    if not Path(out).exists():
+        raise OutputError(f"{out} does not exist")
     if not path.is_file():
         raise OutputError(f"{out} is not a lin2net output directory (no {CONFIG_FILE})")
     try:
@@ -689,6 +691,8 @@ def read_config(out: Path) -> SweepConfig:
     config.yaml that does not parse."""
     out = Path(out)
     if not is_marked(out):
+        if not out.exists():
+            raise OutputError(f"{out} does not exist")
         if is_legacy_output(out):
             raise OutputError(
                 f"{out} was written by lin2net 0.1 (one file per cell), which this version does not read; "
