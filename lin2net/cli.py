@@ -965,7 +965,8 @@ def trace(
     for index, start, result in runs:
         last = result.table.iloc[-1]
         stderr.print(
-            f"trajectory {index}: {result.status.label} at T = {result.steps}: Q(T)/Q(0) = {last['q_ratio']:.6g}, "
+            (f"trajectory {index}: " if len(runs) > 1 else "")
+            + f"{result.status.label} at T = {result.steps}: Q(T)/Q(0) = {last['q_ratio']:.6g}, "
             f"lambda(T) = {last['lambda']:.6g}, lambda_GF = {result.lambda_gf:.6g}; "
             f"eps0 = {start.eps0:.6g}, lambda0 = {start.lam0:.6g}, "
             f"regime: {regime(result.eta, start.eps0, start.lam0, start.phi)}",
