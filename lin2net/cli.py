@@ -690,7 +690,9 @@ class PlotStat(StrEnum):
 
 @command
 def plot(
-    out: Annotated[Path, typer.Argument(metavar="OUT", help=OUT_HELP)],
+    out: Annotated[
+        Path | None, typer.Argument(metavar="OUT", help=OUT_HELP + " Not used by --kind phase and regions.")
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -718,7 +720,11 @@ def plot(
     stat: Annotated[PlotStat, typer.Option("--stat", help="Statistic per grid point.")] = PlotStat.median,
     kind: Annotated[
         PlotKind,
-        typer.Option("--kind", help="heatmap (over --x, --y) or line (--value against --x, a line per --hue)."),
+        typer.Option(
+            "--kind",
+            help="heatmap (over --x, --y), line (--value against --x, a line per --hue); without OUT: "
+            "phase (the paper's Figure 1) or regions (its Figure 2).",
+        ),
     ] = PlotKind.heatmap,
     where: Annotated[str | None, typer.Option("--where", metavar="EXPR", help=WHERE_HELP)] = None,
     hue: Annotated[PlotAxis | None, typer.Option("--hue", help="--kind line: one line per value of this axis.")] = None,
@@ -728,6 +734,8 @@ def plot(
     xscale: Annotated[
         PlotScale | None, typer.Option("--xscale", help="[default: log for geometric values, categorical for a few d].")
     ] = None,
+    eta: Annotated[float | None, typer.Option("--eta", help="--kind phase/regions: step size.")] = None,
+    phi: Annotated[float | None, typer.Option("--phi", help="--kind phase/regions: target Φ [default: 1].")] = None,
     yscale: Annotated[
         PlotScale | None, typer.Option("--yscale", help="[default: as --xscale; line: log past 2 decades].")
     ] = None,
@@ -747,6 +755,22 @@ def plot(
     from lin2net.analysis.plotting import plot_lines, plot_sweep
 
     with user_errors():
+        if kind in (PlotKind.phase, PlotKind.regions):
+            from lin2net.analysis.paper_figures import plot_paper_figure
+
+            if out is not None:
+                raise ConfigError("OUT", f"--kind {kind.value} draws the paper's figure from the dynamics, not a sweep")
+            if output is None:
+                raise ConfigError("--output", f"--kind {kind.value} needs -o FILE (.png, .svg or .pdf)")
+            check_output_file("--output", output)
+            path = plot_paper_figure(kind.value, output, eta=eta, phi=phi)
+            stderr.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
+            return
+        if out is None:
+            raise ConfigError("OUT", f"missing: --kind {kind.value} plots a sweep's output directory")
+        for option, given_value in (("--eta", eta), ("--phi", phi)):
+            if given_value is not None:
+                raise ConfigError(option, "only with --kind phase or regions (a sweep's plot takes its parameters)")
         check_path("OUT", out)
         if output is not None:
             check_output_file("--output", output)
@@ -779,10 +803,6 @@ def plot(
                 where=where,
                 xscale=xscale.value if xscale else None,
                 yscale=yscale.value if yscale else None,
-            )
-        else:
-            raise ConfigError(
-                "--kind", f"{kind.value} is a figure of the paper, drawn without OUT: lin2net figure {kind.value}"
             )
     _note_missing_cells(out, "figure")
     stderr.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
