@@ -132,7 +132,7 @@ class CheckReport:
             elif fails == 0:
                 lines.append(
                     f"Theorem 1 {BOUND_TEXT[bound]}: holds for all {n} converged in-regime trajectories "
-                    f"(smallest margin {total['worst_margin']:.3g} in log Q)."
+                    f"(smallest margin {total['worst_margin'] + 0.0:.3g} in log Q)."
                 )
             else:
                 lines.append(

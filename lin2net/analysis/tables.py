@@ -48,7 +48,7 @@ def format_value(value: Any, digits: int = 4, nan: str = "nan") -> str:
     if value is None or value is pd.NA:
         return ""
     if isinstance(value, float):
-        return nan if value != value else f"{value:.{digits}g}"
+        return nan if value != value else f"{value + 0.0:.{digits}g}"  # + 0.0: -0.0 prints as 0, not -0
     return str(value)
 
 

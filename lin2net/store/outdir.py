@@ -198,6 +198,7 @@ class OutputState:
     kind: str
     scan: ShardScan | None = None
     difference: str = ""
+    resume: str = ""  # for ``different``: the --set options that give OUT's larger (extended) grid back
 
     @property
     def finished(self) -> frozenset[str]:
@@ -254,6 +255,14 @@ def inspect_output_dir(out: Path, config: SweepConfig, verify_data: bool = True)
     if added:
         old = parse_config(stored)
         return OutputState("extends", scan_shards(out, old, verify_data=verify_data), difference=added)
+    if not settings and grid_extension(current.get("grid"), stored.get("grid")):
+        # OUT holds a larger grid of this config (grown with --extend --set): say how to resume it.
+        sets = " ".join(
+            f"--set 'grid.{key}={json.dumps(values)}'"
+            for key, values in stored["grid"].items()
+            if values != current["grid"].get(key)
+        )
+        return OutputState("different", difference=grid_extension(current["grid"], stored["grid"]), resume=sets)
     # Name the most telling difference: a setting before the grid's long
     # lists, and those before the name.
     difference = (
@@ -300,6 +309,12 @@ def check_output_dir(out: Path, state: OutputState, overwrite: bool, extend: boo
         raise OutputError(
             f"output directory {out} holds a smaller grid of this config ({state.difference} here); "
             "pass --extend to run only the new cells, --overwrite to start over, or choose another -o"
+        )
+    if state.kind == "different" and state.resume and not overwrite:
+        raise OutputError(
+            f"output directory {out} holds a larger grid of this config ({state.difference} there, added with "
+            f"--extend); to resume it, repeat the same options: {state.resume} "
+            "(--overwrite would delete its results)"
         )
     if state.kind == "different" and not overwrite:
         advice = "--extend only adds axis values; " if extend else ""

@@ -1,0 +1,44 @@
+"""Terminal hints of issue 18 §3: each names the fix in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from lin2net.analysis.tables import format_value
+from lin2net.cli import app
+from lin2net.errors import ConfigError
+from lin2net.sweep.config import parse_config
+
+runner = CliRunner()
+
+
+def test_a_top_level_axis_points_to_the_grid() -> None:
+    raw = {"name": "x", "algorithm": "sgd", "batch_size": 4, "grid": {"eta": 0.1, "lambda0": 1.0, "batch_size": 2}}
+    with pytest.raises(ConfigError) as error:
+        parse_config(raw)
+    assert error.value.key == "batch_size"
+    assert "it is an axis: write it under grid: as grid.batch_size" in error.value.problem
+
+
+def test_negative_zero_prints_as_zero() -> None:
+    assert format_value(-0.0) == "0"
+    assert format_value(-1e-20) == "-1e-20"
+
+
+def test_a_rerun_after_extend_says_which_set_to_repeat(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"name": "c", "trajectories": 3, "grid": {"eta": [0.1], "lambda0": 1.0, "d": 2}}))
+    out = str(tmp_path / "out")
+    assert runner.invoke(app, ["sweep", str(config), "-o", out, "-q", "-j", "1"]).exit_code == 0
+    extend = ["sweep", str(config), "-o", out, "-q", "-j", "1", "--extend", "--set", "grid.eta=[0.1, 0.2]"]
+    assert runner.invoke(app, extend).exit_code == 0
+    plain = runner.invoke(app, ["sweep", str(config), "-o", out, "-q", "-j", "1"])
+    assert plain.exit_code == 2
+    assert "to resume it, repeat the same options: --set 'grid.eta=[0.1, 0.2]'" in plain.output
+    assert "--overwrite would delete its results" in plain.output
+    again = runner.invoke(app, ["sweep", str(config), "-o", out, "-q", "-j", "1", "--set", "grid.eta=[0.1, 0.2]"])
+    assert again.exit_code == 0, again.output
