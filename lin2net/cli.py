@@ -454,6 +454,10 @@ def summarize(
     # the grouping axes, always, and the pooled axes that take one value in the caption.
     shown_axes = axes or [a for a in AXIS_COLUMNS if a in grid or a == "init"]
     labels = {c: h for c, h in SUMMARY_COLUMNS.items() if c not in AXIS_COLUMNS or c in shown_axes}
+    if "sharpness_window_median" in frame.columns:  # SGD: what noisy SGD settles to comes first
+        first = [c for c in labels if c in AXIS_COLUMNS or c in ("trajectories", "frac_converged")]
+        window = [c for c in labels if c.endswith("window_median")]
+        labels = {c: labels[c] for c in dict.fromkeys([*first, *window, *labels])}
     if not (frame.get("q_ratio_median", pd_zero()) == 0).any():  # the log only where the median underflowed
         labels.pop("log_q_ratio_median", None)
     caption = SUMMARY_CAPTION

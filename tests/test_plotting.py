@@ -358,3 +358,40 @@ def test_line_plot_cli_writes_its_default_file(small_sweep: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert (small_sweep / "line-eta___sharpness_T-median-eta.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def noisy_sgd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Label-noise SGD (never converges) next to noiseless SGD (converges before the window)."""
+    out = tmp_path_factory.mktemp("sgdplot") / "out"
+    raw = {
+        "name": "sgd",
+        "algorithm": "sgd",
+        "trajectories": 12,
+        "grid": {"eta": [0.05, 0.2], "lambda0": [1.0, 4.0], "d": 3, "batch_size": 2, "label_noise": [0.0, 0.1]},
+        "data": {"n": 10},
+        "window": 100,
+        "max_steps": 600,
+    }
+    run_sweep(parse_config(raw), out)
+    return out
+
+
+def test_sgd_window_values_use_every_trajectory_and_no_panel_is_blank(noisy_sgd: Path, tmp_path: Path) -> None:
+    frame = trajectories_frame(noisy_sgd)
+    assert (frame[frame.label_noise > 0].status != "converged").all()  # noisy SGD never converges
+    grid = sweep_grid(noisy_sgd, values=("sharpness_window",))
+    assert [p.facet for p in grid.panels] == [{"label_noise": 0.0}, {"label_noise": 0.1}]
+    noisy = grid.panels[1]
+    assert np.isfinite(noisy.values).all() and (noisy.frac_converged == 1).all()  # never hatched
+    for (eta, lambda0), group in frame[frame.label_noise > 0].groupby(["eta", "lambda0"]):
+        i, j = list(grid.x_values).index(eta), list(grid.y_values).index(lambda0)
+        assert_allclose(noisy.values[j, i], np.nanmedian(group.sharpness_window), rtol=1e-12)
+    from lin2net.analysis.plotting import draw_sweep_grid
+
+    figure = draw_sweep_grid(grid)
+    drawn = [ax for ax in figure.axes if ax.get_visible() and ax.get_xlabel() == "η"]
+    assert len(drawn) == 1  # the noiseless facet has no window values: named in the title, not drawn blank
+    assert "no data (not drawn): σ = 0" in figure.get_suptitle()
+    result = runner.invoke(app, ["plot", str(noisy_sgd), "--value", "sharpness_window", "-o", str(tmp_path / "w.png")])
+    assert result.exit_code == 0, result.output

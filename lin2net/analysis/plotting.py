@@ -468,6 +468,7 @@ def draw_sweep_grid(
     from matplotlib.patches import Patch, Rectangle
 
     per_facet = len(dict.fromkeys(p.value for p in grid.panels))
+    grid, empty = _without_empty_facets(grid, per_facet)
     nrows, ncols = layout(per_facet, len(grid.panels) // per_facet)
     figure = Figure(figsize=(5.0 * ncols + 1.2, 4.2 * nrows + 0.8), layout="constrained")
     axes = figure.subplots(nrows, ncols, squeeze=False)
@@ -556,10 +557,29 @@ def draw_sweep_grid(
     title = grid.title
     if where:
         title += f"; where {where}"
+    if empty:
+        title += "\nno data (not drawn): " + "; ".join(empty)
     if per_facet == 1 and grid.panels and grid.panels[0].facet:
         title = f"{grid.panels[0].title}\n{title}"
     figure.suptitle(title)
     return figure
+
+
+def _without_empty_facets(grid: SweepGrid, per_facet: int) -> tuple[SweepGrid, list[str]]:
+    """``grid`` without the facets whose panels hold no finite value (e.g. the window
+    means of noiseless SGD, which converges before the window), and their titles."""
+    from dataclasses import replace
+
+    kept, empty = [], []
+    for start in range(0, len(grid.panels), per_facet):
+        facet = grid.panels[start : start + per_facet]
+        if any(np.isfinite(p.values).any() for p in facet):
+            kept.extend(facet)
+        else:
+            empty.append(_facet_title(facet[0].facet))
+    if not kept:
+        raise ConfigError("--value", "no grid point has a value to draw (every statistic is NaN)")
+    return replace(grid, panels=kept), empty
 
 
 def _mark_two_phi(colorbar: Colorbar, phis: tuple[float, ...], vmin: float, vmax: float) -> None:
@@ -571,7 +591,9 @@ def _mark_two_phi(colorbar: Colorbar, phis: tuple[float, ...], vmin: float, vmax
         return
     colorbar.ax.axhline(two_phi, color="white", linewidth=1.5)
     colorbar.ax.axhline(two_phi, color="black", linewidth=0.8, linestyle="--")
-    colorbar.ax.text(1.9, two_phi, "2Φ", transform=colorbar.ax.get_yaxis_transform(), va="center", fontsize="small")
+    colorbar.ax.text(
+        -0.15, two_phi, "2Φ", transform=colorbar.ax.get_yaxis_transform(), ha="right", va="center", fontsize="small"
+    )
 
 
 def _few_ticks(colorbar: Colorbar, log: bool, vmin: float, vmax: float) -> None:
