@@ -75,9 +75,11 @@ class DynamicsState(Protocol):
     def keep(self, mask: NDArray[np.bool_]) -> None:
         """Drop the trajectories where ``mask`` is False."""
 
-    def measured_log_q_ratio(self, rows: NDArray[np.bool_]) -> FloatArray | None:
+    def measured_log_q_ratio(self, rows: NDArray[np.bool_], product: FloatArray | None = None) -> FloatArray | None:
         """log Q(t)/Q(0) measured from the state for the selected rows, or None
-        when the state has no vectors and the driver's product formula is used."""
+        when the state has no vectors and the driver's product formula is used.
+        Where Q(0) = 0 the ratio is 0/0; it is then defined as the product
+        Π|1 − η²ε_t²| (``product``, in log), the factor every Q_i was multiplied by."""
 
 
 class SplitState:
@@ -115,7 +117,7 @@ class SplitState:
         if self.s is not None and self.p is not None:
             self.s, self.p = self.s[mask], self.p[mask]
 
-    def measured_log_q_ratio(self, rows: NDArray[np.bool_]) -> FloatArray | None:
+    def measured_log_q_ratio(self, rows: NDArray[np.bool_], product: FloatArray | None = None) -> FloatArray | None:
         return None
 
 
@@ -202,8 +204,12 @@ class FullState:
         eps, lam, _ = reduced_coordinates(self.a, self.b, self.phi)
         return eps, lam
 
-    def measured_log_q_ratio(self, rows: NDArray[np.bool_]) -> FloatArray | None:
-        log_ratio: FloatArray = np.log(imbalance(self.a[rows], self.b[rows]) / self.q0[rows])
+    def measured_log_q_ratio(self, rows: NDArray[np.bool_], product: FloatArray | None = None) -> FloatArray | None:
+        q0 = self.q0[rows]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_ratio: FloatArray = np.log(imbalance(self.a[rows], self.b[rows]) / q0)
+        if product is not None:  # Q(0) = 0: 0/0, defined as the product (as the reduced maps report it)
+            log_ratio = np.where(q0 == 0, product, log_ratio)
         return log_ratio
 
     def step(self, eps: FloatArray, lam: FloatArray, eta: FloatArray, phi: FloatArray) -> None:
@@ -313,8 +319,8 @@ def integrate(
                 out.eps_T[rows] = eps[done]
                 out.lambda_T[rows] = lam[done]
                 out.sharpness_T[rows] = eta_sharp[done] / eta_rows[done]
-                measured = state.measured_log_q_ratio(done)
                 total = compensated_value(log_q[done], log_q_error[done])
+                measured = state.measured_log_q_ratio(done, total)
                 out.log_q_ratio[rows] = total if measured is None else measured
                 out.sum_eps2[rows] = sum_eps2[done]
                 out.max_eta_sharpness[rows] = max_eta_sharp[done]
