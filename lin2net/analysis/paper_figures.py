@@ -67,9 +67,7 @@ def draw_phase_portrait(
     eta: float = 0.15, phi: float = 1.0, starts: Sequence[tuple[float, float]] = PHASE_STARTS
 ) -> Figure:
     """Figure 1 (see module doc)."""
-    import matplotlib
 
-    matplotlib.use("Agg")
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
@@ -140,9 +138,7 @@ def _region_start(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
 
 def draw_regions(eta: float = 0.25, phi: float = 1.0, starts: Sequence[tuple[float, float]] = REGION_STARTS) -> Figure:
     """Figure 2 (see module doc)."""
-    import matplotlib
 
-    matplotlib.use("Agg")
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 

@@ -460,8 +460,6 @@ def draw_sweep_grid(
     grid: SweepGrid, *, xscale: str | None = None, yscale: str | None = None, where: str | None = None
 ) -> Figure:
     import matplotlib
-
-    matplotlib.use("Agg")
     from matplotlib.collections import PatchCollection
     from matplotlib.colors import LogNorm, Normalize
     from matplotlib.figure import Figure
@@ -802,8 +800,6 @@ def draw_lines(data: LineData, *, xscale: str | None = None, yscale: str | None 
     Points where fewer than half the trajectories converged are drawn hollow
     (their statistic covers the converged minority only)."""
     import matplotlib
-
-    matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
     frame = data.frame
@@ -970,9 +966,7 @@ def draw_trace(traces: Trace | TraceRuns, parameters: dict[str, Any] | None = No
     only where it does not squash S(t) (otherwise its value is written in the legend).
     The loss is on a log axis; the sharpness and Q(t)/Q(0) are too where they span
     more than two decades."""
-    import matplotlib
 
-    matplotlib.use("Agg")
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
