@@ -42,3 +42,18 @@ def test_a_rerun_after_extend_says_which_set_to_repeat(tmp_path: Path) -> None:
     assert "--overwrite would delete its results" in plain.output
     again = runner.invoke(app, ["sweep", str(config), "-o", out, "-q", "-j", "1", "--set", "grid.eta=[0.1, 0.2]"])
     assert again.exit_code == 0, again.output
+
+
+def test_eta_lambda0_is_stored_as_the_grid_defines_it(tmp_path: Path) -> None:
+    """η = 1.5, λ0 = 0.4: the row says 0.6, not the binary product 0.6000000000000001."""
+    from lin2net.store.outdir import read_trajectories
+    from lin2net.sweep.grid import grid_product
+    from lin2net.sweep.runner import run_sweep
+
+    assert 1.5 * 0.4 != 0.6 and grid_product(1.5, 0.4) == 0.6
+    out = tmp_path / "out"
+    run_sweep(parse_config({"name": "p", "trajectories": 2, "grid": {"eta": 1.5, "lambda0": [0.4, 0.1], "d": 2}}), out)
+    values = set(read_trajectories(out, ["eta_lambda0"]).column("eta_lambda0").to_pylist())
+    assert values == {0.6, 0.15}
+    result = runner.invoke(app, ["summarize", str(out), "--format", "csv"])
+    assert "0.6000000000000001" not in result.output and ",0.6," in result.output
