@@ -716,9 +716,10 @@ def plot(
         typer.Option(
             "--value",
             metavar="COLUMN",
-            help="Value to map: a numeric trajectory column (q_ratio, steps, lambda_T, sharpness_T, ...) or "
+            help="Value to map: a numeric trajectory column (q_ratio, steps, lambda_T, sharpness_T, ...), "
             "one_minus_q_ratio, 1 − Q(T)/Q(0) on a log colour scale (shows the shrinkage where Q(T)/Q(0) "
-            "is close to 1) [default: two panels, q_ratio and steps, as Figure 3].",
+            "is close to 1), or a DuckDB expression such as 'eta * sharpness_T' "
+            "[default: two panels, q_ratio and steps, as Figure 3].",
         ),
     ] = None,
     stat: Annotated[PlotStat, typer.Option("--stat", help="Statistic per grid point.")] = PlotStat.median,

@@ -806,7 +806,9 @@ def draw_lines(data: LineData, *, xscale: str | None = None, yscale: str | None 
     facets = sorted(frame[data.facet].unique()) if data.facet else [None]
     ncols = min(len(facets), 3)
     nrows = math.ceil(len(facets) / ncols)
-    figure = Figure(figsize=(4.6 * ncols + 0.6, 3.8 * nrows + 1.0), layout="constrained")
+    figure = Figure(
+        figsize=(max(4.6 * ncols + 0.6, 6.4), 3.8 * nrows + 1.0 + (0.8 if ncols == 1 else 0)), layout="constrained"
+    )
     axes = figure.subplots(nrows, ncols, squeeze=False, sharey=True)
     x_values = np.sort(frame[data.x].unique().astype(np.float64))
     xscale = xscale or default_scale(data.x, x_values)
@@ -876,7 +878,10 @@ def draw_lines(data: LineData, *, xscale: str | None = None, yscale: str | None 
         handles[hollow] = Line2D(
             [], [], marker="o", linestyle="", markerfacecolor="white", markeredgecolor="0.3", label=hollow
         )
-    figure.legend(handles=list(handles.values()), loc="outside right center", fontsize="small")
+    if ncols > 1:
+        figure.legend(handles=list(handles.values()), loc="outside right center", fontsize="small")
+    else:  # one panel: the legend below keeps the panel wide
+        figure.legend(handles=list(handles.values()), loc="outside lower center", ncols=2, fontsize="small")
     figure.suptitle(data.title, fontsize="medium")
     return figure
 
