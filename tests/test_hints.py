@@ -57,3 +57,23 @@ def test_eta_lambda0_is_stored_as_the_grid_defines_it(tmp_path: Path) -> None:
     assert values == {0.6, 0.15}
     result = runner.invoke(app, ["summarize", str(out), "--format", "csv"])
     assert "0.6000000000000001" not in result.output and ",0.6," in result.output
+
+
+def test_check_separates_stable_minima_from_passing_hits(tmp_path: Path) -> None:
+    """check names how many converged trajectories ended at a stable minimum (η·S(T) < 2)."""
+    from lin2net.analysis.check import check_sweep
+    from lin2net.store.outdir import read_trajectories
+    from lin2net.sweep.runner import run_sweep
+
+    out = tmp_path / "out"
+    run_sweep(parse_config({"name": "s", "trajectories": 60, "grid": {"eta": [0.3, 1.5], "lambda0": [0.1, 1.0]}}), out)
+    frame = read_trajectories(out).to_pandas()
+    converged = frame[frame.status == "converged"]
+    stable = int((converged.eta * converged.sharpness_T < 2).sum())
+    passing = len(converged) - stable
+    assert passing > 0  # at η = 1.5 > 1/Φ some trajectories pass through loss_tol
+    sentence = check_sweep(out).stability_sentence()
+    assert sentence == (
+        f"Of the {len(converged)} trajectories that reached loss <= loss_tol, {stable} converged at a stable "
+        f"minimum (eta*S(T) < 2) and {passing} only passed through it (eta*S(T) >= 2)."
+    )
