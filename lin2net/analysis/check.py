@@ -196,7 +196,7 @@ class CheckReport:
             total[f"{bound}_fails"] = int(row["fails"])
             total[f"{bound}_worst_margin"] = float(row["worst_margin"])
         for column in self.cells.columns:
-            if column.startswith(("linear", "slow")):
+            if column.startswith(("linear", "slow")) or column in ("stable", "passing"):
                 total[column] = int(self.cells[column].sum())
         frame = pd.concat([self.cells, pd.DataFrame([total])], ignore_index=True)
         # Integer columns stay integers (d, counts): the ALL row leaves some empty, which
