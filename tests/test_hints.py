@@ -77,3 +77,17 @@ def test_check_separates_stable_minima_from_passing_hits(tmp_path: Path) -> None
         f"Of the {len(converged)} trajectories that reached loss <= loss_tol, {stable} converged at a stable "
         f"minimum (eta*S(T) < 2) and {passing} only passed through it (eta*S(T) >= 2)."
     )
+
+
+def test_summarize_by_names_the_pooled_axes_and_q25_q75_sit_beside_the_iqr(tmp_path: Path) -> None:
+    from lin2net.sweep.runner import run_sweep
+
+    out = tmp_path / "out"
+    grid = {"eta": [0.1, 0.3], "lambda0": [0.5, 2.0], "d": [2, 4]}
+    run_sweep(parse_config({"name": "p", "trajectories": 10, "grid": grid}), out)
+    table = runner.invoke(app, ["summarize", str(out), "--by", "d"], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "pooled over η, λ0" in table.output
+    csv = runner.invoke(app, ["summarize", str(out), "--format", "csv"])
+    header = csv.output.splitlines()[0].split(",")
+    for value in ("steps", "q_ratio", "sharpness_T"):
+        assert {f"{value}_iqr", f"{value}_q25", f"{value}_q75"} <= set(header)
