@@ -488,16 +488,24 @@ SUMMARY_COLUMNS = {  # column -> header, in priority order (the first ones stay 
     **AXIS_LABELS,
     "trajectories": "n",
     "frac_converged": "conv",
+    "frac_stable": "stable",
     "steps_median": "steps",
     "q_ratio_median": "Q(T)/Q0",
+    "log_q_ratio_median": "log Q/Q0",
     "sharpness_T_median": "S(T)",
+    # SGD: the window means are what noisy SGD settles to; ahead of div/max on a narrow terminal
+    "sharpness_window_median": "S win",
+    "lambda_window_median": "λ win",
+    "q_ratio_window_median": "Q/Q0 win",
+    "loss_window_median": "loss win",
     "frac_diverged": "div",
     "frac_max_steps": "max",
     "lambda_gf_median": "λ_GF",
-    "q_ratio_window_median": "Q/Q0 win",
-    "loss_window_median": "loss win",
 }
-SUMMARY_CAPTION = "medians; Q(T)/Q0 and S(T) over converged trajectories; IQRs in --format csv"
+SUMMARY_CAPTION = (
+    "medians; Q(T)/Q0 and S(T) over converged trajectories; stable: converged with η·S(T) < 2; "
+    "q25, q75 and IQRs in --format csv"
+)
 AXIS_COLUMNS = tuple(AXIS_LABELS)
 
 
@@ -530,6 +538,7 @@ def summarize(
     fmt: Annotated[ExportFormat | None, typer.Option("--format", "-f", help=FORMAT_HELP)] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help=OUTPUT_HELP)] = None,
     verify: Annotated[bool, typer.Option("--verify", help=VERIFY_HELP)] = False,
+    where: Annotated[str | None, typer.Option("--where", metavar="EXPR", help=WHERE_HELP)] = None,
 ) -> None:
     """Per-cell statistics of a sweep: fractions converged, medians and IQRs.
 
@@ -546,7 +555,7 @@ def summarize(
             check_output_file("--output", output, out)
         chosen = choose_format(fmt.value if fmt else None, output)
         opened = open_output(out, verify=verify)
-        rows = summary_rows(opened, by=axes or None)
+        rows = summary_rows(opened, by=axes or None, where=[where] if where else [])
         grid = opened.resolved.get("grid", {})
     if not len(rows):
         raise fail(f"{out} holds no finished cells yet", 2)
@@ -562,11 +571,23 @@ def summarize(
     # the grouping axes, always, and the pooled axes that take one value in the caption.
     shown_axes = axes or [a for a in AXIS_COLUMNS if a in grid or a == "init"]
     labels = {c: h for c, h in SUMMARY_COLUMNS.items() if c not in AXIS_COLUMNS or c in shown_axes}
+    if "sharpness_window_median" in frame.columns:  # SGD: what noisy SGD settles to comes first
+        first = [c for c in labels if c in AXIS_COLUMNS or c in ("trajectories", "frac_converged")]
+        window = [c for c in labels if c.endswith("window_median")]
+        labels = {c: labels[c] for c in dict.fromkeys([*first, *window, *labels])}
+    if not (frame.get("q_ratio_median", pd_zero()) == 0).any():  # the log only where the median underflowed
+        labels.pop("log_q_ratio_median", None)
     caption = SUMMARY_CAPTION
+    if where:
+        caption = f"where {where}; {caption}"
     if axes:
         pooled = {k: v for k, v in grid.items() if k not in axes and _single(v)}
         constant = [f"{SUMMARY_COLUMNS.get(k, k)} = {_axis_value(v)}" for k, v in pooled.items()]
-        caption = "; ".join([*constant, SUMMARY_CAPTION])
+        several = [SUMMARY_COLUMNS.get(k, k) for k, v in grid.items() if k not in axes and not _single(v)]
+        if "eta_lambda0" in axes and "eta_lambda0" not in grid:
+            several = [c for c in several if c not in ("η", "λ0")] + ["η and λ0 at each η·λ0"]
+        pooled_note = [f"pooled over {', '.join(several)}"] if several else []
+        caption = "; ".join([*constant, *pooled_note, caption])
     table = terminal_table(
         frame,
         title=f"lin2net summary of {out}",
@@ -577,6 +598,54 @@ def summarize(
         caption=caption,
     )
     print_table(stdout, table, _table_width())
+
+
+@command
+def cells(
+    out: Annotated[Path, typer.Argument(metavar="OUT", help=OUT_HELP)],
+    where: Annotated[str | None, typer.Option("--where", metavar="EXPR", help=WHERE_HELP)] = None,
+    fmt: Annotated[ExportFormat | None, typer.Option("--format", "-f", help=FORMAT_HELP)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help=OUTPUT_HELP)] = None,
+) -> None:
+    """The cells of a sweep with their ids (for lin2net trace OUT --cell ID), their axes and outcomes.
+
+    Example: lin2net cells runs/smoke --where 'eta > 1 and d = 10'
+    """
+    from lin2net.analysis.summary import summarize as summarize_sweep
+    from lin2net.analysis.tables import choose_format, export, print_table, terminal_table
+
+    with user_errors():
+        check_path("OUT", out)
+        if output is not None:
+            check_output_file("--output", output, out)
+        chosen = choose_format(fmt.value if fmt else None, output)
+        frame = summarize_sweep(out, where=where)
+    if frame.empty:
+        raise fail(f"{out} holds no finished cells yet", 2)
+    columns = ["cell_id", *(a for a in AXIS_COLUMNS if a in frame.columns), "trajectories"]
+    columns += ["frac_converged", "frac_stable", "frac_diverged", "frac_max_steps"]
+    frame = frame[columns]
+    if chosen != "table":
+        with user_errors():
+            export(frame, chosen, output)
+        return
+    labels = {"cell_id": "cell_id", **{c: SUMMARY_COLUMNS.get(c, c) for c in columns[1:]}}
+    table = terminal_table(
+        frame,
+        title=f"cells of {out}" + (f" where {where}" if where else ""),
+        width=_table_width(),
+        labels=labels,
+        required=["cell_id"],
+        axes=[a for a in AXIS_COLUMNS if a in frame.columns],
+        caption=f"trace one: lin2net trace {out} --cell CELL_ID --trajectory K --plot trace.png",
+    )
+    print_table(stdout, table, _table_width())
+
+
+def pd_zero() -> Any:
+    import pandas as pd
+
+    return pd.Series([], dtype=float)
 
 
 def _single(values: Any) -> bool:
@@ -724,6 +793,22 @@ else:  # the choices of --x and --y: every dynamics' axes, from the registry
     PlotAxis = StrEnum("PlotAxis", {name: name for name in registry.table_axes()})
 
 
+class PlotKind(StrEnum):
+    heatmap = "heatmap"
+    line = "line"
+    phase = "phase"
+    regions = "regions"
+
+
+class PlotScale(StrEnum):
+    linear = "linear"
+    log = "log"
+    categorical = "categorical"
+
+
+WHERE_HELP = "Keep the trajectories for which this DuckDB expression holds, e.g. 'lambda0 = 4 and d > 1'."
+
+
 class PlotStat(StrEnum):
     median = "median"
     mean = "mean"
@@ -732,13 +817,16 @@ class PlotStat(StrEnum):
     q25 = "q25"
     q75 = "q75"
     frac_converged = "frac_converged"
+    frac_stable = "frac_stable"
     frac_diverged = "frac_diverged"
     frac_max_steps = "frac_max_steps"
 
 
 @command
 def plot(
-    out: Annotated[Path, typer.Argument(metavar="OUT", help=OUT_HELP)],
+    out: Annotated[
+        Path | None, typer.Argument(metavar="OUT", help=OUT_HELP + " Not used by --kind phase and regions.")
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -758,39 +846,102 @@ def plot(
         typer.Option(
             "--value",
             metavar="COLUMN",
-            help="Value to map: a numeric trajectory column (q_ratio, steps, lambda_T, sharpness_T, ...) or "
+            help="Value to map: a numeric trajectory column (q_ratio, steps, lambda_T, sharpness_T, ...), "
             "one_minus_q_ratio, 1 − Q(T)/Q(0) on a log colour scale (shows the shrinkage where Q(T)/Q(0) "
-            "is close to 1) [default: two panels, q_ratio and steps, as Figure 3].",
+            "is close to 1), or a DuckDB expression such as 'eta * sharpness_T' "
+            "[default: two panels, q_ratio and steps, as Figure 3].",
         ),
     ] = None,
     stat: Annotated[PlotStat, typer.Option("--stat", help="Statistic per grid point.")] = PlotStat.median,
     verify: Annotated[bool, typer.Option("--verify", help=VERIFY_HELP)] = False,
+    kind: Annotated[
+        PlotKind,
+        typer.Option(
+            "--kind",
+            help="heatmap (over --x, --y), line (--value against --x, a line per --hue); without OUT: "
+            "phase (the paper's Figure 1) or regions (its Figure 2).",
+        ),
+    ] = PlotKind.heatmap,
+    where: Annotated[str | None, typer.Option("--where", metavar="EXPR", help=WHERE_HELP)] = None,
+    hue: Annotated[PlotAxis | None, typer.Option("--hue", help="--kind line: one line per value of this axis.")] = None,
+    facet: Annotated[
+        PlotAxis | None, typer.Option("--facet", help="--kind line: one panel per value of this axis.")
+    ] = None,
+    xscale: Annotated[
+        PlotScale | None, typer.Option("--xscale", help="[default: log for geometric values, categorical for a few d].")
+    ] = None,
+    eta: Annotated[float | None, typer.Option("--eta", help="--kind phase/regions: step size.")] = None,
+    phi: Annotated[float | None, typer.Option("--phi", help="--kind phase/regions: target Φ [default: 1].")] = None,
+    yscale: Annotated[
+        PlotScale | None, typer.Option("--yscale", help="[default: as --xscale; line: log past 2 decades].")
+    ] = None,
 ) -> None:
-    """Heatmaps of a sweep over two axes, one panel per value of the other swept axes (the paper's Figure 3).
+    """Heatmaps of a sweep over two axes, one panel per value of the other swept axes (the paper's Figure 3),
+    or --kind line: a statistic against one axis.
 
     By default: median Q(T)/Q(0) and median convergence time over eta and lambda0,
     with the reference lines eta*lambda0 = 2, eta = 2/sqrt(lambda0^2 + 4 Phi^2),
     eta = 1/(lambda0 + 2 Phi) and eta = 1/Phi. Hatched grey: fewer than half the
     trajectories converged. The frac_* statistics draw one map, whatever --value.
+    --value may be a DuckDB expression ('eta * sharpness_T'); --where filters.
 
     Example: lin2net plot runs/figure3 --value one_minus_q_ratio
+    Example: lin2net plot runs/smoke --kind line --x eta --value sharpness_T --hue lambda0 --facet d
     """
-    from lin2net.analysis.plotting import plot_sweep
+    from lin2net.analysis.plotting import plot_lines, plot_sweep
     from lin2net.store.opened import open_output
 
     with user_errors():
+        if kind in (PlotKind.phase, PlotKind.regions):
+            from lin2net.analysis.paper_figures import plot_paper_figure
+
+            if out is not None:
+                raise ConfigError("OUT", f"--kind {kind.value} draws the paper's figure from the dynamics, not a sweep")
+            if output is None:
+                raise ConfigError("--output", f"--kind {kind.value} needs -o FILE (.png, .svg or .pdf)")
+            check_output_file("--output", output)
+            path = plot_paper_figure(kind.value, output, eta=eta, phi=phi)
+            stderr.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
+            return
+        if out is None:
+            raise ConfigError("OUT", f"missing: --kind {kind.value} plots a sweep's output directory")
+        for option, given_value in (("--eta", eta), ("--phi", phi)):
+            if given_value is not None:
+                raise ConfigError(option, "only with --kind phase or regions (a sweep's plot takes its parameters)")
         check_path("OUT", out)
         if output is not None:
             check_output_file("--output", output, out)
         opened = open_output(out, verify=verify)
-        path = plot_sweep(
-            opened,
-            output,
-            x=str(x) if x else None,
-            y=str(y) if y else None,
-            value=value,
-            stat=stat.value,
-        )
+        if kind == PlotKind.line:
+            if y is not None:
+                raise ConfigError("--y", "not used with --kind line (the value is the vertical axis)")
+            path = plot_lines(
+                opened,
+                output,
+                x=str(x) if x else None,
+                value=value,
+                hue=str(hue) if hue else None,
+                facet=str(facet) if facet else None,
+                stat=stat.value,
+                where=where,
+                xscale=xscale.value if xscale else None,
+                yscale=yscale.value if yscale else None,
+            )
+        else:
+            for option, given in (("--hue", hue), ("--facet", facet)):
+                if given is not None:
+                    raise ConfigError(option, "only with --kind line (heatmaps facet over every other swept axis)")
+            path = plot_sweep(
+                opened,
+                output,
+                x=str(x) if x else None,
+                y=str(y) if y else None,
+                value=value,
+                stat=stat.value,
+                where=where,
+                xscale=xscale.value if xscale else None,
+                yscale=yscale.value if yscale else None,
+            )
         # A figure written into OUT is recorded as lin2net's (name, size,
         # SHA-256): `sweep --overwrite` may then remove it, unchanged.
         record_owned_figure(out, path)
@@ -815,7 +966,7 @@ def trace(
     ] = None,
     cell_id: Annotated[
         str | None,
-        typer.Option("--cell", metavar="CELL_ID", help="Cell of OUT (ids: lin2net summarize OUT --format csv)."),
+        typer.Option("--cell", metavar="CELL_ID", help="Cell of OUT (ids: lin2net cells OUT)."),
     ] = None,
     eta: Annotated[float | None, typer.Option("--eta", help="Stepsize (without OUT).")] = None,
     lambda0: Annotated[float | None, typer.Option("--lambda0", help="Initial scale (random init).")] = None,
@@ -823,7 +974,19 @@ def trace(
     d: Annotated[int | None, typer.Option("--d", help="Width (random init) [default: 10].")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Root seed, as in a sweep config [default: 0].")] = None,
     init: Annotated[str | None, typer.Option("--init", help="sphere or gaussian [default: sphere].")] = None,
-    trajectory: Annotated[int, typer.Option("--trajectory", help="Index of the initialization in the cell.")] = 0,
+    trajectory: Annotated[
+        str,
+        typer.Option(
+            "--trajectory", metavar="K[,K...]", help="Index of the initialization in the cell; 0,1,2 overlays several."
+        ),
+    ] = "0",
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="SGD without OUT: batch size B (data: --n samples).")
+    ] = None,
+    label_noise: Annotated[
+        float | None, typer.Option("--label-noise", help="SGD without OUT: per-step label-noise std σ [default: 0].")
+    ] = None,
+    n: Annotated[int | None, typer.Option("--n", help="SGD without OUT: data set size [default: 100].")] = None,
     a: Annotated[str | None, typer.Option("--a", help="Explicit a, comma-separated, e.g. 1,2.")] = None,
     b: Annotated[str | None, typer.Option("--b", help="Explicit b, comma-separated, e.g. 0.5,0.1.")] = None,
     max_steps: Annotated[
@@ -881,17 +1044,38 @@ def trace(
             raise ConfigError("--max-steps", problem)
         if loss_tol is not None and not loss_tol > 0:
             raise ConfigError("--loss-tol", f"must be > 0, got {loss_tol}")
+        indices = _trajectories(trajectory)
+        sgd_given = {"--batch-size": batch_size, "--label-noise": label_noise, "--n": n}
+        runs: list[Any] = []
+        info: dict[str, Any] = {}
         if out is not None or cell_id is not None:
             if out is None or cell_id is None:
-                raise ConfigError("--cell", "give OUT and --cell CELL_ID together (ids: lin2net summarize OUT)")
+                raise ConfigError("--cell", f"give OUT and --cell CELL_ID together (ids: {CELLS_HINT})")
             given = {"--eta": eta, "--lambda0": lambda0, "--phi": phi, "--d": d, "--seed": seed, "--init": init}
-            for option, value in {**given, "--a": a, "--b": b}.items():
+            for option, value in {**given, **sgd_given, "--a": a, "--b": b}.items():
                 if value is not None:
                     raise ConfigError(option, "not used with OUT --cell (the sweep's config fixes the parameters)")
-            config, cell = _sweep_cell(out, cell_id, trajectory)
-            result, start = trace_sweep(config, cell, trajectory, max_steps, loss_tol)
-            eta = cell.eta
+            for index in indices:
+                config, cell = _sweep_cell(out, cell_id, index)
+                result, start = trace_sweep(config, cell, index, max_steps, loss_tol)
+                runs.append((index, start, result))
+            info = _trace_info(config, cell, cell_id.strip())
+        elif batch_size is not None:
+            if eta is None:
+                raise ConfigError("--eta", "missing: an SGD trace needs --eta, --batch-size and --lambda0 (or --a/--b)")
+            config, cell = _sgd_cli_config(
+                eta, lambda0, phi, d, seed, init, batch_size, label_noise, n, a, b, max_steps, loss_tol, max(indices)
+            )
+            for index in indices:
+                result, start = trace_sweep(config, cell, index, max_steps, loss_tol)
+                runs.append((index, start, result))
+            info = _trace_info(config, cell, None)
         else:
+            for option, value in sgd_given.items():
+                if value is not None:
+                    raise ConfigError(
+                        option, "an SGD parameter: give --batch-size too (or trace a cell of an SGD sweep)"
+                    )
             if eta is None:
                 raise ConfigError("--eta", "missing: give --eta (and --lambda0 or --a/--b), or OUT --cell CELL_ID")
             if not (math.isfinite(eta) and eta > 0):
@@ -912,33 +1096,51 @@ def trace(
                 if any(abs(v) >= 1e200 for v in (*vec_a, *vec_b)) or squared_norm > MAX_PARAMETER:
                     problem = f"|a|² + |b|² must be at most {MAX_PARAMETER:g}, as in a sweep's init.explicit"
                     raise ConfigError("--a/--b", problem)
+                if len(indices) > 1:
+                    raise ConfigError("--trajectory", "one explicit start (--a/--b) is one trajectory: give one index")
                 start = start_from_vectors(vec_a, vec_b, 1.0 if phi is None else phi)
+                runs.append((indices[0], start, trace_trajectory(start, eta, rule)))
+                info = {"algorithm": "GD", "η": eta, "Φ": start.phi, "d": len(vec_a), "init": "explicit"}
             else:
                 if lambda0 is None:
                     raise ConfigError("--lambda0", "missing: give --lambda0 (and --d, --seed, --init), or --a and --b")
-                start = sweep_initialization(
-                    eta=eta,
-                    lambda0=lambda0,
-                    phi=1.0 if phi is None else phi,
-                    d=10 if d is None else d,
-                    seed=0 if seed is None else seed,
-                    init=init or "sphere",
-                    trajectory=trajectory,
-                )
-            result = trace_trajectory(start, eta, rule)
+                for index in indices:
+                    start = sweep_initialization(
+                        eta=eta,
+                        lambda0=lambda0,
+                        phi=1.0 if phi is None else phi,
+                        d=10 if d is None else d,
+                        seed=0 if seed is None else seed,
+                        init=init or "sphere",
+                        trajectory=index,
+                    )
+                    runs.append((index, start, trace_trajectory(start, eta, rule)))
+                info = {
+                    "algorithm": "GD",
+                    "η": eta,
+                    "λ(0)": lambda0,
+                    "Φ": 1.0 if phi is None else phi,
+                    "d": 10 if d is None else d,
+                    "init": init or "sphere",
+                    "seed": 0 if seed is None else seed,
+                }
         if output is not None:
-            write_trace_table(result, output)
+            if len(runs) > 1:
+                raise ConfigError("--output", "the per-step table holds one trajectory: give one --trajectory with -o")
+            write_trace_table(runs[0][2], output)
         if plot_path is not None:
-            plot_trace(result, plot_path)
-    last = result.table.iloc[-1]
-    stderr.print(
-        f"{result.status.label} at T = {result.steps}: Q(T)/Q(0) = {last['q_ratio']:.6g}, "
-        f"lambda(T) = {last['lambda']:.6g}, lambda_GF = {result.lambda_gf:.6g}; "
-        f"eps0 = {start.eps0:.6g}, lambda0 = {start.lam0:.6g}, "
-        f"regime: {regime(eta, start.eps0, start.lam0, start.phi)}",
-        highlight=False,
-        soft_wrap=True,
-    )
+            plot_trace([(index, result) for index, _, result in runs], plot_path, parameters=info)
+    for index, start, result in runs:
+        last = result.table.iloc[-1]
+        stderr.print(
+            (f"trajectory {index}: " if len(runs) > 1 else "")
+            + f"{result.status.label} at T = {result.steps}: Q(T)/Q(0) = {last['q_ratio']:.6g}, "
+            f"lambda(T) = {last['lambda']:.6g}, lambda_GF = {result.lambda_gf:.6g}; "
+            f"eps0 = {start.eps0:.6g}, lambda0 = {start.lam0:.6g}, "
+            f"regime: {regime(result.eta, start.eps0, start.lam0, start.phi)}",
+            highlight=False,
+            soft_wrap=True,
+        )
     for path in (output, plot_path):
         if path is not None:
             stderr.print(f"wrote {path}", highlight=False)
@@ -946,6 +1148,89 @@ def trace(
 
 # The trace library names its parameters; the command names its options.
 _TRACE_OPTIONS = {"a/b": "--a/--b", "max_steps": "--max-steps", "path": "--output"}
+
+
+CELLS_HINT = "lin2net cells OUT"
+
+
+def _trajectories(text: str) -> list[int]:
+    """``--trajectory 0`` or ``0,1,2``: distinct indices >= 0."""
+    try:
+        indices = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise ConfigError("--trajectory", f"must be an index or comma-separated indices, got {text!r}") from None
+    if not indices or any(i < 0 for i in indices) or len(set(indices)) < len(indices):
+        raise ConfigError("--trajectory", f"must be distinct indices >= 0, got {text!r}")
+    if len(indices) > 10:
+        raise ConfigError("--trajectory", f"at most 10 trajectories in one figure, got {len(indices)}")
+    return indices
+
+
+def _trace_info(config: Any, cell: Any, cell_id: str | None) -> dict[str, Any]:
+    """The parameters a trace figure's title states."""
+    info: dict[str, Any] = {"algorithm": "SGD" if config.algorithm == "sgd" else "GD"}
+    if cell_id:
+        info["cell"] = cell_id
+    info.update({"η": cell.eta, "λ(0)": cell.lambda0, "Φ": cell.phi, "d": cell.d, "init": cell.init})
+    if config.algorithm == "sgd":
+        info.update({"B": cell.batch_size, "σ": cell.label_noise, "n": config.data.n})
+    info["seed"] = config.seed
+    return info
+
+
+def _sgd_cli_config(
+    eta: float,
+    lambda0: float | None,
+    phi: float | None,
+    d: int | None,
+    seed: int | None,
+    init: str | None,
+    batch_size: int,
+    label_noise: float | None,
+    n: int | None,
+    a: str | None,
+    b: str | None,
+    max_steps: int | None,
+    loss_tol: float | None,
+    last: int,
+) -> tuple[Any, Any]:
+    """A one-cell SGD sweep config from trace's options, and its cell; bad values
+    are reported by the config parser under the trace option's name."""
+    from lin2net.sweep.config import parse_config
+    from lin2net.sweep.grid import expand_grid
+
+    grid: dict[str, Any] = {"eta": eta, "phi": 1.0 if phi is None else phi, "batch_size": batch_size}
+    grid["label_noise"] = 0.0 if label_noise is None else label_noise
+    vec_a, vec_b = _floats("--a", a), _floats("--b", b)
+    raw: dict[str, Any] = {"name": "trace", "algorithm": "sgd", "seed": 0 if seed is None else seed}
+    if vec_a is not None or vec_b is not None:
+        if vec_a is None or vec_b is None:
+            raise ConfigError("--a/--b", "give both --a and --b, or neither")
+        raw["init"] = {"explicit": {"a": vec_a, "b": vec_b}}
+        raw["trajectories"] = 1
+        if last > 0:
+            raise ConfigError("--trajectory", "one explicit start (--a/--b) is one trajectory: give 0")
+    else:
+        if lambda0 is None:
+            raise ConfigError("--lambda0", "missing: give --lambda0 (and --d, --seed, --init), or --a and --b")
+        grid.update({"lambda0": lambda0, "d": 10 if d is None else d})
+        raw["init"] = init or "sphere"
+        raw["trajectories"] = last + 1
+    raw["grid"] = grid
+    raw["data"] = {"n": 100 if n is None else n}
+    raw["max_steps"] = 100_000 if max_steps is None else max_steps
+    raw["loss_tol"] = 1e-10 if loss_tol is None else loss_tol
+    names = {"grid.batch_size": "--batch-size", "grid.label_noise": "--label-noise", "data.n": "--n"}
+    try:
+        config = parse_config(raw)
+    except ConfigError as error:
+        key = names.get(error.key, "--" + error.key.split(".")[-1].replace("_", "-"))
+        raise ConfigError(key, error.problem) from None
+    (cell,) = list(expand_grid(config))
+    return config, cell
+
+
+
 
 
 @contextmanager
@@ -968,7 +1253,7 @@ def _sweep_cell(out: Path, cell_id: str, trajectory: int) -> tuple[Any, Any]:
     cell = opened.grid.get(cell_id.strip())
     if cell is None:
         shown = printable(_clip(cell_id, 40))
-        problem = f"no cell {shown!r} in the grid of {out}; list the ids with: lin2net summarize {out} --format csv"
+        problem = f"no cell {shown!r} in the grid of {out}; list the ids with: lin2net cells {out}"
         raise ConfigError("--cell", problem)
     if not 0 <= trajectory < config.trajectories:
         problem = f"must be in 0 .. {config.trajectories - 1} (the cell's trajectories), got {trajectory}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The SGD study of docs/sgd.md: three questions, printed tables and three figures.
 
-Usage (from the repository root; a few minutes on 2 cores):
+Usage (from the repository root; about 30 s of CPU, it prints its own total):
 
     python3 scripts/sgd_study.py            # prints Markdown tables, writes docs/sgd_q{1,2,3}.png
     python3 scripts/sgd_study.py --quick    # fewer trajectories and steps, same questions (a smoke run)
@@ -34,6 +34,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -111,13 +112,16 @@ def question1(trajectories: int) -> None:
         (axes[2], np.log10(steps), "log10 median steps T", "magma"),
     ):
         image = ax.imshow(values, origin="lower", aspect="auto", cmap=cmap)
-        fig.colorbar(image, ax=ax)
+        fig.colorbar(image, ax=ax, label=title)
         ax.set_xticks(ticks, [f"{etas[j]:.2g}" for j in ticks])
         ax.set_yticks(range(len(BATCHES)), [f"{b}{' (GD)' if b == N_DATA else ''}" for b in BATCHES])
         ax.set_xlabel("η")
         ax.set_ylabel("batch size")
         ax.set_title(title)
-    fig.suptitle("SGD, interpolating Gaussian data (n = 64), λ0 = 1, Φ = 1, d = 10: blank where < 50% converged")
+    fig.suptitle(
+        f"SGD, interpolating Gaussian data (n = 64), λ0 = 1, Φ = 1, d = 10, {trajectories} trajectories per cell: "
+        "blank where < 50% converged"
+    )
     fig.savefig(DOCS / "sgd_q1.png", dpi=110)
     plt.close(fig)
 
@@ -174,10 +178,11 @@ def question2(trajectories: int, max_steps: int) -> None:
     axes[0].set_ylabel("log Q(t)/Q(0)")
     axes[1].set_xlabel("step t")
     axes[1].set_ylabel("λ(t) = ‖a‖² + ‖b‖², running mean of 200 steps")
+    axes[0].xaxis.set_major_locator(MaxNLocator(5))  # the labels of 2 500-step ticks would touch
     axes[0].legend()
-    axes[1].legend()
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")  # beside: the lines fill the axes
     axes[1].set_xscale("log")
-    fig.suptitle("Label-noise SGD, η = 0.2, trajectory 0 (x = ones, batch 1, λ0 = 3, Φ = 1)")
+    fig.suptitle("Label-noise SGD, η = 0.2, trajectory 0 (x = ones, batch 1, λ0 = 3, Φ = 1, d = 10)")
     fig.savefig(DOCS / "sgd_q2.png", dpi=110)
     plt.close(fig)
 
@@ -265,7 +270,9 @@ def question3(trajectories: int, max_steps: int) -> None:
     ax.axvline(2.0, color="k", ls="--", lw=1, label="η·λ(0) = 2")
     ax.set_xlabel("η·λ(0)")
     ax.set_ylabel("fraction converged")
-    ax.set_title("SGD on interpolating Gaussian data (n = 64), λ0 = 4, Φ = 1")
+    ax.set_title(
+        f"SGD on interpolating Gaussian data (n = 64), λ0 = 4, Φ = 1, d = 10\n{trajectories} trajectories per point"
+    )
     ax.legend()
     fig.savefig(DOCS / "sgd_q3.png", dpi=110)
     plt.close(fig)

@@ -81,8 +81,8 @@ def test_plot_writes_a_figure_with_content(small_sweep: Path, tmp_path: Path) ->
     result = runner.invoke(app, ["plot", str(small_sweep), "-o", str(path)])
     assert result.exit_code == 0, result.output
     image = _image(path)
-    # 2 values x 2 facets: a 2 x 2 grid of 5.6 x 4.4 inch panels at 120 dpi.
-    assert image.shape[:2] == (round(2 * 4.4 * 120), round(2 * 5.6 * 120))
+    # 2 values x 2 facets: a 2 x 2 grid of 5 x 4.2 inch panels (and room for the colour bars) at 120 dpi.
+    assert image.shape[:2] == (round((2 * 4.2 + 0.8) * 120), round((2 * 5.0 + 1.2) * 120))
     rgb = image[..., :3]
     assert (rgb.std(axis=(0, 1)) > 0.05).all()
     assert (rgb.min(axis=2) < 0.9).mean() > 0.2  # a good part of the figure is not white
@@ -205,3 +205,193 @@ def test_plot_notes_missing_cells(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "note: 1 of 4 cells are missing from" in result.output and "1 of them failed" in result.output
     assert "the figure covers the 3 finished" in result.output
+
+
+# ---- filters, derived values, line plots, scales, ticks (issue 18 §1) ----
+
+
+def test_where_and_value_expressions_equal_the_direct_statistic(small_sweep: Path) -> None:
+    """--value 'eta * sharpness_T' --where 'lambda0 = 1' equals the median computed by hand."""
+    frame = trajectories_frame(small_sweep)
+    grid = sweep_grid(small_sweep, x="eta", y="d", values=("eta * sharpness_T",), where="lambda0 = 1")
+    assert [p.facet for p in grid.panels] == [{}]  # λ0 fixed by the filter: no facets
+    panel = grid.panels[0]
+    for (eta, d), group in frame[frame.lambda0 == 1.0].groupby(["eta", "d"]):
+        i, j = list(grid.x_values).index(eta), list(grid.y_values).index(d)
+        converged = group[group.status == "converged"]
+        if len(converged):
+            assert_allclose(panel.values[j, i], np.median(converged.eta * converged.sharpness_T), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--value", "q_ratoi"], "error: --value: 'q_ratoi' is not a numeric column (did you mean 'q_ratio'"),
+        (["--value", "eta * sharpnes_T"], "error: --value: unknown column 'sharpnes_T' (did you mean 'sharpness_T'"),
+        (["--where", "lamda0 = 1"], "error: --where: unknown column 'lamda0' (did you mean 'lambda0'"),
+        (["--where", "lambda0 = "], "error: --where: not a valid DuckDB expression: syntax error"),
+        (["--where", "lambda0 = 1; select 1"], "error: --where: one expression, without ';'"),
+        (["--where", "lambda0 = 77"], "error: --where: no trajectories of"),
+        (["--value", "'text'"], "error: --value: \"'text'\" is of type VARCHAR; a value must be a number"),
+        (["--kind", "line", "--y", "d"], "error: --y: not used with --kind line"),
+        (["--hue", "d"], "error: --hue: only with --kind line"),
+        (["--xscale", "log", "--x", "d", "--y", "eta", "--where", "d > 100"], "error: --where: no trajectories"),
+    ],
+)
+def test_bad_expressions_exit_2_with_one_line(small_sweep: Path, tmp_path: Path, args: list[str], line: str) -> None:
+    result = runner.invoke(app, ["plot", str(small_sweep), "-o", str(tmp_path / "x.png"), *args])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(line), result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_summarize_where_equals_summarize_of_the_subset(small_sweep: Path) -> None:
+    from lin2net.analysis.summary import summarize
+
+    whole = summarize(small_sweep)
+    part = summarize(small_sweep, where="d = 8 and eta < 0.5")
+    expected = whole[(whole.d == 8) & (whole.eta < 0.5)].reset_index(drop=True)
+    assert len(part) == len(expected) > 0
+    for column in ("frac_converged", "frac_stable", "steps_median", "q_ratio_median", "q_ratio_q25", "q_ratio_q75"):
+        assert_allclose(part[column].to_numpy(float), expected[column].to_numpy(float), rtol=0, equal_nan=True)
+
+
+def test_frac_stable_separates_passing_hits_from_stable_minima(small_sweep: Path) -> None:
+    """frac_stable counts the converged trajectories with η·S(T) < 2; at η = 1.6 > 1/Φ none is stable."""
+    from lin2net.analysis.summary import summarize
+
+    frame = trajectories_frame(small_sweep)
+    summary = summarize(small_sweep)
+    for _, row in summary.iterrows():
+        group = frame[frame.cell_id == row.cell_id]
+        stable = (group.status == "converged") & (group.eta * group.sharpness_T < 2)
+        assert row.frac_stable == pytest.approx(stable.mean())
+        assert row.frac_stable <= row.frac_converged
+    assert (summary[summary.eta == 1.6].frac_stable == 0).all()
+    assert (summary[summary.eta <= 0.3].frac_stable == summary[summary.eta <= 0.3].frac_converged).all()
+
+
+def test_line_plot_statistics_and_band_equal_the_quantiles(small_sweep: Path) -> None:
+    from lin2net.analysis.plotting import line_data
+
+    data = line_data(small_sweep, x="eta", value="sharpness_T", hue="lambda0", facet="d")
+    frame = trajectories_frame(small_sweep)
+    assert data.pooled == []
+    for _, row in data.frame.iterrows():
+        group = frame[(frame.eta == row.eta) & (frame.lambda0 == row.lambda0) & (frame.d == row.d)]
+        values = group.loc[group.status == "converged", "sharpness_T"].to_numpy()
+        if values.size:
+            assert_allclose([row.value, row.low, row.high], np.quantile(values, [0.5, 0.25, 0.75]), rtol=1e-12)
+    pooled = line_data(small_sweep, x="eta", value="q_ratio", hue="d")
+    assert pooled.pooled == ["lambda0"] and "pooled over λ(0)" in pooled.title
+
+
+def _tick_labels_overlap(figure: object) -> list[str]:
+    """Pairs of visible tick labels whose bounding boxes overlap, on any axis of the figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)  # type: ignore[arg-type]
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    problems = []
+    for ax in figure.axes:  # type: ignore[attr-defined]
+        if not ax.get_visible():
+            continue
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = [t for t in axis.get_ticklabels(which="both") if t.get_visible() and t.get_text()]
+            boxes = [t.get_window_extent(renderer) for t in labels]
+            for k in range(len(boxes)):
+                for m in range(k + 1, len(boxes)):
+                    if boxes[k].overlaps(boxes[m]):
+                        problems.append(f"{labels[k].get_text()} / {labels[m].get_text()}")
+    return problems
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"value": "sharpness_T"},
+        {"value": "q_ratio", "x": "eta", "y": "d"},
+        {"value": "steps", "x": "lambda0", "y": "eta", "stat": "frac_stable"},
+        {"value": "q_ratio", "yscale": "linear"},
+    ],
+)
+def test_heatmap_tick_labels_do_not_overlap(small_sweep: Path, kwargs: dict[str, str]) -> None:
+    from lin2net.analysis.plotting import DEFAULT_VALUES, draw_sweep_grid
+
+    scales = {k: kwargs.pop(k) for k in ("xscale", "yscale") if k in kwargs}
+    value = kwargs.pop("value", None)
+    grid = sweep_grid(small_sweep, values=DEFAULT_VALUES if value is None else (value,), **kwargs)
+    figure = draw_sweep_grid(grid, **scales)
+    assert _tick_labels_overlap(figure) == []
+    # one colour bar per value, not one per panel
+    values = {p.value for p in grid.panels}
+    assert len(figure.axes) == len(grid.panels) + len(values) + sum(1 for ax in figure.axes if not ax.get_visible())
+
+
+@pytest.mark.parametrize("x", ["eta", "lambda0", "d"])
+def test_line_plot_tick_labels_do_not_overlap(small_sweep: Path, x: str) -> None:
+    from lin2net.analysis.plotting import draw_lines, line_data
+
+    data = line_data(small_sweep, x=x, value="q_ratio")
+    assert _tick_labels_overlap(draw_lines(data)) == []
+
+
+def test_d_is_categorical_by_default_and_scales_can_be_chosen(small_sweep: Path, tmp_path: Path) -> None:
+    from lin2net.analysis.plotting import default_scale
+
+    assert default_scale("d", np.array([2.0, 8.0])) == "categorical"
+    assert default_scale("eta", np.array([0.01, 0.1, 1.0])) == "log"
+    assert default_scale("eta", np.linspace(0.1, 1.0, 10)) == "linear"
+    path = tmp_path / "line.png"
+    args = ["plot", str(small_sweep), "--kind", "line", "--x", "eta", "--xscale", "linear", "-o", str(path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0 and path.stat().st_size > 0, result.output
+    result = runner.invoke(app, ["plot", str(small_sweep), "--x", "eta", "--xscale", "log", "--where", "eta > 0"])
+    assert result.exit_code == 0, result.output
+
+
+def test_line_plot_cli_writes_its_default_file(small_sweep: Path) -> None:
+    result = runner.invoke(
+        app, ["plot", str(small_sweep), "--kind", "line", "--value", "eta * sharpness_T", "--hue", "d"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (small_sweep / "line-eta___sharpness_T-median-eta.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def noisy_sgd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Label-noise SGD (never converges) next to noiseless SGD (converges before the window)."""
+    out = tmp_path_factory.mktemp("sgdplot") / "out"
+    raw = {
+        "name": "sgd",
+        "algorithm": "sgd",
+        "trajectories": 12,
+        "grid": {"eta": [0.05, 0.2], "lambda0": [1.0, 4.0], "d": 3, "batch_size": 2, "label_noise": [0.0, 0.1]},
+        "data": {"n": 10},
+        "window": 100,
+        "max_steps": 600,
+    }
+    run_sweep(parse_config(raw), out)
+    return out
+
+
+def test_sgd_window_values_use_every_trajectory_and_no_panel_is_blank(noisy_sgd: Path, tmp_path: Path) -> None:
+    frame = trajectories_frame(noisy_sgd)
+    assert (frame[frame.label_noise > 0].status != "converged").all()  # noisy SGD never converges
+    grid = sweep_grid(noisy_sgd, values=("sharpness_window",))
+    assert [p.facet for p in grid.panels] == [{"label_noise": 0.0}, {"label_noise": 0.1}]
+    noisy = grid.panels[1]
+    assert np.isfinite(noisy.values).all() and (noisy.frac_converged == 1).all()  # never hatched
+    for (eta, lambda0), group in frame[frame.label_noise > 0].groupby(["eta", "lambda0"]):
+        i, j = list(grid.x_values).index(eta), list(grid.y_values).index(lambda0)
+        assert_allclose(noisy.values[j, i], np.nanmedian(group.sharpness_window), rtol=1e-12)
+    from lin2net.analysis.plotting import draw_sweep_grid
+
+    figure = draw_sweep_grid(grid)
+    drawn = [ax for ax in figure.axes if ax.get_visible() and ax.get_xlabel() == "η"]
+    assert len(drawn) == 1  # the noiseless facet has no window values: named in the title, not drawn blank
+    assert "no data (not drawn): σ = 0" in figure.get_suptitle()
+    result = runner.invoke(app, ["plot", str(noisy_sgd), "--value", "sharpness_window", "-o", str(tmp_path / "w.png")])
+    assert result.exit_code == 0, result.output

@@ -193,7 +193,7 @@ def test_summarize_formats(tmp_path: Path, cli) -> None:  # type: ignore[no-unty
     bad = cli("summarize", out, "--by", "width")
     assert bad.exit_code == 2 and "width" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     missing = cli("summarize", tmp_path / "nowhere")
-    assert missing.exit_code == 2 and "not a lin2net output directory" in missing.stderr
+    assert missing.exit_code == 2 and "nowhere does not exist" in missing.stderr
 
 
 def test_piped_summary_table_keeps_each_cell_on_one_line(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]

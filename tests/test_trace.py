@@ -221,7 +221,7 @@ def test_trace_cell_errors_are_one_line(traced_sweep: Path, args: list[str], sta
     assert result.exit_code == 2, result.output
     assert result.output.startswith(start) and result.output.count("\n") == 1, result.output
     if "no cell" in start:
-        assert "lin2net summarize" in result.output
+        assert "lin2net cells" in result.output
 
 
 def test_diverging_trace_is_drawn_on_log_axes() -> None:
@@ -235,3 +235,84 @@ def test_diverging_trace_is_drawn_on_log_axes() -> None:
     assert scales == ["log", "log", "log"]
     stable = trace_trajectory(start_from_vectors(np.array([1.0]), np.array([0.5]), 1.0), 0.1, StopRule(1e-10, 1000))
     assert [ax.get_yscale() for ax in draw_trace(stable).axes[:3]] == ["log", "linear", "linear"]
+
+
+# ---- trace figures (issue 18 §1) ----
+
+
+def test_trace_figure_axes_follow_the_run_not_the_flow() -> None:
+    """The gradient-flow overlay does not set the loss axis (the flow's loss falls to 1e-300),
+    and 2/η far above S(t) is not drawn (it would flatten S(t)); its value goes to the legend."""
+    from lin2net.analysis.plotting import draw_trace
+
+    stable = trace_trajectory(start_from_vectors(np.array([1.0]), np.array([0.5]), 1.0), 0.1, StopRule(1e-10, 1000))
+    figure = draw_trace(stable)
+    ax_loss, ax_sharp, _ = figure.axes[:3]
+    loss = stable.table["loss"].to_numpy()
+    low, high = ax_loss.get_ylim()
+    assert low >= loss[loss > 0].min() / 10 and high <= loss.max() * 10
+    s_low, s_high = ax_sharp.get_ylim()
+    sharp = stable.table["sharpness"].to_numpy()
+    assert s_high < 2 / 0.1  # 2/η = 20 is far above S(t) ≈ 2: not in view
+    assert s_high - s_low < 2 * (sharp.max() - sharp.min()) + 1
+    labels = [t.get_text() for t in ax_sharp.get_legend().get_texts()]
+    assert "2/η = 20 (off scale)" in labels
+
+
+def test_trace_title_states_every_parameter_and_the_trajectory(tmp_path: Path) -> None:
+    from lin2net.analysis.plotting import trace_title
+
+    args = ["trace", "--eta", "0.3", "--lambda0", "2", "--d", "4", "--trajectory", "0,2", "--plot"]
+    result = runner.invoke(app, [*args, str(tmp_path / "t.png")])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("trajectory ") == 2
+    runs = [(0, trace_trajectory(start_from_vectors(np.array([1.0]), np.array([0.5]), 1.0), 0.1, StopRule(1e-10, 99)))]
+    title = trace_title(runs, {"algorithm": "SGD", "η": 0.1, "λ(0)": 1.0, "B": 4, "σ": 0.1, "seed": 0})
+    assert title.startswith("SGD trace, trajectory 0\n") and "B = 4, σ = 0.1" in title
+
+
+def test_sgd_trace_from_cli_parameters_equals_the_sweep_row(tmp_path: Path) -> None:
+    """An SGD trace from --eta --lambda0 --d --batch-size --label-noise ends on the row the
+    one-cell sweep with the same parameters writes."""
+    from lin2net.sweep.config import parse_config
+    from lin2net.sweep.runner import run_sweep
+
+    raw = {
+        "name": "s",
+        "algorithm": "sgd",
+        "trajectories": 3,
+        "grid": {"eta": 0.2, "lambda0": 1.0, "phi": 1.0, "d": 4, "batch_size": 4, "label_noise": 0.0},
+        "data": {"n": 100},
+        "max_steps": 2000,
+    }
+    out = tmp_path / "out"
+    run_sweep(parse_config(raw), out)
+    row = read_trajectories(out).to_pandas().sort_values("trajectory").iloc[2]
+    table = tmp_path / "t.csv"
+    args = ["trace", "--eta", "0.2", "--lambda0", "1", "--d", "4", "--batch-size", "4", "--max-steps", "2000"]
+    result = runner.invoke(app, [*args, "--trajectory", "2", "-o", str(table), "--plot", str(tmp_path / "t.png")])
+    assert result.exit_code == 0, result.output
+    last = pd.read_csv(table).iloc[-1]
+    assert int(last["t"]) == row["steps"]
+    assert last["q_ratio"] == pytest.approx(row["q_ratio"], rel=1e-12)
+
+
+def test_sgd_only_options_need_batch_size() -> None:
+    result = runner.invoke(app, ["trace", "--eta", "0.2", "--lambda0", "1", "--label-noise", "0.1"])
+    assert result.exit_code == 2 and result.output.startswith("error: --label-noise: an SGD parameter")
+
+
+def test_cells_lists_ids_that_trace_accepts(traced_sweep: Path) -> None:
+    result = runner.invoke(app, ["cells", str(traced_sweep), "--format", "csv", "--where", "eta > 0"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("cell_id,")
+    cell_id = lines[1].split(",")[0]
+    result = runner.invoke(app, ["trace", str(traced_sweep), "--cell", cell_id, "--trajectory", "0,1"])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_missing_out_does_not_exist(tmp_path: Path) -> None:
+    for command in ("summarize", "check", "plot", "cells"):
+        result = runner.invoke(app, [command, str(tmp_path / "nope")])
+        assert result.exit_code == 2 and result.output.strip().endswith("nope does not exist"), result.output

@@ -106,6 +106,9 @@ def check_table(table: pa.Table) -> dict[str, Any]:
         row[f"{name}_fails"] = int((~holds).sum())
         finite = values[~np.isnan(values)]
         row[f"{name}_worst_margin"] = float(finite.min()) if finite.size else float("nan")
+    # Every trajectory: reached loss_tol at a stable minimum (eta*S(T) < 2) or only passing through.
+    row["stable"] = int((margins["outcome"] == "converged").sum())
+    row["passing"] = int((margins["outcome"] == "passing").sum())
     for regime in ("linear", "slow"):
         chosen = margins["regime"] == regime
         row[regime] = int(chosen.sum())
@@ -144,7 +147,7 @@ class CheckReport:
             elif fails == 0:
                 lines.append(
                     f"Theorem 1 {BOUND_TEXT[bound]}: holds for all {n} converged in-regime trajectories "
-                    f"(smallest margin {total['worst_margin']:.3g} in log Q)."
+                    f"(smallest margin {total['worst_margin'] + 0.0:.3g} in log Q)."
                 )
             else:
                 lines.append(
@@ -167,8 +170,17 @@ class CheckReport:
 
         return pd.DataFrame(rows)
 
+    def stability_sentence(self) -> str:
+        """How many of the trajectories that reached loss_tol did so at a stable minimum."""
+        stable = int(self.cells["stable"].sum()) if "stable" in self.cells else 0
+        passing = int(self.cells["passing"].sum()) if "passing" in self.cells else 0
+        return (
+            f"Of the {stable + passing} trajectories that reached loss <= loss_tol, {stable} converged at a stable "
+            f"minimum (eta*S(T) < 2) and {passing} only passed through it (eta*S(T) >= 2)."
+        )
+
     def theorem2_sentences(self) -> list[str]:
-        lines = []
+        lines = [self.stability_sentence()]
         for row in self.theorem2().to_dict("records"):
             n = row["trajectories"]
             if row["regime"] == "linear":
@@ -198,7 +210,7 @@ class CheckReport:
             total[f"{bound}_fails"] = int(row["fails"])
             total[f"{bound}_worst_margin"] = float(row["worst_margin"])
         for column in self.cells.columns:
-            if column.startswith(("linear", "slow")):
+            if column.startswith(("linear", "slow")) or column in ("stable", "passing"):
                 total[column] = int(self.cells[column].sum())
         import pandas as pd
 

@@ -41,7 +41,7 @@ def format_value(value: Any, digits: int = 4, nan: str = "nan") -> str:
     if value is None or type(value).__name__ == "NAType":  # pandas' NA, without importing pandas
         return ""
     if isinstance(value, float):
-        return nan if value != value else f"{value:.{digits}g}"
+        return nan if value != value else f"{value + 0.0:.{digits}g}"  # + 0.0: -0.0 prints as 0, not -0
     return str(value)
 
 

@@ -25,7 +25,7 @@ from lin2net.dynamics.initialization import InitialConditions
 from lin2net.dynamics.protocol import Status
 from lin2net.store.shard_file import row_groups
 from lin2net.sweep.config import SweepConfig
-from lin2net.sweep.grid import Cell
+from lin2net.sweep.grid import Cell, grid_product
 from lin2net.theory import theorems
 from lin2net.theory.closed_forms import gradient_flow_sharpness, sharpness
 
@@ -153,7 +153,7 @@ def _table(
     eta, phi = parameter("eta"), parameter("phi")
     lambda0 = parameter("lambda0")
     eta_lambda0 = np.array(
-        [cell.eta * cell.lambda0 if cell.eta_lambda0 is None else cell.eta_lambda0 for cell in cells]
+        [grid_product(cell.eta, cell.lambda0) if cell.eta_lambda0 is None else cell.eta_lambda0 for cell in cells]
     )[which]
     inits = pa.array(sorted({cell.init for cell in cells}), type=pa.string())
     init_index = {label: i for i, label in enumerate(inits.to_pylist())}

@@ -138,13 +138,15 @@ def run(
             diagnostics = diagnostics.see(obs)
             measured = None
             if window is not None and first is not None and t > first:
-                measured = dynamics.measured_log_q(state)
-                window = window.add(obs, log_q.value() if measured is None else measured)
+                product = log_q.value()
+                measured = dynamics.measured_log_q(state, product)
+                window = window.add(obs, product if measured is None else measured)
             status = stop_status(obs, tolerance, rule, t)
             if history is not None:
-                current = dynamics.measured_log_q(state) if measured is None else measured
+                product = log_q.value()
+                current = dynamics.measured_log_q(state, product) if measured is None else measured
                 history.rows.append(index)
-                history.values.append({**obs._asdict(), "log_q_ratio": log_q.value() if current is None else current})
+                history.values.append({**obs._asdict(), "log_q_ratio": product if current is None else current})
             done = status != RUNNING
             if done.any():
                 rows = index[done]
@@ -153,8 +155,8 @@ def run(
                 out.eps_T[rows] = obs.eps[done]
                 out.lambda_T[rows] = obs.lam[done]
                 out.sharpness_T[rows] = obs.sharpness[done]
-                final_measured = dynamics.measured_log_q(take(state, done))
                 final_total = LogQ(log_q.total[done], log_q.error[done]).value()
+                final_measured = dynamics.measured_log_q(take(state, done), final_total)
                 out.log_q_ratio[rows] = final_total if final_measured is None else final_measured
                 out.sum_eps2[rows] = diagnostics.sum_eps2[done]
                 out.max_eta_sharpness[rows] = diagnostics.max_eta_sharpness[done]

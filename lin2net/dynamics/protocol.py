@@ -119,9 +119,10 @@ class Dynamics(Protocol):
     def tolerance(self, params: Any, rule: StopRule) -> FloatArray:
         """Per trajectory, the loss_tol of the stop rule (−inf: never converges by chance)."""
 
-    def measured_log_q(self, state: Any) -> FloatArray | None:
+    def measured_log_q(self, state: Any, product: FloatArray | None = None) -> FloatArray | None:
         """log Q(t)/Q(0) measured from the state (full vectors), or None: then the
-        driver's compensated sum of log|1 − u²| is the value."""
+        driver's compensated sum of log|1 − u²| (``product``) is the value. A
+        measurement that is 0/0 (Q(0) = 0) takes ``product``."""
 
     def window(self, rule: StopRule) -> int | None:
         """States t > this are averaged by the window observer (None: no window)."""

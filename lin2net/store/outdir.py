@@ -226,6 +226,7 @@ class OutputState:
     kind: str
     scan: ShardScan | None = None
     difference: str = ""
+    resume: str = ""  # for ``different``: the --set options that give OUT's larger (extended) grid back
 
     @property
     def finished(self) -> frozenset[str]:
@@ -367,6 +368,14 @@ def inspect_output_dir(out: Path, config: SweepConfig, verify_data: bool = True)
     if added:
         old = parse_config(stored)
         return OutputState("extends", scan_finished(out, old, verify_data=verify_data), difference=added)
+    if not settings and grid_extension(current.get("grid"), stored.get("grid")):
+        # OUT holds a larger grid of this config (grown with --extend --set): say how to resume it.
+        sets = " ".join(
+            f"--set 'grid.{key}={json.dumps(values)}'"
+            for key, values in stored["grid"].items()
+            if values != current["grid"].get(key)
+        )
+        return OutputState("different", difference=grid_extension(current["grid"], stored["grid"]), resume=sets)
     # Name the most telling difference: a setting before the grid's long
     # lists, and those before the name.
     difference = (
@@ -418,6 +427,12 @@ def check_output_dir(out: Path, state: OutputState, overwrite: bool, extend: boo
         raise OutputError(
             f"output directory {out} holds a smaller grid of this config ({state.difference} here); "
             "pass --extend to run only the new cells, --overwrite to start over, or choose another -o"
+        )
+    if state.kind == "different" and state.resume and not overwrite:
+        raise OutputError(
+            f"output directory {out} holds a larger grid of this config ({state.difference} there, added with "
+            f"--extend); to resume it, repeat the same options: {state.resume} "
+            "(--overwrite would delete its results)"
         )
     if state.kind == "different" and not overwrite:
         advice = "--extend only adds axis values; " if extend else ""
@@ -999,6 +1014,8 @@ def read_resolved_config(out: Path) -> dict[str, Any]:
     """OUT's config.yaml as plain data, read with the config loader's guards
     (size, values, aliases): it is a file anyone may have edited."""
     path = Path(out) / CONFIG_FILE
+    if not Path(out).exists():
+        raise OutputError(f"{out} does not exist")
     if not path.is_file():
         if (Path(out) / OVERWRITE_FILE).exists():
             raise OutputError(f"an --overwrite of {out} was interrupted; run that sweep again to finish it")
@@ -1023,6 +1040,8 @@ def read_config(out: Path) -> SweepConfig:
     config.yaml that does not parse."""
     out = Path(out)
     if not is_marked(out):
+        if not out.exists():
+            raise OutputError(f"{out} does not exist")
         if is_legacy_output(out):
             raise OutputError(
                 f"{out} was written by lin2net 0.1 (one file per cell), which this version does not read; "

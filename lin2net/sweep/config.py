@@ -642,6 +642,8 @@ def _reject_unknown(mapping: Mapping[Any, Any], allowed: Sequence[str], prefix: 
     for key in mapping:
         if key not in allowed:
             hint = _suggest(str(key), allowed)
+            if not prefix and key in GRID_KEYS:  # an axis written at the top level
+                hint = f" at the top level; it is an axis: write it under grid: as grid.{key}"
             raise ConfigError(f"{prefix}{key}", f"unknown key{hint}; valid keys: {', '.join(allowed)}")
 
 

@@ -21,6 +21,16 @@ from lin2net.dynamics import registry
 from lin2net.sweep.config import SweepConfig
 
 
+def grid_product(eta: float, lambda0: float) -> float:
+    """η·λ0 as the grid defines it: the exact product of the two values as the
+    config writes them (their shortest decimal repr), rounded once to a double.
+    So η = 1.5, λ0 = 0.4 give 0.6, not the binary product 0.6000000000000001,
+    and equal products written differently fall in one ``--by eta_lambda0`` group."""
+    from decimal import Decimal
+
+    return float(Decimal(repr(float(eta))) * Decimal(repr(float(lambda0))))
+
+
 @dataclass(frozen=True)
 class Cell:
     """One grid point of dynamics ``algorithm``. ``eta_lambda0`` is set when the

@@ -40,6 +40,10 @@ def gradient_flow_sharpness(
     is a difference of non-negative terms that does not cancel ε0 against Φ;
     given S0 and P0 measured from the vectors, their product is used as is
     (exact to rounding even when one of them is tiny).
+
+    For S0 = 0 exactly (a = −b) the flow keeps a + b = 0 and runs into the
+    saddle a = b = 0, whose sharpness is Φ (its Hessian has eigenvalues ±Φ):
+    λ_GF is then Φ, not the formula's 2Φ.
     """
     eps0 = np.asarray(eps0, dtype=np.float64)
     lam0 = np.asarray(lam0, dtype=np.float64)
@@ -50,7 +54,9 @@ def gradient_flow_sharpness(
         product = eps0 + phi
         s0_p0 = (lam0 - 2.0 * product) * (lam0 + 2.0 * product)
     limit: FloatArray = np.sqrt(4.0 * phi * phi + np.maximum(s0_p0, 0.0))
-    return limit
+    s0_values = np.asarray(s0, dtype=np.float64) if s0 is not None else lam0 + 2.0 * (eps0 + phi)
+    saddle: FloatArray = np.where(s0_values == 0.0, np.abs(phi), limit)
+    return saddle
 
 
 def reduced_coordinates(a: ArrayLike, b: ArrayLike, phi: float) -> tuple[FloatArray, FloatArray, FloatArray]:

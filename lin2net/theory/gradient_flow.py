@@ -81,8 +81,10 @@ class GradientFlow:
 
     @property
     def limit_sharpness(self) -> FloatArray:
-        """λ* = √(4Φ² + S0 P0): scale and sharpness at the limit (when S0 > 0)."""
-        return np.asarray(np.sqrt(4.0 * self.phi * self.phi + self.conserved))
+        """λ* = √(4Φ² + S0 P0): scale and sharpness at the limit when S0 > 0; for
+        S0 = 0 (a = −b) the flow runs into the saddle a = b = 0, of sharpness Φ."""
+        limit = np.sqrt(4.0 * self.phi * self.phi + self.conserved)
+        return np.asarray(np.where(self.s0 == 0.0, np.abs(self.phi), limit))
 
     def at(self, time: ArrayLike) -> tuple[FloatArray, FloatArray]:
         """(ε(t), λ(t)) at GF times ``time`` ≥ 0, broadcast against the initializations."""

@@ -59,7 +59,7 @@ class HeavyBall:
     def tolerance(self, params: MomentumParams, rule: StopRule) -> FloatArray:
         return np.full(len(params.eta), rule.loss_tol)
 
-    def measured_log_q(self, state: MomentumState) -> FloatArray | None:
+    def measured_log_q(self, state: MomentumState, product: FloatArray | None = None) -> FloatArray | None:
         log_ratio: FloatArray = np.log(imbalance(state.a, state.b) / state.q0)
         return log_ratio
 

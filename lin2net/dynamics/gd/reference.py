@@ -95,11 +95,17 @@ def residual_and_scale(state: ReducedState | FullState, phi: FloatArray) -> tupl
     return state.eps, scale
 
 
-def measured_log_q(state: ReducedState | FullState) -> FloatArray | None:
-    """log Q(t)/Q(0) from the vectors; None for the reduced state (which has no Q)."""
+def measured_log_q(state: ReducedState | FullState, product: FloatArray | None = None) -> FloatArray | None:
+    """log Q(t)/Q(0) from the vectors; None for the reduced state (which has no Q).
+    Where Q(0) = 0 the ratio is 0/0; it is then defined as the product
+    Π|1 − η²ε_t²| (``product``, the driver's log of it), the factor every Q_i
+    was multiplied by, as the reduced map and the kernels report it."""
     if isinstance(state, FullState):
         assert state.q0 is not None
-        log_ratio: FloatArray = np.log(imbalance(state.a, state.b) / state.q0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_ratio: FloatArray = np.log(imbalance(state.a, state.b) / state.q0)
+        if product is not None:
+            log_ratio = np.where(state.q0 == 0, product, log_ratio)
         return log_ratio
     return None
 
@@ -178,8 +184,8 @@ class GD:
     def tolerance(self, params: GDParams, rule: StopRule) -> FloatArray:
         return np.full(len(params.eta), rule.loss_tol)
 
-    def measured_log_q(self, state: ReducedState | FullState) -> FloatArray | None:
-        return measured_log_q(state)
+    def measured_log_q(self, state: ReducedState | FullState, product: FloatArray | None = None) -> FloatArray | None:
+        return measured_log_q(state, product)
 
     def window(self, rule: StopRule) -> int | None:
         return None

@@ -342,8 +342,8 @@ class SGD:
     def tolerance(self, params: SGDParameters, rule: StopRule) -> FloatArray:
         return stopping_tolerance(params, self.data, self.sampling, rule.loss_tol)
 
-    def measured_log_q(self, state: ReducedState | FullState) -> FloatArray | None:
-        return measured_log_q(state)
+    def measured_log_q(self, state: ReducedState | FullState, product: FloatArray | None = None) -> FloatArray | None:
+        return measured_log_q(state, product)
 
     def window(self, rule: StopRule) -> int | None:
         return window_start(rule.max_steps, self.window_length)
