@@ -1173,7 +1173,7 @@ def _trace_info(config: Any, cell: Any, cell_id: str | None) -> dict[str, Any]:
         info["cell"] = cell_id
     info.update({"η": cell.eta, "λ(0)": cell.lambda0, "Φ": cell.phi, "d": cell.d, "init": cell.init})
     if config.algorithm == "sgd":
-        info.update({"B": cell.batch_size, "σ": cell.label_noise, "n": config.data.n})
+        info.update({"B": cell.value("batch_size"), "σ": cell.value("label_noise"), "n": config.data.n})
     info["seed"] = config.seed
     return info
 

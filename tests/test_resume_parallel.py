@@ -599,7 +599,7 @@ def test_a_stop_abandons_a_shard_file_being_written_at_its_next_row_group(tmp_pa
     writer stops between row groups and removes its temporary file."""
     import threading
 
-    from lin2net.dynamics.gd.cell import simulate_cells
+    from lin2net.dynamics.cells import simulate_cells
     from lin2net.store.outdir import prepare_output_dir
     from lin2net.store.shards import form_shards
     from lin2net.sweep.executors import ShardTask, Stopped, _write

@@ -244,11 +244,19 @@ def check_sweep(out: Path | OpenedOutput, *, verify: bool = False) -> CheckRepor
         raise OutputError(f"{opened.path} holds no finished cells yet")
     n = opened.config.trajectories
 
-    def check_shard(shard: Any) -> dict[str, Any]:
-        table = opened.trajectories(CHECK_COLUMNS[1:], shards=[shard])
-        return check_cells(table, shard.cell_ids, [opened.grid[cell_id] for cell_id in shard.cell_ids], n)
+    def check_unit(unit: list[Any]) -> dict[str, Any]:
+        table = opened.trajectories(CHECK_COLUMNS[1:], shards=unit)
+        cell_ids = unit[0].cell_ids
+        return check_cells(table, cell_ids, [opened.grid[cell_id] for cell_id in cell_ids], n)
 
-    parts = parallel(check_shard, opened.shards)  # NumPy releases the GIL on these long arrays
+    # A shard file of whole cells, or all the parts of one cell, in trajectory order.
+    whole = [[shard] for shard in opened.shards if shard.part is None]
+    in_parts: dict[str, list[Any]] = {}
+    for shard in opened.shards:
+        if shard.part is not None:
+            in_parts.setdefault(shard.cell_ids[0], []).append(shard)
+    units = whole + [sorted(group, key=lambda shard: shard.part) for group in in_parts.values()]
+    parts = parallel(check_unit, units)  # NumPy releases the GIL on these long arrays
     columns = {name: _concatenate([part[name] for part in parts]) for name in parts[0]}
     return summarize_checks(columns)
 
@@ -328,6 +336,9 @@ def check_cells(table: pa.Table, cell_ids: Sequence[str], cells: Sequence[Any], 
             counted = in_regime & ~np.isnan(margin)
             worst = np.where(counted, margin, np.inf).reshape(-1, n).min(axis=1) if n else np.zeros(0)
             columns[f"{name}_worst_margin"] = np.where(per_cell(counted) > 0, worst, np.nan)
+    # Every trajectory: reached loss_tol at a stable minimum (eta*S(T) < 2) or only passing through.
+    columns["stable"] = per_cell(outcomes["converged"])
+    columns["passing"] = per_cell(outcomes["passing"])
     for regime, chosen in (("linear", linear), ("slow", slow)):
         columns[regime] = per_cell(chosen)
         for outcome in OUTCOMES:

@@ -19,10 +19,12 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Sequence
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from lin2net.errors import ConfigError
+
+if TYPE_CHECKING:  # summarize without --where imports no pyarrow
+    import pyarrow as pa
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NUMERIC = (

@@ -70,8 +70,8 @@ def trajectory_schema(algorithm: str) -> pa.Schema:
     schema = TRAJECTORY_SCHEMA
     for axis in entry.axes:
         schema = schema.append(pa.field(axis.name, pa.int64() if axis.dtype is int else pa.float64()))
-    for name, dtype in entry.result_columns:
-        schema = schema.append(pa.field(name, dtype))
+    for name, alias in entry.result_columns:
+        schema = schema.append(pa.field(name, pa.type_for_alias(alias)))
     return schema
 
 

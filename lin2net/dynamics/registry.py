@@ -27,8 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-
 
 @dataclass(frozen=True)
 class Axis:
@@ -64,7 +62,9 @@ class Entry:
     trace: str  # "module:function": (config, cell, trajectory, rule) -> lin2net.analysis.trace.Trace
     axes: tuple[Axis, ...] = ()
     config_keys: tuple[str, ...] = ()
-    result_columns: tuple[tuple[str, pa.DataType], ...] = ()  # after the common columns and the axes
+    # (name, Arrow type alias such as "float64"), after the common columns and the axes; an alias,
+    # not a pyarrow type, so that reading the registry (every command does) does not import pyarrow
+    result_columns: tuple[tuple[str, str], ...] = ()
     summary_values: tuple[str, ...] = ()
     theorems: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
@@ -178,8 +178,8 @@ register(
         ),
         config_keys=("data", "sampling", "window"),
         result_columns=(
-            ("loss_T", pa.float64()),
-            *((name, pa.float64()) for name in WINDOW_COLUMNS),
+            ("loss_T", "float64"),
+            *((name, "float64") for name in WINDOW_COLUMNS),
         ),
         summary_values=("loss_T", "q_ratio_window", "loss_window"),
     )

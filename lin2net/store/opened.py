@@ -99,6 +99,7 @@ class VerifiedShard:
     shard_id: str
     cell_ids: tuple[str, ...]
     rows: int
+    part: tuple[int, int] | None = None  # (first, stop): trajectories of a part of one cell
 
 
 def _load_record(out: Path) -> dict[str, Any]:
@@ -244,8 +245,8 @@ class OpenedOutput:
 
     @property
     def finished(self) -> frozenset[str]:
-        """Ids of the finished cells: held by verified shard files, or, for
-        ``keep: summary``, by verified summary files."""
+        """Ids of the finished cells: held by verified shard files (a cell in
+        parts once they cover it), or, for ``keep: summary``, by verified summary files."""
         if self.config.keep == "summary":
             return frozenset(cell.cell_id for footer in self.summaries for cell in footer.cells)
         return frozenset(cell_id for shard in self.shards for cell_id in shard.cell_ids)
@@ -357,17 +358,34 @@ def _scan(opened: OpenedOutput) -> tuple[VerifiedShard, ...]:
         entry = entries.get(file.name)
         if state is not None and _recorded(entry, state, settings, config.trajectories, grid):
             known: dict[str, Any] = entry  # type: ignore[assignment]  # _recorded: a dict
-            trusted[file] = VerifiedShard(file, str(known["shard_id"]), tuple(known["cells"]), int(known["rows"]))
+            part = known.get("part")
+            trusted[file] = VerifiedShard(
+                file,
+                str(known["shard_id"]),
+                tuple(known["cells"]),
+                int(known["rows"]),
+                (int(part[0]), int(part[1])) if isinstance(part, list) and len(part) == 2 else None,
+            )
         else:
             pending.append((file, state))
     checked = _verify_fully([file for file, _ in pending], settings, config.trajectories, opened, path)
     shards = []
     seen: set[str] = set()
+    parts: dict[str, list[tuple[int, int]]] = {}
     for file in files:
         shard = trusted.get(file) or checked[file]
-        if seen & set(shard.cell_ids):
+        overlap = bool(seen & set(shard.cell_ids))
+        if shard.part is not None:
+            first, stop = shard.part
+            held = parts.setdefault(shard.cell_ids[0], [])
+            overlap = overlap or any(first < end and begin < stop for begin, end in held)
+            held.append(shard.part)
+        elif any(cell_id in parts for cell_id in shard.cell_ids):
+            overlap = True
+        if overlap:
             raise _corrupt(path, f"{file} failed verification (holds cells another shard file already holds)")
-        seen |= set(shard.cell_ids)
+        if shard.part is None:
+            seen |= set(shard.cell_ids)
         shards.append(shard)
     if pending or not same_config:
         kept = _load_record(path).get("files", {}) if not verify else {}
@@ -387,10 +405,24 @@ def _scan(opened: OpenedOutput) -> tuple[VerifiedShard, ...]:
                 "shard_id": shard.shard_id,
                 "rows": shard.rows,
                 "cells": list(shard.cell_ids),
+                **({} if shard.part is None else {"part": list(shard.part)}),
             }
         new = {"config_sha256": opened.config_sha, "settings": settings, "grid_cells": len(opened.cells), "files": kept}
         _write_record(path, new)
-    return tuple(shards)
+    # A cell in parts counts once its parts cover all its trajectories; until then
+    # its parts are not read (a resume finishes them).
+    covered = {cell_id for cell_id, held in parts.items() if _covers(held, config.trajectories)}
+    return tuple(s for s in shards if s.part is None or s.cell_ids[0] in covered)
+
+
+def _covers(parts: Sequence[tuple[int, int]], trajectories: int) -> bool:
+    """Whether the ranges ``parts`` cover trajectories 0 … ``trajectories`` − 1."""
+    reached = 0
+    for first, stop in sorted(parts):
+        if first > reached:
+            return False
+        reached = max(reached, stop)
+    return reached >= trajectories
 
 
 def _corrupt(out: Path, message: str) -> OutputError:
@@ -422,5 +454,6 @@ def _verify_fully(
         if not hasattr(result, "cells"):
             raise _corrupt(out, str(result))
         footer: Any = result
-        verified[file] = VerifiedShard(file, footer.shard_id, tuple(c.cell_id for c in footer.cells), footer.rows)
+        cell_ids = tuple(c.cell_id for c in footer.cells)
+        verified[file] = VerifiedShard(file, footer.shard_id, cell_ids, footer.rows, footer.part)
     return verified
