@@ -13,19 +13,16 @@ Stable names, re-exported by :mod:`lin2net` (docs/python.md)::
     out.plot(kind="line", x="eta", value="sharpness_T", hue="d")   # a matplotlib Figure
     tr = lin2net.trace(eta=0.5, lambda0=3.0, d=10)                 # one trajectory, step by step
 
-Every read goes through the verified readers of :mod:`lin2net.store.outdir`
-(a result counts only once it is verified), and every reduction through the
+:class:`Output` wraps the opened output the CLI's commands use
+(:class:`lin2net.store.opened.OpenedOutput`: the config read once, every
+shard file verified before it counts), and every reduction goes through the
 same code as the CLI (:mod:`lin2net.analysis.summary`), so the numbers equal
 the CLI's.
-
-MERGE NOTE (for the lead): :class:`Output` is a thin class over the current
-store functions. The ``reads`` branch adds ``lin2net.store.opened.OpenedOutput``
-(``open_output``); at merge, :func:`open` should return that object (or
-:class:`Output` should wrap it), keeping the method names documented here.
 """
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +37,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from lin2net.analysis.trace import Trace
+    from lin2net.store.opened import OpenedOutput
     from lin2net.sweep.config import SweepConfig
 
 __all__ = ["Output", "open", "run", "trace"]
@@ -92,24 +90,32 @@ def open(out: str | Path) -> Output:  # noqa: A001 - lin2net.open(OUT) is the do
     """The output directory of a sweep, opened: its config is read and its
     shard files are verified now (OutputError for a directory that is not a
     lin2net output, CorruptShard naming a file that fails verification)."""
-    from lin2net.store.outdir import read_resolved_config, read_trajectories
+    from lin2net.store.opened import open_output
 
-    path = Path(out)
-    resolved = read_resolved_config(path)
-    table = read_trajectories(path)  # verifies every file once
-    return Output(path, resolved, table)
+    opened = open_output(Path(out))
+    opened.shards  # noqa: B018 - verifies every shard file now, as documented
+    return Output(opened)
 
 
 @dataclass
 class Output:
-    """An opened, verified sweep output (see :func:`open`).
+    """An opened, verified sweep output (see :func:`open`): ``opened`` is the
+    :class:`~lin2net.store.opened.OpenedOutput` the CLI reads through."""
 
-    Thin class over the current store functions; to be rebased onto
-    ``lin2net.store.opened.OpenedOutput`` at merge (see the module doc)."""
+    opened: OpenedOutput = field(repr=False)
 
-    path: Path
-    config: dict[str, Any]
-    _table: pa.Table = field(repr=False)
+    @property
+    def path(self) -> Path:
+        return self.opened.path
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The resolved config, as plain data (as in ``OUT/config.yaml``)."""
+        return self.opened.resolved
+
+    @functools.cached_property
+    def _table(self) -> pa.Table:
+        return self.opened.trajectories()
 
     @property
     def axes(self) -> dict[str, list[Any]]:
@@ -144,7 +150,7 @@ class Output:
         from lin2net.analysis.summary import summarize
 
         axes = [by] if isinstance(by, str) else by
-        return summarize(self.path, by=list(axes) if axes else None, where=where)
+        return summarize(self.opened, by=list(axes) if axes else None, where=where)
 
     def to_xarray(self, value: str = "q_ratio", stat: str = "median", where: str | None = None) -> Any:
         """One statistic per grid point as an ``xarray.DataArray`` whose dimensions
@@ -203,14 +209,14 @@ class Output:
             value = options.pop("value", None)
             scales = {k: options.pop(k) for k in ("xscale", "yscale") if k in options}
             where = options.get("where")
-            grid = sweep_grid(self.path, values=DEFAULT_VALUES if value is None else (value,), **options)
+            grid = sweep_grid(self.opened, values=DEFAULT_VALUES if value is None else (value,), **options)
             check_scale("xscale", scales.get("xscale"), grid.x_values)
             check_scale("yscale", scales.get("yscale"), grid.y_values)
             figure = draw_sweep_grid(grid, where=where, **scales)
         elif kind == "line":
             scales = {k: options.pop(k) for k in ("xscale", "yscale") if k in options}
             options.setdefault("x", "eta" if "eta" in self.axes else "eta_lambda0")
-            figure = draw_lines(line_data(self.path, **options), **scales)
+            figure = draw_lines(line_data(self.opened, **options), **scales)
         else:
             raise ConfigError("kind", f"unknown kind {kind!r}; choose heatmap or line")
         if path is not None:
