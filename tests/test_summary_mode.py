@@ -323,3 +323,69 @@ def test_another_keep_is_another_config(cli: Any, tmp_path: Path, outputs: dict[
     assert result.exit_code == 2
     assert "different config (keep is missing from OUT)" in result.output and "--overwrite" in result.output
     assert summary_files(outputs["rows"]) == []
+
+
+def test_frac_stable_and_log_q_median_per_cell_and_pooled(cli: Any, outputs: dict[str, Path]) -> None:
+    """frac_stable (converged with η·S(T) < 2) is a count, exact per cell and pooled;
+    log_q_ratio_median is exact per cell and, pooled, within α of the rows'."""
+    keys = ["eta", "lambda0", "d"]
+    for stat in ("frac_stable", "frac_diverged"):
+        kept = grouped_statistics(outputs["summary"], keys, ["q_ratio"], stat)
+        rows = grouped_statistics(outputs["rows"], keys, ["q_ratio"], stat)
+        pd.testing.assert_frame_equal(kept, rows, check_dtype=False)
+    kept = grouped_statistics(outputs["summary"], keys, ["log_q_ratio"], "median")
+    rows = grouped_statistics(outputs["rows"], keys, ["log_q_ratio"], "median")
+    pd.testing.assert_frame_equal(kept, rows, check_dtype=False)
+    pooled = csv(cli, "summarize", outputs["summary"], "--by", "eta")
+    exact = csv(cli, "summarize", outputs["rows"], "--by", "eta")
+    assert list(pooled.columns) == list(exact.columns)
+    pd.testing.assert_series_equal(pooled["frac_stable"], exact["frac_stable"])
+    table = read_trajectories(outputs["rows"], ["eta", "status", "log_q_ratio"]).to_pandas()
+    for row in pooled.itertuples():
+        part = table[(table["eta"] == row.eta) & (table["status"].astype(str) == "converged")]
+        values = part["log_q_ratio"].to_numpy(dtype=np.float64)
+        assert close(row.log_q_ratio_median, lower_quantile(values[~np.isnan(values)], 0.5))
+
+
+def test_sgd_summary_values_come_from_the_registry(cli: Any, tmp_path: Path) -> None:
+    """Every SGD summary value of the registry has its exact median per cell (plot's
+    median of it equals the rows sweep's) and its column in summarize."""
+    from lin2net.dynamics import registry
+
+    values = list(registry.get("sgd").summary_values)
+    rows = sweep(cli, tmp_path, "sgd-rows", raw=SGD_RAW)
+    summary = sweep(cli, tmp_path, "sgd-summary", "--keep", "summary", raw=SGD_RAW)
+    keys = ["eta", "batch_size", "label_noise"]
+    kept = grouped_statistics(summary, keys, values, "median")
+    exact = grouped_statistics(rows, keys, values, "median")
+    pd.testing.assert_frame_equal(kept, exact, check_dtype=False)
+    for stat in ("frac_stable", "frac_converged"):
+        pd.testing.assert_frame_equal(
+            grouped_statistics(summary, keys, ["sharpness_T"], stat),
+            grouped_statistics(rows, keys, ["sharpness_T"], stat),
+            check_dtype=False,
+        )
+    assert [f"{v}_median" for v in values] == list(csv(cli, "summarize", summary).columns[-len(values) :])
+
+
+def test_stable_counts_converged_below_two_over_eta(tmp_path: Path) -> None:
+    """summary_table's ``stable``: converged with η·S(T) < 2 only (a converged
+    trajectory at η·S(T) ≥ 2 only passed through loss_tol), as summarize's frac_stable."""
+    import dataclasses
+
+    from lin2net.dynamics.cells import simulate_cells
+
+    config = make_config(trajectories=40, grid={"eta": [0.1, 0.5], "lambda0": 1.0, "d": 3})
+    cells = expand_grid(config)
+    initial, results = simulate_cells(config, cells)
+    sharpness = np.array(results.sharpness_T, dtype=np.float64, copy=True)
+    sharpness[::3] = 2.5 / np.repeat([cell.eta for cell in cells], config.trajectories)[::3]  # η·S(T) = 2.5
+    results = dataclasses.replace(results, sharpness_T=sharpness)
+    table = cell_summary.summary_table(cells, config.trajectories, initial, results).to_pandas()
+    for index, cell in enumerate(cells):
+        part = slice(index * config.trajectories, (index + 1) * config.trajectories)
+        converged = np.asarray(results.status[part]) == 0
+        expected = int(np.count_nonzero(converged & (cell.eta * sharpness[part] < 2.0)))
+        row = table.iloc[index]
+        assert row["stable"] == expected < row["converged"]
+        assert cell_summary.value_statistic(table.iloc[[index]], "status", "frac_stable") == expected / len(converged)

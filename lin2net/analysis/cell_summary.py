@@ -4,18 +4,19 @@ A sweep with ``keep: summary`` (or ``both``) reduces each cell's trajectories,
 right after the kernel, to one row (:func:`summary_table`), instead of (or
 beside) one row per trajectory. Per cell (columns in docs/columns.md):
 
-* ``trajectories`` and the counts ``converged``, ``diverged``, ``max_steps``;
+* ``trajectories``, the counts ``converged``, ``diverged``, ``max_steps`` and
+  ``stable`` (converged with η·S(T) < 2: ``frac_stable``);
 * exact quantiles, computed like ``lin2net summarize`` computes them from
   rows (:func:`lin2net.analysis.summary.cell_statistic`): ``steps_q25``,
   ``steps_median``, ``steps_q75`` with non-converged trajectories counted as
   T = ∞ (``inverted_cdf``), and ``<v>_q25``, ``<v>_median``, ``<v>_q75`` of
-  the converged trajectories' values of :data:`EXACT_QUANTILES`
-  (log Q(T)/Q(0) has its histogram; its quantiles are the logs of Q(T)/Q(0)'s)
-  (NumPy's ``linear`` method); ``<v>_count``, ``<v>_sum``, ``<v>_min``,
-  ``<v>_max`` of the converged values of :data:`CONVERGED_VALUES`, so means
-  and extremes merge exactly;
+  the converged trajectories' values of :data:`EXACT_QUANTILES` (NaN
+  excluded; NumPy's ``linear`` method); ``<v>_count``, ``<v>_sum``,
+  ``<v>_min``, ``<v>_max`` of the converged values of :data:`CONVERGED_VALUES`,
+  so means and extremes merge exactly;
 * ``lambda_gf_median`` over all trajectories (NaN if any is NaN) and, for
-  SGD, ``<v>_median`` of :data:`SGD_VALUES` over all trajectories (NaN excluded);
+  SGD, ``<v>_median`` of the SGD dynamics' summary values (:func:`sgd_values`,
+  from the registry) over all trajectories (NaN excluded);
 * ``<v>_sketch``: a quantile sketch (:mod:`lin2net.analysis.sketch`, relative
   accuracy :data:`ALPHA`) of the same values, so that the quantiles of a cell
   stored in several parts, or of a group of cells (``summarize --by``), are
@@ -43,20 +44,34 @@ import pandas as pd
 import pyarrow as pa
 
 from lin2net.analysis import sketch as sk
+from lin2net.dynamics import registry
 
 ALPHA = sk.DEFAULT_ALPHA
 QUANTILES = {"q25": 0.25, "median": 0.5, "q75": 0.75}
-CONVERGED_VALUES = ("steps", "q_ratio", "sharpness_T", "lambda_T")
+CONVERGED_VALUES = ("steps", "q_ratio", "log_q_ratio", "sharpness_T", "lambda_T")
 """Values kept over the converged trajectories (NaN excluded), as summarize and plot reduce them."""
-EXACT_QUANTILES = ("q_ratio", "sharpness_T")
+EXACT_QUANTILES = ("q_ratio", "log_q_ratio", "sharpness_T")
 """Values whose exact quantiles are kept (those summarize shows; steps has its censored ones);
 each costs a partition of the cell's values, the others' quantiles come from their sketch."""
 ALL_VALUES = ("lambda_gf",)
-SGD_VALUES = ("loss_T", "q_ratio_window", "loss_window")
+RATE_COUNTS = {
+    "frac_converged": "converged",
+    "frac_stable": "stable",
+    "frac_diverged": "diverged",
+    "frac_max_steps": "max_steps",
+}
+"""The fraction statistics (:data:`lin2net.analysis.summary.RATE_STATS`, same order) and the count each divides."""
+SUMMARY_QUANTILE_VALUES = ("steps", "q_ratio", "sharpness_T")
+"""The values whose median, IQR, q25 and q75 summarize shows."""
 STEPS_BINS_PER_OCTAVE = 8
 LOG_Q_BIN_WIDTH = 1.0 / 64.0
 STATUS = ("converged", "diverged", "max_steps")
 AXES = ("eta", "lambda0", "phi", "d", "init", "eta_lambda0", "batch_size", "label_noise")
+
+
+def sgd_values() -> tuple[str, ...]:
+    """The SGD dynamics' summary values (the registry's): medians over every trajectory."""
+    return registry.get("sgd").summary_values
 
 
 def steps_bin(steps: np.ndarray) -> np.ndarray:
@@ -123,7 +138,8 @@ def cell_row(columns: Mapping[str, np.ndarray], sgd: bool) -> dict[str, Any]:
         if value in EXACT_QUANTILES:
             row.update(zip((f"{value}_{s}" for s in QUANTILES), _quantiles(data), strict=True))
         row[f"{value}_count"] = int(data.size)
-        row[f"{value}_sum"] = float(data.sum())
+        with np.errstate(invalid="ignore"):  # inf + (−inf) (log Q of 0 beside an overflow): NaN
+            row[f"{value}_sum"] = float(data.sum())
         row[f"{value}_min"] = float(data.min()) if data.size else math.nan
         row[f"{value}_max"] = float(data.max()) if data.size else math.nan
         row[f"{value}_sketch"] = sk.encode(sk.sketch(data, ALPHA))
@@ -134,7 +150,7 @@ def cell_row(columns: Mapping[str, np.ndarray], sgd: bool) -> dict[str, Any]:
     row["lambda_gf_median"] = float(np.quantile(gf, 0.5)) if gf.size and not nan.any() else math.nan
     row["lambda_gf_sketch"] = sk.encode(sk.sketch(gf, ALPHA))
     if sgd:
-        for value in SGD_VALUES:
+        for value in sgd_values():
             data = columns[value][~np.isnan(columns[value])]
             row[f"{value}_median"] = float(np.quantile(data, 0.5)) if data.size else math.nan
             row[f"{value}_sketch"] = sk.encode(sk.sketch(data, ALPHA))
@@ -147,9 +163,10 @@ def cell_row(columns: Mapping[str, np.ndarray], sgd: bool) -> dict[str, Any]:
 def summary_table(cells: Sequence[Any], trajectories: int, initial: Any, results: Any) -> pa.Table:
     """One row per cell of a simulated shard (the arrays of
     :func:`lin2net.dynamics.gd.cell.simulate_cells`, cells one after another)."""
+    from lin2net.sweep.grid import grid_product
     from lin2net.theory.closed_forms import gradient_flow_sharpness
 
-    sgd = cells[0].batch_size is not None
+    sgd = cells[0].algorithm == "sgd"
     with np.errstate(over="ignore"):  # Q(T)/Q(0) past overflow is inf, as in the trajectory table
         q_ratio = np.exp(results.log_q_ratio)
     rows: list[dict[str, Any]] = []
@@ -166,11 +183,14 @@ def summary_table(cells: Sequence[Any], trajectories: int, initial: Any, results
             "lambda_gf": gradient_flow_sharpness(eps0, lam0, cell.phi, initial.s0[part], initial.p0[part]),
         }
         if sgd:
-            columns |= {name: getattr(results, name)[part] for name in SGD_VALUES}
+            columns |= {name: getattr(results, name)[part] for name in sgd_values()}
         row: dict[str, Any] = {"cell_id": cell.cell_id}
-        row |= {axis: getattr(cell, axis) for axis in AXES if axis != "eta_lambda0"}
-        row["eta_lambda0"] = cell.eta * cell.lambda0 if cell.eta_lambda0 is None else cell.eta_lambda0
+        row |= {axis: _axis_value(cell, axis) for axis in AXES if axis != "eta_lambda0"}
+        row["eta_lambda0"] = grid_product(cell.eta, cell.lambda0) if cell.eta_lambda0 is None else cell.eta_lambda0
         row |= cell_row(columns, sgd)
+        # frac_stable: converged at a stable minimum, η·S(T) < 2 (summary.STABLE_COUNT_SQL)
+        stable = (columns["status"] == 0) & (cell.eta * columns["sharpness_T"] < 2.0)
+        row["stable"] = int(np.count_nonzero(stable))
         if not sgd:
             counts = check_counts(
                 cell.eta,
@@ -190,6 +210,13 @@ def summary_table(cells: Sequence[Any], trajectories: int, initial: Any, results
             row.pop("batch_size", None)
             row.pop("label_noise", None)
     return pa.Table.from_pylist(rows, schema=_schema(rows[0]))
+
+
+def _axis_value(cell: Any, axis: str) -> Any:
+    """The cell's value on ``axis``: a common axis, or its dynamics' own (None if it has none)."""
+    if axis in ("eta", "lambda0", "phi", "d", "init"):
+        return getattr(cell, axis)
+    return dict(cell.axes).get(axis)
 
 
 def _schema(row: Mapping[str, Any]) -> pa.Schema:
@@ -252,6 +279,8 @@ def check_counts(
         "diverged": status == 1,
         "max_steps": status == 2,
     }
+    row["stable"] = int(np.count_nonzero(outcome["converged"]))
+    row["passing"] = int(np.count_nonzero(outcome["passing"]))
     for regime, chosen in (("linear", linear), ("slow", slow)):
         row[regime] = int(np.count_nonzero(chosen))
         for name in OUTCOMES:
@@ -270,11 +299,9 @@ def value_statistic(group: pd.DataFrame, value: str, stat: str) -> float:
     """One statistic of ``value`` over the trajectories of ``group`` (rows of
     summary files): exact from one row, else counts and sketches merged.
     Semantics of :func:`lin2net.analysis.summary.cell_statistic`."""
-    from lin2net.analysis.summary import FRACTION_STATS
-
     total = int(group["trajectories"].sum())
-    if stat in FRACTION_STATS:
-        return float(group[FRACTION_STATS[stat]].sum() / total) if total else math.nan
+    if stat in RATE_COUNTS:
+        return float(group[RATE_COUNTS[stat]].sum() / total) if total else math.nan
     single = len(group) == 1
     if stat in QUANTILES:
         exact = f"{value}_{stat}"
@@ -325,14 +352,12 @@ def _one_row_groups(rows: pd.DataFrame, keys: Sequence[str], requests: Mapping[s
     """:func:`group_statistics` where every group is one row: columns read as
     they are (no Python per row), sketches decoded only for quantiles that
     have no exact column."""
-    from lin2net.analysis.summary import FRACTION_STATS
-
     rows = rows.sort_values(list(keys), kind="stable").reset_index(drop=True)
     frame = rows[list(keys)].copy()
     frame["trajectories"] = rows["trajectories"].astype(np.int64)
     for name, (value, stat) in requests.items():
-        if stat in FRACTION_STATS:
-            frame[name] = rows[FRACTION_STATS[stat]] / rows["trajectories"]
+        if stat in RATE_COUNTS:
+            frame[name] = rows[RATE_COUNTS[stat]] / rows["trajectories"]
         elif f"{value}_{stat}" in rows:
             frame[name] = rows[f"{value}_{stat}"].astype(np.float64)
         elif stat in ("mean", "min", "max"):
@@ -357,42 +382,39 @@ def _iqr(q25: float, q75: float) -> float:
 
 def summarize_kept(out: Any, keys: Sequence[str], sgd: bool) -> pd.DataFrame:
     """``lin2net summarize``'s table from the summary files of ``out``
-    (columns of :func:`lin2net.analysis.summary.summary_query`)."""
-    from lin2net.analysis.summary import FRACTION_STATS
-
+    (columns of :func:`lin2net.analysis.summary.summary_query`, in its order)."""
     rows = _rows(out)
-    requests: dict[str, tuple[str, str]] = {name: ("status", name) for name in FRACTION_STATS}
-    for value in ("steps", "q_ratio", "sharpness_T"):
+    extra = sgd_values() if sgd else ()
+    requests: dict[str, tuple[str, str]] = {name: ("status", name) for name in RATE_COUNTS}
+    for value in SUMMARY_QUANTILE_VALUES:
         for stat in QUANTILES:
             requests[f"{value}_{stat}"] = (value, stat)
+    requests["log_q_ratio_median"] = ("log_q_ratio", "median")
     requests["lambda_gf_median"] = ("lambda_gf", "median")
-    if sgd:
-        requests |= {f"{value}_median": (value, "median") for value in SGD_VALUES}
+    requests |= {f"{value}_median": (value, "median") for value in extra}
     if "cell_id" in keys and not rows["cell_id"].duplicated().any():
         # every group one whole cell: the exact columns as they are (no Python per cell)
         frame = rows[list(keys)].copy()
         frame["trajectories"] = rows["trajectories"].astype(np.int64)
         for name, (value, stat) in requests.items():
-            if name in FRACTION_STATS:
-                frame[name] = rows[FRACTION_STATS[name]] / rows["trajectories"]
+            if name in RATE_COUNTS:
+                frame[name] = rows[RATE_COUNTS[name]] / rows["trajectories"]
             else:
                 frame[name] = rows[f"{value}_{stat}"].astype(np.float64)
     else:
         frame = group_statistics(rows, keys, requests)
-    for value in ("steps", "q_ratio", "sharpness_T"):
-        q25, q75 = frame.pop(f"{value}_q25"), frame.pop(f"{value}_q75")
-        median = frame.pop(f"{value}_median")
-        frame[f"{value}_median"] = median
+    for value in SUMMARY_QUANTILE_VALUES:
+        q25, q75 = frame[f"{value}_q25"], frame[f"{value}_q75"]
         frame[f"{value}_iqr"] = [_iqr(a, b) for a, b in zip(q25, q75, strict=True)]
-    order = [*keys, "trajectories", *FRACTION_STATS]
-    order += [f"{v}_{s}" for v in ("steps", "q_ratio", "sharpness_T") for s in ("median", "iqr")]
-    order += ["lambda_gf_median", *([f"{v}_median" for v in SGD_VALUES] if sgd else [])]
+    order = [*keys, "trajectories", *RATE_COUNTS]
+    order += [f"{v}_{s}" for v in SUMMARY_QUANTILE_VALUES for s in ("median", "iqr", "q25", "q75")]
+    order += ["log_q_ratio_median", "lambda_gf_median", *(f"{v}_median" for v in extra)]
     return frame[order]
 
 
 def kept_values(sgd: bool) -> tuple[str, ...]:
     """Values whose statistics a summary-only sweep can give."""
-    return (*CONVERGED_VALUES, *ALL_VALUES, *(SGD_VALUES if sgd else ()))
+    return (*CONVERGED_VALUES, *ALL_VALUES, *(sgd_values() if sgd else ()))
 
 
 def grouped_kept(out: Any, keys: Sequence[str], values: Sequence[str], stat: str, sgd: bool) -> pd.DataFrame:
@@ -407,9 +429,10 @@ def grouped_kept(out: Any, keys: Sequence[str], values: Sequence[str], stat: str
                 f"{value} is not kept by a sweep with keep: summary (no trajectory rows); "
                 f"choose from {', '.join(allowed)}",
             )
-        if (value in ALL_VALUES or value in SGD_VALUES) and stat in ("mean", "min", "max"):
+        if (value in ALL_VALUES or value in sgd_values()) and stat in ("mean", "min", "max"):
             raise ConfigError("--stat", f"{stat} of {value} is not kept by a sweep with keep: summary")
-    requests: dict[str, tuple[str, str]] = {"frac_converged": ("status", "frac_converged")}
+    # the columns of lin2net.analysis.summary._statistics_query, in its order
+    requests: dict[str, tuple[str, str]] = {name: ("status", name) for name in ("frac_converged", "frac_diverged")}
     requests |= {value: (value, stat) for value in values}
     frame = group_statistics(_rows(out), keys, requests)
     return frame.sort_values(list(keys), kind="stable").reset_index(drop=True) if keys else frame

@@ -181,6 +181,6 @@ register(
             ("loss_T", "float64"),
             *((name, "float64") for name in WINDOW_COLUMNS),
         ),
-        summary_values=("loss_T", "q_ratio_window", "loss_window"),
+        summary_values=("loss_T", "q_ratio_window", "loss_window", "sharpness_window", "lambda_window"),
     )
 )
