@@ -26,7 +26,10 @@ def main() -> None:
     except MemoryError:
         _exit("out of memory while starting (is the memory limit, ulimit -v, too low?)", 1)
         return
-    run_cli()
+    try:
+        run_cli()
+    except KeyboardInterrupt:  # while typer builds the command line, before any command runs
+        _exit("interrupted; nothing was written", 130)
 
 
 if __name__ == "__main__":

@@ -161,6 +161,14 @@ def _usage_message(exc: click_errors.ClickException) -> str:
 class _Group(TyperGroup):
     """The app: every parser error is one line ``error: ...`` with exit code 2."""
 
+    def invoke(self, ctx: Any) -> Any:
+        # typer turns a KeyboardInterrupt that leaves a command into a silent exit
+        # 130; Ctrl-C before a command handles it (while it imports) is one line too.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+
     def main(  # type: ignore[override]
         self,
         args: Sequence[str] | None = None,
