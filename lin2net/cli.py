@@ -161,9 +161,16 @@ def _usage_message(exc: click_errors.ClickException) -> str:
 class _Group(TyperGroup):
     """The app: every parser error is one line ``error: ...`` with exit code 2."""
 
+    # typer turns a KeyboardInterrupt into a silent exit 130: Ctrl-C while the
+    # options are parsed, or while a command imports before its own handling,
+    # is one line here, as at any other moment.
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+
     def invoke(self, ctx: Any) -> Any:
-        # typer turns a KeyboardInterrupt that leaves a command into a silent exit
-        # 130; Ctrl-C before a command handles it (while it imports) is one line too.
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
