@@ -22,6 +22,20 @@ settings.register_profile("explore", max_examples=2000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Fill numba's cache once per run, before any xdist worker starts
+    (tests/warm_kernels.py says why); workers (``workerinput``) skip it."""
+    if hasattr(config, "workerinput") or os.environ.get("LIN2NET_TEST_NO_WARM"):
+        return
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "tests.warm_kernels"], cwd=root, capture_output=True, text=True)
+    if done.returncode != 0:  # the tests that need the kernels will say what is wrong
+        print(f"tests/warm_kernels.py failed:\n{done.stderr}", file=sys.stderr)
+
+
 def make_config(**overrides: Any) -> SweepConfig:
     """A small valid config; keyword arguments replace top-level keys."""
     raw: dict[str, Any] = {

@@ -103,6 +103,7 @@ def test_overflow_is_quiet_and_recorded() -> None:
     assert not np.isfinite(out.eps_T).any()
 
 
+@pytest.mark.slow  # many trajectories or subprocesses: CI's slow pass (issue 19 §5, fast suite within 90 s)
 def test_batched_equals_one_at_a_time() -> None:
     a, b = _sphere(60, 5, 2.1, seed=1)
     eps0, lam0, _ = reduced_coordinates(a, b, 1.0)

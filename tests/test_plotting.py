@@ -90,6 +90,7 @@ def test_plot_writes_a_figure_with_content(small_sweep: Path, tmp_path: Path) ->
     assert np.isclose(rgb, 0.82, atol=0.01).all(axis=2).sum() > 100
 
 
+@pytest.mark.slow  # many trajectories or subprocesses: CI's slow pass (issue 19 §5, fast suite within 90 s)
 def test_plot_default_path_and_other_formats(small_sweep: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["plot", str(small_sweep)])
     assert result.exit_code == 0, result.output
@@ -125,6 +126,7 @@ def test_bad_plot_options_exit_2_with_one_line(small_sweep: Path, args: list[str
     assert result.output.startswith(f"error: {key}") and result.output.strip().count("\n") == 0
 
 
+@pytest.mark.slow  # many trajectories or subprocesses: CI's slow pass (issue 19 §5, fast suite within 90 s)
 def test_each_view_has_its_own_default_file(small_sweep: Path) -> None:
     """Plots no longer overwrite OUT/figure3.png: the default view writes it, others are named by what they show."""
     views = {

@@ -83,7 +83,7 @@ def check_against_exact(a: np.ndarray, b: np.ndarray, eta: float, phi: float, ru
 # (S0/λ0 or P0/λ0, which, λ0, Φ, η, loss_tol): converged within 10⁴–3·10⁴ steps.
 DEGENERATE = [
     pytest.param(1e-12, "S", 1e-3, 1.0, 1e-3, 1e-12, id="a≈-b,S0/λ0=1e-12"),
-    pytest.param(1e-12, "S", 100.0, 100.0, 1e-5, 1e-8, id="a≈-b,S0/λ0=1e-12,η=1e-5"),
+    pytest.param(1e-12, "S", 100.0, 100.0, 1e-5, 1e-8, id="a≈-b,S0/λ0=1e-12,η=1e-5", marks=pytest.mark.slow),
     pytest.param(1e-12, "P", 1.0, 1.0, 1e-3, 1e-14, id="a≈b,P0/λ0=1e-12"),
     pytest.param(1e-12, "P", 100.0, 100.0, 1e-5, 1e-8, id="a≈b,P0/λ0=1e-12,η=1e-5"),
 ]
@@ -99,7 +99,9 @@ def test_near_degenerate_starts_match_60_digits(
     check_against_exact(a, b, eta, phi, StopRule(loss_tol, 100_000))
 
 
-@pytest.mark.parametrize(("d", "lam0", "eta"), [(3, 100.0, 1e-5), (10, 20.0, 1e-4), (1, 0.5, 0.3)])
+@pytest.mark.parametrize(
+    ("d", "lam0", "eta"), [pytest.param(3, 100.0, 1e-5, marks=pytest.mark.slow), (10, 20.0, 1e-4), (1, 0.5, 0.3)]
+)
 def test_tiny_and_ordinary_steps_match_60_digits(d: int, lam0: float, eta: float) -> None:
     a, b = random_start(d, lam0, seed=d)
     check_against_exact(a, b, eta, 1.0, StopRule(1e-16, 200_000))

@@ -98,6 +98,7 @@ def wait_until_group_gone(pgid: int, timeout: float = 20) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow  # many trajectories or subprocesses: CI's slow pass (issue 19 §5, fast suite within 90 s)
 def test_rows_are_identical_for_any_workers_and_shard_size(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     """The NumPy path runs on a pool of processes, the compiled kernel on
     threads: files are byte for byte the same for any worker count, and the
@@ -631,8 +632,15 @@ LARGE_CELL = {
     "extra",
     [
         {},
-        {"integrator": "reduced"},
-        {"algorithm": "sgd", "data": {"n": 4}, "grid": {**LARGE_CELL["grid"], "batch_size": [2], "label_noise": [0.1]}},
+        pytest.param({"integrator": "reduced"}, marks=pytest.mark.slow),
+        pytest.param(
+            {
+                "algorithm": "sgd",
+                "data": {"n": 4},
+                "grid": {**LARGE_CELL["grid"], "batch_size": [2], "label_noise": [0.1]},
+            },
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=["compiled", "reduced", "sgd"],
 )

@@ -21,7 +21,9 @@ from tests.fixtures.record_rows import CONFIGS, HERE, sweep_rows
 # (config, extra sweep options); the slow ones run in CI's slow pass.
 CASES = [
     pytest.param("gd_compiled", (), id="gd_compiled"),
-    pytest.param("gd_compiled", ("--shard-size", "97", "--workers", "1"), id="gd_compiled-shard97-w1"),
+    pytest.param(
+        "gd_compiled", ("--shard-size", "97", "--workers", "1"), id="gd_compiled-shard97-w1", marks=pytest.mark.slow
+    ),
     pytest.param("gd_reduced", ("--shard-size", "300"), id="gd_reduced-shard300", marks=pytest.mark.slow),
     pytest.param("gd_full", (), id="gd_full", marks=pytest.mark.slow),
     pytest.param("sgd_compiled", (), id="sgd_compiled"),

@@ -185,7 +185,7 @@ def test_paired_normals_are_sine_and_cosine_and_independent() -> None:
     [
         pytest.param(1e-12, "S", 1e-3, 1e-2, 0.0, 20_000, id="a≈-b,S0/λ0=1e-12"),
         pytest.param(1e-12, "P", 1.0, 1e-2, 0.0, 20_000, id="a≈b,P0/λ0=1e-12"),
-        pytest.param(0.5, "S", 100.0, 2e-5, 0.0, 20_000, id="η=2e-5"),
+        pytest.param(0.5, "S", 100.0, 2e-5, 0.0, 20_000, id="η=2e-5", marks=pytest.mark.slow),
         pytest.param(0.5, "S", 1.0, 0.2, 0.3, 1500, id="noisy data"),
     ],
 )
