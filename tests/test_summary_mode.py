@@ -389,3 +389,29 @@ def test_stable_counts_converged_below_two_over_eta(tmp_path: Path) -> None:
         row = table.iloc[index]
         assert row["stable"] == expected < row["converged"]
         assert cell_summary.value_statistic(table.iloc[[index]], "status", "frac_stable") == expected / len(converged)
+
+
+def test_a_grid_point_larger_than_a_shard_is_refused_before_anything_is_written(tmp_path: Path, cli: Any) -> None:
+    """Summary files hold whole grid points: a sweep (and its dry run) that would
+    split one into parts is refused in one line, and writes nothing."""
+    config = write_yaml(
+        tmp_path / "big.yaml",
+        {"name": "big", "trajectories": 70_000, "keep": "summary", "grid": {"eta": 0.1, "lambda0": 1.0}},
+    )
+    out = tmp_path / "out"
+    for extra in (["--dry-run"], ["-q"]):
+        result = cli("sweep", config, "-o", out, "--shard-size", "1000", *extra)
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error: keep: 'summary' needs each grid point in one shard")
+        assert result.output.count("\n") == 1
+        assert not out.exists()
+
+
+def test_reading_rows_of_a_summary_only_output_says_there_are_none(outputs: dict[str, Path], cli: Any) -> None:
+    import lin2net
+
+    result = cli("plot", outputs["summary"], "--kind", "line", "--x", "eta")
+    assert result.exit_code != 0
+    assert "keeps per-cell summaries only (keep: summary)" in result.output
+    with pytest.raises(Exception, match="no trajectory rows"):
+        lin2net.open(outputs["summary"]).trajectories()

@@ -265,10 +265,15 @@ class OpenedOutput:
         missing = {cell.cell_id for cell in self.missing}
         return [f["cell_id"] for f in self.manifest.get("failed", []) if f.get("cell_id") in missing]
 
+    def _no_rows(self) -> str:
+        if self.config.keep == "summary":
+            return f"{self.path} keeps per-cell summaries only (keep: summary): there are no trajectory rows to read"
+        return f"{self.path} holds no finished cells yet"
+
     def sql_source(self) -> str:
         """A DuckDB table expression reading every verified shard file."""
         if not self.shards:
-            raise OutputError(f"{self.path} holds no finished cells yet")
+            raise OutputError(self._no_rows())
         files = ", ".join("'" + str(path).replace("'", "''") + "'" for path in self.files)
         return f"read_parquet([{files}])"
 
@@ -283,7 +288,7 @@ class OpenedOutput:
         import pyarrow.parquet as pq
 
         if not self.shards:
-            raise OutputError(f"{self.path} holds no finished cells yet")
+            raise OutputError(self._no_rows())
         selected = list(dict.fromkeys(columns)) if columns is not None else None
         files = self.files if shards is None else [shard.path for shard in shards]
 

@@ -325,8 +325,9 @@ def check_keep_fits(config: SweepConfig, shard_rows: int) -> None:
     if config.keep != "rows" and config.trajectories > size:
         raise ConfigError(
             "keep",
-            f"keep: {config.keep} needs each grid point in one shard, but {config.trajectories} trajectories exceed "
-            f"the shard size {size}; raise --shard-size (memory grows with it) or use keep: rows",
+            f"{config.keep!r} needs each grid point in one shard, but {config.trajectories} trajectories exceed "
+            f"the shard size {size} (--shard-size, at least one row group); raise --shard-size (memory grows with "
+            "it) or keep rows",
         )
 
 
@@ -566,6 +567,7 @@ def plan_sweep(
     done = len(state.finished) if reusable else 0
     todo = len(cells) - done
     _, _, target = plan_backend(config, 1)
+    check_keep_fits(config, shard_rows or target)  # refused as the sweep would refuse it
     size = part_rows(shard_rows or target)
     if config.trajectories > size:  # each cell in parts
         shards = todo * math.ceil(config.trajectories / size)
