@@ -159,14 +159,13 @@ def write_shard_file(
             writer.close()
 
 
-def verify_footer(path: Path, settings: str, trajectories: int, grid: Mapping[str, Cell] | None) -> ShardFooter:
-    """Check that ``path`` is a complete shard file of a sweep with these
-    ``settings``, whose cells have ``trajectories`` rows each and belong to
-    ``grid`` (cell id -> cell; ``None`` accepts any cell). Reads the footer only."""
+def read_footer(path: Path, key: bytes, kind: str) -> tuple[Any, dict[str, Any]]:
+    """The Parquet metadata of the lin2net file ``path`` and its footer, the JSON
+    object under ``key`` (``kind`` names the file in errors); reads the footer
+    only. CorruptShard for a link, a file that is not Parquet, or no footer."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(path)
     if path.is_symlink() or not path.is_file():
         raise CorruptShard(path, "not a regular file")
     try:
@@ -174,9 +173,21 @@ def verify_footer(path: Path, settings: str, trajectories: int, grid: Mapping[st
     except (OSError, pa.ArrowException, ValueError) as exc:  # ValueError: a damaged name (UnicodeDecodeError)
         raise CorruptShard(path, f"not a readable Parquet file: {_one_line(exc)}") from None
     try:
-        footer = json.loads((metadata.metadata or {})[SHARD_KEY])
+        footer = json.loads((metadata.metadata or {})[key])
         if not isinstance(footer, dict):
             raise TypeError("footer is not a JSON object")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptShard(path, f"no valid lin2net {kind} metadata: {_one_line(exc)}") from None
+    return metadata, footer
+
+
+def verify_footer(path: Path, settings: str, trajectories: int, grid: Mapping[str, Cell] | None) -> ShardFooter:
+    """Check that ``path`` is a complete shard file of a sweep with these
+    ``settings``, whose cells have ``trajectories`` rows each and belong to
+    ``grid`` (cell id -> cell; ``None`` accepts any cell). Reads the footer only."""
+    path = Path(path)
+    metadata, footer = read_footer(path, SHARD_KEY, "shard")
+    try:
         ident, rows, listed = str(footer["shard_id"]), int(footer["rows"]), footer["cells"]
         cells = tuple(cell_from_parameters(entry["parameters"]) for entry in listed)
         ids = [str(entry["cell_id"]) for entry in listed]

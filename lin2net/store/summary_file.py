@@ -31,6 +31,7 @@ from lin2net.store.shard_file import (
     ShardFooter,
     _one_line,
     cell_from_parameters,
+    read_footer,
     read_verified,
 )
 from lin2net.sweep.grid import Cell, expand_grid
@@ -97,22 +98,11 @@ def verify_summary_footer(path: Path, settings: str, trajectories: int, grid: Ma
     """Check that ``path`` is a complete summary file of a sweep with these
     settings, whose cells have ``trajectories`` trajectories and belong to
     ``grid``; reads the footer only. ``rows`` of the result is the row count."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from lin2net.store.shards import shard_id as expected_shard_id
 
     path = Path(path)
-    if path.is_symlink() or not path.is_file():
-        raise CorruptShard(path, "not a regular file")
+    metadata, footer = read_footer(path, SUMMARY_KEY, "summary")
     try:
-        metadata = pq.read_metadata(path)
-    except (OSError, pa.ArrowException, ValueError) as exc:  # ValueError: a damaged name (UnicodeDecodeError)
-        raise CorruptShard(path, f"not a readable Parquet file: {_one_line(exc)}") from None
-    try:
-        footer = json.loads((metadata.metadata or {})[SUMMARY_KEY])
-        if not isinstance(footer, dict):
-            raise TypeError("footer is not a JSON object")
         ident, rows, listed = str(footer["shard_id"]), int(footer["rows"]), footer["cells"]
         cells = tuple(cell_from_parameters(entry["parameters"]) for entry in listed)
         ids = [str(entry["cell_id"]) for entry in listed]
