@@ -63,11 +63,12 @@ PLOT_DATA = "import sys; from lin2net.analysis.plotting import sweep_grid; sweep
 QUERY_CPU = """\
 import statistics, sys, time, duckdb
 from lin2net.analysis.summary import _cell_keys, _summary_keys, summary_query
+from lin2net.dynamics import registry
 from lin2net.store.opened import open_output
 opened = open_output(sys.argv[1])
-keys, order, sgd = _summary_keys(opened, None)
+keys, order, algorithm = _summary_keys(opened, None)
 group, carried = _cell_keys(keys)
-ours = summary_query(sgd).sql(opened.sql_source(), group, order, carried)
+ours = summary_query(registry.get(algorithm).summary_values).sql(opened.sql_source(), group, order, carried)
 times = {"plain": [], "summary": []}
 for _ in range(int(sys.argv[3])):
     for name, sql in (("plain", sys.argv[2]), ("summary", ours)):
