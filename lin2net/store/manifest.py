@@ -1,8 +1,9 @@
 """``OUT/manifest.json``: what a sweep's runs did, for people and for resuming.
 
-The cell files are the truth about which cells are done; the manifest adds
-what they cannot say: which cells failed and why, and a history of the runs
-(cells ran, skipped and failed, workers, overrides, times). Only the process
+The verified shard (or summary) files are the truth about which cells are
+done; the manifest adds what they cannot say: which cells failed and why,
+and a history of the runs (cells ran, skipped and failed, workers,
+overrides, times). Only the process
 that coordinates a sweep writes it, atomically, at the start and the end of
 each run, so a killed run leaves the previous complete manifest or a
 ``running`` one.

@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,12 +90,6 @@ class ShardOutcome:
     def cells(self) -> tuple[Cell, ...]:
         return self.shard.cells
 
-
-@dataclass
-class _Simulated:
-    task: ShardTask
-    started: float
-    arrays: Any = field(default=None)
 
 
 def compute_shard(task: ShardTask) -> list[ShardOutcome]:

@@ -58,7 +58,7 @@ CellCallback = Callable[[Cell, float], None]
 STOP_WAIT_SECONDS = 3.0  # how long an interrupted sweep waits for Dask tasks to notice the stop file
 
 # Size model for --dry-run when OUT has no finished shards to measure: bytes per
-# trajectory of a zstd-compressed shard (measured on sphere-init sweeps).
+# trajectory of an LZ4-compressed shard (measured on sphere-init sweeps).
 ROW_BYTES = 110
 FILE_OVERHEAD = 20_000
 SUMMARY_CELL_BYTES = 12_000  # keep: summary, per grid point (docs/performance.md, summary mode)
