@@ -344,6 +344,7 @@ def open_output(out: Path | str | OpenedOutput, *, verify: bool = False) -> Open
 def _scan(opened: OpenedOutput) -> tuple[VerifiedShard, ...]:
     """The verified shard files of ``opened`` (see :func:`open_output`)."""
     from lin2net.store.outdir import config_settings, shard_files
+    from lin2net.store.shards import parts_cover
 
     path, config, verify = opened.path, opened.config, opened.verify
     files = shard_files(path)
@@ -416,18 +417,8 @@ def _scan(opened: OpenedOutput) -> tuple[VerifiedShard, ...]:
         _write_record(path, new)
     # A cell in parts counts once its parts cover all its trajectories; until then
     # its parts are not read (a resume finishes them).
-    covered = {cell_id for cell_id, held in parts.items() if _covers(held, config.trajectories)}
+    covered = {cell_id for cell_id, held in parts.items() if parts_cover(held, config.trajectories)}
     return tuple(s for s in shards if s.part is None or s.cell_ids[0] in covered)
-
-
-def _covers(parts: Sequence[tuple[int, int]], trajectories: int) -> bool:
-    """Whether the ranges ``parts`` cover trajectories 0 … ``trajectories`` − 1."""
-    reached = 0
-    for first, stop in sorted(parts):
-        if first > reached:
-            return False
-        reached = max(reached, stop)
-    return reached >= trajectories
 
 
 def _corrupt(out: Path, message: str) -> OutputError:

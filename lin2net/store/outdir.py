@@ -61,7 +61,7 @@ from lin2net.store.shard_file import (
     verify_footer,
     write_shard_file,
 )
-from lin2net.store.shards import Shard
+from lin2net.store.shards import Shard, parts_cover
 from lin2net.store.summary_file import SUMMARIES_DIR, is_summary_file, scan_finished, summaries_dir
 from lin2net.sweep.config import MAX_CONFIG_BYTES, SweepConfig, parse_config, parse_yaml, read_bounded_text
 from lin2net.sweep.grid import Cell, expand_grid
@@ -251,14 +251,7 @@ class ShardScan:
         for footer in self.verified:
             if footer.part is not None:
                 ranges.setdefault(footer.cells[0].cell_id, []).append(footer.part)
-        for cell_id, parts in ranges.items():
-            reached = 0
-            for first, stop in sorted(parts):
-                if first > reached:
-                    break
-                reached = max(reached, stop)
-            if reached == self.trajectories:
-                whole.add(cell_id)
+        whole |= {cell_id for cell_id, parts in ranges.items() if parts_cover(parts, self.trajectories)}
         return frozenset(whole)
 
     @property

@@ -96,3 +96,14 @@ def form_shards(
         ]
     per_shard = max(1, target_rows // max(1, trajectories))
     return [Shard(tuple(cells[i : i + per_shard]), trajectories) for i in range(0, len(cells), per_shard)]
+
+
+def parts_cover(parts: Iterable[tuple[int, int]], trajectories: int) -> bool:
+    """Whether the parts ``(first, stop)`` of one cell cover its trajectories
+    0 … ``trajectories`` − 1 (a cell in parts is done only then)."""
+    reached = 0
+    for first, stop in sorted(parts):
+        if first > reached:
+            return False
+        reached = max(reached, stop)
+    return reached >= trajectories
