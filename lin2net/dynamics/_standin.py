@@ -1,5 +1,5 @@
-"""TEMPORARY stand-ins for the family folders (fam-deep: lin2net/dynamics/deep/,
-fam-data: lin2net/dynamics/vector/, relu/), so that the integration (config,
+"""TEMPORARY stand-ins for the family hooks (fam-deep's lin2net/dynamics/deep/family.py,
+fam-data's lin2net/dynamics/vector/ and relu/), so that the integration (config,
 registry, generic dynamics, cells, CLI) can be built and tested before they land.
 
 :func:`lin2net.dynamics.families.hook` uses this module only while
@@ -248,104 +248,12 @@ class ReluModel(_Common):
         return np.full(theta.shape[0], np.nan)
 
 
-class DeepModel(_Common):
-    """f = W_N ⋯ W_1, L = ½(f − Φ)² (θ layout of lin2net.dynamics.families)."""
-
-    def __init__(self, depth: int, d: int, phi: float) -> None:
-        from lin2net.dynamics.families import layer_shapes
-
-        self.depth, self.d, self.phi = depth, d, phi
-        self.shapes = layer_shapes(depth, d)
-        self.size = sum(r * c for r, c in self.shapes)
-
-    def _layers(self, theta: FloatArray) -> list[FloatArray]:
-        out, start = [], 0
-        for rows, cols in self.shapes:
-            out.append(theta[:, start : start + rows * cols].reshape(-1, rows, cols))
-            start += rows * cols
-        return out
-
-    def _prefixes(self, w: list[FloatArray]) -> list[FloatArray]:
-        """P_0 = 1 (n,1,1), P_k = W_k P_{k−1}."""
-        n = w[0].shape[0]
-        p = [np.ones((n, 1, 1))]
-        for layer in w:
-            p.append(layer @ p[-1])
-        return p
-
-    def _suffixes(self, w: list[FloatArray]) -> list[FloatArray]:
-        """S_N = 1, S_{k−1} = S_k W_k; index k → S_k."""
-        n = w[0].shape[0]
-        s: list[Any] = [None] * (self.depth + 1)
-        s[self.depth] = np.ones((n, 1, 1))
-        for k in range(self.depth, 0, -1):
-            s[k - 1] = s[k] @ w[k - 1]
-        return s
-
-    def residual(self, theta: FloatArray) -> FloatArray:
-        w = self._layers(theta)
-        out: FloatArray = self._prefixes(w)[-1][:, 0, 0] - self.phi
-        return out
-
-    def loss(self, theta: FloatArray) -> FloatArray:
-        r = self.residual(theta)
-        out: FloatArray = 0.5 * r * r
-        return out
-
-    def _df(self, w: list[FloatArray], p: list[FloatArray], s: list[FloatArray]) -> list[FloatArray]:
-        """∂f/∂W_k = S_kᵀ P_{k−1}ᵀ."""
-        return [np.swapaxes(s[k], 1, 2) @ np.swapaxes(p[k - 1], 1, 2) for k in range(1, self.depth + 1)]
-
-    def gradient(self, theta: FloatArray, batch: Any = None) -> FloatArray:
-        w = self._layers(theta)
-        p, s = self._prefixes(w), self._suffixes(w)
-        r = p[-1][:, 0, 0] - self.phi
-        return np.concatenate([(r[:, None, None] * g).reshape(theta.shape[0], -1) for g in self._df(w, p, s)], axis=1)
-
-    def hvp(self, theta: FloatArray, v: FloatArray) -> FloatArray:
-        w, dv = self._layers(theta), self._layers(np.ascontiguousarray(v))
-        p, s = self._prefixes(w), self._suffixes(w)
-        r = p[-1][:, 0, 0] - self.phi
-        grads = self._df(w, p, s)
-        df = sum(np.einsum("nij,nij->n", g, x) for g, x in zip(grads, dv, strict=True))
-        dp = [np.zeros_like(p[0])]
-        for k in range(1, self.depth + 1):
-            dp.append(w[k - 1] @ dp[-1] + dv[k - 1] @ p[k - 1])
-        ds: list[Any] = [None] * (self.depth + 1)
-        ds[self.depth] = np.zeros_like(s[self.depth])
-        for k in range(self.depth, 0, -1):
-            ds[k - 1] = ds[k] @ w[k - 1] + s[k] @ dv[k - 1]
-        out = []
-        for k in range(1, self.depth + 1):
-            second = np.swapaxes(ds[k], 1, 2) @ np.swapaxes(p[k - 1], 1, 2)
-            second = second + np.swapaxes(s[k], 1, 2) @ np.swapaxes(dp[k - 1], 1, 2)
-            out.append((df[:, None, None] * grads[k - 1] + r[:, None, None] * second).reshape(theta.shape[0], -1))
-        return np.concatenate(out, axis=1)
-
-    def imbalance(self, theta: FloatArray) -> FloatArray:
-        w = self._layers(theta)
-        total = np.zeros(theta.shape[0])
-        for k in range(self.depth - 1):
-            total += np.abs(np.einsum("nij,nij->n", w[k + 1], w[k + 1]) - np.einsum("nij,nij->n", w[k], w[k]))
-        if self.depth == 2:
-            a, b = w[0][:, :, 0], w[1][:, 0, :]
-            total = np.abs((a - b) * (a + b)).sum(axis=1)
-        return total
-
-    def gradient_flow_sharpness(self, theta: FloatArray) -> FloatArray:
-        if self.depth != 2:
-            return np.full(theta.shape[0], np.nan)
-        w = self._layers(theta)
-        a, b = w[0][:, :, 0], w[1][:, 0, :]
-        sp = np.einsum("nd,nd->n", a + b, a + b) * np.einsum("nd,nd->n", a - b, a - b)
-        out: FloatArray = np.sqrt(4 * self.phi * self.phi + sp)
-        return out
-
-
 def build_model(config: SweepConfig, cell: Cell) -> Any:
     """The stand-in model of one cell."""
     family = config.family
-    if family == "deep":
+    if family == "deep":  # fam-deep's model (merged); its hook module is still to come
+        from lin2net.dynamics.deep.model import DeepModel
+
         return DeepModel(int(cell.value("depth")), cell.d, cell.phi)
     inputs = int(cell.value("inputs"))
     assert config.data is not None
