@@ -27,7 +27,8 @@ same counts for one cell's table, is the reference it is tested against.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,7 +124,7 @@ class CheckReport:
 
     cells: pd.DataFrame
     totals: dict[str, dict[str, Any]]
-    notes: list[str] = field(default_factory=list)  # which theorems apply (model families)
+    notes: list[str] = dataclass_field(default_factory=list)  # which theorems apply (model families)
 
     @property
     def overall(self) -> pd.DataFrame:
