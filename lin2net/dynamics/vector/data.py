@@ -61,7 +61,7 @@ class VectorDataSpec:
     noise: float = 0.0
     y: tuple[float, ...] | None = None
 
-    def resolved(self) -> dict[str, Any]:
+    def as_config(self) -> dict[str, Any]:
         """Plain-data form (YAML-ready), which :func:`parse_vector_data` reads back to this spec."""
         plain: dict[str, Any] = {"n": self.n}
         plain["x"] = self.x if isinstance(self.x, str) else [list(row) for row in self.x]

@@ -60,7 +60,7 @@ class FlowTolerances:
     rk_steps: int = 2_000
     kink_step: float = 1 / 32
     plateau: float = 1e-15
-    max_steps: int = 20_000
+    max_steps: int = 10_000
 
 
 TOLERANCES = FlowTolerances()
