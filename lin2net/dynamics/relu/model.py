@@ -23,7 +23,12 @@ exactly the vector family's Q (the diagonal of AAᵀ − bbᵀ) on the same θ, 
 m = 1 the shallow Q.
 
 Gradient-flow sharpness: the flow integrated to rest (:mod:`lin2net.dynamics.vector.flow`),
-then the top eigenvalue of the Hessian of the activation pattern there.
+then the top eigenvalue of the Hessian of the activation pattern there. This is
+best effort: ReLU flows on finite data often run into a kink (a_jᵀx_i = 0) and
+slide along it, or approach their limit sublinearly; within the step caps of
+:data:`RELU_TOLERANCES` many do not come to rest, and their λ_GF is NaN. Where
+every pre-activation stays positive the flow is the vector family's and is
+integrated as accurately as there.
 """
 
 from __future__ import annotations
@@ -33,15 +38,21 @@ import math
 import numpy as np
 
 from lin2net.dynamics.family import FloatArray, IntArray
-from lin2net.dynamics.vector.flow import TOLERANCES, FlowTolerances, flow_to_rest
+from lin2net.dynamics.vector.flow import FlowTolerances, flow_to_rest
 from lin2net.dynamics.vector.model import neuron_imbalance
+
+RELU_TOLERANCES = FlowTolerances(rk_steps=500, max_steps=2_000)
+"""The flow's step caps for ReLU nets, tighter than the vector family's: the flow
+often reaches a kink and slides along it (or approaches its limit sublinearly),
+and each of its steps costs O(n·d·m) per trajectory; a trajectory not at rest
+within them gets λ_GF = NaN (recorded, not an error)."""
 
 
 class ReluModel:
     """f(x) = Σ_j b_j relu(a_jᵀx) of width d and m inputs on the data (X (n, m), y (n,)); see the module doc."""
 
     def __init__(
-        self, width: int, inputs: int, x: FloatArray, y: FloatArray, tolerances: FlowTolerances = TOLERANCES
+        self, width: int, inputs: int, x: FloatArray, y: FloatArray, tolerances: FlowTolerances = RELU_TOLERANCES
     ) -> None:
         self.width, self.inputs = int(width), int(inputs)
         self.x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1, self.inputs)
@@ -145,7 +156,8 @@ class ReluModel:
         columns = d * m + rows // m
         hess[:, rows, columns] += paired
         hess[:, columns, rows] += paired
-        return hess
+        symmetric: FloatArray = 0.5 * (hess + np.transpose(hess, (0, 2, 1)))  # exactly, whatever the sum order
+        return symmetric
 
     def sharpness(self, theta: FloatArray) -> FloatArray:
         """The Hessian's top eigenvalue, shape (n,) (eigvalsh)."""

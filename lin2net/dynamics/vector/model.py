@@ -155,7 +155,8 @@ class VectorModel:
         columns = d * m + rows // m
         hess[:, rows, columns] += g[:, rows % m]
         hess[:, columns, rows] += g[:, rows % m]
-        return hess
+        symmetric: FloatArray = 0.5 * (hess + np.transpose(hess, (0, 2, 1)))  # exactly, whatever the sum order
+        return symmetric
 
     def sharpness(self, theta: FloatArray) -> FloatArray:
         """The Hessian's top eigenvalue, shape (n,) (eigvalsh)."""
