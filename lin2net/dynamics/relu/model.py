@@ -1,0 +1,185 @@
+"""The ``relu`` family: f(x) = Σ_j b_j relu(a_jᵀx) over d neurons a_j ∈ R^m, on a data set (X, y).
+
+θ = (a_1, …, a_d, b) (the d×m matrix of rows a_j, row-major, then b ∈ R^d), the
+vector family's layout. With pre-activations z_ij = a_jᵀx_i, h_ij = relu(z_ij),
+s_ij = relu'(z_ij) and r_i = f(x_i) − y_i:
+
+    L = (1/2n) Σ_i r_i²,   ∇_{a_j} L = (1/n) Σ_i r_i b_j s_ij x_i,   ∇_{b_j} L = (1/n) Σ_i r_i h_ij.
+
+relu'(0) = 0 (a neuron exactly at its kink counts as off: s = 1[z > 0]), and
+relu'' = 0 off the kinks, so the Hessian is the piecewise one of the current
+activation pattern: with φ_i = ∇_θ f(x_i) (φ_i[a_j] = b_j s_ij x_i, φ_i[b_j] = h_ij),
+
+    H = (1/n) Σ_i φ_i φ_iᵀ + G,   G pairs a_j with b_j by G_j = (1/n) Σ_i r_i s_ij x_i,
+
+and H v = (1/n) Σ_i φ_i (φ_iᵀ v) + G v. Where every z_ij > 0 this is the vector
+family's f = bᵀAx with A = (a_1; …; a_d): same loss, gradient and Hessian. The code
+accepts complex θ (the activation pattern read from Re z) so complex-step
+differences test it.
+
+Imbalance: gradient flow conserves each ‖a_j‖² − b_j² (since relu'(z)z = relu(z),
+d/dt ‖a_j‖² = d/dt b_j²). Q = Σ_j |‖a_j‖² − b_j²|, the ℓ1 norm of that vector:
+exactly the vector family's Q (the diagonal of AAᵀ − bbᵀ) on the same θ, hence at
+m = 1 the shallow Q.
+
+Gradient-flow sharpness: the flow integrated to rest (:mod:`lin2net.dynamics.vector.flow`),
+then the top eigenvalue of the Hessian of the activation pattern there. This is
+best effort: ReLU flows on finite data often run into a kink (a_jᵀx_i = 0) and
+slide along it, or approach their limit sublinearly; within the step caps of
+:data:`RELU_TOLERANCES` many do not come to rest, and their λ_GF is NaN. Where
+every pre-activation stays positive the flow is the vector family's and is
+integrated as accurately as there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lin2net.dynamics.family import FloatArray, IntArray
+from lin2net.dynamics.vector.flow import FlowTolerances, flow_to_rest
+from lin2net.dynamics.vector.model import neuron_imbalance
+
+RELU_TOLERANCES = FlowTolerances(rk_steps=500, max_steps=2_000)
+"""The flow's step caps for ReLU nets, tighter than the vector family's: the flow
+often reaches a kink and slides along it (or approaches its limit sublinearly),
+and each of its steps costs O(n·d·m) per trajectory; a trajectory not at rest
+within them gets λ_GF = NaN (recorded, not an error)."""
+
+
+class ReluModel:
+    """f(x) = Σ_j b_j relu(a_jᵀx) of width d and m inputs on the data (X (n, m), y (n,)); see the module doc."""
+
+    def __init__(
+        self, width: int, inputs: int, x: FloatArray, y: FloatArray, tolerances: FlowTolerances = RELU_TOLERANCES
+    ) -> None:
+        self.width, self.inputs = int(width), int(inputs)
+        self.x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1, self.inputs)
+        self.y = np.ascontiguousarray(y, dtype=np.float64).reshape(-1)
+        if self.x.shape[0] != self.y.shape[0] or self.x.shape[0] < 1:
+            raise ValueError(f"data: X has {self.x.shape[0]} rows, y has {self.y.shape[0]} labels")
+        self.n = int(self.x.shape[0])
+        self.label_scale = math.sqrt(float(np.mean(self.y * self.y)))
+        self.tolerances = tolerances
+
+    @property
+    def size(self) -> int:
+        return self.width * self.inputs + self.width
+
+    def split(self, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """(a (n, d, m): the neurons' rows, b (n, d)) as views of θ (n, D)."""
+        d, m = self.width, self.inputs
+        return theta[:, : d * m].reshape(-1, d, m), theta[:, d * m :]
+
+    def _data(self, batch: IntArray | None) -> tuple[FloatArray, FloatArray]:
+        if batch is None:
+            return self.x[None], self.y[None]
+        rows = np.sort(np.asarray(batch), axis=1)
+        return self.x[rows], self.y[rows]
+
+    def _forward(
+        self, theta: FloatArray, batch: IntArray | None = None
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """(x rows, s, h, r): inputs (1 or n, B, m), relu' and relu of z (n, B, d), residuals (n, B)."""
+        a, b = self.split(theta)
+        x, y = self._data(batch)
+        z = np.sum(x[:, :, None, :] * a[:, None, :, :], axis=3)
+        s = (z.real > 0).astype(np.float64)
+        h = s * z
+        r = np.sum(h * b[:, None, :], axis=2) - y
+        return x, s, h, r
+
+    def activations(self, theta: FloatArray) -> FloatArray:
+        """The pre-activations z_ij = a_jᵀx_i, shape (n, N data, d)."""
+        a, _ = self.split(theta)
+        z: FloatArray = np.sum(self.x[None, :, None, :] * a[:, None, :, :], axis=3)
+        return z
+
+    def loss(self, theta: FloatArray) -> FloatArray:
+        _, _, _, r = self._forward(theta)
+        loss: FloatArray = np.sum(r * r, axis=1) / (2 * self.n)
+        return loss
+
+    def residual(self, theta: FloatArray) -> FloatArray:
+        """√(2L), the ε of the stop rule."""
+        eps: FloatArray = np.sqrt(2.0 * self.loss(theta))
+        return eps
+
+    def gradient(self, theta: FloatArray, batch: IntArray | None = None) -> FloatArray:
+        _, b = self.split(theta)
+        x, s, h, r = self._forward(theta, batch)
+        count = x.shape[1]
+        # G_j = mean_i r_i s_ij x_i, so ∇_{a_j} L = b_j G_j.
+        weights = s * r[:, :, None]
+        paired = np.sum(weights[:, :, :, None] * x[:, :, None, :], axis=1) / count
+        grad_a = b[:, :, None] * paired
+        grad_b = np.sum(h * r[:, :, None], axis=1) / count
+        gradient: FloatArray = np.concatenate([grad_a.reshape(theta.shape[0], -1), grad_b], axis=1)
+        return gradient
+
+    def features(self, theta: FloatArray) -> FloatArray:
+        """φ_i = ∇_θ f(x_i), shape (n, N data, D)."""
+        _, b = self.split(theta)
+        x, s, h, _ = self._forward(theta)
+        count = theta.shape[0]
+        phi_a = (b[:, None, :] * s)[:, :, :, None] * x[:, :, None, :]
+        phi_a = np.broadcast_to(phi_a, (count, self.n, self.width, self.inputs))
+        features: FloatArray = np.concatenate([phi_a.reshape(count, self.n, -1), h], axis=2)
+        return features
+
+    def _pairing(self, s: FloatArray, r: FloatArray, x: FloatArray) -> FloatArray:
+        """G_j = mean_i r_i s_ij x_i, shape (n, d, m)."""
+        weights = s * r[:, :, None]
+        paired: FloatArray = np.sum(weights[:, :, :, None] * x[:, :, None, :], axis=1) / self.n
+        return paired
+
+    def hvp(self, theta: FloatArray, v: FloatArray) -> FloatArray:
+        features = self.features(theta)
+        x, s, _, r = self._forward(theta)
+        va, vb = self.split(v)
+        df = np.sum(features * v[:, None, :], axis=2)
+        gauss_newton = np.sum(features * df[:, :, None], axis=1) / self.n
+        paired = self._pairing(s, r, x)
+        extra_a = paired * vb[:, :, None]
+        extra_b = np.sum(paired * va, axis=2)
+        product: FloatArray = gauss_newton + np.concatenate([extra_a.reshape(theta.shape[0], -1), extra_b], axis=1)
+        return product
+
+    def hessian(self, theta: FloatArray) -> FloatArray:
+        d, m = self.width, self.inputs
+        features = self.features(theta)
+        hess: FloatArray = np.asarray(np.einsum("nip,niq->npq", features, features)) / self.n
+        x, s, _, r = self._forward(theta)
+        paired = self._pairing(s, r, x).reshape(theta.shape[0], -1)
+        rows = np.arange(d * m)
+        columns = d * m + rows // m
+        hess[:, rows, columns] += paired
+        hess[:, columns, rows] += paired
+        symmetric: FloatArray = 0.5 * (hess + np.transpose(hess, (0, 2, 1)))  # exactly, whatever the sum order
+        return symmetric
+
+    def sharpness(self, theta: FloatArray) -> FloatArray:
+        """The Hessian's top eigenvalue, shape (n,) (eigvalsh)."""
+        top: FloatArray = np.asarray(np.linalg.eigvalsh(self.hessian(theta))[:, -1], dtype=np.float64)
+        return top
+
+    def conserved(self, theta: FloatArray) -> FloatArray:
+        """‖a_j‖² − b_j², shape (n, d): what gradient flow conserves."""
+        a, b = self.split(theta)
+        c: FloatArray = np.sum(a * a, axis=2) - b * b
+        return c
+
+    def imbalance(self, theta: FloatArray) -> FloatArray:
+        """Q = Σ_j |‖a_j‖² − b_j²| (no cancellation; see the module doc)."""
+        a, b = self.split(theta)
+        return neuron_imbalance(np.sqrt(np.sum(a * a, axis=2)), np.abs(b))
+
+    def gradient_flow_sharpness(self, theta: FloatArray) -> FloatArray:
+        theta = np.asarray(theta, dtype=np.float64)
+        scale = np.sum(theta * theta, axis=1) + self.label_scale
+        end, at_rest = flow_to_rest(self.gradient, self.sharpness, self.loss, theta, scale, self.tolerances)
+        top = np.full(theta.shape[0], np.nan)
+        if np.any(at_rest):
+            top[at_rest] = self.sharpness(end[at_rest])
+        return top

@@ -1,0 +1,1 @@
+"""The ``vector`` family f(x) = bᵀAx and the vector data sets it shares with ``relu``."""
