@@ -67,11 +67,11 @@ class Exact:
         size = len(self.index)
         out = mpmath.matrix(size, size)
         for p, (k, r, c) in enumerate(self.index):
-            for q, (l, s, e) in enumerate(self.index):
+            for q, (other, s, e) in enumerate(self.index):
                 second = mpmath.mpf(0)
-                if k != l:
+                if k != other:
                     replaced = list(weights)
-                    replaced[k], replaced[l] = unit(self.shapes[k], r, c), unit(self.shapes[l], s, e)
+                    replaced[k], replaced[other] = unit(self.shapes[k], r, c), unit(self.shapes[other], s, e)
                     second = product(replaced)
                 out[p, q] = grad[p] * grad[q] + eps * second
         return out
