@@ -754,7 +754,7 @@ def check(
         report = check_sweep(opened)
     _note_missing_cells(opened, "check")
     _note_summary_only(opened)
-    sentences = [*report.sentences(), *report.theorem2_sentences()]
+    sentences = [*report.notes, *report.sentences(), *report.theorem2_sentences()]
     if chosen != "table":
         with user_errors():
             export(report.export(), chosen, output)
@@ -1143,10 +1143,24 @@ def trace(
             if len(runs) > 1:
                 raise ConfigError("--output", "the per-step table holds one trajectory: give one --trajectory with -o")
             write_trace_table(runs[0][2], output)
-        if plot_path is not None:
+        if plot_path is not None and runs and runs[0][1] is None:
+            from lin2net.analysis.plotting import plot_family_trace
+
+            plot_family_trace([(index, result) for index, _, result in runs], plot_path, parameters=info)
+        elif plot_path is not None:
             plot_trace([(index, result) for index, _, result in runs], plot_path, parameters=info)
     for index, start, result in runs:
         last = result.table.iloc[-1]
+        if start is None:  # a model family's trajectory (θ ∈ R^D)
+            stderr.print(
+                (f"trajectory {index}: " if len(runs) > 1 else "")
+                + f"{result.status.label} at T = {result.steps}: Q(T)/Q(0) = {last['q_ratio']:.6g}, "
+                f"lambda(T) = {last['lambda']:.6g}, S(T) = {last['sharpness']:.6g}, "
+                f"lambda_GF(0) = {result.lambda_gf:.6g}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            continue
         stderr.print(
             (f"trajectory {index}: " if len(runs) > 1 else "")
             + f"{result.status.label} at T = {result.steps}: Q(T)/Q(0) = {last['q_ratio']:.6g}, "
@@ -1183,10 +1197,15 @@ def _trajectories(text: str) -> list[int]:
 
 def _trace_info(config: Any, cell: Any, cell_id: str | None) -> dict[str, Any]:
     """The parameters a trace figure's title states."""
-    info: dict[str, Any] = {"algorithm": "SGD" if config.algorithm == "sgd" else "GD"}
+    info: dict[str, Any] = {"algorithm": "SGD" if config.user_algorithm == "sgd" else "GD"}
+    if config.family != "shallow":
+        info["model"] = config.family
     if cell_id:
         info["cell"] = cell_id
     info.update({"η": cell.eta, "λ(0)": cell.lambda0, "Φ": cell.phi, "d": cell.d, "init": cell.init})
+    for name, label in (("depth", "N"), ("inputs", "m"), ("batch_size", "B")):
+        if config.family != "shallow" and name in config.axes:
+            info[label] = cell.value(name)
     if config.algorithm == "sgd":
         info.update({"B": cell.value("batch_size"), "σ": cell.value("label_noise"), "n": config.data.n})
     info["seed"] = config.seed

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +124,7 @@ class CheckReport:
 
     cells: pd.DataFrame
     totals: dict[str, dict[str, Any]]
+    notes: list[str] = dataclass_field(default_factory=list)  # which theorems apply (model families)
 
     @property
     def overall(self) -> pd.DataFrame:
@@ -227,6 +229,8 @@ def check_sweep(out: Path | OpenedOutput, *, verify: bool = False) -> CheckRepor
     """Check Theorem 1's bounds on every finished cell of the sweep in ``out``."""
     opened = open_output(out, verify=verify)
     algorithm = opened.algorithm
+    if registry.is_family(algorithm):
+        return _check_family(opened)
     if not registry.get(algorithm).theorems:
         raise ConfigError(
             "algorithm",
@@ -259,6 +263,70 @@ def check_sweep(out: Path | OpenedOutput, *, verify: bool = False) -> CheckRepor
     parts = parallel(check_unit, units)  # NumPy releases the GIL on these long arrays
     columns = {name: _concatenate([part[name] for part in parts]) for name in parts[0]}
     return summarize_checks(columns)
+
+
+def theorem_statement(config: Any) -> tuple[str, bool]:
+    """Which of the seed paper's theorems apply to a model family's sweep, in words, and
+    whether ``check`` runs them: Theorems 1–2 are about the depth-2 scalar-output model
+    L = ½(a·b − Φ)², so they apply to ``shallow`` and to its exact reductions only."""
+    family = config.family
+    if family == "deep":
+        has_two = 2 in tuple(config.axes.get("depth", ()))
+        text = (
+            "model.family deep: Theorems 1–2 apply only to its depth-2 cells (there it is the shallow model, "
+            "θ = (a, b)); at depth >= 3 no theorem of the seed paper applies (Kreisler et al.'s monotone "
+            "GF-solution sharpness is what `lin2net trace` shows)"
+        )
+        return text + ("; checking the depth-2 cells" if has_two else "; this sweep has no depth-2 cell"), has_two
+    if family == "vector":
+        text = (
+            "model.family vector: Theorems 1–2 apply only at inputs m = 1 with whitened data, a linear teacher "
+            "and no label noise (there L = ½(ab − Φ)² exactly); its rows store ε = √(2L) without the sign the "
+            "bounds need, so check does not run them (the reduction is tests/families/test_reductions.py)"
+        )
+        return text, False
+    text = f"model.family {family}"
+    if config.user_algorithm == "sgd":
+        text += " with algorithm: sgd"
+    return text + ": no theorem of the seed paper applies (they are about GD on the depth-2 linear model)", False
+
+
+def _check_family(opened: OpenedOutput) -> CheckReport:
+    """Theorems 1–2 on the cells of a family sweep that are the shallow model (deep at
+    depth 2); a ConfigError stating which theorems apply where none can be checked."""
+    statement, runs = theorem_statement(opened.config)
+    if not runs:
+        raise ConfigError("algorithm", f"{opened.path}: {statement}")
+    if opened.config.keep == "summary":
+        raise ConfigError("keep", f"{opened.path}: {statement}; this needs trajectory rows (keep: rows or both)")
+    if not opened.shards:
+        raise OutputError(f"{opened.path} holds no finished cells yet")
+    import pyarrow as pa
+
+    n = opened.config.trajectories
+    keep = {cell_id for cell_id, cell in opened.grid.items() if cell.value("depth") == 2}
+    whole = [[shard] for shard in opened.shards if shard.part is None]
+    in_parts: dict[str, list[Any]] = {}
+    for shard in opened.shards:
+        if shard.part is not None:
+            in_parts.setdefault(shard.cell_ids[0], []).append(shard)
+    units = whole + [sorted(group, key=lambda shard: shard.part) for group in in_parts.values()]
+    parts = []
+    for unit in units:
+        cell_ids = [cell_id for cell_id in unit[0].cell_ids if cell_id in keep]
+        if not cell_ids:
+            continue
+        table = opened.trajectories(CHECK_COLUMNS, shards=unit)
+        ids = table.column("cell_id").cast(pa.string())
+        mask = pa.compute.is_in(ids, value_set=pa.array(cell_ids, type=pa.string()))
+        kept = table.filter(mask).drop_columns(["cell_id"])
+        parts.append(check_cells(kept, cell_ids, [opened.grid[c] for c in cell_ids], n))
+    if not parts:
+        raise OutputError(f"{opened.path} holds no finished depth-2 cells yet")
+    columns = {name: _concatenate([part[name] for part in parts]) for name in parts[0]}
+    report = summarize_checks(columns)
+    report.notes = [statement]
+    return report
 
 
 def _concatenate(parts: list[Any]) -> Any:

@@ -1055,3 +1055,43 @@ def draw_trace(traces: Trace | TraceRuns, parameters: dict[str, Any] | None = No
         ax.grid(alpha=0.3)
     figure.suptitle(trace_title(runs, parameters), fontsize="medium")
     return figure
+
+
+def plot_family_trace(runs: list[tuple[int, Any]], path: Path, parameters: dict[str, Any] | None = None) -> Path:
+    """A model family's trace(s) (:class:`lin2net.analysis.trace.FamilyTrace`) to ``path``:
+    the loss, the sharpness S(t) against 2/η with the GF-solution sharpness λ_GF(θ_t)
+    per step (dashed; Kreisler et al.: it falls monotonically in scalar deep networks),
+    and Q(t)/Q(0)."""
+    from matplotlib.figure import Figure
+
+    check_figure_path(path)
+    figure = Figure(figsize=(7.5, 9.0), layout="constrained")
+    ax_loss, ax_sharp, ax_q = figure.subplots(3, 1, sharex=True)
+    eta = runs[0][1].eta
+    for k, (index, trace) in enumerate(runs):
+        colour = f"C{k % 10}"
+        table = trace.table
+        t = table["t"].to_numpy()
+        label = f"trajectory {index}"
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loss = table["loss"].to_numpy(dtype=np.float64)
+            ax_loss.plot(t, np.where(loss > 0, loss, np.nan), color=colour, label=label)
+            ax_sharp.plot(t, table["sharpness"].to_numpy(dtype=np.float64), color=colour, label=f"S(t), {label}")
+            if "lambda_gf" in table:
+                gf = table["lambda_gf"].to_numpy(dtype=np.float64)
+                ax_sharp.plot(t, gf, color=colour, linestyle="--", label=f"λ_GF(θ_t), {label}")
+            ax_q.plot(t, table["q_ratio"].to_numpy(dtype=np.float64), color=colour, label=label)
+    ax_sharp.axhline(2.0 / eta, color="red", linestyle=":", label="2/η")
+    ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("loss")
+    ax_sharp.set_ylabel("sharpness")
+    ax_q.set_ylabel("Q(t)/Q(0)")
+    ax_q.set_xlabel("step t")
+    for ax in (ax_loss, ax_sharp, ax_q):
+        ax.legend(loc="best", fontsize="small")
+        ax.grid(alpha=0.3)
+    values = ", ".join(f"{key} = {_number(value)}" for key, value in (parameters or {}).items())
+    ends = "; ".join(f"{i}: {trace.status.label} at T = {trace.steps}" for i, trace in runs)
+    figure.suptitle(f"trace\n{values}\n{ends}", fontsize="medium")
+    _save(figure, path)
+    return path

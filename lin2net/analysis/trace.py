@@ -184,9 +184,46 @@ def trace_trajectory(start: Start, eta: float, rule: StopRule) -> Trace:
     return trace_table(outcome.history.trajectory(0), Status(int(outcome.results.status[0])), start, eta)
 
 
+@dataclass
+class FamilyTrace:
+    """A traced trajectory of a model family (``deep``, ``vector``, ``relu``): the
+    per-step table (``t``, ``eps``, ``lambda``, ``loss``, ``q_ratio``, ``log_q_ratio``,
+    ``sharpness``, ``eta_sharpness``, ``lambda_gf``: the sharpness of the gradient-flow
+    solution from θ_t, NaN on the last row), how it ended, and λ_GF from θ_0."""
+
+    table: pd.DataFrame
+    status: Status
+    steps: int
+    eta: float
+    phi: float
+    lambda_gf: float
+
+
+def family_trace_table(columns: dict[str, Any], status: Status, eta: float, phi: float) -> FamilyTrace:
+    """A :class:`FamilyTrace` from the driver's per-state columns of one trajectory."""
+    known = {"t", "eps", "lam", "loss", "log_q_ratio", "sharpness", "eta_sharpness"}
+    extras = {name: values for name, values in columns.items() if name not in known}
+    with np.errstate(over="ignore", invalid="ignore"):
+        table = pd.DataFrame(
+            {
+                "t": columns["t"],
+                "eps": columns["eps"],
+                "lambda": columns["lam"],
+                "loss": columns["loss"],
+                "q_ratio": np.exp(columns["log_q_ratio"]),
+                "log_q_ratio": columns["log_q_ratio"],
+                "sharpness": columns["sharpness"],
+                "eta_sharpness": columns["eta_sharpness"],
+                **extras,
+            }
+        )
+    gf = table["lambda_gf"].to_numpy() if "lambda_gf" in table else np.array([np.nan])
+    return FamilyTrace(table, status, int(table["t"].iloc[-1]), eta, phi, float(gf[0]))
+
+
 def trace_sweep(
     config: SweepConfig, cell: Cell, trajectory: int, max_steps: int | None = None, loss_tol: float | None = None
-) -> tuple[Trace, Start]:
+) -> tuple[Any, Start | None]:
     """Trajectory ``trajectory`` of ``cell`` of the sweep ``config``, step by step, with
     the sweep's dynamics and stop rule (``max_steps``, ``loss_tol`` override it), and
     the start it ran from: its last row is the sweep's row for it."""
@@ -196,6 +233,10 @@ def trace_sweep(
         problem = f"the sweep's max_steps is {steps} and a trace keeps every step: give max_steps <= {TRACE_MAX_STEPS}"
         raise ConfigError("max_steps", problem)
     rule = replace(rule, max_steps=steps, loss_tol=rule.loss_tol if loss_tol is None else loss_tol)
+    trace = registry.get(config.algorithm).function("trace")
+    if registry.is_family(config.algorithm):  # θ ∈ R^D: no shallow start, no closed-form flow
+        columns, status = trace(config, cell, trajectory, rule)
+        return family_trace_table(columns, status, cell.eta, cell.phi), None
     if config.explicit is not None:
         start = start_from_vectors(config.explicit.a, config.explicit.b, cell.phi)
     else:
@@ -208,7 +249,6 @@ def trace_sweep(
             init=config.init,
             trajectory=trajectory,
         )
-    trace = registry.get(config.algorithm).function("trace")
     columns, status = trace(config, cell, trajectory, rule)
     return trace_table(columns, status, start, cell.eta), start
 

@@ -63,11 +63,45 @@ TRAJECTORY_SCHEMA = pa.schema(
 )
 
 
+FAMILY_SCHEMA = pa.schema(
+    [
+        ("cell_id", pa.dictionary(pa.int32(), pa.string())),
+        ("trajectory", pa.int64()),
+        ("eta", pa.float64()),
+        ("lambda0", pa.float64()),
+        ("phi", pa.float64()),
+        ("d", pa.int64()),
+        ("init", pa.dictionary(pa.int8(), pa.string())),
+        ("eta_lambda0", pa.float64()),
+        ("eps0", pa.float64()),
+        ("lambda_init", pa.float64()),
+        ("loss0", pa.float64()),
+        ("q0", pa.float64()),
+        ("sharpness0", pa.float64()),
+        ("status", pa.dictionary(pa.int8(), pa.string())),
+        ("steps", pa.int64()),
+        ("eps_T", pa.float64()),
+        ("lambda_T", pa.float64()),
+        ("sharpness_T", pa.float64()),
+        ("q_ratio", pa.float64()),
+        ("log_q_ratio", pa.float64()),
+        ("lambda_gf", pa.float64()),
+        ("sum_eps2", pa.float64()),
+        ("max_eta_sharpness", pa.float64()),
+        ("eos_steps", pa.int64()),
+        ("max_abs_eps", pa.float64()),
+    ]
+)
+"""The common columns of a model family's rows (docs/columns.md, "Model families"):
+no Theorem 1–2 columns (they are the shallow model's); ε is the family's residual."""
+
+
 def trajectory_schema(algorithm: str) -> pa.Schema:
-    """The row schema of a dynamics' sweeps: the common columns, then its axes, then
-    its result columns (the registry's fragment; GD adds none)."""
+    """The row schema of a dynamics' sweeps: the common columns (a model family's
+    own, :data:`FAMILY_SCHEMA`), then its axes, then its result columns (the
+    registry's fragment; GD adds none)."""
     entry = registry.get(algorithm)
-    schema = TRAJECTORY_SCHEMA
+    schema = FAMILY_SCHEMA if registry.is_family(algorithm) else TRAJECTORY_SCHEMA
     for axis in entry.axes:
         schema = schema.append(pa.field(axis.name, pa.int64() if axis.dtype is int else pa.float64()))
     for name, alias in entry.result_columns:
@@ -146,6 +180,8 @@ def _table(
     rows = np.arange(start, stop, dtype=np.int64)
     which = rows // max(1, trajectories)  # index of each row's cell
     entry = registry.get(cells[0].algorithm)
+    if registry.is_family(entry.name):
+        return _family_table(cells, ids, trajectories, rows, which, initial, results, first)
 
     def parameter(name: str, dtype: Any = np.float64) -> np.ndarray:
         return np.array([getattr(cell, name) for cell in cells], dtype=dtype)[which]
@@ -196,7 +232,64 @@ def _table(
     return pa.Table.from_pydict(columns, schema=trajectory_schema(entry.name))
 
 
-def cell_table(cell: Cell, initial: InitialConditions, results: TrajectoryResults) -> pa.Table:
+def _family_table(
+    cells: Sequence[Cell],
+    ids: pa.Array,
+    trajectories: int,
+    rows: np.ndarray,
+    which: np.ndarray,
+    initial: Any,
+    results: Any,
+    first: int,
+) -> pa.Table:
+    """A model family's rows (:data:`FAMILY_SCHEMA`, then its axes and result columns);
+    ``initial`` is a :class:`lin2net.dynamics.family_cells.FamilyStart`."""
+    entry = registry.get(cells[0].algorithm)
+
+    def parameter(name: str, dtype: Any = np.float64) -> np.ndarray:
+        values: np.ndarray = np.array([getattr(cell, name) for cell in cells], dtype=dtype)[which]
+        return values
+
+    eta_lambda0 = np.array(
+        [grid_product(cell.eta, cell.lambda0) if cell.eta_lambda0 is None else cell.eta_lambda0 for cell in cells]
+    )[which]
+    inits = pa.array(sorted({cell.init for cell in cells}), type=pa.string())
+    init_index = {label: i for i, label in enumerate(inits.to_pylist())}
+    columns = {
+        "cell_id": _dictionary(which.astype(np.int32), ids, pa.int32()),
+        "trajectory": rows - which * trajectories + first,
+        "eta": parameter("eta"),
+        "lambda0": parameter("lambda0"),
+        "phi": parameter("phi"),
+        "d": parameter("d", np.int64),
+        "init": _dictionary(np.array([init_index[c.init] for c in cells], dtype=np.int8)[which], inits, pa.int8()),
+        "eta_lambda0": eta_lambda0,
+        "eps0": initial.eps0,
+        "lambda_init": initial.lambda_init,
+        "loss0": initial.loss0,
+        "q0": initial.q0,
+        "sharpness0": initial.sharpness0,
+        "status": _dictionary(results.status, STATUS_LABELS, pa.int8()),
+        "steps": results.steps,
+        "eps_T": results.eps_T,
+        "lambda_T": results.lambda_T,
+        "sharpness_T": results.sharpness_T,
+        "q_ratio": results.q_ratio,
+        "log_q_ratio": results.log_q_ratio,
+        "lambda_gf": initial.lambda_gf,
+        "sum_eps2": results.sum_eps2,
+        "max_eta_sharpness": results.max_eta_sharpness,
+        "eos_steps": results.eos_steps,
+        "max_abs_eps": results.max_abs_eps,
+    }
+    for axis in entry.axes:
+        columns[axis.name] = np.array([cell.value(axis.name) for cell in cells], dtype=axis.dtype)[which]
+    for name, _ in entry.result_columns:
+        columns[name] = getattr(results, name)
+    return pa.Table.from_pydict(columns, schema=trajectory_schema(entry.name))
+
+
+def cell_table(cell: Cell, initial: Any, results: TrajectoryResults) -> pa.Table:
     """One simulated cell's per-trajectory table."""
     n = initial.eps0.shape[0]
     return pa.concat_tables(list(shard_tables([cell], n, initial, results)))

@@ -184,3 +184,40 @@ register(
         summary_values=("loss_T", "q_ratio_window", "loss_window", "sharpness_window", "lambda_window"),
     )
 )
+
+
+# Model families (docs/models.md): one entry per (family, algorithm), all run by the generic
+# parameter-vector dynamics; ``extras`` names the family and the ``algorithm:`` value.
+FAMILY_SIMULATE = "lin2net.dynamics.family_cells:simulate_family_cells"
+FAMILY_TRACE = "lin2net.dynamics.family_cells:trace_family"
+DEPTH = Axis("depth", "N", dtype=int, minimum=2)
+INPUTS = Axis("inputs", "m", dtype=int, minimum=1)
+BATCH_SIZE = Axis("batch_size", "B", dtype=int, minimum=1)
+FAMILY_RESULTS = (("loss_T", "float64"),)
+FAMILY_SUMMARY = ("loss_T",)
+for _name, _family, _algorithm, _axes, _keys, _description in (
+    ("deep", "deep", "gd", (DEPTH,), (), "GD on the depth-N scalar linear network f = W_N ⋯ W_1"),
+    ("vector", "vector", "gd", (INPUTS,), ("data",), "GD on f(x) = bᵀAx over a vector data set"),
+    ("vector-sgd", "vector", "sgd", (INPUTS, BATCH_SIZE), ("data",), "mini-batch SGD on f(x) = bᵀAx"),
+    ("relu", "relu", "gd", (INPUTS,), ("data",), "GD on f(x) = Σ_j b_j relu(a_jᵀx) over a vector data set"),
+    ("relu-sgd", "relu", "sgd", (INPUTS, BATCH_SIZE), ("data",), "mini-batch SGD on the ReLU network"),
+):
+    register(
+        Entry(
+            name=_name,
+            description=_description,
+            simulate=FAMILY_SIMULATE,
+            trace=FAMILY_TRACE,
+            axes=_axes,
+            config_keys=_keys,
+            result_columns=FAMILY_RESULTS,
+            summary_values=FAMILY_SUMMARY,
+            theorems=False,  # Theorems 1–2 are the depth-2 scalar model's (lin2net check says which apply)
+            extras={"family": _family, "algorithm": _algorithm},
+        )
+    )
+
+
+def is_family(name: str) -> bool:
+    """Whether registry entry ``name`` is a model family's (not the shallow model's)."""
+    return name in _ENTRIES and "family" in _ENTRIES[name].extras

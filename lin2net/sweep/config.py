@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from lin2net.dynamics import registry
+from lin2net.dynamics import families, registry
 from lin2net.dynamics.sgd.data import MAX_DATA, DataSpec
 from lin2net.errors import ConfigError
 
@@ -37,6 +37,7 @@ COMMON_KEYS = (
     "integrator",
     "algorithm",
     "keep",
+    "model",
 )
 
 
@@ -51,7 +52,7 @@ GRID_KEYS = registry.grid_keys()  # the common axes, then those of each register
 INIT_KINDS = ("sphere", "gaussian", "explicit")
 INTEGRATORS = ("compiled", "reduced", "full")
 AXIS_FORMS = ("linspace", "geomspace")
-ALGORITHMS = registry.names()
+ALGORITHMS = tuple(name for name in registry.names() if not registry.is_family(name))  # algorithm: values
 SAMPLINGS = ("without_replacement", "with_replacement")
 DATA_KEYS = ("n", "x", "noise")
 DATA_X_KINDS = ("gaussian", "ones")
@@ -123,8 +124,10 @@ class SweepConfig:
     divergence_threshold: float = 1e30
     integrator: str = "compiled"
     axis_specs: Mapping[str, Any] = field(default_factory=dict, compare=False)
-    algorithm: str = "gd"
-    data: DataSpec | None = None  # set exactly when algorithm is sgd
+    algorithm: str = "gd"  # the registry entry: gd, sgd, or a family's (deep, vector, vector-sgd, …)
+    data: Any = None  # sgd: a DataSpec; vector, relu: the family data spec (lin2net.dynamics.vector.data)
+    family: str = "shallow"  # model.family
+    explicit_theta: families.ExplicitTheta | None = None  # a family's init: {explicit: …}
     sampling: str = "without_replacement"
     window: int = DEFAULT_WINDOW
     keep: str = "rows"
@@ -139,6 +142,10 @@ class SweepConfig:
         init: Any = self.init
         if self.explicit is not None:
             init = {"explicit": {"a": list(self.explicit.a), "b": list(self.explicit.b)}}
+        if self.explicit_theta is not None:
+            init = {"explicit": self.explicit_theta.as_config()}
+        if self.family != "shallow":
+            return self._resolved_family(init)
         resolved = {
             "name": self.name,
             "seed": self.seed,
@@ -160,6 +167,68 @@ class SweepConfig:
         if self.keep != "rows":  # only when set: the resolved config (and digest) of a rows sweep is unchanged
             resolved["keep"] = self.keep
         return resolved
+
+    @property
+    def user_algorithm(self) -> str:
+        """``algorithm:`` as written: gd or sgd for a family's entry (``vector-sgd`` → sgd)."""
+        entry = registry.get(self.algorithm)
+        return str(entry.extras.get("algorithm", self.algorithm))
+
+    def _resolved_family(self, init: Any) -> dict[str, Any]:
+        """:meth:`resolved` of a model family: ``model:`` and ``data:`` as parsed,
+        ``inputs`` in ``model:`` (not an axis a config writes), ``depth`` a grid axis."""
+        model: dict[str, Any] = {"family": self.family}
+        grid = {key: list(values) for key, values in self.axes.items() if key != "inputs"}
+        if "inputs" in self.axes and self.explicit_theta is None:
+            model["inputs"] = int(self.axes["inputs"][0])
+        if self.explicit_theta is not None:
+            grid.pop("depth", None)
+            if "inputs" in self.axes:
+                model["inputs"] = int(self.axes["inputs"][0])
+        resolved: dict[str, Any] = {
+            "name": self.name,
+            "seed": self.seed,
+            "trajectories": self.trajectories,
+            "model": model,
+            "grid": grid,
+            "init": init,
+            "loss_tol": self.loss_tol,
+            "max_steps": self.max_steps,
+            "divergence_threshold": self.divergence_threshold,
+            "integrator": self.integrator,
+            "algorithm": self.user_algorithm,
+        }
+        if self.data is not None:
+            resolved["data"] = data_config(self.data)
+        if self.keep != "rows":
+            resolved["keep"] = self.keep
+        return resolved
+
+
+def data_config(spec: Any) -> dict[str, Any]:
+    """A family data spec as the ``data:`` mapping it was read from (its ``as_config``
+    if it has one, else its dataclass fields with tuples as lists)."""
+    if hasattr(spec, "as_config"):
+        config: dict[str, Any] = spec.as_config()
+        return config
+    from dataclasses import asdict
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        return value
+
+    return {key: plain(value) for key, value in asdict(spec).items() if value is not None}
+
+
+def parse_family_data(mapping: Any, inputs: int) -> Any:
+    """``data:`` of a data family, by fam-data's parser (``lin2net.dynamics.vector.data``;
+    the temporary stand-in until it is merged)."""
+    try:
+        from lin2net.dynamics.vector.data import parse_vector_data  # type: ignore[import-not-found, unused-ignore]
+    except ModuleNotFoundError:
+        from lin2net.dynamics._standin import parse_vector_data
+    return parse_vector_data(mapping, inputs)
 
 
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where installed: 5x faster
@@ -389,7 +458,15 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
     settings = {**DEFAULTS, **raw}
 
     name = check_name(settings.get("name", default_name))
-    init, explicit = _parse_init(settings["init"])
+    model = families.parse_model(raw.get("model"))
+    family = model["family"]
+    if family != "shallow" and isinstance(settings["init"], Mapping):
+        if list(settings["init"]) != ["explicit"]:
+            keys = sorted(map(str, settings["init"]))
+            raise ConfigError("init", f"a mapping init must be {{explicit: {{...}}}}, got keys {keys}")
+        init, explicit = "explicit", None  # the family's explicit start: read by _parse_family
+    else:
+        init, explicit = _parse_init(settings["init"])
     trajectories = _positive_int("trajectories", settings["trajectories"], maximum=MAX_TRAJECTORIES)
     if explicit is not None:
         if "trajectories" in raw and trajectories != 1:
@@ -400,19 +477,41 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
     if integrator not in INTEGRATORS:
         raise ConfigError("integrator", f"must be one of {', '.join(INTEGRATORS)}, got {_describe(integrator)}")
     algorithm = settings.get("algorithm", "gd")
-    if algorithm not in registry.names():
-        raise ConfigError("algorithm", f"must be one of {', '.join(registry.names())}, got {_describe(algorithm)}")
+    choices = user_algorithms()
+    if not isinstance(algorithm, str) or algorithm not in choices:
+        raise ConfigError("algorithm", f"must be one of {', '.join(choices)}, got {_describe(algorithm)}")
+    if family != "shallow":
+        algorithm = family_entry(family, algorithm)
     max_steps = _positive_int("max_steps", settings["max_steps"], maximum=MAX_STEPS)
     own = registry.get(algorithm)
     grid = raw["grid"] if isinstance(raw["grid"], Mapping) else {}
+    if family != "shallow":
+        _check_family_keys(family, own, raw, grid)
     for key, shown in [*((k, k) for k in raw), *((k, f"grid.{k}") for k in grid)]:
         owner = registry.owner_of(key)
         if owner is not None and owner != own.name and key not in own.config_keys and key not in own.axis_names:
+            users = sorted(
+                {str(e.extras["family"]) for e in registry.entries() if "family" in e.extras}
+                & {str(e.extras.get("family")) for e in registry.entries() if key in (*e.config_keys, *e.axis_names)}
+            )
+            if users and registry.is_family(owner):
+                raise ConfigError(shown, f"only used with model.family: {' or '.join(users)} (or remove it)")
             raise ConfigError(shown, f"only used with algorithm: {owner} (add algorithm: {owner}, or remove it)")
     sgd: dict[str, Any] = {}
-    if algorithm == "sgd":  # SGD's settings: its data set, sampling and window (SweepConfig's fields)
+    fixed: dict[str, int] = {}
+    explicit_theta: families.ExplicitTheta | None = None
+    if family != "shallow":
+        sgd, fixed, explicit_theta = _parse_family(family, model, own, settings, raw, grid, max_steps)
+        if explicit_theta is not None:
+            init, explicit = "explicit", None
+            if "trajectories" in raw and trajectories != 1:
+                problem = f"explicit init is one initialization; omit it or use 1, got {trajectories}"
+                raise ConfigError("trajectories", problem)
+            trajectories = 1
+    elif algorithm == "sgd":  # SGD's settings: its data set, sampling and window (SweepConfig's fields)
         sgd = _parse_sgd(settings, raw["grid"], max_steps)
-    axes, specs = _parse_grid(raw["grid"], explicit, sgd.get("data"))
+    fixes = explicit if explicit is not None else explicit_theta
+    axes, specs = _parse_grid(raw["grid"], fixes, sgd.get("data"), own, fixed)
     keep = settings.get("keep", "rows")
     if keep not in KEEP_CHOICES:
         hint = _suggest(str(keep), KEEP_CHOICES)
@@ -431,8 +530,100 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
         axis_specs=specs,
         algorithm=algorithm,
         keep=keep,
+        family=family,
+        explicit_theta=explicit_theta,
         **sgd,
     )
+
+
+def user_algorithms() -> tuple[str, ...]:
+    """The values ``algorithm:`` takes: the registry's entries that are not a family's."""
+    return tuple(name for name in registry.names() if "family" not in registry.get(name).extras)
+
+
+def family_entry(family: str, algorithm: str) -> str:
+    """The registry entry that runs ``algorithm`` on model family ``family``."""
+    runs = [e for e in registry.entries() if e.extras.get("family") == family]
+    for entry in runs:
+        if entry.extras.get("algorithm") == algorithm:
+            return entry.name
+    allowed = ", ".join(str(e.extras.get("algorithm")) for e in runs) or "nothing yet"
+    raise ConfigError("algorithm", f"model.family: {family} runs with algorithm: {allowed}; got {algorithm}")
+
+
+def _check_family_keys(family: str, own: registry.Entry, raw: Mapping[str, Any], grid: Mapping[str, Any]) -> None:
+    """Keys a model family does not read, named before the generic owner check
+    (whose message speaks of algorithms)."""
+    if "depth" in grid and family != "deep":
+        raise ConfigError("grid.depth", f"only for model.family: deep (this is family: {family})")
+    if "inputs" in grid:
+        raise ConfigError("grid.inputs", "the number of inputs is model.inputs (one value per sweep)")
+    if "data" in raw and family not in families.DATA_FAMILIES:
+        raise ConfigError("data", f"model.family: {family} has no data set (L = ½(f − Φ)²); remove data")
+    for key in raw:
+        owner = registry.owner_of(key)
+        if owner is not None and key not in own.config_keys and key not in COMMON_KEYS:
+            raise ConfigError(key, f"not used with model.family: {family}; remove it")
+    for key in grid:
+        if key not in own.axis_names and registry.owner_of(key) is not None:
+            raise ConfigError(
+                f"grid.{key}", f"not an axis of model.family: {family} with algorithm: {own.extras['algorithm']}"
+            )
+
+
+def _parse_family(
+    family: str,
+    model: Mapping[str, Any],
+    own: registry.Entry,
+    settings: Mapping[str, Any],
+    raw: Mapping[str, Any],
+    grid: Mapping[str, Any],
+    max_steps: int,
+) -> tuple[dict[str, Any], dict[str, int], families.ExplicitTheta | None]:
+    """A model family's settings: its data set, its fixed axes (depth, inputs) and
+    its explicit start, checked against each other."""
+    explicit_theta = None
+    init_spec = settings.get("init")
+    if isinstance(init_spec, Mapping) and list(init_spec) == ["explicit"]:
+        explicit_theta = families.parse_explicit(family, init_spec["explicit"])
+    fixed: dict[str, int] = {}
+    if family == "deep":
+        depth = model.get("depth")
+        if explicit_theta is not None:
+            if "depth" in grid:
+                raise ConfigError("grid.depth", "explicit init fixes depth from its layers; remove grid.depth")
+            if depth is not None and depth != explicit_theta.depth:
+                problem = f"is {depth} but init.explicit.layers has {explicit_theta.depth} layers"
+                raise ConfigError("model.depth", problem)
+            depth = explicit_theta.depth
+        if depth is not None and "depth" in grid:
+            raise ConfigError("grid.depth", "give the depth once: model.depth or the axis grid.depth, not both")
+        if depth is None and "depth" not in grid:
+            raise ConfigError("model.depth", "missing: family: deep needs model.depth (an integer >= 2) or grid.depth")
+        if depth is not None:
+            fixed["depth"] = int(depth)
+        return {}, fixed, explicit_theta
+    inputs = model.get("inputs")
+    if explicit_theta is not None:
+        if inputs is not None and inputs != explicit_theta.inputs:
+            problem = f"is {inputs} but the explicit start has {explicit_theta.inputs} inputs per neuron"
+            raise ConfigError("model.inputs", problem)
+        inputs = explicit_theta.inputs
+    if inputs is None:
+        raise ConfigError("model.inputs", f"missing: family: {family} needs model.inputs (an integer >= 1)")
+    fixed["inputs"] = int(inputs)
+    if "data" not in raw:
+        raise ConfigError("data", f"missing: family: {family} fits a data set, e.g. data: {{n: 100, x: whitened}}")
+    data = parse_family_data(raw["data"], int(inputs))
+    out: dict[str, Any] = {"data": data}
+    if own.extras.get("algorithm") == "sgd":
+        if max_steps > MAX_SGD_STEPS:
+            raise ConfigError(
+                "max_steps", f"must be at most {MAX_SGD_STEPS} (2^46) with algorithm: sgd, got {max_steps}"
+            )
+        if "batch_size" not in grid:
+            raise ConfigError("grid.batch_size", "missing: give the mini-batch size axis (1 to data.n)")
+    return out, fixed, explicit_theta
 
 
 def _parse_sgd(settings: Mapping[str, Any], grid: Any, max_steps: int) -> dict[str, Any]:
@@ -488,8 +679,14 @@ def _parse_data(spec: Any) -> DataSpec:
 
 
 def _parse_grid(
-    grid: Any, explicit: ExplicitInit | None, data: DataSpec | None = None
+    grid: Any,
+    explicit: ExplicitInit | families.ExplicitTheta | None,
+    data: Any = None,
+    own: registry.Entry | None = None,
+    fixed: Mapping[str, int] | None = None,
 ) -> tuple[dict[str, tuple[Any, ...]], dict[str, Any]]:
+    """The grid's axes expanded (``fixed``: a family's depth or inputs given in
+    ``model:`` or by an explicit start, each a one-value axis)."""
     if not isinstance(grid, Mapping):
         raise ConfigError("grid", f"must be a mapping of axis names to values, got {_describe(grid)}")
     _reject_unknown(grid, registry.grid_keys(), prefix="grid.")
@@ -506,9 +703,12 @@ def _parse_grid(
 
     # An explicit init fixes d (and lambda0) from its vectors; the target phi keeps its default.
     defaults = {"phi": GRID_DEFAULTS["phi"]} if explicit is not None else GRID_DEFAULTS
-    specs = {**defaults, **({"label_noise": 0.0} if data else {}), **grid}
+    own_axes = own.axis_names if own is not None else ()
+    noise_default = {"label_noise": 0.0} if data and "label_noise" in own_axes else {}
+    specs = {**defaults, **noise_default, **grid, **(fixed or {})}
     axes: dict[str, tuple[Any, ...]] = {}
-    for key in registry.grid_keys():
+    keys = registry.grid_keys() if own is None else (*(axis.name for axis in registry.COMMON_AXES), *own_axes)
+    for key in keys:
         if key not in specs:
             continue
         values = _expand_axis(f"grid.{key}", specs[key])
@@ -516,7 +716,13 @@ def _parse_grid(
             axes[key] = _integer_axis(f"grid.{key}", values, from_range=isinstance(specs[key], Mapping))
         elif registry.axis(key).dtype is int:
             axes[key] = _integer_axis(f"grid.{key}", values, from_range=isinstance(specs[key], Mapping))
-            limit = data.n if key == "batch_size" and data is not None else None  # SGD: a batch is at most the data
+            least = registry.axis(key).minimum
+            for size in axes[key]:
+                if size < least:
+                    raise ConfigError(f"grid.{key}", f"must be an integer >= {least:g}, got {size}")
+                if key == "depth" and size > families.MAX_DEPTH:
+                    raise ConfigError("grid.depth", f"must be at most {families.MAX_DEPTH}, got {size}")
+            limit = getattr(data, "n", None) if key == "batch_size" else None  # SGD: a batch is at most the data
             for size in axes[key] if limit is not None else ():
                 if size > limit:
                     raise ConfigError("grid.batch_size", f"must be at most data.n = {limit}, got {size}")

@@ -61,18 +61,25 @@ class Cell:
             params["eta_lambda0"] = self.eta_lambda0
         params.update(self.axes)
         params["init"] = self.init
+        if self.algorithm not in ("gd", "sgd") and "family" in registry.get(self.algorithm).extras:
+            params["model"] = self.algorithm  # a family's entry (vector and relu share their axes)
         return params
 
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, Any]) -> Cell:
         """The cell that :attr:`parameters` came from (its dynamics: the one whose axes it has)."""
-        common = ("eta", "lambda0", "phi", "d", "init", "eta_lambda0")
+        common = ("eta", "lambda0", "phi", "d", "init", "eta_lambda0", "model")
         names = {key for key in parameters if key not in common}
-        entry = next((e for e in registry.entries() if set(e.axis_names) == names), None)
+        if "model" in parameters:  # a model family's cell names its registry entry
+            entry = registry.get(str(parameters["model"])) if parameters["model"] in registry.names() else None
+        else:
+            entry = next(
+                (e for e in registry.entries() if set(e.axis_names) == names and "family" not in e.extras), None
+            )
         if entry is None:
             raise ValueError(f"no dynamics has the axes {sorted(names)}")
         extra = tuple((name, parameters[name]) for name in entry.axis_names)
-        known = {key: parameters[key] for key in common if key in parameters}
+        known = {key: parameters[key] for key in common if key in parameters and key != "model"}
         return cls(**known, axes=extra, algorithm=entry.name)
 
     @cached_property
@@ -113,6 +120,8 @@ def canonical_parameters(parameters: dict[str, float | int | str]) -> str:
 
 def init_label(config: SweepConfig) -> str:
     """``sphere``, ``gaussian`` or ``explicit-<hash of the vectors>``."""
+    if config.explicit_theta is not None:
+        return f"explicit-{config.explicit_theta.digest()}"
     if config.explicit is None:
         return config.init
     digest = hashlib.sha256(json.dumps([config.explicit.a, config.explicit.b]).encode()).hexdigest()
@@ -140,9 +149,10 @@ def expand_grid(config: SweepConfig) -> list[Cell]:
 def _iter_cells(config: SweepConfig) -> Iterator[Cell]:
     axes = config.axes
     label = init_label(config)
-    if config.explicit is not None:
-        lambda0s: tuple[float, ...] = (config.explicit.lambda0,)
-        widths: tuple[int, ...] = (config.explicit.d,)
+    fixed = config.explicit if config.explicit is not None else config.explicit_theta
+    if fixed is not None:
+        lambda0s: tuple[float, ...] = (fixed.lambda0,)
+        widths: tuple[int, ...] = (fixed.d,)
     else:
         lambda0s = tuple(float(v) for v in axes["lambda0"])
         widths = tuple(int(v) for v in axes["d"])

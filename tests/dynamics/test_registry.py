@@ -22,7 +22,7 @@ SGD = {
 
 def test_config_keys_labels_and_axes_come_from_the_registry() -> None:
     assert ALGORITHMS == ("gd", "sgd")
-    assert GRID_KEYS == ("eta", "eta_lambda0", "lambda0", "phi", "d", "batch_size", "label_noise")
+    assert GRID_KEYS == ("eta", "eta_lambda0", "lambda0", "phi", "d", "batch_size", "label_noise", "depth", "inputs")
     assert AXIS_LABELS["batch_size"] == "B" and AXIS_LABELS["label_noise"] == "σ"
     assert sweep_axes("gd") == ("eta", "lambda0", "phi", "d", "eta_lambda0", "init")
     assert sweep_axes("sgd")[-2:] == ("batch_size", "label_noise")
