@@ -141,10 +141,10 @@ def test_every_family_sweeps_summarizes_traces_and_plots(cli, tmp_path: Path, fa
         "name": family,
         "seed": 2,
         "trajectories": 3,
-        "grid": {"eta": [0.05, 0.1], "lambda0": 1.0, "d": 2},
+        "grid": {"eta": [0.05, 0.1], "lambda0": 1.0, "d": 2 if family == "vector" else 1},
         "loss_tol": 1e-10,
         "max_steps": 400,
-    }
+    }  # d = 1 for deep and relu: their λ_GF is exact and cheap there (a root find; a closed form)
     if family == "deep":
         raw |= {"model": {"family": "deep"}}
         raw["grid"]["depth"] = [2, 3]
