@@ -89,6 +89,9 @@ LABELS = {
     "log_q_ratio": "log Q(T)/Q(0)",
     "batch_size": "B",
     "label_noise": "σ",
+    "depth": "depth N",
+    "inputs": "inputs m",
+    "loss0": "loss at 0",
     "frac_diverged": "fraction diverged",
     "frac_max_steps": "fraction at max_steps",
 }
@@ -357,7 +360,7 @@ def _facet_title(facet: dict[str, Any]) -> str:
 SCALES = ("linear", "log", "categorical")
 SHARPNESS_VALUES = ("sharpness_T", "lambda_T", "lambda_gf", "sharpness_window", "lambda_window", "sharpness0")
 """Values measured in units of sharpness: their colour bars and axes mark S = 2Φ, the flattest minimum."""
-CATEGORICAL_AXES = ("d", "batch_size")
+CATEGORICAL_AXES = ("d", "batch_size", "depth", "inputs")
 """Integer axes drawn as categories (equal spacing, one labelled tick per value) when they take a few values."""
 
 
