@@ -1095,6 +1095,8 @@ def plot_family_trace(runs: list[tuple[int, Any]], path: Path, parameters: dict[
         ax.grid(alpha=0.3)
     values = ", ".join(f"{key} = {_number(value)}" for key, value in (parameters or {}).items())
     ends = "; ".join(f"{i}: {trace.status.label} at T = {trace.steps}" for i, trace in runs)
-    figure.suptitle(f"trace\n{values}\n{ends}", fontsize="medium")
+    import textwrap
+
+    figure.suptitle(f"trace\n{textwrap.fill(values, 90)}\n{ends}", fontsize="medium")
     _save(figure, path)
     return path
