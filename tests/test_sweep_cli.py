@@ -360,7 +360,7 @@ def test_help_is_plain_text_with_choices_and_defaults(cli) -> None:  # type: ign
     sweep_help = cli("sweep", "-h").stdout
     assert "--overwrite  " in sweep_help and "--dry-run  " in sweep_help  # flags take no value
     plot_help = " ".join(cli("plot", "-h").stdout.split())
-    axes = "<eta|lambda0|phi|d|eta_lambda0|batch_size|label_noise>"
+    axes = "<eta|lambda0|phi|d|eta_lambda0|batch_size|label_noise|depth|inputs>"
     assert f"--x {axes}" in plot_help and f"--y {axes}" in plot_help
     assert "[default: eta, or eta_lambda0 if swept]" in plot_help and "[default: lambda0]" in plot_help
     assert "-o, --output FILE Figure file: .png, .svg or .pdf [default: OUT/figure3.png" in plot_help
