@@ -15,8 +15,8 @@ def rows(model: dict | None) -> dict:
         "name": "reduction",
         "seed": 3,
         "trajectories": 8,
-        "max_steps": 3000,
-        "grid": {"eta_lambda0": [0.5, 1.5, 1.95, 2.4], "lambda0": [0.5, 3.0], "phi": [1.0], "d": [3]},
+        "max_steps": 600,
+        "grid": {"eta_lambda0": [0.5, 1.5, 1.9, 3.0], "lambda0": [1.0, 3.0], "phi": [1.0], "d": [3]},
     }
     if model is not None:
         config["model"] = model
