@@ -66,7 +66,7 @@ SUMMARY_QUANTILE_VALUES = ("steps", "q_ratio", "sharpness_T")
 STEPS_BINS_PER_OCTAVE = 8
 LOG_Q_BIN_WIDTH = 1.0 / 64.0
 STATUS = ("converged", "diverged", "max_steps")
-AXES = ("eta", "lambda0", "phi", "d", "init", "eta_lambda0", "batch_size", "label_noise")
+AXES = ("eta", "lambda0", "phi", "d", "init", "eta_lambda0", "batch_size", "label_noise", "depth", "inputs")
 
 
 def sgd_values() -> tuple[str, ...]:
@@ -163,16 +163,24 @@ def cell_row(columns: Mapping[str, np.ndarray], sgd: bool) -> dict[str, Any]:
 def summary_table(cells: Sequence[Any], trajectories: int, initial: Any, results: Any) -> pa.Table:
     """One row per cell of a simulated shard (the arrays of
     :func:`lin2net.dynamics.gd.cell.simulate_cells`, cells one after another)."""
+    from lin2net.dynamics import registry
     from lin2net.sweep.grid import grid_product
     from lin2net.theory.closed_forms import gradient_flow_sharpness
 
     sgd = cells[0].algorithm == "sgd"
+    family = registry.is_family(cells[0].algorithm)  # a model family's: no Theorem 1–2 counts
+    own_axes = registry.get(cells[0].algorithm).axis_names
     with np.errstate(over="ignore"):  # Q(T)/Q(0) past overflow is inf, as in the trajectory table
         q_ratio = np.exp(results.log_q_ratio)
     rows: list[dict[str, Any]] = []
     for index, cell in enumerate(cells):
         part = slice(index * trajectories, (index + 1) * trajectories)
-        eps0, lam0 = initial.eps0[part], initial.lam0[part]
+        eps0 = initial.eps0[part]
+        lam0 = initial.lambda_init[part] if family else initial.lam0[part]
+        if family:
+            lambda_gf = initial.lambda_gf[part]
+        else:
+            lambda_gf = gradient_flow_sharpness(eps0, lam0, cell.phi, initial.s0[part], initial.p0[part])
         columns: dict[str, np.ndarray] = {
             "status": results.status[part],
             "steps": results.steps[part],
@@ -180,7 +188,7 @@ def summary_table(cells: Sequence[Any], trajectories: int, initial: Any, results
             "sharpness_T": results.sharpness_T[part],
             "lambda_T": results.lambda_T[part],
             "log_q_ratio": results.log_q_ratio[part],
-            "lambda_gf": gradient_flow_sharpness(eps0, lam0, cell.phi, initial.s0[part], initial.p0[part]),
+            "lambda_gf": lambda_gf,
         }
         if sgd:
             columns |= {name: getattr(results, name)[part] for name in sgd_values()}
@@ -191,7 +199,7 @@ def summary_table(cells: Sequence[Any], trajectories: int, initial: Any, results
         # frac_stable: converged at a stable minimum, η·S(T) < 2 (summary.STABLE_COUNT_SQL)
         stable = (columns["status"] == 0) & (cell.eta * columns["sharpness_T"] < 2.0)
         row["stable"] = int(np.count_nonzero(stable))
-        if not sgd:
+        if not sgd and not family:
             counts = check_counts(
                 cell.eta,
                 cell.phi,
@@ -205,10 +213,10 @@ def summary_table(cells: Sequence[Any], trajectories: int, initial: Any, results
             )
             row |= {f"check_{k}": v for k, v in counts.items()}
         rows.append(row)
-    if not sgd:
-        for row in rows:
-            row.pop("batch_size", None)
-            row.pop("label_noise", None)
+    for row in rows:  # only the dynamics' own axes beside the common ones
+        for axis in ("batch_size", "label_noise", "depth", "inputs"):
+            if axis not in own_axes:
+                row.pop(axis, None)
     return pa.Table.from_pylist(rows, schema=_schema(rows[0]))
 
 

@@ -297,6 +297,8 @@ def _check_family(opened: OpenedOutput) -> CheckReport:
     statement, runs = theorem_statement(opened.config)
     if not runs:
         raise ConfigError("algorithm", f"{opened.path}: {statement}")
+    if opened.config.keep == "summary":
+        raise ConfigError("keep", f"{opened.path}: {statement}; this needs trajectory rows (keep: rows or both)")
     if not opened.shards:
         raise OutputError(f"{opened.path} holds no finished cells yet")
     import pyarrow as pa

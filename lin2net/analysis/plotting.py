@@ -89,6 +89,9 @@ LABELS = {
     "log_q_ratio": "log Q(T)/Q(0)",
     "batch_size": "B",
     "label_noise": "σ",
+    "depth": "depth N",
+    "inputs": "inputs m",
+    "loss0": "loss at 0",
     "frac_diverged": "fraction diverged",
     "frac_max_steps": "fraction at max_steps",
 }
@@ -357,7 +360,7 @@ def _facet_title(facet: dict[str, Any]) -> str:
 SCALES = ("linear", "log", "categorical")
 SHARPNESS_VALUES = ("sharpness_T", "lambda_T", "lambda_gf", "sharpness_window", "lambda_window", "sharpness0")
 """Values measured in units of sharpness: their colour bars and axes mark S = 2Φ, the flattest minimum."""
-CATEGORICAL_AXES = ("d", "batch_size")
+CATEGORICAL_AXES = ("d", "batch_size", "depth", "inputs")
 """Integer axes drawn as categories (equal spacing, one labelled tick per value) when they take a few values."""
 
 
@@ -1092,6 +1095,8 @@ def plot_family_trace(runs: list[tuple[int, Any]], path: Path, parameters: dict[
         ax.grid(alpha=0.3)
     values = ", ".join(f"{key} = {_number(value)}" for key, value in (parameters or {}).items())
     ends = "; ".join(f"{i}: {trace.status.label} at T = {trace.steps}" for i, trace in runs)
-    figure.suptitle(f"trace\n{values}\n{ends}", fontsize="medium")
+    import textwrap
+
+    figure.suptitle(f"trace\n{textwrap.fill(values, 90)}\n{ends}", fontsize="medium")
     _save(figure, path)
     return path

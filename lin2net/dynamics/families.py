@@ -57,8 +57,6 @@ BLOCK_FLOATS = 1 << 20  # numbers per block of random starts (as the shallow mod
 
 HOOK_MODULES = {family: f"lin2net.dynamics.{family}.family" for family in FAMILIES[1:]}
 """Where each family's ``build_model`` lives."""
-STANDIN_MODULE = "lin2net.dynamics._standin"
-"""TEMPORARY: models used until a family's folder provides its hook (removed once both are merged)."""
 
 
 @dataclass(frozen=True)
@@ -296,15 +294,8 @@ def initial_theta(config: SweepConfig, cell: Cell, first: int = 0, stop: int | N
 
 
 def hook(family: str) -> ModuleType:
-    """The family's hook module (``lin2net.dynamics.<family>.family``); until a family's
-    folder provides one, the temporary stand-in :data:`STANDIN_MODULE`."""
-    name = HOOK_MODULES[family]
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name not in (name, name.rpartition(".")[0]):
-            raise
-        return importlib.import_module(STANDIN_MODULE)
+    """The family's hook module, ``lin2net.dynamics.<family>.family``."""
+    return importlib.import_module(HOOK_MODULES[family])
 
 
 def build_model(config: SweepConfig, cell: Cell) -> Model:

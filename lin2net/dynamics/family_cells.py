@@ -112,15 +112,24 @@ def trace_family(config: SweepConfig, cell: Cell, trajectory: int, rule: StopRul
     """Trajectory ``trajectory`` of a family cell step by step (the driver's every-step
     mode, the sweep's own start and SGD stream): per-state columns, with
     ``lambda_gf``, the sharpness of the gradient-flow solution from the state θ_t
-    (NaN on the last state), and how it ended."""
+    (deep: every state but the last, whose step is not taken, so Kreisler et al.'s
+    monotonicity can be read off; vector and relu: t = 0 only, NaN after, as their
+    λ_GF integrates the flow), and how it ended."""
     theta = families.initial_theta(config, cell, trajectory, trajectory + 1)
     dynamics, batch = _dynamics(config, cell)
     keys = trajectory_keys(config.seed, np.array([trajectory], dtype=np.int64))
     params = run_parameters(cell.eta, 1, batch, keys)
-    traced = TracedDynamics(dynamics.model, dynamics.data_size)
+    every = config.family == "deep"
+    traced = TracedDynamics(dynamics.model, dynamics.data_size) if every else dynamics
     outcome = run(traced, start_state(dynamics.model, theta), params, rule, record="every")
     assert outcome.history is not None
-    return outcome.history.trajectory(0), Status(int(outcome.results.status[0]))
+    columns = outcome.history.trajectory(0)
+    if not every:  # λ_GF from θ_0 only: a data family's is an ODE integration per state
+        gf = np.full(columns["t"].shape, np.nan)
+        with np.errstate(all="ignore"):
+            gf[0] = dynamics.model.gradient_flow_sharpness(theta)[0]
+        columns["lambda_gf"] = gf
+    return columns, Status(int(outcome.results.status[0]))
 
 
 class TracedDynamics(ParameterVectorDynamics):

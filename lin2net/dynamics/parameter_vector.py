@@ -156,8 +156,8 @@ def minibatch_rows(keys: UIntArray, t: int, batch: int, n_data: int) -> NDArray[
     counter = counter_rng.step_counter(np.full(n, t, dtype=np.uint64))
     lanes = np.arange(n)
     for i in range(batch):
-        draw = counter_rng.word(keys, counter, np.uint64(counter_rng.NOISE_DRAWS + i))
-        j = i + counter_rng.below(draw, np.uint64(n_data - i)).astype(np.int64)
+        draw = counter_rng.word(keys, counter, np.full(n, counter_rng.NOISE_DRAWS + i, dtype=np.uint64))
+        j = i + counter_rng.below(draw, np.full(n, n_data - i, dtype=np.uint64)).astype(np.int64)
         swap = order[lanes, j].copy()
         order[lanes, j] = order[:, i]
         order[:, i] = swap

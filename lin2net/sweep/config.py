@@ -222,12 +222,9 @@ def data_config(spec: Any) -> dict[str, Any]:
 
 
 def parse_family_data(mapping: Any, inputs: int) -> Any:
-    """``data:`` of a data family, by fam-data's parser (``lin2net.dynamics.vector.data``;
-    the temporary stand-in until it is merged)."""
-    try:
-        from lin2net.dynamics.vector.data import parse_vector_data  # type: ignore[import-not-found, unused-ignore]
-    except ModuleNotFoundError:
-        from lin2net.dynamics._standin import parse_vector_data
+    """``data:`` of a data family, by the vector family's parser (:mod:`lin2net.dynamics.vector.data`)."""
+    from lin2net.dynamics.vector.data import parse_vector_data
+
     return parse_vector_data(mapping, inputs)
 
 

@@ -8,8 +8,10 @@ the same double-precision start, with the same stop rule ½ε² <= loss_tol, and
 measures T, Q(T)/Q(0) (Q = Σ_k Σ_i |‖W_{k+1}[:, i]‖² − ‖W_k[i, :]‖²|) and the top
 eigenvalue of the Hessian at θ_T (mpmath.eigsy).
 
-Required of the batched NumPy path (lin2net.dynamics.deep.reference, through
-the one driver): T equal; sharpness_T and q_ratio within 1e-12 relative.
+Required of both batched NumPy paths through the one driver — the sweep's
+generic parameter-vector GD (lin2net.dynamics.parameter_vector) and the deep
+family's own reference (lin2net.dynamics.deep.reference): T equal; sharpness_T
+and q_ratio within 1e-12 relative.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import pytest
 
 from lin2net.dynamics.deep.model import DeepModel, explicit_theta, layer_shapes
 from lin2net.dynamics.deep.reference import integrate
+from lin2net.dynamics.driver import run
+from lin2net.dynamics.parameter_vector import ParameterVectorDynamics, run_parameters, start_state
 from lin2net.dynamics.protocol import Status, StopRule
 
 DIGITS = 60
@@ -67,11 +71,11 @@ class Exact:
         size = len(self.index)
         out = mpmath.matrix(size, size)
         for p, (k, r, c) in enumerate(self.index):
-            for q, (l, s, e) in enumerate(self.index):
+            for q, (other, s, e) in enumerate(self.index):
                 second = mpmath.mpf(0)
-                if k != l:
+                if k != other:
                     replaced = list(weights)
-                    replaced[k], replaced[l] = unit(self.shapes[k], r, c), unit(self.shapes[l], s, e)
+                    replaced[k], replaced[other] = unit(self.shapes[k], r, c), unit(self.shapes[other], s, e)
                     second = product(replaced)
                 out[p, q] = grad[p] * grad[q] + eps * second
         return out
@@ -130,8 +134,11 @@ def test_gradient_descent_against_60_digits(spec: list, eta: float, phi: float) 
     rule = StopRule(loss_tol=1e-10, max_steps=5000)
     steps, q_ratio, top = exact_gradient_descent(depth, width, theta[0], eta, phi, rule)
     assert steps < rule.max_steps, "the case must converge"
-    result = integrate(DeepModel(depth, width, phi), theta, eta, rule).results
-    assert result.status[0] == Status.CONVERGED
-    assert result.steps[0] == steps
-    assert result.sharpness_T[0] == pytest.approx(top, rel=RTOL, abs=0)
-    assert result.q_ratio[0] == pytest.approx(q_ratio, rel=RTOL, abs=0)
+    model = DeepModel(depth, width, phi)
+    generic = run(ParameterVectorDynamics(model), start_state(model, theta), run_parameters(eta, 1), rule).results
+    reference = integrate(model, theta, eta, rule).results
+    for result in (generic, reference):
+        assert result.status[0] == Status.CONVERGED
+        assert result.steps[0] == steps
+        assert result.sharpness_T[0] == pytest.approx(top, rel=RTOL, abs=0)
+        assert result.q_ratio[0] == pytest.approx(q_ratio, rel=RTOL, abs=0)

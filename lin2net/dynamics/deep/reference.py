@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 import numpy as np
+from numpy.typing import NDArray
 
 from lin2net.dynamics.deep.model import DeepModel
 from lin2net.dynamics.driver import Run, run
@@ -28,10 +29,11 @@ from lin2net.dynamics.protocol import FloatArray, Observation, Step, StopRule
 
 
 class DeepState(NamedTuple):
-    """θ (n, D) and Q(0) per trajectory (filled by ``start``)."""
+    """θ (n, D), Q(0) and the step count t per trajectory (filled by ``start``)."""
 
     theta: FloatArray
     q0: FloatArray | None = None
+    t: NDArray[np.int64] | None = None
 
 
 class DeepParams(NamedTuple):
@@ -41,29 +43,44 @@ class DeepParams(NamedTuple):
 
 
 class DeepGD:
-    """GD on a :class:`DeepModel` (Φ, depth and width are the model's)."""
+    """GD on a :class:`DeepModel` (Φ, depth and width are the model's).
+
+    ``final_sharpness_only`` (given the run's stop rule): measure the sharpness
+    only at the state where the stop rule retires a trajectory, NaN before. The
+    rows' sharpness_T is the same; max_eta_sharpness and eos_steps are then not
+    measured (NaN, 0). The Hessian's eigvalsh costs ~80 gradient steps at
+    D = 24, so sweeps that need only sharpness_T use it.
+    """
 
     name = "gd"
 
-    def __init__(self, model: DeepModel) -> None:
+    def __init__(self, model: DeepModel, final_sharpness_only: StopRule | None = None) -> None:
         self.model = model
+        self.final_rule = final_sharpness_only
 
     def start(self, state: DeepState, params: DeepParams) -> DeepState:
         theta = np.array(state.theta, dtype=np.float64)
-        return DeepState(theta, self.model.imbalance(theta))
+        return DeepState(theta, self.model.imbalance(theta), np.zeros(len(theta), dtype=np.int64))
 
     def observe(self, state: DeepState, params: DeepParams) -> Observation:
         eps = self.model.residual(state.theta)
         lam = self.model.scale(state.theta)
-        finite = np.isfinite(state.theta).all(axis=1)
+        wanted = np.isfinite(state.theta).all(axis=1)
+        if self.final_rule is not None:
+            rule = self.final_rule
+            assert state.t is not None
+            stops = (0.5 * eps * eps <= rule.loss_tol) | (state.t >= rule.max_steps)
+            stops |= ~((np.abs(eps) <= rule.divergence_threshold) & (np.abs(lam) <= rule.divergence_threshold))
+            wanted &= stops
         top = np.full(len(eps), np.nan)
-        if finite.any():
-            top[finite] = self.model.sharpness(state.theta[finite])
+        if wanted.any():
+            top[wanted] = self.model.sharpness(state.theta[wanted])
         return Observation(eps, lam, 0.5 * eps * eps, top, params.eta * top)
 
     def step(self, state: DeepState, params: DeepParams, t: int, obs: Observation) -> tuple[DeepState, Step]:
         theta = state.theta - params.eta[:, None] * self.model.gradient(state.theta)
-        return DeepState(theta, state.q0), Step(params.eta * obs.eps, {})
+        assert state.t is not None
+        return DeepState(theta, state.q0, state.t + 1), Step(params.eta * obs.eps, {})
 
     def tolerance(self, params: DeepParams, rule: StopRule) -> FloatArray:
         return np.full(len(params.eta), rule.loss_tol)
@@ -87,11 +104,14 @@ def integrate(
     rule: StopRule,
     *,
     record: Literal["final", "every"] = "final",
+    final_sharpness_only: bool = False,
 ) -> Run:
-    """GD from each row of θ (n, D) with step size η (scalar or (n,)) to its stopping time."""
+    """GD from each row of θ (n, D) with step size η (scalar or (n,)) to its stopping time
+    (``final_sharpness_only``: see :class:`DeepGD`)."""
     theta = np.asarray(theta, dtype=np.float64)
     eta_rows = np.array(np.broadcast_to(np.asarray(eta, dtype=np.float64), (len(theta),)))
-    return run(DeepGD(model), DeepState(theta), DeepParams(eta_rows), rule, record=record)
+    dynamics = DeepGD(model, rule if final_sharpness_only else None)
+    return run(dynamics, DeepState(theta), DeepParams(eta_rows), rule, record=record)
 
 
 def trajectory(model: DeepModel, theta: FloatArray, eta: float, rule: StopRule) -> FloatArray:
