@@ -20,10 +20,6 @@ from lin2net.kernels.counter_rng import trajectory_keys
 
 N_DATA = 10
 
-# fam-core's minibatch_rows evaluates counter_rng.word on NumPy uint64 scalars, whose
-# intended wrap-around NumPy reports as an overflow; not this module's concern.
-pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in scalar multiply:RuntimeWarning")
-
 
 def models() -> list[VectorModel | ReluModel]:
     x, y = make_data(parse_vector_data({"n": N_DATA, "x": "whitened"}, 2), 2, 1.0, seed=3)
