@@ -509,6 +509,8 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
         sgd = _parse_sgd(settings, raw["grid"], max_steps)
     fixes = explicit if explicit is not None else explicit_theta
     axes, specs = _parse_grid(raw["grid"], fixes, sgd.get("data"), own, fixed)
+    if family != "shallow" and explicit_theta is None:
+        _check_family_size(family, axes)
     keep = settings.get("keep", "rows")
     if keep not in KEEP_CHOICES:
         hint = _suggest(str(keep), KEEP_CHOICES)
@@ -566,6 +568,21 @@ def _check_family_keys(family: str, own: registry.Entry, raw: Mapping[str, Any],
             raise ConfigError(
                 f"grid.{key}", f"not an axis of model.family: {family} with algorithm: {own.extras['algorithm']}"
             )
+
+
+def _check_family_size(family: str, axes: Mapping[str, tuple[Any, ...]]) -> None:
+    """D (parameters per trajectory) at most families.MAX_SIZE for every width and
+    depth (deep's D grows as (N − 2)d²): refused before anything is allocated."""
+    for d in axes.get("d", ()):
+        for depth in axes.get("depth", (None,)):
+            for inputs in axes.get("inputs", (None,)):
+                size = families.parameter_count(family, int(d), depth=depth, inputs=inputs)
+                if size > families.MAX_SIZE:
+                    where = f"depth {depth}" if depth is not None else f"inputs {inputs}"
+                    problem = (
+                        f"d = {d} at {where} gives D = {size} parameters per trajectory; at most {families.MAX_SIZE}"
+                    )
+                    raise ConfigError("grid.d", problem)
 
 
 def _parse_family(

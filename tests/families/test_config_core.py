@@ -68,6 +68,7 @@ BAD = [
     (changed(VECTOR, "grid.depth", 2), "grid.depth"),
     (changed(VECTOR, "grid.inputs", 2), "grid.inputs"),
     (changed(SHALLOW, "grid.depth", 2), "grid.depth"),
+    (changed(DEEP, "grid.d", 5000), "grid.d"),  # D = 2·5000 + 5000² > 10^7
     (changed(VECTOR, "data", ...), "data"),
     (changed(VECTOR, "model.inputs", ...), "model.inputs"),
     (changed(VECTOR, "model.inputs", 0), "model.inputs"),
