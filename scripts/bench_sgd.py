@@ -16,17 +16,26 @@ kernel's in the same round; every round runs GD and every SGD case once,
 interleaved, and the table shows medians over ``--repeats`` rounds. Below the
 table: the cost of one more batch element and of the label noise, in GD steps.
 
+``--against REV`` also times the SGD kernel of git revision REV (its
+``lin2net/dynamics/sgd/kernel.py``, loaded beside today's, compiled on first
+use) on every case, alternating with today's in each round, and prints the
+medians of today's CPU time per step over REV's.
+
 Usage: ``python3 scripts/bench_sgd.py`` (about 20 s of CPU), ``--trajectories``,
-``--threads`` (default 1), ``--repeats``.
+``--threads`` (default 1), ``--repeats``, ``--against REV``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
@@ -74,12 +83,32 @@ CASES = (
 )
 
 
+def kernel_at(revision: str, folder: Path) -> ModuleType:
+    """The SGD kernel module of git revision ``revision``, loaded from a copy in ``folder``."""
+    source = subprocess.run(
+        ["git", "show", f"{revision}:lin2net/dynamics/sgd/kernel.py"], cwd=ROOT, check=True, capture_output=True,
+        text=True,
+    ).stdout
+    path = folder / "sgd_kernel_at_revision.py"
+    path.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("sgd_kernel_at_revision", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trajectories", type=int, default=20_000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--against", metavar="REV", help="also time the SGD kernel of this git revision")
     args = parser.parse_args()
+    folder = tempfile.TemporaryDirectory()
+    kernels = {"today": integrate_sgd_compiled}
+    if args.against:
+        kernels["against"] = kernel_at(args.against, Path(folder.name)).integrate_sgd_compiled
     config = parse_config(
         {"trajectories": args.trajectories, "grid": {"eta": ETA, "lambda0": LAMBDA0, "phi": PHI, "d": D}}
     )
@@ -97,13 +126,13 @@ def main() -> None:
         )
         return time.process_time() - started, int(results.steps.sum())
 
-    def sgd(case: Case) -> tuple[float, int]:
+    def sgd(case: Case, kernel: str = "today") -> tuple[float, int]:
         rows = slice(0, n_long if case.long else n)
         count = rows.stop
         params = SGDParameters.broadcast(count, ETA, PHI, case.batch_size, case.label_noise, keys[rows])
         rule = StopRule(LOSS_TOL, 2_000 if case.long else 100_000)
         started = time.process_time()
-        results = integrate_sgd_compiled(
+        results = kernels[kernel](
             initial.eps0[rows], initial.lam0[rows], params, data_sets[case.data], case.sampling, rule,
             window=100 if case.long else 1000, threads=args.threads, s0=initial.s0[rows], p0=initial.p0[rows],
         )
@@ -111,16 +140,22 @@ def main() -> None:
 
     gd()  # compile (or load the cache) outside the timing
     for case in CASES:
-        sgd(case)
+        for kernel in kernels:
+            sgd(case, kernel)
     ratios: dict[str, list[float]] = {case.label: [] for case in CASES}
+    against: dict[str, list[float]] = {case.label: [] for case in CASES}
     gd_rates = []
-    for _ in range(args.repeats):
+    for round_number in range(args.repeats):
         seconds, steps = gd()
         gd_step = seconds / steps
         gd_rates.append(1.0 / gd_step)
         for case in CASES:
             seconds, steps = sgd(case)
             ratios[case.label].append(seconds / steps / gd_step)
+            if args.against:  # today's again and REV's, in alternating order
+                order = ("against", "today") if round_number % 2 else ("today", "against")
+                per_step = {kernel: (lambda t: t[0] / t[1])(sgd(case, kernel)) for kernel in order}
+                against[case.label].append(per_step["today"] / per_step["against"])
     ratio = {label: statistics.median(values) for label, values in ratios.items()}
     print(
         f"{n} trajectories ({n_long} for the rows that run to max_steps = 2000), d = {D}, η = {ETA}, "
@@ -139,6 +174,12 @@ def main() -> None:
     )
     noise = [ratio[f"noisy data, B = {b}, label noise 0.1"] - ratio[f"noisy data, B = {b}"] for b in (1, 8, 32)]
     print("label noise costs " + ", ".join(f"{c:.2f}" for c in noise) + " GD steps per step at B = 1, 8, 32")
+    if args.against:
+        print(f"\n| SGD case | CPU time per step, today's kernel / {args.against}'s |")
+        print("|---|---|")
+        for case in CASES:
+            print(f"| {case.label} | {statistics.median(against[case.label]):.2f}x |")
+    folder.cleanup()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ the W1 workload, measured in the same run, the variants interleaved round by
 round (a shared machine's load hits them alike); medians over ``--repeats``
 rounds.
 
-Usage: ``python3 scripts/bench_sgd_parts.py [--batch 8 32] [--repeats 7]``
+Usage: ``python3 scripts/bench_sgd_parts.py [--batch 8 32] [--repeats 7] [--n 1000]``
 (about 20 s of CPU after compilation).
 """
 
@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=200_000)
-    parser.add_argument("--trajectories", type=int, default=20_000)
+    parser.add_argument("--trajectories", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     config = parse_config(
