@@ -13,11 +13,16 @@ A step has two parts. First the batch sums of every lane (drawn for the live
 lanes whatever their stopping decision: a draw depends on the trajectory and
 the step only): the hashes, the Box–Muller normals and the divisions are
 branch-free lane loops (vectorized); the gathers and, for batches of more than
-one without replacement, the Fisher–Yates swaps are scalar. Then one
+one without replacement, the Fisher–Yates swaps are scalar, one lane's whole
+batch at a time with its sums in registers (LLVM does not vectorize gathers
+on every CPU, and a lane's sum must run in batch order). Then one
 branch-free pass observes the state (stop or not), steps the map and updates
-the diagnostics. With no batch to draw (every trajectory of the call on the
-full batch without replacement, no label noise) the first part vanishes and
-the step is GD's single pass with the full-batch moments. In the final window
+the diagnostics. With no batch to draw the first part vanishes and the step is
+GD's single pass with the full-batch moments: every trajectory of the call on
+the full batch without replacement, or data whose every batch has the moments
+s = 1, r = 0 exactly (x² = 1 and x ν = 0 at every point: ``x: ones`` without
+data noise), in both cases without label noise. Data with x ν = 0 at every
+point (no data noise) skip the x ν gather: r = 0 exactly. In the final window
 the observation comes first in a pass of its own (the window sums read it),
 then the batch sums for the stepping lanes, then the step.
 
@@ -36,8 +41,11 @@ reference's compensated sum of logs to rounding (tested to 1e-12).
 
 Without replacement, each lane keeps an index array equal to the identity
 between steps: the partial Fisher–Yates of a step swaps ``batch_size``
-positions, and the touched positions are reset afterwards (O(batch_size)); a
-batch of one is a single uniform index (no array).
+positions; position k is never read again in its step (later picks are > k),
+so only the picked positions are written, and they are reset afterwards
+(O(batch_size)); a batch of one is a single uniform index (no array).
+None of this changes a draw or the order of a sum: rows are bitwise those of
+the NumPy reference's batches.
 """
 
 from __future__ import annotations
@@ -189,6 +197,93 @@ def _accumulate(index: Any, sampled: Any, size: Any, k: int, x2: FloatArray, x_n
         r_k = x_nu[at] if k == 0 else r[j] + x_nu[at]
         s[j] = s_k if use else s[j]
         r[j] = r_k if use else r[j]
+
+
+@njit(inline="always", **JIT)
+def _accumulate_x2(index: Any, sampled: Any, size: Any, k: int, x2: FloatArray, s: Any, r: Any) -> None:
+    """:func:`_accumulate` for data whose x ν are all zero: r is 0 (the sum of zeros from 0)."""
+    for j in range(LANES):
+        use = sampled[j] & (k < size[j])
+        at = index[k, j] if use else 0
+        s_k = x2[at] if k == 0 else s[j] + x2[at]
+        s[j] = s_k if use else s[j]
+        r[j] = 0.0 if use else r[j]
+
+
+@njit(inline="always", **JIT)
+def _pick_sums(picks: Any, sampled: Any, size: Any, x2: FloatArray, x_nu: FloatArray, s: Any, r: Any) -> None:
+    """The batch sums s[j] = Σ x², r[j] = Σ x ν (in batch order) of every sampling lane
+    with replacement: position k is the data index picks[k, j]. The sums of a lane stay
+    in registers (its batch in one loop): the gathers are scalar either way."""
+    for j in range(LANES):
+        if not sampled[j]:
+            continue
+        first = picks[0, j]
+        sj = x2[first]
+        rj = x_nu[first]
+        for k in range(1, size[j]):
+            i = picks[k, j]
+            sj += x2[i]
+            rj += x_nu[i]
+        s[j] = sj
+        r[j] = rj
+
+
+@njit(inline="always", **JIT)
+def _pick_sums_x2(picks: Any, sampled: Any, size: Any, x2: FloatArray, s: Any, r: Any) -> None:
+    """:func:`_pick_sums` for data whose x ν are all zero: r is 0 (the sum of zeros from 0)."""
+    for j in range(LANES):
+        if not sampled[j]:
+            continue
+        sj = x2[picks[0, j]]
+        for k in range(1, size[j]):
+            sj += x2[picks[k, j]]
+        s[j] = sj
+        r[j] = 0.0
+
+
+@njit(inline="always", **JIT)
+def _swap_sums(
+    picks: Any, sampled: Any, size: Any, perm: Any, x2: FloatArray, x_nu: FloatArray, s: Any, r: Any
+) -> None:
+    """The batch sums s[j] = Σ x², r[j] = Σ x ν (in batch order) of every sampling lane
+    without replacement: the partial Fisher–Yates shuffle of the lane's index array (the
+    identity between steps), position k swapped with position picks[k, j], then the
+    array back to the identity. Position k is never read again in the step (later picks
+    are > k), so only the picked positions are written, and only they are reset."""
+    for j in range(LANES):
+        if not sampled[j]:
+            continue
+        sj = 0.0
+        rj = 0.0
+        for k in range(size[j]):
+            pick = picks[k, j]
+            i = perm[j, pick]
+            perm[j, pick] = perm[j, k]
+            sj += x2[i]
+            rj += x_nu[i]
+        for k in range(size[j]):
+            perm[j, picks[k, j]] = picks[k, j]
+        s[j] = sj
+        r[j] = rj
+
+
+@njit(inline="always", **JIT)
+def _swap_sums_x2(picks: Any, sampled: Any, size: Any, perm: Any, x2: FloatArray, s: Any, r: Any) -> None:
+    """:func:`_swap_sums` for data whose x ν are all zero: r is 0 (the sum of zeros from 0)."""
+    for j in range(LANES):
+        if not sampled[j]:
+            continue
+        sj = 0.0
+        for k in range(size[j]):
+            pick = picks[k, j]
+            i = perm[j, pick]
+            perm[j, pick] = perm[j, k]
+            sj += x2[i]
+        for k in range(size[j]):
+            perm[j, picks[k, j]] = picks[k, j]
+        s[j] = sj
+        r[j] = 0.0
 
 
 @njit(inline="always", **JIT)
@@ -365,11 +460,21 @@ def _run_lanes(
     spare = np.zeros(LANES)  # the sine of the lane's last Box–Muller pair: the next odd step's normal
     z = np.zeros(LANES)  # the step's normal
     sk = np.zeros(LANES, dtype=np.uint64)
+    # Data with x² = 1 and x ν = 0 at every point (x: ones without data noise, or x = ±1)
+    # give every batch the moments s = 1, r = 0 exactly (a sum of b ones is b): no batch
+    # is drawn and every lane steps with the full-batch moments. Data with x ν = 0 at
+    # every point (no data noise) give r = 0 exactly: the x ν gather is skipped.
+    with_nu = False
+    unit = True
+    for i in range(n_data):
+        with_nu |= x_nu[i] != 0.0
+        unit &= x2[i] == 1.0
+    constant = unit & ~with_nu
     noisy = False
     sampling = False
     for i in range(n):
         noisy |= sigma_in[i] > 0.0
-        sampling |= with_replacement or size_in[i] < n_data
+        sampling |= (with_replacement or size_in[i] < n_data) and not constant
 
     following, claimed_end, finished = 0, 0, 0
     running = 0
@@ -381,7 +486,7 @@ def _run_lanes(
             lane[_ETA + j], lane[_PHI + j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
             lane[_TOL + j] = loss_tol[following]
             size[j], key[j] = size_in[following], key_in[following]
-            full[j] = (size[j] == n_data) & ~with_replacement
+            full[j] = ((size[j] == n_data) & ~with_replacement) | constant
             s[j], r[j] = s_full, r_full  # constant for a full batch; overwritten otherwise
             following += 1
             running += 1
@@ -430,8 +535,9 @@ def _run_lanes(
                         window[3, j] += 0.5 * e * e + noise_floor if inside else 0.0
                         window[4, j] += lj if inside else 0.0
                         in_window[j] += 1 if inside else 0
-            # Pass 2: the batch sums s = mean_B x², r = mean_B x ν + mean_B x ξ.
-            # Every loop over the lanes is branch-free (selects only), so it vectorizes.
+            # Pass 2: the batch sums s = mean_B x², r = mean_B x ν + mean_B x ξ. The draws,
+            # the divisions and the noise are branch-free lane loops (vectorized); the
+            # gathers and swaps run lane by lane, each lane's batch in order.
             depth = 0  # batch positions to draw: the largest sampled batch among the lanes
             divide = False  # some sampled lane has a batch of more than one
             if sampling:  # some trajectory of the call draws batches
@@ -447,31 +553,23 @@ def _run_lanes(
             if with_replacement:
                 for k in range(depth):
                     _draw_positions(key, sk, np.uint64(NOISE_DRAWS + k), np.uint64(n_data), 0, picks, k)
-                    _accumulate(picks, sampled, size, k, x2, x_nu, s, r)
+                if with_nu:
+                    _pick_sums(picks, sampled, size, x2, x_nu, s, r)
+                else:
+                    _pick_sums_x2(picks, sampled, size, x2, s, r)
             elif depth == 1:  # a batch of one: Fisher-Yates' first pick is a uniform index
                 _draw_positions(key, sk, np.uint64(NOISE_DRAWS), np.uint64(n_data), 0, picks, 0)
-                _accumulate(picks, sampled, size, 0, x2, x_nu, s, r)
-            else:  # the swaps on a per-lane index array (kept at the identity between steps)
+                if with_nu:
+                    _accumulate(picks, sampled, size, 0, x2, x_nu, s, r)
+                else:
+                    _accumulate_x2(picks, sampled, size, 0, x2, s, r)
+            elif depth > 1:  # the swaps on a per-lane index array (kept at the identity between steps)
                 for k in range(depth):
                     _draw_positions(key, sk, np.uint64(NOISE_DRAWS + k), np.uint64(n_data - k), k, picks, k)
-                for j in range(LANES):
-                    if not sampled[j]:
-                        continue
-                    b = size[j]
-                    sj = 0.0
-                    rj = 0.0
-                    for k in range(b):  # partial Fisher-Yates on the identity
-                        pick = picks[k, j]
-                        i = perm[j, pick]
-                        perm[j, pick] = perm[j, k]
-                        perm[j, k] = i
-                        sj += x2[i]
-                        rj += x_nu[i]
-                    for k in range(b):  # back to the identity
-                        perm[j, k] = k
-                        perm[j, picks[k, j]] = picks[k, j]
-                    s[j] = sj
-                    r[j] = rj
+                if with_nu:
+                    _swap_sums(picks, sampled, size, perm, x2, x_nu, s, r)
+                else:
+                    _swap_sums_x2(picks, sampled, size, perm, x2, s, r)
             if divide:  # a batch of one needs no division (x / 1 = x), a full batch has its own moments
                 for j in range(LANES):
                     s[j] = s[j] / size[j] if sampled[j] else s[j]
@@ -516,7 +614,7 @@ def _run_lanes(
                 lane[_ETA + j], lane[_PHI + j], sigma[j] = eta_in[following], phi_in[following], sigma_in[following]
                 lane[_TOL + j] = loss_tol[following]
                 size[j], key[j] = size_in[following], key_in[following]
-                full[j] = (size[j] == n_data) & ~with_replacement
+                full[j] = ((size[j] == n_data) & ~with_replacement) | constant
                 s[j], r[j] = s_full, r_full
                 lane[_Q_HI + j] = 1.0
                 lane[_Q_LO + j] = lane[_Q_EXP + j] = lane[_SUM_EPS2 + j] = lane[_MAX_ABS_EPS + j] = lane[_EOS + j] = 0.0

@@ -113,3 +113,27 @@ def test_exceptional_q_factors_match_the_reference_and_gd() -> None:
     assert reference.log_q_ratio[0] == -np.inf and compiled.q_ratio_window[0] == 0.0
     assert compiled.log_q_ratio_window[0] == -np.inf and np.isfinite(compiled.log_q_ratio_window[1:]).all()
     assert compiled.log_q_ratio[1] > 100  # |1 − u²| of about 10⁴⁶ at the first step
+
+
+@pytest.mark.parametrize("sampling", ["without_replacement", "with_replacement"])
+@pytest.mark.parametrize("x", [(1.0, -1.0, -1.0, 1.0, 1.0, -1.0, 1.0, 1.0), "ones"])
+@pytest.mark.parametrize("data_noise", [0.0, 0.3])
+def test_kernel_shortcuts_equal_the_reference(sampling: str, x: str | tuple[float, ...], data_noise: float) -> None:
+    """The kernel's shortcuts against the reference's drawn batches: data with x² = 1 and
+    x ν = 0 at every point (x = ±1 or ones, no data noise) draw no batch (every batch has
+    s = 1, r = 0 exactly), data without noise skip the x ν gather; with data noise
+    (x ν ≠ 0) the batches are drawn. Mixed batch sizes and label noise (whose normal
+    each step still draws)."""
+    n = 160
+    rng = np.random.default_rng(3)
+    lam0 = rng.uniform(0.3, 4.0, n)
+    params = mixed_parameters(n, 8)
+    eps0 = 0.5 * lam0 * rng.uniform(-0.95, 0.95, n) - params.phi
+    data = build_data(DataSpec(n=8, x=x, noise=data_noise), 0)
+    assert (data.x2 == 1.0).all() and (data.x_nu == 0.0).all() == (data_noise == 0.0)
+    rule = StopRule(1e-12, 400)
+    expected = integrate_sgd(ReducedState(eps0, lam0), params, data, sampling, rule, window=50)
+    actual = integrate_sgd_compiled(eps0, lam0, params, data, sampling, rule, window=50, threads=1)
+    assert_kernel_equals_reference(expected, actual)
+    ended = set(expected.status.tolist())
+    assert Status.MAX_STEPS in ended and (Status.CONVERGED in ended or data_noise > 0)
