@@ -162,8 +162,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "without the double-double Q product": {"q_product": False},
     "without the Q big-factor check": {"big_check": False},
     "without the stop test (t < max_steps only)": {"stop_test": False},
-    "without sum eps^2": {"sum_eps2": False},
-    "without max |eps|": {"max_abs": False},
+    "without the sum of eps^2": {"sum_eps2": False},
+    "without max abs(eps)": {"max_abs": False},
 }
 
 
