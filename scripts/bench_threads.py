@@ -10,6 +10,10 @@ excluded):
   |ε| <= 1e-6 (about 6 700 steps each), through ``integrate_compiled`` in this
   process on 1 and 2 threads, interleaved, best of ``--repeats``; the
   yardstick in subprocesses with NUMBA_NUM_THREADS=1 and 2;
+* ``--cpu-time``: the same workload on one thread, both kernels in this
+  process (the yardstick imported), interleaved, timed in CPU time
+  (``time.process_time``): the per-thread ratio, less moved by other jobs on a
+  shared machine than wall time;
 * ``--cli``: one grid point of 10⁶ such trajectories through ``lin2net sweep``
   on all threads, wall time of the command (start-up, initial conditions,
   table and file included), against the yardstick on the same 10⁶ on all
@@ -23,7 +27,7 @@ excluded):
   counts its own steps.
 
 Prints trajectory-steps per second and the ratios, the CPU and the load
-average. Usage: ``python3 scripts/bench_threads.py [--cli] [--fine-grid] [--repeats N]``.
+average. Usage: ``python3 scripts/bench_threads.py [--cpu-time] [--cli] [--fine-grid] [--repeats N]``.
 """
 
 from __future__ import annotations
@@ -197,6 +201,41 @@ def kernel_rows(path: Path, repeats: int) -> None:
         print(f"  lin2net / yardstick: 1 thread {kernel[1] / best[1]:.2f}x, 2 threads {kernel[2] / best[2]:.2f}x")
 
 
+def cpu_time_rows(path: Path, repeats: int) -> None:
+    if not path.is_file():
+        return
+    sys.path.insert(0, str(path.parent))
+    import numba
+    from common import init_ab  # the yardstick's own initialization
+    from numba_lanes import integrate
+
+    numba.set_num_threads(1)
+    a, b = init_ab(N, D, LAM0, 0)
+    eps0, lam0 = (a * b).sum(axis=1) - PHI, np.full(N, LAM0)
+
+    def yardstick(n: int) -> float:
+        t, status, logq, lam_t = np.zeros(n, np.int64), np.zeros(n, np.int8), np.zeros(n), np.zeros(n)
+        integrate(a[:n], b[:n], ETA, PHI, 1e-6, RULE.max_steps, t, status, logq, lam_t, 64, 16, 1024)
+        return float(t.sum())
+
+    def kernel(n: int) -> float:
+        return float(integrate_compiled(eps0[:n], lam0[:n], ETA, PHI, RULE, threads=1).steps.sum())
+
+    runs = {"lin2net kernel": kernel, "yardstick": yardstick}
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for run in runs.values():
+        run(640)  # compile (or load from the cache)
+    for _ in range(repeats):
+        for name, run in runs.items():
+            started = time.process_time()
+            steps = run(N)
+            rates[name].append(steps / (time.process_time() - started))
+    best = {name: max(rate) for name, rate in rates.items()}
+    print(f"one thread, CPU time, both in this process (best of {repeats}, interleaved):")
+    print(f"  lin2net kernel {best['lin2net kernel']:.3g}, yardstick {best['yardstick']:.3g} traj-steps/s: "
+          f"{best['lin2net kernel'] / best['yardstick']:.2f}x")  # fmt: skip
+
+
 def cli_rows(path: Path, repeats: int) -> None:
     rate, wall, steps = sweep_rate(LONG_CELL, repeats)
     print(f"CLI, one grid point of 10^6 trajectories (eta = {ETA}), all threads (best of {repeats}):")
@@ -222,6 +261,7 @@ def main() -> None:
     parser.add_argument("--yardstick", type=Path, default=YARDSTICK, help="the bare kernel numba_lanes.py")
     parser.add_argument("--cli", action="store_true", help="one grid point of 10^6 trajectories through lin2net sweep")
     parser.add_argument("--fine-grid", action="store_true", help="the fine grid through lin2net sweep")
+    parser.add_argument("--cpu-time", action="store_true", help="one thread, both kernels in this process, CPU time")
     parser.add_argument("--no-kernel", action="store_true", help="leave out the in-process kernel rows")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
@@ -231,6 +271,8 @@ def main() -> None:
         print(f"yardstick not found at {args.yardstick} (--yardstick PATH): lin2net's rates only")
     if not args.no_kernel:
         kernel_rows(args.yardstick, args.repeats)
+    if args.cpu_time:
+        cpu_time_rows(args.yardstick, args.repeats)
     if args.cli:
         cli_rows(args.yardstick, args.repeats)
     if args.fine_grid:
