@@ -16,15 +16,21 @@ trajectories of the long workload of ``scripts/bench_threads.py`` (η = 0.001,
 * without Σε²; without max |ε|.
 
 Prints the best of ``--repeats`` rates and each one's ratio to the whole loop.
-Usage: ``python3 scripts/bench_gd_parts.py [--repeats N] [--trajectories N]``.
+``--asm`` prints instead the instructions of the step loop as compiled (the
+innermost loop with the square root) and of the yardstick's (its smallest
+vector loop, ``numba_lanes.py`` in a ``shared/yardstick`` folder above the
+checkout), by mnemonic.
+Usage: ``python3 scripts/bench_gd_parts.py [--repeats N] [--trajectories N] [--asm]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -167,10 +173,51 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+def loops(asm: str) -> list[list[str]]:
+    """The instruction mnemonics of every loop (a label and a later jump back to it) in ``asm``."""
+    lines = asm.splitlines()
+    labels = {line[:-1]: k for k, line in enumerate(lines) if re.match(r"^\.LBB\d+_\d+:$", line)}
+    found = []
+    for k, line in enumerate(lines):
+        jump = re.match(r"\s+j\w+\s+(\.LBB\d+_\d+)", line)
+        if jump and jump.group(1) in labels and labels[jump.group(1)] < k:
+            body = [item.split()[0] for item in lines[labels[jump.group(1)] + 1 : k + 1]]
+            found.append([op for op in body if not op.startswith(".")])
+    return found
+
+
+def print_loop(name: str, body: list[str]) -> None:
+    counts = Counter(body)
+    print(
+        f"{name}: {len(body)} instructions per vector and step: "
+        + ", ".join(f"{n} {op}" for op, n in counts.most_common())
+    )
+
+
+def asm_counts(kernel: Any, count: Callable[[Any, int], float]) -> None:
+    count(kernel, 64)
+    ours = min((body for body in loops(kernel.inspect_asm(kernel.signatures[0])) if "vsqrtpd" in body), key=len)
+    print_loop("lin2net's step loop", ours)
+    yardstick = next(
+        (base / "shared" / "yardstick" for base in ROOT.parents if (base / "shared/yardstick").is_dir()), None
+    )
+    if yardstick is None:
+        return
+    sys.path.insert(0, str(yardstick))
+    from numba_lanes import integrate
+
+    a, b, n = np.full((64, 1), 0.5), np.full((64, 1), 0.5), 64
+    integrate(a, b, 0.001, 1.0, 1e-6, 10, np.zeros(n, np.int64), np.zeros(n, np.int8), np.zeros(n), np.zeros(n),
+              64, 16, 1024)  # fmt: skip
+    vector = [body for body in loops(integrate.inspect_asm(integrate.signatures[0])) if "vmulpd" in body]
+    print_loop("the yardstick's step loop", min(vector, key=len))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--trajectories", type=int, default=10_000)
+    parser.add_argument("--asm", action="store_true", help="count the step loops' instructions instead")
     args = parser.parse_args()
     n, d = args.trajectories, 10
     rng = np.random.default_rng(0)
@@ -182,6 +229,8 @@ def main() -> None:
     eta, phi = np.full(n, 0.001), np.ones(n)
     converged_eps = converged_bound(LOSS_TOL)
     kernels = {name: variant(**switches) for name, switches in VARIANTS.items()}
+    if args.asm:
+        kernels = {name: kernels[name] for name in list(kernels)[:1]}
 
     def rate(kernel: Callable[..., None], count: int) -> float:
         status, steps, out = np.empty(count, np.int8), np.empty(count, np.int64), np.empty((2, count))
@@ -190,6 +239,9 @@ def main() -> None:
                status, steps, out)  # fmt: skip
         return float(steps.sum()) / (time.process_time() - started)
 
+    if args.asm:
+        asm_counts(next(iter(kernels.values())), rate)
+        return
     for kernel in kernels.values():  # compile
         rate(kernel, 64)
     rates: dict[str, list[float]] = {name: [] for name in kernels}
