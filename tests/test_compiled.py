@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from lin2net.dynamics.cells import simulate_cell
-from lin2net.dynamics.gd.kernel import LANES, KernelCancelled, available_threads, integrate_compiled
+from lin2net.dynamics.gd.kernel import LANES, KernelCancelled, available_threads, converged_bound, integrate_compiled
 from lin2net.dynamics.gd.reference import ReducedState, Status, StopRule, TrajectoryResults, integrate
 from lin2net.sweep.config import DEFAULTS, INTEGRATORS, parse_config
 from lin2net.sweep.grid import expand_grid
@@ -312,3 +312,33 @@ def test_ctrl_c_interrupts_the_kernel_within_a_second() -> None:
     while any(thread.name == "lin2net-kernel" for thread in threading.enumerate()):
         assert time.perf_counter() < deadline, "the kernel's thread is still running"
         time.sleep(0.01)
+
+
+@pytest.mark.parametrize("loss_tol", [5e-13, 1e-10, 0.0, 5e-324, 1e-320, 2.0**-1022, 1e300, np.inf, -1.0, np.nan])
+def test_the_convergence_bound_is_the_reference_test(loss_tol: float) -> None:
+    """The kernel's |ε| <= converged_bound(tol) holds exactly where the reference's
+    ½ε² <= tol does: the bound passes, the next double does not, and both tests agree
+    on residuals of every magnitude, subnormal, zero, infinite and NaN."""
+    bound = converged_bound(loss_tol)
+    if 0.0 <= bound < np.inf:
+        assert 0.5 * bound * bound <= loss_tol
+        above = np.nextafter(bound, np.inf)
+        assert not 0.5 * above * above <= loss_tol
+    rng = np.random.default_rng(3)
+    eps = rng.standard_normal(4000) * 10.0 ** rng.uniform(-330, 160, 4000)
+    eps = np.concatenate([eps, [0.0, -0.0, 5e-324, -5e-324, np.inf, -np.inf, np.nan], [bound, -bound]])
+    eps = np.concatenate([eps, np.nextafter(eps, np.inf), np.nextafter(eps, -np.inf)])
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(np.abs(eps) <= bound, 0.5 * eps * eps <= loss_tol)
+
+
+def test_a_zero_loss_tol_stops_where_the_reference_does() -> None:
+    """loss_tol = 0: convergence only once ½ε² underflows to 0 (ηλ near 1 gets there in a
+    few steps), the edge of the bound; status, steps and every column as the reference's."""
+    rng = np.random.default_rng(4)
+    eps0 = sphere_residuals(rng, 3 * LANES + 1, 4, 1.0, 1.0)
+    lam0 = np.ones_like(eps0)
+    rule = StopRule(loss_tol=0.0, max_steps=2_000, divergence_threshold=1e6)
+    expected = reference(eps0, lam0, 0.5, 1.0, rule)
+    assert set(np.unique(expected.status)) == {Status.CONVERGED}
+    assert_same_results(expected, integrate_compiled(eps0, lam0, 0.5, 1.0, rule))

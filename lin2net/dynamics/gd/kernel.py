@@ -12,10 +12,9 @@ made fast):
 * a compiled loop that advances one trajectory at a time is latency bound
   (each step waits on the previous one). Instead each thread advances
   ``LANES`` trajectories in lock-step with branch-free masked updates, so the
-  compiler puts the lanes into SIMD registers (``LANES``, from the kit, is two
-  registers' worth for the CPU it compiles for: 16 with AVX-512, 8 with AVX2). Every
-  store in the lane loop is unconditional: a masked store cannot forward to
-  the next step's load. Every ``STEPS_PER_REFILL`` steps the lanes that
+  compiler puts the lanes into SIMD registers (``LANES`` is four registers'
+  worth for the CPU it compiles for, twice the kit's: 32 with AVX-512, 16 with
+  AVX2; see :data:`LANES`). Every ``STEPS_PER_REFILL`` steps the lanes that
   stopped are written out and refilled, and the ``cancel`` flag is polled;
 * a lane that stops keeps its state frozen at its stopping time T; status,
   sharpness and the outputs are read back from the frozen state with the
@@ -46,9 +45,9 @@ from numpy.typing import NDArray
 
 from lin2net.dynamics.gd.reference import TrajectoryResults, parameter_rows
 from lin2net.dynamics.protocol import StopRule
+from lin2net.kernels import kit
 from lin2net.kernels.kit import (
     JIT,
-    LANES,
     KernelCancelled,
     available_threads,
     cancel_flag,
@@ -69,6 +68,15 @@ from lin2net.theory.closed_forms import FloatArray, split_scale
 
 __all__ = ["LANES", "KernelCancelled", "available_threads", "integrate_compiled", "vector_width"]
 
+# Trajectories a thread advances in lock-step: four vector registers per lane quantity
+# (twice the kit's two), 32 with AVX-512, 16 with AVX2. With two registers (the kit's
+# LANES) LLVM keeps every lane quantity in registers across the 16 steps of a block and
+# spills a third of them to the stack every step; with four it runs the lane loop over
+# the lane array in memory, one vector at a time, whose stores are long done when the
+# next step loads them, and takes 1.3x less time per step on AVX-512 and on AVX2
+# (issue 19; docs/performance.md, "Threads"). Trajectories never interact, so the
+# results do not depend on it.
+LANES = 2 * kit.LANES
 STEPS_PER_REFILL = 16  # steps between write-out and refill of stopped lanes (and cancel polls)
 # Offsets of the lane quantities in the kernel's one lane-state array.
 _QUANTITIES = 13
@@ -84,6 +92,31 @@ def _eta_sharpness(eps: float, lam: float, eta: float, phi: float) -> float:
     disc = lam * lam + 8.0 * eps * (eps + phi) + 4.0 * eps * eps
     disc = 0.0 if disc < 0.0 else disc  # np.maximum(disc, 0): keeps NaN
     return eta * (0.5 * (lam + math.sqrt(disc)))
+
+
+def converged_bound(loss_tol: float) -> float:
+    """The largest double e >= 0 with ½e² <= ``loss_tol`` as the reference computes it,
+    fl(fl(0.5·e)·e) (−1 when there is none, +inf when every e qualifies).
+
+    That expression is even in e and non-decreasing on [0, ∞] (each rounding is
+    monotone), so ``0.5 * eps * eps <= loss_tol`` holds exactly when
+    ``abs(eps) <= converged_bound(loss_tol)``, NaN included (false either way):
+    the lane loop tests convergence with one comparison on |ε| it needs anyway."""
+
+    def converged(bits: int) -> bool:
+        e = float(np.int64(bits).view(np.float64))
+        return 0.5 * e * e <= loss_tol
+
+    infinity = int(np.float64(np.inf).view(np.int64))
+    if not converged(0):
+        return -1.0
+    if converged(infinity):
+        return math.inf
+    low, high = 0, infinity  # converged(low), not converged(high); doubles >= 0 order as their bits
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if converged(middle) else (low, middle)
+    return float(np.int64(low).view(np.float64))
 
 
 @njit(inline="always", **JIT)
@@ -153,6 +186,7 @@ def _run_lanes(
     eta_rows: FloatArray,
     phi_rows: FloatArray,
     loss_tol: float,
+    converged_eps: float,
     max_steps: int,
     threshold: float,
     status: Any,
@@ -164,7 +198,8 @@ def _run_lanes(
     until none is left or ``cancel[0]`` is nonzero (polled at every refill).
 
     ``out`` has shape (7, n): eps_T, lambda_T, sharpness_T, log_q_ratio,
-    sum_eps2, max_eta_sharpness, max_abs_eps.
+    sum_eps2, max_eta_sharpness, max_abs_eps. ``converged_eps`` is
+    :func:`converged_bound` of ``loss_tol``: the step loop's ½ε² <= tol is |ε| <= it.
 
     Q(T)/Q(0) = Π_{t<T} |1 − x_t|, x = (ηε)², is kept as an unevaluated
     double-double product (q_hi + q_lo) · 2^q_exp (the kit's). Each factor enters
@@ -212,23 +247,22 @@ def _run_lanes(
                 tj = lane[_T + j]
                 lam = 0.5 * (s + p)
                 eta_sharp = _eta_sharpness(eps, lam, eta, phi)
-                # `+ 0.0` makes every store unconditional: LLVM turns "store (c ? x : *p), p" into
-                # a masked store, which the next step's load cannot forward from (a stall).
-                m = lane[_MAX_ETA_SHARP + j] + 0.0
+                m = lane[_MAX_ETA_SHARP + j]
                 lane[_MAX_ETA_SHARP + j] = eta_sharp if eta_sharp > m else m  # np.fmax: NaN never wins
-                go = running(eps, lam, tj, loss_tol, max_steps, threshold)
-                lane[_EOS + j] += 1.0 if (go & (eta_sharp > 2.0)) else 0.0
-                lane[_SUM_EPS2 + j] += eps * eps if go else 0.0
                 a = abs(eps)
-                mx = lane[_MAX_ABS_EPS + j] + 0.0
+                # The kit's `running`, with ½ε² <= tol as |ε| <= converged_eps (the same test).
+                go = (a > converged_eps) & (a <= threshold) & (abs(lam) <= threshold) & (tj < max_steps)
+                count = lane[_EOS + j]
+                lane[_EOS + j] = count + 1.0 if (go & (eta_sharp > 2.0)) else count
+                lane[_SUM_EPS2 + j] += eps * eps if go else 0.0
+                mx = lane[_MAX_ABS_EPS + j]
                 lane[_MAX_ABS_EPS + j] = a if (go & (a > mx)) else mx
                 u = eta * eps
                 # The Q factor 1 − x, x = u², signed (only |Q| is read). Factors lie in
                 # [2⁻⁵³, 2⁶⁰] (or are 0), so the product cannot leave the range of doubles
                 # within a block; a larger one makes it NaN, and the trajectory's Q is
                 # replayed exactly at write-out.
-                ug = u if go else 0.0  # a stopped lane multiplies by exactly 1
-                x = ug * ug
+                x = u * u if go else 0.0  # a stopped lane multiplies by exactly 1
                 factor, error = exact_factor(x)
                 factor = math.nan if x > _BIG_FACTOR else factor
                 product, lo = times_factor(lane[_Q_HI + j], lane[_Q_LO + j], factor, error)
@@ -298,6 +332,7 @@ def _run_all(
     eta: FloatArray,
     phi: FloatArray,
     loss_tol: float,
+    converged_eps: float,
     max_steps: int,
     threshold: float,
     workers: int,
@@ -307,7 +342,10 @@ def _run_all(
     eos_out: Any,
 ) -> None:
     for _ in prange(workers):
-        _run_lanes(counter, cancel, eps0, s0, p0, eta, phi, loss_tol, max_steps, threshold, status, steps, out, eos_out)
+        _run_lanes(
+            counter, cancel, eps0, s0, p0, eta, phi, loss_tol, converged_eps, max_steps, threshold,
+            status, steps, out, eos_out,
+        )  # fmt: skip
 
 
 def integrate_compiled(
@@ -359,6 +397,7 @@ def integrate_compiled(
         eta_rows,
         phi_rows,
         float(rule.loss_tol),
+        converged_bound(float(rule.loss_tol)),
         int(rule.max_steps),
         float(rule.divergence_threshold),
     )
