@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+import typer.testing
 import yaml
 from hypothesis import settings
 from typer.testing import CliRunner
@@ -34,6 +36,23 @@ def pytest_configure(config: pytest.Config) -> None:
     done = subprocess.run([sys.executable, "-m", "tests.warm_kernels"], cwd=root, capture_output=True, text=True)
     if done.returncode != 0:  # the tests that need the kernels will say what is wrong
         print(f"tests/warm_kernels.py failed:\n{done.stderr}", file=sys.stderr)
+
+
+def _command_built_once() -> None:
+    """Make typer's ``CliRunner.invoke`` build the click command of an app once.
+
+    typer rebuilds it from the app's function signatures on every ``invoke``
+    (it evaluates every annotation: ~20 ms, several seconds over the suite's
+    hundreds of in-process commands); lin2net's app does not change during a
+    run. The command is what ``lin2net`` itself builds once per process, so
+    each ``invoke`` still runs the same command as a fresh process would."""
+    build = getattr(typer.testing, "_get_command", None)
+    if build is None or hasattr(build, "cache_info"):  # another typer, or already done
+        return
+    typer.testing._get_command = functools.lru_cache(maxsize=None)(build)  # type: ignore[attr-defined]
+
+
+_command_built_once()
 
 
 def make_config(**overrides: Any) -> SweepConfig:
