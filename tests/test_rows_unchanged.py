@@ -15,7 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
+from lin2net.cli import app
 from tests.fixtures.record_rows import CONFIGS, HERE, sweep_rows
 
 # (config, extra sweep options); the slow ones run in CI's slow pass.
@@ -38,10 +40,17 @@ def _bits(column: pa.ChunkedArray) -> np.ndarray:
     return values.view(np.int64) if values.dtype == np.float64 else values
 
 
+def _in_process(*args: str) -> None:
+    """``lin2net args`` in this process: the same command line, without the second
+    of imports a subprocess costs (tests/test_sweep_cli.py tests ``python -m lin2net``)."""
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize(("name", "options"), CASES)
 def test_rows_equal_the_recorded_rows(name: str, options: tuple[str, ...], tmp_path: Path) -> None:
     recorded = pq.read_table(HERE / f"{name}.parquet")
-    rows = sweep_rows(name, CONFIGS[name], tmp_path, *options)
+    rows = sweep_rows(name, CONFIGS[name], tmp_path, *options, lin2net=_in_process)
     assert rows.column_names == recorded.column_names
     assert rows.num_rows == recorded.num_rows
     for column in recorded.column_names:
