@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The vector and relu study of docs/models-vector-relu.md: three questions, printed tables, two figures.
+"""The vector and relu study of docs/models.md ("Vector inputs and ReLU"): three questions, printed tables, two figures.
 
 Usage (from the repository root; a few minutes of CPU, it prints its own total):
 

@@ -1,4 +1,4 @@
-"""The deep family's science (docs/models-deep.md): sweeps, numbers and figures.
+"""The deep family's science (docs/models.md, "The deep family"): sweeps, numbers and figures.
 
     python scripts/models_deep.py            # writes docs/figures/deep_*.png, prints every number
 

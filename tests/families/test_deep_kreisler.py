@@ -2,7 +2,7 @@
 increases the sharpness of the gradient-flow solution, λ_GF(θ_t).
 
 The regime tested (that of their scalar-network theorem as we state it in
-docs/models-deep.md): d = 1, depth 3 and 4, target Φ > 0, every weight positive
+docs/models.md, "The deep family"): d = 1, depth 3 and 4, target Φ > 0, every weight positive
 at the start (so f > 0 and no weight has to cross 0), and η·λ_GF(θ_0) < 2 —
 plus starts with η·λ_GF(θ_0) up to 2.6 > 2, where λ_GF(θ_t) must still not
 increase and a run that converges must end below the edge of stability.
