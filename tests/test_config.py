@@ -195,7 +195,7 @@ def test_alias_bomb_in_set_and_small_aliases_still_work(tmp_path: Path) -> None:
 
 def test_describe_is_bounded_for_huge_values() -> None:
     """A value shared a million times over renders in bounded time and length."""
-    from lin2net.sweep.config import _describe
+    from lin2net.validation import describe as _describe
 
     shared: list[object] = ["x"] * 10
     for _ in range(30):

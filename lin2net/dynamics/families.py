@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lin2net.errors import ConfigError
+from lin2net.validation import finite_float
 
 if TYPE_CHECKING:
     from lin2net.dynamics.family import Model
@@ -159,7 +160,7 @@ def _matrix(key: str, value: Any) -> list[list[float]]:
     for i, row in enumerate(value):
         if not isinstance(row, Sequence) or isinstance(row, str) or len(row) == 0:
             raise ConfigError(f"{key}[{i}]", f"must be a non-empty list of numbers (a row), got {_show(row)}")
-        rows.append([_number(f"{key}[{i}][{j}]", x) for j, x in enumerate(row)])
+        rows.append([finite_float(f"{key}[{i}][{j}]", x) for j, x in enumerate(row)])
     widths = {len(row) for row in rows}
     if len(widths) != 1:
         raise ConfigError(key, f"rows must have equal lengths, got lengths {sorted(widths)}")
@@ -169,19 +170,7 @@ def _matrix(key: str, value: Any) -> list[list[float]]:
 def _vector(key: str, value: Any) -> list[float]:
     if not isinstance(value, Sequence) or isinstance(value, str) or len(value) == 0:
         raise ConfigError(key, f"must be a non-empty list of numbers, got {_show(value)}")
-    return [_number(f"{key}[{i}]", x) for i, x in enumerate(value)]
-
-
-def _number(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(key, f"must be a number, got {_show(value)}")
-    try:
-        result = float(value)
-    except OverflowError:
-        result = float("inf")
-    if not np.isfinite(result):
-        raise ConfigError(key, f"must be a finite number, got {_show(value)}")
-    return result
+    return [finite_float(f"{key}[{i}]", x) for i, x in enumerate(value)]
 
 
 def parse_explicit(family: str, spec: Any) -> ExplicitTheta:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,7 @@ import yaml
 from lin2net.dynamics import families, registry
 from lin2net.dynamics.sgd.data import MAX_DATA, DataSpec
 from lin2net.errors import ConfigError
+from lin2net.validation import bounded_repr, clip, describe, finite_float, integer, positive_float, positive_int
 
 COMMON_KEYS = (
     "name",
@@ -248,9 +248,7 @@ class _GuardedLoader(_BaseLoader):  # type: ignore[misc]
             key = self.construct_object(key_node)
             if key in seen:
                 line = key_node.start_mark.line + 1
-                raise ConfigError(
-                    "", f"duplicate key {_bounded_repr(key, 60)} at line {line}: each key may appear once"
-                )
+                raise ConfigError("", f"duplicate key {bounded_repr(key, 60)} at line {line}: each key may appear once")
             seen.add(key)
         mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return mapping
@@ -353,12 +351,12 @@ def check_name(name: Any) -> str:
     so it is a single path component: printable, no ``/`` or ``\\``, not ``.``
     or ``..``, at most :data:`MAX_NAME_LENGTH` characters."""
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError("name", f"must be a non-empty string, got {_describe(name)}")
+        raise ConfigError("name", f"must be a non-empty string, got {describe(name)}")
     if len(name) > MAX_NAME_LENGTH or len(name.encode("utf-8", "surrogatepass")) > 255:
         raise ConfigError("name", f"must be at most {MAX_NAME_LENGTH} characters, got {len(name)}")
     if not name.isprintable() or "/" in name or "\\" in name or name in (".", ".."):
         problem = "must be a label (printable, no '/' or backslash, not '.' or '..')"
-        raise ConfigError("name", f"{problem}, got {_describe(name)}")
+        raise ConfigError("name", f"{problem}, got {describe(name)}")
     return name
 
 
@@ -395,7 +393,7 @@ def apply_overrides(raw: Any, overrides: Sequence[str]) -> Any:
                 node = target[part] = {}
             elif not isinstance(node, dict):
                 where = ".".join(parts[: depth + 1])
-                raise ConfigError(f"--set {key}", f"{where} is {_describe(node)}, not a mapping")
+                raise ConfigError(f"--set {key}", f"{where} is {describe(node)}, not a mapping")
             target = node
         target[parts[-1]] = value
     return result
@@ -415,7 +413,7 @@ def parse_yaml(text: str, source: str = "config", written_by_lin2net: bool = Fal
     except RecursionError:
         raise ConfigError("", f"malformed YAML in {source}: nested too deeply") from None
     except ValueError as exc:  # e.g. an integer beyond Python's digit limit
-        raise ConfigError("", f"malformed YAML in {source}: {_clip(str(exc), 80)}") from None
+        raise ConfigError("", f"malformed YAML in {source}: {clip(str(exc), 80)}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -448,7 +446,7 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
     if raw is None:
         raise ConfigError("", "config is empty: it needs at least a grid with eta and lambda0")
     if not isinstance(raw, Mapping):
-        raise ConfigError("", f"config must be a mapping of keys to values, got {_describe(raw)}")
+        raise ConfigError("", f"config must be a mapping of keys to values, got {describe(raw)}")
     _reject_unknown(raw, top_level_keys(), prefix="")
     if "grid" not in raw:
         raise ConfigError("grid", "missing: the grid of eta and lambda0 values to sweep is required")
@@ -464,7 +462,7 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
         init, explicit = "explicit", None  # the family's explicit start: read by _parse_family
     else:
         init, explicit = _parse_init(settings["init"])
-    trajectories = _positive_int("trajectories", settings["trajectories"], maximum=MAX_TRAJECTORIES)
+    trajectories = positive_int("trajectories", settings["trajectories"], maximum=MAX_TRAJECTORIES)
     if explicit is not None:
         if "trajectories" in raw and trajectories != 1:
             problem = f"explicit init is one initialization; omit it or use 1, got {trajectories}"
@@ -472,14 +470,14 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
         trajectories = 1
     integrator = settings["integrator"]
     if integrator not in INTEGRATORS:
-        raise ConfigError("integrator", f"must be one of {', '.join(INTEGRATORS)}, got {_describe(integrator)}")
+        raise ConfigError("integrator", f"must be one of {', '.join(INTEGRATORS)}, got {describe(integrator)}")
     algorithm = settings.get("algorithm", "gd")
     choices = user_algorithms()
     if not isinstance(algorithm, str) or algorithm not in choices:
-        raise ConfigError("algorithm", f"must be one of {', '.join(choices)}, got {_describe(algorithm)}")
+        raise ConfigError("algorithm", f"must be one of {', '.join(choices)}, got {describe(algorithm)}")
     if family != "shallow":
         algorithm = family_entry(family, algorithm)
-    max_steps = _positive_int("max_steps", settings["max_steps"], maximum=MAX_STEPS)
+    max_steps = positive_int("max_steps", settings["max_steps"], maximum=MAX_STEPS)
     own = registry.get(algorithm)
     grid = raw["grid"] if isinstance(raw["grid"], Mapping) else {}
     if family != "shallow":
@@ -514,17 +512,17 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
     keep = settings.get("keep", "rows")
     if keep not in KEEP_CHOICES:
         hint = _suggest(str(keep), KEEP_CHOICES)
-        raise ConfigError("keep", f"must be one of {', '.join(KEEP_CHOICES)}, got {_describe(keep)}{hint}")
+        raise ConfigError("keep", f"must be one of {', '.join(KEEP_CHOICES)}, got {describe(keep)}{hint}")
     return SweepConfig(
         name=name,
         axes=axes,
-        seed=_integer("seed", settings["seed"], minimum=0, maximum=MAX_SEED),
+        seed=integer("seed", settings["seed"], minimum=0, maximum=MAX_SEED),
         trajectories=trajectories,
         init=init,
         explicit=explicit,
-        loss_tol=_positive_float("loss_tol", settings["loss_tol"]),
+        loss_tol=positive_float("loss_tol", settings["loss_tol"]),
         max_steps=max_steps,
-        divergence_threshold=_positive_float("divergence_threshold", settings["divergence_threshold"]),
+        divergence_threshold=positive_float("divergence_threshold", settings["divergence_threshold"]),
         integrator=integrator,
         axis_specs=specs,
         algorithm=algorithm,
@@ -646,9 +644,9 @@ def _parse_sgd(settings: Mapping[str, Any], grid: Any, max_steps: int) -> dict[s
     sampling = settings.get("sampling", "without_replacement")
     if sampling not in SAMPLINGS:
         hint = _suggest(str(sampling), SAMPLINGS)
-        raise ConfigError("sampling", f"must be one of {', '.join(SAMPLINGS)}, got {_describe(sampling)}{hint}")
+        raise ConfigError("sampling", f"must be one of {', '.join(SAMPLINGS)}, got {describe(sampling)}{hint}")
     if "window" in settings:
-        window = _positive_int("window", settings["window"])
+        window = positive_int("window", settings["window"])
         if window > max_steps:
             raise ConfigError("window", f"must be at most max_steps = {max_steps}, got {window}")
     else:
@@ -665,28 +663,28 @@ def _parse_data(spec: Any) -> DataSpec:
     if spec is None:
         spec = {}
     if not isinstance(spec, Mapping):
-        raise ConfigError("data", f"must be a mapping with keys {', '.join(DATA_KEYS)}, got {_describe(spec)}")
+        raise ConfigError("data", f"must be a mapping with keys {', '.join(DATA_KEYS)}, got {describe(spec)}")
     _reject_unknown(spec, DATA_KEYS, prefix="data.")
     x = spec.get("x", "gaussian")
     if isinstance(x, str):
         if x not in DATA_X_KINDS:
             kinds = ", ".join(DATA_X_KINDS)
             raise ConfigError("data.x", f"must be {kinds} or a list of numbers, got {x!r}{_suggest(x, DATA_X_KINDS)}")
-        n = _positive_int("data.n", spec.get("n", DataSpec.n), maximum=MAX_DATA)
+        n = positive_int("data.n", spec.get("n", DataSpec.n), maximum=MAX_DATA)
         values: str | tuple[float, ...] = x
     elif isinstance(x, Sequence) and len(x) > 0:
-        values = tuple(_finite_float(f"data.x[{i}]", v) for i, v in enumerate(x))
+        values = tuple(finite_float(f"data.x[{i}]", v) for i, v in enumerate(x))
         if len(values) > MAX_DATA:
             raise ConfigError("data.x", f"at most {MAX_DATA} values, got {len(values)}")
         if not any(values):
             raise ConfigError("data.x", "all values are 0: the data cannot be normalized to mean x² = 1")
         n = len(values)
-        if "n" in spec and _positive_int("data.n", spec["n"]) != n:
+        if "n" in spec and positive_int("data.n", spec["n"]) != n:
             problem = f"an explicit data.x has {n} values; omit data.n or give {n}, got {spec['n']!r}"
             raise ConfigError("data.n", problem)
     else:
-        raise ConfigError("data.x", f"must be gaussian, ones or a non-empty list of numbers, got {_describe(x)}")
-    noise = _finite_float("data.noise", spec.get("noise", 0.0))
+        raise ConfigError("data.x", f"must be gaussian, ones or a non-empty list of numbers, got {describe(x)}")
+    noise = finite_float("data.noise", spec.get("noise", 0.0))
     if noise < 0:
         raise ConfigError("data.noise", f"must be >= 0, got {noise!r}")
     return DataSpec(n=n, x=values, noise=noise)
@@ -702,7 +700,7 @@ def _parse_grid(
     """The grid's axes expanded (``fixed``: a family's depth or inputs given in
     ``model:`` or by an explicit start, each a one-value axis)."""
     if not isinstance(grid, Mapping):
-        raise ConfigError("grid", f"must be a mapping of axis names to values, got {_describe(grid)}")
+        raise ConfigError("grid", f"must be a mapping of axis names to values, got {describe(grid)}")
     _reject_unknown(grid, registry.grid_keys(), prefix="grid.")
     if "eta" in grid and "eta_lambda0" in grid:
         raise ConfigError("grid.eta_lambda0", "give either grid.eta or grid.eta_lambda0, not both")
@@ -791,10 +789,10 @@ def _expand_axis(key: str, spec: Any) -> list[float]:
         form, args = next(iter(spec.items()))
         sub = f"{key}.{form}"
         if not isinstance(args, Sequence) or isinstance(args, str) or len(args) != 3:
-            raise ConfigError(sub, f"must be a list [start, stop, num], got {_describe(args)}")
-        start = _finite_float(f"{sub}[0] (start)", args[0])
-        stop = _finite_float(f"{sub}[1] (stop)", args[1])
-        num = _positive_int(f"{sub}[2] (num)", args[2], maximum=MAX_AXIS_VALUES)
+            raise ConfigError(sub, f"must be a list [start, stop, num], got {describe(args)}")
+        start = finite_float(f"{sub}[0] (start)", args[0])
+        stop = finite_float(f"{sub}[1] (stop)", args[1])
+        num = positive_int(f"{sub}[2] (num)", args[2], maximum=MAX_AXIS_VALUES)
         if form == "geomspace":
             for label, value in (("start", start), ("stop", stop)):
                 if value <= 0:
@@ -806,8 +804,8 @@ def _expand_axis(key: str, spec: Any) -> list[float]:
     if isinstance(spec, Sequence) and not isinstance(spec, str):
         if len(spec) == 0:
             raise ConfigError(key, "empty axis: give at least one value")
-        return [_finite_float(f"{key}[{i}]", value) for i, value in enumerate(spec)]
-    return [_finite_float(key, spec)]
+        return [finite_float(f"{key}[{i}]", value) for i, value in enumerate(spec)]
+    return [finite_float(key, spec)]
 
 
 def _integer_axis(key: str, values: list[float], from_range: bool) -> tuple[int, ...]:
@@ -837,14 +835,14 @@ def _parse_init(spec: Any) -> tuple[str, ExplicitInit | None]:
             raise ConfigError("init", f"a mapping init must be {{explicit: {{a: [...], b: [...]}}}}, got keys {keys}")
         vectors = spec["explicit"]
         if not isinstance(vectors, Mapping) or set(vectors) != {"a", "b"}:
-            problem = f"must be a mapping with exactly the keys a and b, got {_describe(vectors)}"
+            problem = f"must be a mapping with exactly the keys a and b, got {describe(vectors)}"
             raise ConfigError("init.explicit", problem)
         parsed = {}
         for name in ("a", "b"):
             vec = vectors[name]
             if not isinstance(vec, Sequence) or isinstance(vec, str) or len(vec) == 0:
-                raise ConfigError(f"init.explicit.{name}", f"must be a non-empty list of numbers, got {_describe(vec)}")
-            parsed[name] = tuple(_finite_float(f"init.explicit.{name}[{i}]", v) for i, v in enumerate(vec))
+                raise ConfigError(f"init.explicit.{name}", f"must be a non-empty list of numbers, got {describe(vec)}")
+            parsed[name] = tuple(finite_float(f"init.explicit.{name}[{i}]", v) for i, v in enumerate(vec))
         if len(parsed["a"]) != len(parsed["b"]):
             lengths = f"{len(parsed['a'])} and {len(parsed['b'])}"
             raise ConfigError("init.explicit", f"a and b must have the same length, got {lengths}")
@@ -855,7 +853,7 @@ def _parse_init(spec: Any) -> tuple[str, ExplicitInit | None]:
         if explicit.lambda0 == 0:
             raise ConfigError("init.explicit", "a = b = 0 is the saddle point: gradient descent never moves from it")
         return "explicit", explicit
-    raise ConfigError("init", f"must be one of {', '.join(INIT_KINDS)}, got {_describe(spec)}")
+    raise ConfigError("init", f"must be one of {', '.join(INIT_KINDS)}, got {describe(spec)}")
 
 
 def _reject_unknown(mapping: Mapping[Any, Any], allowed: Sequence[str], prefix: str) -> None:
@@ -870,84 +868,3 @@ def _reject_unknown(mapping: Mapping[Any, Any], allowed: Sequence[str], prefix: 
 def _suggest(word: str, choices: Sequence[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _describe(value: Any) -> str:
-    """A short rendering of ``value`` for messages, in time bounded by its first
-    few elements (a nested or aliased value is never rendered in full)."""
-    text = _bounded_repr(value, 60)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return text if is_number else f"{text} ({type(value).__name__})"
-
-
-def _bounded_repr(value: Any, budget: int) -> str:
-    """repr(value), stopping once about ``budget`` characters are produced."""
-    if isinstance(value, bool) or value is None or isinstance(value, float):
-        return repr(value)
-    if isinstance(value, int):
-        if value.bit_length() > 160:
-            return f"{'-' if value < 0 else ''}an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
-        return repr(value)
-    if isinstance(value, str):
-        return repr(value[: budget + 1])
-    if isinstance(value, Mapping):
-        pairs, opened, closed = list(itertools.islice(value.items(), 8)), "{", "}"
-    elif isinstance(value, (list, tuple)):
-        pairs, opened, closed = [(None, item) for item in itertools.islice(value, 8)], "[", "]"
-    else:
-        return _clip(repr(value), budget)
-    parts: list[str] = []
-    used = 0
-    for key, item in pairs:
-        if used > budget:
-            break
-        room = budget - used
-        part = _bounded_repr(item, room)
-        if opened == "{":
-            part = f"{_bounded_repr(key, room)}: {part}"
-        parts.append(part)
-        used += len(part) + 2
-    more = ", ..." if len(value) > len(parts) else ""
-    return opened + ", ".join(parts) + more + closed
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _finite_float(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(key, f"must be a number, got {_describe(value)}")
-    try:
-        result = float(value)
-    except OverflowError:  # an integer beyond the float range
-        result = math.inf
-    if not math.isfinite(result):
-        raise ConfigError(key, f"must be a finite number, got {_describe(value)}")
-    return result
-
-
-def _positive_float(key: str, value: Any) -> float:
-    result = _finite_float(key, value)
-    if result <= 0:
-        raise ConfigError(key, f"must be > 0, got {value!r}")
-    return result
-
-
-def _integer(key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer() and math.isfinite(value):
-            value = int(value)
-        else:
-            raise ConfigError(key, f"must be an integer, got {_describe(value)}")
-    if value < minimum:
-        raise ConfigError(key, f"must be {'>= 0' if minimum == 0 else '> 0'}, got {_describe(value)}")
-    if maximum is not None and value > maximum:
-        raise ConfigError(key, f"must be at most {maximum}, got {_describe(value)}")
-    return int(value)
-
-
-def _positive_int(key: str, value: Any, maximum: int | None = None) -> int:
-    return _integer(key, value, minimum=1, maximum=maximum)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lin2net.dynamics.deep.model import DeepModel, explicit_shape, explicit_theta, flatten, layers
+from lin2net.dynamics.deep.model import DeepModel, flatten, layers
 from lin2net.errors import ConfigError
+from lin2net.sweep.config import SweepConfig, parse_config
 from lin2net.theory import closed_forms
 
 CASES = [(2, 1), (2, 3), (3, 1), (3, 2), (4, 1), (4, 3), (5, 2)]
@@ -121,10 +122,17 @@ def test_gradient_rejects_a_batch() -> None:
         model.gradient(points(model), batch=np.zeros((5, 1), dtype=np.int64))
 
 
+def _explicit(spec: object, depth: int | None = None) -> SweepConfig:
+    """A deep sweep config whose start is ``init: {explicit: {layers: spec}}``."""
+    model = {"family": "deep"} if depth is None else {"family": "deep", "depth": depth}
+    return parse_config({"model": model, "grid": {"eta": 0.1, "phi": 1.0}, "init": {"explicit": {"layers": spec}}})
+
+
 def test_explicit_start_is_read_by_rows() -> None:
     spec = [[[1], [2]], [[3, 4], [5, 6]], [[7, 8]]]
-    assert explicit_shape(spec) == (3, 2)
-    theta = explicit_theta(spec, depth=3)
+    explicit = _explicit(spec, depth=3).explicit_theta
+    assert explicit is not None and (explicit.depth, explicit.d) == (3, 2)
+    theta = np.array([explicit.theta])
     np.testing.assert_array_equal(theta, [[1, 2, 3, 4, 5, 6, 7, 8]])
     w1, w2, w3 = layers(theta, 3, 2)
     np.testing.assert_array_equal(w2[0], [[3, 4], [5, 6]])
@@ -133,28 +141,29 @@ def test_explicit_start_is_read_by_rows() -> None:
 @pytest.mark.parametrize(
     ("spec", "key", "words"),
     [
-        ([[[1], [2]]], "init.explicit.layers", "at least 2"),
-        ("x", "init.explicit.layers", "at least 2"),
-        ([[1, 2], [[1, 2]]], "init.explicit.layers[0][0]", "W_1 must be 2×1"),  # a flat list is not by rows
-        ([[[1], [2]], 3], "init.explicit.layers[1]", "W_2 must be 1×2"),
-        ([5, [[1, 2]]], "init.explicit.layers[0]", "d×1"),
-        ([[[1], [2]], [[1, 2, 3]]], "init.explicit.layers[1][0]", "W_2 must be 1×2"),
-        ([[[1, 2], [3, 4]], [[1, 2]]], "init.explicit.layers[0][0]", "W_1 must be 2×1"),
-        ([[[1], [2]], [[1, 2], [3]], [[1, 2]]], "init.explicit.layers[1][1]", "W_2 must be 2×2"),
-        ([[[1], [2]], [[1, 2]], [[1, 2]]], "init.explicit.layers[1]", "W_2 must be 2×2 (2 rows"),
+        ([[[1], [2]]], "init.explicit.layers", "N >= 2 matrices"),
+        ("x", "init.explicit.layers", "N >= 2 matrices"),
+        ([[1, 2], [[1, 2]]], "init.explicit.layers[0][0]", "a row"),  # a flat list is not by rows
+        ([[[1], [2]], 3], "init.explicit.layers[1]", "list of rows"),
+        ([5, [[1, 2]]], "init.explicit.layers[0]", "list of rows"),
+        ([[[1], [2]], [[1, 2, 3]]], "init.explicit.layers[1]", "has shape 1×3, expected 1×2 (W_N is 1×d"),
+        ([[[1, 2], [3, 4]], [[1, 2]]], "init.explicit.layers[0]", "has shape 2×2, expected 2×1 (W_1 is d×1"),
+        ([[[1], [2]], [[1, 2], [3]], [[1, 2]]], "init.explicit.layers[1]", "rows must have equal lengths"),
+        ([[[1], [2]], [[1, 2]], [[1, 2]]], "init.explicit.layers[1]", "expected 2×2 (W_k is d×d"),
         ([[[1], [2]], [[1, "x"]]], "init.explicit.layers[1][0][1]", "must be a number"),
         ([[[1], [float("nan")]], [[1, 2]]], "init.explicit.layers[0][1][0]", "finite"),
-        ([[[0], [0]], [[0, 0]]], "init.explicit.layers", "saddle"),
+        ([[[0], [0]], [[0, 0]]], "init.explicit", "saddle"),
     ],
 )
 def test_explicit_start_with_a_wrong_shape_names_the_layer(spec: object, key: str, words: str) -> None:
     with pytest.raises(ConfigError) as error:
-        explicit_theta(spec)
+        _explicit(spec)
     assert error.value.key == key
     assert words in error.value.problem
+    assert error.value.exit_code == 2
 
 
 def test_explicit_start_against_the_configured_depth() -> None:
-    with pytest.raises(ConfigError, match="has 2 layers; model.depth is 3") as error:
-        explicit_theta([[[1], [2]], [[1, 2]]], depth=3)
-    assert error.value.key == "init.explicit.layers"
+    with pytest.raises(ConfigError, match="is 3 but init.explicit.layers has 2 layers") as error:
+        _explicit([[[1], [2]], [[1, 2]]], depth=3)
+    assert error.value.key == "model.depth"

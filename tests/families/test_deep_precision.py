@@ -20,9 +20,10 @@ import mpmath
 import numpy as np
 import pytest
 
-from lin2net.dynamics.deep.model import DeepModel, explicit_theta, layer_shapes
+from lin2net.dynamics.deep.model import DeepModel, layer_shapes
 from lin2net.dynamics.deep.reference import integrate
 from lin2net.dynamics.driver import run
+from lin2net.dynamics.families import parse_explicit
 from lin2net.dynamics.parameter_vector import ParameterVectorDynamics, run_parameters, start_state
 from lin2net.dynamics.protocol import Status, StopRule
 
@@ -129,7 +130,7 @@ STARTS = [
 
 @pytest.mark.parametrize(("spec", "eta", "phi"), STARTS)
 def test_gradient_descent_against_60_digits(spec: list, eta: float, phi: float) -> None:
-    theta = explicit_theta(spec)
+    theta = np.array([parse_explicit("deep", {"layers": spec}).theta])
     depth, width = len(spec), len(spec[0])
     rule = StopRule(loss_tol=1e-10, max_steps=5000)
     steps, q_ratio, top = exact_gradient_descent(depth, width, theta[0], eta, phi, rule)

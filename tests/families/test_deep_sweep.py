@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import lin2net
-from lin2net.dynamics.deep.model import DeepModel, explicit_theta
+from lin2net.dynamics.deep.model import DeepModel
 from lin2net.dynamics.deep.reference import integrate
+from lin2net.dynamics.families import parse_explicit
 from lin2net.dynamics.protocol import Status, StopRule
 
 LAYERS = [[[0.5], [-0.2]], [[0.8, 0.1], [-0.3, 0.6]], [[0.9, 0.4]]]
@@ -30,7 +31,7 @@ def test_rows_equal_the_family_reference(layers: list) -> None:
         "loss_tol": 1e-10,
     }
     rows = lin2net.run(config).to_pandas().sort_values("eta")
-    theta = explicit_theta(layers)
+    theta = np.array([parse_explicit("deep", {"layers": layers}).theta])
     model = DeepModel(len(layers), len(layers[0]), 1.0)
     reference = integrate(model, np.repeat(theta, len(etas), axis=0), np.array(etas), StopRule(1e-10, 3000)).results
     assert list(rows["status"]) == [Status(s).label for s in reference.status]

@@ -63,7 +63,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lin2net.dynamics.family import FloatArray, IntArray
-from lin2net.errors import ConfigError
 from lin2net.theory import closed_forms
 
 Array = NDArray[Any]  # float64 or complex128: the derivative methods work on both
@@ -467,79 +466,3 @@ def integrate_flow(model: DeepModel, theta: FloatArray, rtol: float = FLOW_RTOL)
         theta += correction[:, None] * grad
     theta[failed] = np.nan
     return theta
-
-
-# ---------------------------------------------------------------- explicit starts
-
-
-def _is_list(value: Any) -> bool:
-    return isinstance(value, Sequence) and not isinstance(value, str)
-
-
-def explicit_shape(spec: Any, key: str = "init.explicit.layers") -> tuple[int, int]:
-    """(depth N, width d) of an explicit ``layers: [W_1, …, W_N]`` list: N is its
-    length, d the number of rows of W_1 (shapes are checked by :func:`explicit_theta`)."""
-    if not _is_list(spec) or len(spec) < 2:
-        raise ConfigError(key, f"must be a list of at least 2 matrices [W_1, …, W_N], got {_describe(spec)}")
-    first = spec[0]
-    if not _is_list(first) or len(first) == 0:
-        problem = f"must be a d×1 matrix given by rows, e.g. [[0.5], [-0.3]], got {_describe(first)}"
-        raise ConfigError(f"{key}[0]", problem)
-    return len(spec), len(first)
-
-
-def explicit_theta(
-    spec: Any, depth: int | None = None, width: int | None = None, key: str = "init.explicit.layers"
-) -> FloatArray:
-    """θ of shape (1, D) from ``layers: [W_1, …, W_N]``, each W_k a list of its rows.
-
-    W_1 must be d×1, W_k d×d (1 < k < N), W_N 1×d; d is W_1's row count unless
-    ``width`` is given, N the list's length, which must equal ``depth`` if given.
-    A wrong shape or entry raises :class:`ConfigError` naming ``layers[k]``
-    (``layers[k][i]`` for a row, ``layers[k][i][j]`` for an entry).
-    """
-    count, rows_first = explicit_shape(spec, key)
-    if depth is not None and count != depth:
-        raise ConfigError(key, f"has {count} layers; model.depth is {depth}")
-    d = rows_first if width is None else width
-    values: list[float] = []
-    for k, (shape, layer) in enumerate(zip(layer_shapes(count, d), spec, strict=True)):
-        rows, cols = shape
-        name = f"{key}[{k}]"
-        expected = f"W_{k + 1} must be {rows}×{cols} ({_count(rows, 'row')} of {_count(cols, 'number')})"
-        if not _is_list(layer) or len(layer) != rows:
-            got = _count(len(layer), "row") if _is_list(layer) else _describe(layer)
-            raise ConfigError(name, f"{expected}, got {got}")
-        for i, row in enumerate(layer):
-            if not _is_list(row) or len(row) != cols:
-                got = f"a row of {_count(len(row), 'number')}" if _is_list(row) else _describe(row)
-                raise ConfigError(f"{name}[{i}]", f"{expected}, got {got}")
-            values.extend(_finite(f"{name}[{i}][{j}]", entry) for j, entry in enumerate(row))
-    theta = np.array([values], dtype=np.float64)
-    if not np.any(theta != 0):
-        raise ConfigError(key, "all layers zero is a saddle point: gradient descent never moves from it")
-    return theta
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def _finite(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(key, f"must be a number, got {_describe(value)}")
-    try:
-        result = float(value)
-    except OverflowError:  # an integer beyond the float range
-        result = math.inf
-    if not math.isfinite(result):
-        raise ConfigError(key, f"must be a finite number, got {value!r}")
-    return result
-
-
-def _describe(value: Any) -> str:
-    """A short rendering for messages (a list by its length, never in full)."""
-    if _is_list(value):
-        return f"a {type(value).__name__} of length {len(value)}"
-    text = repr(value)
-    return f"{text[:57]}... ({type(value).__name__})" if len(text) > 60 else f"{text} ({type(value).__name__})"

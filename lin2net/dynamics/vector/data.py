@@ -39,6 +39,7 @@ import numpy as np
 
 from lin2net.errors import ConfigError
 from lin2net.theory.closed_forms import FloatArray
+from lin2net.validation import describe, finite_float, positive_int
 
 DATA_KEYS = ("n", "x", "teacher", "noise", "y")
 X_KINDS = ("gaussian", "whitened")
@@ -82,7 +83,7 @@ def parse_vector_data(mapping: Any, inputs: int) -> VectorDataSpec:
     if mapping is None:
         mapping = {}
     if not isinstance(mapping, Mapping):
-        raise ConfigError("data", f"must be a mapping with keys {', '.join(DATA_KEYS)}, got {_describe(mapping)}")
+        raise ConfigError("data", f"must be a mapping with keys {', '.join(DATA_KEYS)}, got {describe(mapping)}")
     for key in mapping:
         if key not in DATA_KEYS:
             raise ConfigError(f"data.{key}", f"unknown key; valid keys: {', '.join(DATA_KEYS)}")
@@ -90,7 +91,7 @@ def parse_vector_data(mapping: Any, inputs: int) -> VectorDataSpec:
     if isinstance(x, str):
         if x not in X_KINDS:
             raise ConfigError("data.x", f"must be {' or '.join(X_KINDS)} or a list of vectors, got {x!r}")
-        n = _count("data.n", mapping.get("n", VectorDataSpec.n), MAX_POINTS)
+        n = positive_int("data.n", mapping.get("n", VectorDataSpec.n), maximum=MAX_POINTS)
         rows: str | tuple[tuple[float, ...], ...] = x
         if x == "whitened" and n < inputs:
             raise ConfigError("data.n", f"whitened data need n >= inputs m = {inputs} (XᵀX/n = I), got {n}")
@@ -99,27 +100,27 @@ def parse_vector_data(mapping: Any, inputs: int) -> VectorDataSpec:
             raise ConfigError("data.x", f"at most {MAX_POINTS} data points, got {len(x)}")
         rows = tuple(_vector(f"data.x[{i}]", row, inputs) for i, row in enumerate(x))
         n = len(rows)
-        if "n" in mapping and _count("data.n", mapping["n"], MAX_POINTS) != n:
+        if "n" in mapping and positive_int("data.n", mapping["n"], maximum=MAX_POINTS) != n:
             problem = f"an explicit data.x has {n} points; omit data.n or give {n}, got {mapping['n']!r}"
             raise ConfigError("data.n", problem)
     else:
-        raise ConfigError("data.x", f"must be gaussian, whitened or a non-empty list of vectors, got {_describe(x)}")
+        raise ConfigError("data.x", f"must be gaussian, whitened or a non-empty list of vectors, got {describe(x)}")
     if n * inputs > MAX_VALUES:
         raise ConfigError("data.n", f"n·m = {n}·{inputs} exceeds {MAX_VALUES} data values")
     teacher = mapping.get("teacher", "linear")
     if teacher not in TEACHERS:
-        raise ConfigError("data.teacher", f"must be {' or '.join(TEACHERS)}, got {_describe(teacher)}")
-    noise = _number("data.noise", mapping.get("noise", 0.0))
+        raise ConfigError("data.teacher", f"must be {' or '.join(TEACHERS)}, got {describe(teacher)}")
+    noise = finite_float("data.noise", mapping.get("noise", 0.0))
     if noise < 0:
         raise ConfigError("data.noise", f"must be >= 0, got {noise!r}")
     labels = None
     if "y" in mapping:
         y = mapping["y"]
         if isinstance(y, str) or not isinstance(y, Sequence):
-            raise ConfigError("data.y", f"must be a list of n = {n} numbers, got {_describe(y)}")
+            raise ConfigError("data.y", f"must be a list of n = {n} numbers, got {describe(y)}")
         if len(y) != n:
             raise ConfigError("data.y", f"must have one label per data point (n = {n}), got {len(y)}")
-        labels = tuple(_number(f"data.y[{i}]", value) for i, value in enumerate(y))
+        labels = tuple(finite_float(f"data.y[{i}]", value) for i, value in enumerate(y))
         if "teacher" in mapping:
             raise ConfigError("data.teacher", "explicit data.y are the labels: omit data.teacher")
         if noise > 0:
@@ -211,38 +212,7 @@ def _rows_dot(x: FloatArray, w: FloatArray) -> FloatArray:
 def _vector(key: str, row: Any, inputs: int) -> tuple[float, ...]:
     """One explicit data point: m numbers (a bare number when m = 1)."""
     if inputs == 1 and not isinstance(row, (Sequence, Mapping)):
-        return (_number(key, row),)
+        return (finite_float(key, row),)
     if isinstance(row, str) or not isinstance(row, Sequence) or len(row) != inputs:
-        raise ConfigError(key, f"must be a list of m = {inputs} numbers (model.inputs), got {_describe(row)}")
-    return tuple(_number(f"{key}[{k}]", value) for k, value in enumerate(row))
-
-
-def _number(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(key, f"must be a number, got {_describe(value)}")
-    try:
-        result = float(value)
-    except OverflowError:  # an integer beyond the float range
-        result = math.inf
-    if not math.isfinite(result):
-        raise ConfigError(key, f"must be a finite number, got {value!r}")
-    return result
-
-
-def _count(key: str, value: Any, maximum: int) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(key, f"must be an integer, got {_describe(value)}")
-    if value < 1:
-        raise ConfigError(key, f"must be >= 1, got {value}")
-    if value > maximum:
-        raise ConfigError(key, f"must be at most {maximum}, got {value}")
-    return value
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    text = text if len(text) <= 60 else text[:57] + "..."
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return text if is_number else f"{text} ({type(value).__name__})"
+        raise ConfigError(key, f"must be a list of m = {inputs} numbers (model.inputs), got {describe(row)}")
+    return tuple(finite_float(f"{key}[{k}]", value) for k, value in enumerate(row))
