@@ -54,6 +54,7 @@ At a minimizer ε = 0, so ∇²L = ∇f ∇fᵀ and λ_GF = ‖∇f(θ*)‖². �
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from lin2net.dynamics import dormand_prince
 from lin2net.dynamics.family import FloatArray, IntArray
 from lin2net.theory import closed_forms
 
@@ -373,28 +375,6 @@ def scalar_flow_sharpness(w: FloatArray, phi: float) -> FloatArray:
 
 # ---------------------------------------------------------------- the flow for d > 1
 
-# Dormand–Prince 5(4) tableau.
-_DP_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
-_DP_A = (
-    (),
-    (1 / 5,),
-    (3 / 40, 9 / 40),
-    (44 / 45, -56 / 15, 32 / 9),
-    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
-    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
-)
-_DP_B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0)
-_DP_E = (  # fifth- minus fourth-order weights: the local error estimate
-    35 / 384 - 5179 / 57600,
-    0.0,
-    500 / 1113 - 7571 / 16695,
-    125 / 192 - 393 / 640,
-    -2187 / 6784 + 92097 / 339200,
-    11 / 84 - 187 / 2100,
-    -1 / 40,
-)
-
 
 def integrate_flow(model: DeepModel, theta: FloatArray, rtol: float = FLOW_RTOL) -> FloatArray:
     """The point θ* (n, D) gradient flow θ' = −∇L reaches from θ, by following its path.
@@ -436,23 +416,15 @@ def integrate_flow(model: DeepModel, theta: FloatArray, rtol: float = FLOW_RTOL)
     while active.any():
         rows = np.flatnonzero(active)
         x, hh = theta[rows], np.minimum(h[rows], 1.0 - s[rows])
-        stages = [k_first[rows]]
-        for i in range(1, 7):
-            increment = sum(a * k for a, k in zip(_DP_A[i], stages, strict=False))
-            stages.append(velocity(x + hh[:, None] * increment, rows))
-        x_new = x + hh[:, None] * sum(b * k for b, k in zip(_DP_B, stages, strict=True))
-        error = hh[:, None] * sum(e * k for e, k in zip(_DP_E, stages, strict=True))
-        tolerance = rtol * np.maximum(np.maximum(np.abs(x), np.abs(x_new)), scale[rows][:, None])
-        with np.errstate(invalid="ignore"):
-            ratio = np.sqrt(np.mean((error / tolerance) ** 2, axis=1))
+        step = dormand_prince.attempt(functools.partial(velocity, rows=rows), x, hh, k_first[rows])
+        tolerance = rtol * np.maximum(np.maximum(np.abs(x), np.abs(step.new)), scale[rows][:, None])
+        ratio = dormand_prince.error_ratio(step.error, tolerance)
         accept = np.isfinite(ratio) & (ratio <= 1.0)
         accepted = rows[accept]
-        theta[accepted] = x_new[accept]
+        theta[accepted] = step.new[accept]
         s[accepted] = np.where(hh[accept] >= 1.0 - s[accepted], 1.0, s[accepted] + hh[accept])
-        k_first[accepted] = stages[-1][accept]  # first-same-as-last
-        with np.errstate(divide="ignore", invalid="ignore"):
-            factor = np.where(np.isfinite(ratio), 0.9 * np.power(np.maximum(ratio, 1e-10), -0.2), 0.1)
-        h[rows] = hh * np.clip(factor, 0.1, 5.0)
+        k_first[accepted] = step.last[accept]  # first-same-as-last
+        h[rows] = dormand_prince.next_step(hh, ratio)
         steps[rows] += 1
         done = s[rows] >= 1.0
         stuck = (steps[rows] >= MAX_FLOW_STEPS) | (h[rows] <= 1e-14)

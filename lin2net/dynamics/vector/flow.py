@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from lin2net.dynamics import dormand_prince
 from lin2net.theory.closed_forms import FloatArray
 
 Gradient = Callable[[FloatArray], FloatArray]
@@ -64,22 +65,6 @@ class FlowTolerances:
 
 
 TOLERANCES = FlowTolerances()
-
-# Dormand–Prince 5(4) tableau.
-_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
-_A = (
-    (),
-    (1 / 5,),
-    (3 / 40, 9 / 40),
-    (44 / 45, -56 / 15, 32 / 9),
-    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
-    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
-)
-_B5 = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0)
-_B4 = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40)
-_E = tuple(b5 - b4 for b5, b4 in zip(_B5, _B4, strict=True))
-
 
 def flow_to_rest(
     gradient: Gradient,
@@ -130,22 +115,15 @@ def _runge_kutta(
     steps = 0
     while active.size and steps < min(tolerances.rk_steps, tolerances.max_steps):
         steps += 1
-        y, step = theta[active], h[active][:, None]
-        stages = [slope[active]]
-        for i in range(1, 7):
-            increment = sum(a * k for a, k in zip(_A[i], stages, strict=False) if a)
-            stages.append(-gradient(y + step * increment))
-        new = y + step * sum(b * k for b, k in zip(_B5, stages, strict=True) if b)
-        error = step * sum(e * k for e, k in zip(_E, stages, strict=True) if e)
-        weight = atol[active][:, None] + tolerances.rtol * np.maximum(np.abs(y), np.abs(new))
-        with np.errstate(over="ignore", invalid="ignore"):
-            err = np.sqrt(np.mean((error / weight) ** 2, axis=1))
-        ok = np.isfinite(err) & (err <= 1.0) & np.all(np.isfinite(stages[6]), axis=1)
+        y = theta[active]
+        step = dormand_prince.attempt(lambda x: -gradient(x), y, h[active], slope[active])
+        weight = atol[active][:, None] + tolerances.rtol * np.maximum(np.abs(y), np.abs(step.new))
+        err = dormand_prince.error_ratio(step.error, weight)
+        ok = np.isfinite(err) & (err <= 1.0) & np.all(np.isfinite(step.last), axis=1)
         accepted = active[ok]
-        theta[accepted] = new[ok]
-        slope[accepted] = stages[6][ok]  # FSAL: the last stage is −∇L at the new point
-        factor = np.where(np.isfinite(err), 0.9 * np.maximum(err, 1e-10) ** -0.2, 0.1)
-        h[active] = h[active] * np.clip(factor, 0.1, 5.0)
+        theta[accepted] = step.new[ok]
+        slope[accepted] = step.last[ok]  # FSAL: the last stage is −∇L at the new point
+        h[active] = dormand_prince.next_step(h[active], err)
         near[accepted] = _norm(slope[accepted]) <= handover[accepted]
         active = active[~near[active]]
     return near
