@@ -11,8 +11,10 @@ from lin2net.dynamics.relu.model import ReluModel
 from lin2net.dynamics.vector.data import make_data, parse_vector_data
 from lin2net.dynamics.vector.flow import TOLERANCES
 from lin2net.dynamics.vector.model import VectorModel
-
-STEP = 1e-30
+from tests.families.derivative_checks import (
+    assert_gradient_and_hvp_match_complex_steps,
+    assert_hessian_columns_are_hvps,
+)
 
 
 def model_and_points(d: int, m: int, teacher: str = "relu", n: int = 15, count: int = 6):
@@ -26,10 +28,7 @@ def model_and_points(d: int, m: int, teacher: str = "relu", n: int = 15, count: 
 def test_gradient_and_hvp_against_complex_step(d: int, m: int) -> None:
     model, theta, v = model_and_points(d, m)
     assert np.min(np.abs(model.activations(theta))) > 1e-6  # no kink within the step
-    directional = model.loss(theta + 1j * STEP * v).imag / STEP
-    assert np.allclose(np.sum(model.gradient(theta) * v, axis=1), directional, rtol=1e-13, atol=1e-13)
-    hvp = model.gradient(theta + 1j * STEP * v).imag / STEP
-    assert np.allclose(model.hvp(theta, v), hvp, rtol=1e-13, atol=1e-13)
+    assert_gradient_and_hvp_match_complex_steps(model, theta, v)
 
 
 def test_gradient_against_central_differences() -> None:
@@ -42,13 +41,7 @@ def test_gradient_against_central_differences() -> None:
 @pytest.mark.parametrize(("d", "m"), [(1, 1), (4, 3), (2, 6)])
 def test_hessian_columns_are_hvps(d: int, m: int) -> None:
     model, theta, _ = model_and_points(d, m)
-    hess = model.hessian(theta)
-    assert np.array_equal(hess, np.transpose(hess, (0, 2, 1)))
-    for k in range(model.size):
-        unit = np.zeros_like(theta)
-        unit[:, k] = 1.0
-        assert np.allclose(hess[:, :, k], model.hvp(theta, unit), rtol=1e-13, atol=1e-13)
-    assert np.allclose(model.sharpness(theta), np.linalg.eigvalsh(hess)[:, -1], rtol=0, atol=0)
+    assert_hessian_columns_are_hvps(model, theta)
 
 
 def test_relu_derivative_at_zero_is_zero() -> None:

@@ -10,8 +10,10 @@ import pytest
 from lin2net.dynamics.vector.data import make_data, parse_vector_data
 from lin2net.dynamics.vector.model import VectorModel
 from lin2net.theory import closed_forms
-
-STEP = 1e-30  # complex step: no cancellation, so the step can be tiny
+from tests.families.derivative_checks import (
+    assert_gradient_and_hvp_match_complex_steps,
+    assert_hessian_columns_are_hvps,
+)
 
 
 def model_and_points(d: int, m: int, x: str = "gaussian", n: int = 17, count: int = 6, noise: float = 0.2):
@@ -24,22 +26,13 @@ def model_and_points(d: int, m: int, x: str = "gaussian", n: int = 17, count: in
 @pytest.mark.parametrize(("d", "m"), [(1, 1), (3, 1), (1, 4), (4, 3), (2, 6)])
 def test_gradient_and_hvp_against_complex_step(d: int, m: int) -> None:
     model, theta, v = model_and_points(d, m)
-    directional = model.loss(theta + 1j * STEP * v).imag / STEP
-    assert np.allclose(np.sum(model.gradient(theta) * v, axis=1), directional, rtol=1e-13, atol=1e-13)
-    hvp = model.gradient(theta + 1j * STEP * v).imag / STEP
-    assert np.allclose(model.hvp(theta, v), hvp, rtol=1e-13, atol=1e-13)
+    assert_gradient_and_hvp_match_complex_steps(model, theta, v)
 
 
 @pytest.mark.parametrize(("d", "m"), [(1, 1), (4, 3), (2, 6)])
 def test_hessian_columns_are_hvps_and_sharpness_is_its_top_eigenvalue(d: int, m: int) -> None:
     model, theta, _ = model_and_points(d, m)
-    hess = model.hessian(theta)
-    assert np.array_equal(hess, np.transpose(hess, (0, 2, 1)))
-    for k in range(model.size):
-        unit = np.zeros_like(theta)
-        unit[:, k] = 1.0
-        assert np.allclose(hess[:, :, k], model.hvp(theta, unit), rtol=1e-13, atol=1e-13)
-    assert np.allclose(model.sharpness(theta), np.linalg.eigvalsh(hess)[:, -1], rtol=0, atol=0)
+    assert_hessian_columns_are_hvps(model, theta)
 
 
 @pytest.mark.parametrize("d", [1, 2, 5])

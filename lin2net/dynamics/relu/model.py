@@ -38,8 +38,8 @@ import math
 import numpy as np
 
 from lin2net.dynamics.family import FloatArray, IntArray
+from lin2net.dynamics.vector import two_layer
 from lin2net.dynamics.vector.flow import FlowTolerances, flow_to_rest
-from lin2net.dynamics.vector.model import neuron_imbalance
 
 RELU_TOLERANCES = FlowTolerances(rk_steps=500, max_steps=2_000)
 """The flow's step caps for ReLU nets, tighter than the vector family's: the flow
@@ -55,10 +55,7 @@ class ReluModel:
         self, width: int, inputs: int, x: FloatArray, y: FloatArray, tolerances: FlowTolerances = RELU_TOLERANCES
     ) -> None:
         self.width, self.inputs = int(width), int(inputs)
-        self.x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1, self.inputs)
-        self.y = np.ascontiguousarray(y, dtype=np.float64).reshape(-1)
-        if self.x.shape[0] != self.y.shape[0] or self.x.shape[0] < 1:
-            raise ValueError(f"data: X has {self.x.shape[0]} rows, y has {self.y.shape[0]} labels")
+        self.x, self.y = two_layer.data_arrays(self.inputs, x, y)
         self.n = int(self.x.shape[0])
         self.label_scale = math.sqrt(float(np.mean(self.y * self.y)))
         self.tolerances = tolerances
@@ -69,14 +66,10 @@ class ReluModel:
 
     def split(self, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
         """(a (n, d, m): the neurons' rows, b (n, d)) as views of θ (n, D)."""
-        d, m = self.width, self.inputs
-        return theta[:, : d * m].reshape(-1, d, m), theta[:, d * m :]
+        return two_layer.split(theta, self.width, self.inputs)
 
     def _data(self, batch: IntArray | None) -> tuple[FloatArray, FloatArray]:
-        if batch is None:
-            return self.x[None], self.y[None]
-        rows = np.sort(np.asarray(batch), axis=1)
-        return self.x[rows], self.y[rows]
+        return two_layer.batch_rows(self.x, self.y, batch)
 
     def _forward(
         self, theta: FloatArray, batch: IntArray | None = None
@@ -98,8 +91,7 @@ class ReluModel:
 
     def loss(self, theta: FloatArray) -> FloatArray:
         _, _, _, r = self._forward(theta)
-        loss: FloatArray = np.sum(r * r, axis=1) / (2 * self.n)
-        return loss
+        return two_layer.square_loss(r)
 
     def residual(self, theta: FloatArray) -> FloatArray:
         """√(2L), the ε of the stop rule."""
@@ -109,12 +101,8 @@ class ReluModel:
     def gradient(self, theta: FloatArray, batch: IntArray | None = None) -> FloatArray:
         _, b = self.split(theta)
         x, s, h, r = self._forward(theta, batch)
-        count = x.shape[1]
-        # G_j = mean_i r_i s_ij x_i, so ∇_{a_j} L = b_j G_j.
-        weights = s * r[:, :, None]
-        paired = np.sum(weights[:, :, :, None] * x[:, :, None, :], axis=1) / count
-        grad_a = b[:, :, None] * paired
-        grad_b = np.sum(h * r[:, :, None], axis=1) / count
+        grad_a = b[:, :, None] * self._pairing(s, r, x)  # ∇_{a_j} L = b_j G_j
+        grad_b = np.sum(h * r[:, :, None], axis=1) / x.shape[1]
         gradient: FloatArray = np.concatenate([grad_a.reshape(theta.shape[0], -1), grad_b], axis=1)
         return gradient
 
@@ -129,9 +117,9 @@ class ReluModel:
         return features
 
     def _pairing(self, s: FloatArray, r: FloatArray, x: FloatArray) -> FloatArray:
-        """G_j = mean_i r_i s_ij x_i, shape (n, d, m)."""
+        """G_j = mean_i r_i s_ij x_i over the data (or each trajectory's batch), shape (n, d, m)."""
         weights = s * r[:, :, None]
-        paired: FloatArray = np.sum(weights[:, :, :, None] * x[:, :, None, :], axis=1) / self.n
+        paired: FloatArray = np.sum(weights[:, :, :, None] * x[:, :, None, :], axis=1) / x.shape[1]
         return paired
 
     def hvp(self, theta: FloatArray, v: FloatArray) -> FloatArray:
@@ -156,13 +144,11 @@ class ReluModel:
         columns = d * m + rows // m
         hess[:, rows, columns] += paired
         hess[:, columns, rows] += paired
-        symmetric: FloatArray = 0.5 * (hess + np.transpose(hess, (0, 2, 1)))  # exactly, whatever the sum order
-        return symmetric
+        return two_layer.symmetric(hess)
 
     def sharpness(self, theta: FloatArray) -> FloatArray:
         """The Hessian's top eigenvalue, shape (n,) (eigvalsh)."""
-        top: FloatArray = np.asarray(np.linalg.eigvalsh(self.hessian(theta))[:, -1], dtype=np.float64)
-        return top
+        return two_layer.top_eigenvalue(self.hessian(theta))
 
     def conserved(self, theta: FloatArray) -> FloatArray:
         """‖a_j‖² − b_j², shape (n, d): what gradient flow conserves."""
@@ -172,8 +158,7 @@ class ReluModel:
 
     def imbalance(self, theta: FloatArray) -> FloatArray:
         """Q = Σ_j |‖a_j‖² − b_j²| (no cancellation; see the module doc)."""
-        a, b = self.split(theta)
-        return neuron_imbalance(np.sqrt(np.sum(a * a, axis=2)), np.abs(b))
+        return two_layer.imbalance(*self.split(theta))
 
     def gradient_flow_sharpness(self, theta: FloatArray) -> FloatArray:
         theta = np.asarray(theta, dtype=np.float64)

@@ -38,6 +38,7 @@ import math
 import numpy as np
 
 from lin2net.dynamics.family import FloatArray, IntArray
+from lin2net.dynamics.vector import two_layer
 from lin2net.dynamics.vector.data import least_squares
 from lin2net.dynamics.vector.flow import TOLERANCES, FlowTolerances, flow_to_rest
 from lin2net.theory.closed_forms import gradient_flow_sharpness as shallow_gradient_flow_sharpness
@@ -50,10 +51,7 @@ class VectorModel:
         self, width: int, inputs: int, x: FloatArray, y: FloatArray, tolerances: FlowTolerances = TOLERANCES
     ) -> None:
         self.width, self.inputs = int(width), int(inputs)
-        self.x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1, self.inputs)
-        self.y = np.ascontiguousarray(y, dtype=np.float64).reshape(-1)
-        if self.x.shape[0] != self.y.shape[0] or self.x.shape[0] < 1:
-            raise ValueError(f"data: X has {self.x.shape[0]} rows, y has {self.y.shape[0]} labels")
+        self.x, self.y = two_layer.data_arrays(self.inputs, x, y)
         self.n = int(self.x.shape[0])
         self.gram: FloatArray = np.sum(self.x[:, :, None] * self.x[:, None, :], axis=0) / self.n
         self.moment: FloatArray = np.sum(self.x * self.y[:, None], axis=0) / self.n
@@ -67,8 +65,7 @@ class VectorModel:
 
     def split(self, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
         """(A (n, d, m), b (n, d)) as views of θ (n, D)."""
-        d, m = self.width, self.inputs
-        return theta[:, : d * m].reshape(-1, d, m), theta[:, d * m :]
+        return two_layer.split(theta, self.width, self.inputs)
 
     def end_to_end(self, theta: FloatArray) -> FloatArray:
         """w = Aᵀb, shape (n, m)."""
@@ -78,10 +75,7 @@ class VectorModel:
 
     def _data(self, batch: IntArray | None) -> tuple[FloatArray, FloatArray]:
         """(X rows (1 or n, B, m), y rows (1 or n, B)) of the full set or of each trajectory's batch."""
-        if batch is None:
-            return self.x[None], self.y[None]
-        rows = np.sort(np.asarray(batch), axis=1)
-        return self.x[rows], self.y[rows]
+        return two_layer.batch_rows(self.x, self.y, batch)
 
     @staticmethod
     def _residuals(w: FloatArray, x: FloatArray, y: FloatArray) -> FloatArray:
@@ -95,8 +89,7 @@ class VectorModel:
 
     def loss(self, theta: FloatArray) -> FloatArray:
         r = self.residuals(theta)
-        loss: FloatArray = np.sum(r * r, axis=1) / (2 * self.n)
-        return loss
+        return two_layer.square_loss(r)
 
     def residual(self, theta: FloatArray) -> FloatArray:
         """√(2L), the ε of the stop rule (L includes the data's loss floor)."""
@@ -113,10 +106,7 @@ class VectorModel:
     def gradient(self, theta: FloatArray, batch: IntArray | None = None) -> FloatArray:
         a, b = self.split(theta)
         g = self.output_gradient(theta, batch)
-        grad_a = b[:, :, None] * g[:, None, :]
-        grad_b = np.sum(a * g[:, None, :], axis=2)
-        gradient: FloatArray = np.concatenate([grad_a.reshape(theta.shape[0], -1), grad_b], axis=1)
-        return gradient
+        return _chain(a, b, g)
 
     def _gram_times(self, dw: FloatArray) -> FloatArray:
         """Σ δw = mean_i x_i (x_iᵀ δw), over the data rows, shape (n, m)."""
@@ -155,13 +145,11 @@ class VectorModel:
         columns = d * m + rows // m
         hess[:, rows, columns] += g[:, rows % m]
         hess[:, columns, rows] += g[:, rows % m]
-        symmetric: FloatArray = 0.5 * (hess + np.transpose(hess, (0, 2, 1)))  # exactly, whatever the sum order
-        return symmetric
+        return two_layer.symmetric(hess)
 
     def sharpness(self, theta: FloatArray) -> FloatArray:
         """The Hessian's top eigenvalue, shape (n,) (eigvalsh)."""
-        top: FloatArray = np.asarray(np.linalg.eigvalsh(self.hessian(theta))[:, -1], dtype=np.float64)
-        return top
+        return two_layer.top_eigenvalue(self.hessian(theta))
 
     def conserved(self, theta: FloatArray) -> FloatArray:
         """C = AAᵀ − bbᵀ, shape (n, d, d): what gradient flow conserves."""
@@ -171,8 +159,7 @@ class VectorModel:
 
     def imbalance(self, theta: FloatArray) -> FloatArray:
         """Q = Σ_j |‖A_j‖² − b_j²| as Σ_j |(‖A_j‖ − |b_j|)(‖A_j‖ + |b_j|)| (no cancellation)."""
-        a, b = self.split(theta)
-        return neuron_imbalance(np.sqrt(np.sum(a * a, axis=2)), np.abs(b))
+        return two_layer.imbalance(*self.split(theta))
 
     def gradient_flow_sharpness(self, theta: FloatArray) -> FloatArray:
         theta = np.asarray(theta, dtype=np.float64)
@@ -196,10 +183,7 @@ class VectorModel:
         a, b = self.split(theta)
         w = self.end_to_end(theta)
         g = w @ self.gram - self.moment[None, :]
-        grad_a = b[:, :, None] * g[:, None, :]
-        grad_b = np.sum(a * g[:, None, :], axis=2)
-        gradient: FloatArray = np.concatenate([grad_a.reshape(theta.shape[0], -1), grad_b], axis=1)
-        return gradient
+        return _chain(a, b, g)
 
     def _scalar_input_flow_sharpness(self, theta: FloatArray) -> FloatArray:
         """m = 1: L = ½s(a·b − w*)² + floor, the shallow flow with target w* in time s·t."""
@@ -233,11 +217,12 @@ class VectorModel:
         return top
 
 
-def neuron_imbalance(row_norms: FloatArray, out_abs: FloatArray) -> FloatArray:
-    """Σ_j |(‖a_j‖ − |b_j|)(‖a_j‖ + |b_j|)| per row of (n, d) arrays: Σ_j |‖a_j‖² − b_j²|
-    without cancellation (at m = 1 the same bits as closed_forms.imbalance)."""
-    q: FloatArray = np.abs((row_norms - out_abs) * (row_norms + out_abs)).sum(axis=1)
-    return q
+def _chain(a: FloatArray, b: FloatArray, g: FloatArray) -> FloatArray:
+    """∇L = (∇_A L = b gᵀ, ∇_b L = A g) as θ's layout, from g = ∇_w L (n, m)."""
+    grad_a = b[:, :, None] * g[:, None, :]
+    grad_b = np.sum(a * g[:, None, :], axis=2)
+    gradient: FloatArray = np.concatenate([grad_a.reshape(a.shape[0], -1), grad_b], axis=1)
+    return gradient
 
 
 def _positive_definite(matrix: FloatArray) -> bool:
