@@ -29,71 +29,54 @@ from lin2net.sweep.grid import Cell, grid_product
 from lin2net.theory import theorems
 from lin2net.theory.closed_forms import gradient_flow_sharpness, sharpness
 
+# The columns every dynamics' rows begin with (docs/columns.md): the cell and
+# trajectory, the grid point and the start ...
+_HEAD = [
+    ("cell_id", pa.dictionary(pa.int32(), pa.string())),
+    ("trajectory", pa.int64()),
+    ("eta", pa.float64()),
+    ("lambda0", pa.float64()),
+    ("phi", pa.float64()),
+    ("d", pa.int64()),
+    ("init", pa.dictionary(pa.int8(), pa.string())),
+    ("eta_lambda0", pa.float64()),
+    ("eps0", pa.float64()),
+    ("lambda_init", pa.float64()),
+]
+# ... and the rest of the start, then the end of the run and its summaries.
+_TAIL = [
+    ("q0", pa.float64()),
+    ("sharpness0", pa.float64()),
+    ("status", pa.dictionary(pa.int8(), pa.string())),
+    ("steps", pa.int64()),
+    ("eps_T", pa.float64()),
+    ("lambda_T", pa.float64()),
+    ("sharpness_T", pa.float64()),
+    ("q_ratio", pa.float64()),
+    ("log_q_ratio", pa.float64()),
+    ("lambda_gf", pa.float64()),
+    ("sum_eps2", pa.float64()),
+    ("max_eta_sharpness", pa.float64()),
+    ("eos_steps", pa.int64()),
+    ("max_abs_eps", pa.float64()),
+]
+
 TRAJECTORY_SCHEMA = pa.schema(
     [
-        ("cell_id", pa.dictionary(pa.int32(), pa.string())),
-        ("trajectory", pa.int64()),
-        ("eta", pa.float64()),
-        ("lambda0", pa.float64()),
-        ("phi", pa.float64()),
-        ("d", pa.int64()),
-        ("init", pa.dictionary(pa.int8(), pa.string())),
-        ("eta_lambda0", pa.float64()),
-        ("eps0", pa.float64()),
-        ("lambda_init", pa.float64()),
-        ("q0", pa.float64()),
-        ("sharpness0", pa.float64()),
-        ("status", pa.dictionary(pa.int8(), pa.string())),
-        ("steps", pa.int64()),
-        ("eps_T", pa.float64()),
-        ("lambda_T", pa.float64()),
-        ("sharpness_T", pa.float64()),
-        ("q_ratio", pa.float64()),
-        ("log_q_ratio", pa.float64()),
-        ("lambda_gf", pa.float64()),
-        ("sum_eps2", pa.float64()),
-        ("max_eta_sharpness", pa.float64()),
-        ("eos_steps", pa.int64()),
-        ("max_abs_eps", pa.float64()),
+        *_HEAD,
+        *_TAIL,
         ("thm1_regime", pa.bool_()),
         ("thm1_lower", pa.float64()),
         ("thm1_upper", pa.float64()),
         ("regime", pa.dictionary(pa.int8(), pa.string())),
     ]
 )
+"""The common columns of the shallow model's rows (GD, SGD and the like), with Theorem 1–2's."""
 
-
-FAMILY_SCHEMA = pa.schema(
-    [
-        ("cell_id", pa.dictionary(pa.int32(), pa.string())),
-        ("trajectory", pa.int64()),
-        ("eta", pa.float64()),
-        ("lambda0", pa.float64()),
-        ("phi", pa.float64()),
-        ("d", pa.int64()),
-        ("init", pa.dictionary(pa.int8(), pa.string())),
-        ("eta_lambda0", pa.float64()),
-        ("eps0", pa.float64()),
-        ("lambda_init", pa.float64()),
-        ("loss0", pa.float64()),
-        ("q0", pa.float64()),
-        ("sharpness0", pa.float64()),
-        ("status", pa.dictionary(pa.int8(), pa.string())),
-        ("steps", pa.int64()),
-        ("eps_T", pa.float64()),
-        ("lambda_T", pa.float64()),
-        ("sharpness_T", pa.float64()),
-        ("q_ratio", pa.float64()),
-        ("log_q_ratio", pa.float64()),
-        ("lambda_gf", pa.float64()),
-        ("sum_eps2", pa.float64()),
-        ("max_eta_sharpness", pa.float64()),
-        ("eos_steps", pa.int64()),
-        ("max_abs_eps", pa.float64()),
-    ]
-)
+FAMILY_SCHEMA = pa.schema([*_HEAD, ("loss0", pa.float64()), *_TAIL])
 """The common columns of a model family's rows (docs/columns.md, "Model families"):
-no Theorem 1–2 columns (they are the shallow model's); ε is the family's residual."""
+its loss at the start (loss0), and no Theorem 1–2 columns (they are the shallow
+model's); ε is the family's residual."""
 
 
 def trajectory_schema(algorithm: str) -> pa.Schema:
