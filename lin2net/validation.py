@@ -4,9 +4,10 @@ the offending value rendered by :func:`describe` (bounded in length and time).""
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from lin2net.errors import ConfigError
@@ -91,3 +92,25 @@ def integer(key: str, value: Any, minimum: int, maximum: int | None = None) -> i
 
 def positive_int(key: str, value: Any, maximum: int | None = None) -> int:
     return integer(key, value, minimum=1, maximum=maximum)
+
+
+def reject_unknown(
+    mapping: Mapping[Any, Any],
+    allowed: Sequence[str],
+    prefix: str,
+    hint: Callable[[str], str | None] | None = None,
+) -> None:
+    """ConfigError naming ``prefix + key`` for the first key of ``mapping`` not in
+    ``allowed``, with the closest allowed key as a suggestion (or ``hint(key)``
+    where that says more) and the list of valid keys."""
+    for key in mapping:
+        if key not in allowed:
+            specific = hint(str(key)) if hint is not None else None
+            shown = specific if specific is not None else suggest(str(key), allowed)
+            raise ConfigError(f"{prefix}{key}", f"unknown key{shown}; valid keys: {', '.join(allowed)}")
+
+
+def suggest(word: str, choices: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the choice closest to ``word``, or nothing if none is close."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""

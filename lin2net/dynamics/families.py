@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lin2net.errors import ConfigError
-from lin2net.validation import finite_float
+from lin2net.validation import finite_float, reject_unknown
 
 if TYPE_CHECKING:
     from lin2net.dynamics.family import Model
@@ -121,9 +121,7 @@ def parse_model(spec: Any) -> dict[str, Any]:
         return {"family": "shallow"}
     if not isinstance(spec, Mapping):
         raise ConfigError("model", f"must be a mapping such as {{family: deep, depth: 3}}, got {_show(spec)}")
-    for key in spec:
-        if key not in MODEL_KEYS:
-            raise ConfigError(f"model.{key}", f"unknown key; valid keys: {', '.join(MODEL_KEYS)}")
+    reject_unknown(spec, MODEL_KEYS, "model.")
     family = spec.get("family", "shallow")
     if not isinstance(family, str) or family not in FAMILIES:
         raise ConfigError("model.family", f"must be one of {', '.join(FAMILIES)}, got {_show(family)}")

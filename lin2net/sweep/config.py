@@ -9,7 +9,6 @@ docs/config.md.
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -23,7 +22,17 @@ import yaml
 from lin2net.dynamics import families, registry
 from lin2net.dynamics.sgd.data import MAX_DATA, DataSpec
 from lin2net.errors import ConfigError
-from lin2net.validation import bounded_repr, clip, describe, finite_float, integer, positive_float, positive_int
+from lin2net.validation import (
+    bounded_repr,
+    clip,
+    describe,
+    finite_float,
+    integer,
+    positive_float,
+    positive_int,
+    reject_unknown,
+    suggest,
+)
 
 COMMON_KEYS = (
     "name",
@@ -511,7 +520,7 @@ def parse_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
         _check_family_size(family, axes)
     keep = settings.get("keep", "rows")
     if keep not in KEEP_CHOICES:
-        hint = _suggest(str(keep), KEEP_CHOICES)
+        hint = suggest(str(keep), KEEP_CHOICES)
         raise ConfigError("keep", f"must be one of {', '.join(KEEP_CHOICES)}, got {describe(keep)}{hint}")
     return SweepConfig(
         name=name,
@@ -643,7 +652,7 @@ def _parse_sgd(settings: Mapping[str, Any], grid: Any, max_steps: int) -> dict[s
     data = _parse_data(settings.get("data", {}))
     sampling = settings.get("sampling", "without_replacement")
     if sampling not in SAMPLINGS:
-        hint = _suggest(str(sampling), SAMPLINGS)
+        hint = suggest(str(sampling), SAMPLINGS)
         raise ConfigError("sampling", f"must be one of {', '.join(SAMPLINGS)}, got {describe(sampling)}{hint}")
     if "window" in settings:
         window = positive_int("window", settings["window"])
@@ -669,7 +678,7 @@ def _parse_data(spec: Any) -> DataSpec:
     if isinstance(x, str):
         if x not in DATA_X_KINDS:
             kinds = ", ".join(DATA_X_KINDS)
-            raise ConfigError("data.x", f"must be {kinds} or a list of numbers, got {x!r}{_suggest(x, DATA_X_KINDS)}")
+            raise ConfigError("data.x", f"must be {kinds} or a list of numbers, got {x!r}{suggest(x, DATA_X_KINDS)}")
         n = positive_int("data.n", spec.get("n", DataSpec.n), maximum=MAX_DATA)
         values: str | tuple[float, ...] = x
     elif isinstance(x, Sequence) and len(x) > 0:
@@ -827,7 +836,7 @@ def _parse_init(spec: Any) -> tuple[str, ExplicitInit | None]:
             raise ConfigError("init", "explicit init needs vectors: init: {explicit: {a: [...], b: [...]}}")
         if spec not in INIT_KINDS:
             choices = ", ".join(INIT_KINDS)
-            raise ConfigError("init", f"must be one of {choices}, got {spec!r}{_suggest(spec, INIT_KINDS)}")
+            raise ConfigError("init", f"must be one of {choices}, got {spec!r}{suggest(spec, INIT_KINDS)}")
         return spec, None
     if isinstance(spec, Mapping):
         if list(spec) != ["explicit"]:
@@ -857,14 +866,9 @@ def _parse_init(spec: Any) -> tuple[str, ExplicitInit | None]:
 
 
 def _reject_unknown(mapping: Mapping[Any, Any], allowed: Sequence[str], prefix: str) -> None:
-    for key in mapping:
-        if key not in allowed:
-            hint = _suggest(str(key), allowed)
-            if not prefix and key in GRID_KEYS:  # an axis written at the top level
-                hint = f" at the top level; it is an axis: write it under grid: as grid.{key}"
-            raise ConfigError(f"{prefix}{key}", f"unknown key{hint}; valid keys: {', '.join(allowed)}")
+    def misplaced_axis(key: str) -> str | None:
+        if not prefix and key in GRID_KEYS:  # an axis written at the top level
+            return f" at the top level; it is an axis: write it under grid: as grid.{key}"
+        return None
 
-
-def _suggest(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    reject_unknown(mapping, allowed, prefix, misplaced_axis)

@@ -39,7 +39,7 @@ import numpy as np
 
 from lin2net.errors import ConfigError
 from lin2net.theory.closed_forms import FloatArray
-from lin2net.validation import describe, finite_float, positive_int
+from lin2net.validation import describe, finite_float, positive_int, reject_unknown
 
 DATA_KEYS = ("n", "x", "teacher", "noise", "y")
 X_KINDS = ("gaussian", "whitened")
@@ -84,9 +84,7 @@ def parse_vector_data(mapping: Any, inputs: int) -> VectorDataSpec:
         mapping = {}
     if not isinstance(mapping, Mapping):
         raise ConfigError("data", f"must be a mapping with keys {', '.join(DATA_KEYS)}, got {describe(mapping)}")
-    for key in mapping:
-        if key not in DATA_KEYS:
-            raise ConfigError(f"data.{key}", f"unknown key; valid keys: {', '.join(DATA_KEYS)}")
+    reject_unknown(mapping, DATA_KEYS, "data.")
     x = mapping.get("x", "gaussian")
     if isinstance(x, str):
         if x not in X_KINDS:
