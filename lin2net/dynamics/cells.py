@@ -159,74 +159,12 @@ def _table(
     results: TrajectoryResults,
     first: int = 0,
 ) -> pa.Table:
-    """Rows ``start`` … ``stop − 1`` of the cells' per-trajectory table (docs/columns.md)."""
+    """Rows ``start`` … ``stop − 1`` of the cells' per-trajectory table (docs/columns.md):
+    the columns every dynamics has, then the shallow model's or a model family's own
+    (``initial`` is then a :class:`lin2net.dynamics.family_cells.FamilyStart`), then
+    the dynamics' axes and result columns; the schema puts them in order."""
     rows = np.arange(start, stop, dtype=np.int64)
     which = rows // max(1, trajectories)  # index of each row's cell
-    entry = registry.get(cells[0].algorithm)
-    if registry.is_family(entry.name):
-        return _family_table(cells, ids, trajectories, rows, which, initial, results, first)
-
-    def parameter(name: str, dtype: Any = np.float64) -> np.ndarray:
-        return np.array([getattr(cell, name) for cell in cells], dtype=dtype)[which]
-
-    eta, phi = parameter("eta"), parameter("phi")
-    lambda0 = parameter("lambda0")
-    eta_lambda0 = np.array(
-        [grid_product(cell.eta, cell.lambda0) if cell.eta_lambda0 is None else cell.eta_lambda0 for cell in cells]
-    )[which]
-    inits = pa.array(sorted({cell.init for cell in cells}), type=pa.string())
-    init_index = {label: i for i, label in enumerate(inits.to_pylist())}
-    linear = theorems.thm1_regime(eta, initial.eps0, initial.lam0, phi)
-    slow = theorems.slow_regime(eta, initial.eps0, initial.lam0, phi)
-    columns = {
-        "cell_id": _dictionary(which.astype(np.int32), ids, pa.int32()),
-        "trajectory": rows - which * trajectories + first,
-        "eta": eta,
-        "lambda0": lambda0,
-        "phi": phi,
-        "d": parameter("d", np.int64),
-        "init": _dictionary(np.array([init_index[c.init] for c in cells], dtype=np.int8)[which], inits, pa.int8()),
-        "eta_lambda0": eta_lambda0,
-        "eps0": initial.eps0,
-        "lambda_init": initial.lam0,
-        "q0": initial.q0,
-        "sharpness0": sharpness(initial.eps0, initial.lam0, phi),
-        "status": _dictionary(results.status, STATUS_LABELS, pa.int8()),
-        "steps": results.steps,
-        "eps_T": results.eps_T,
-        "lambda_T": results.lambda_T,
-        "sharpness_T": results.sharpness_T,
-        "q_ratio": results.q_ratio,
-        "log_q_ratio": results.log_q_ratio,
-        "lambda_gf": gradient_flow_sharpness(initial.eps0, initial.lam0, phi, initial.s0, initial.p0),
-        "sum_eps2": results.sum_eps2,
-        "max_eta_sharpness": results.max_eta_sharpness,
-        "eos_steps": results.eos_steps,
-        "max_abs_eps": results.max_abs_eps,
-        "thm1_regime": linear,
-        "thm1_lower": theorems.thm1_lower(eta, initial.eps0, phi),
-        "thm1_upper": theorems.thm1_upper(eta, results.sum_eps2),
-        "regime": _dictionary(np.where(linear, 0, np.where(slow, 1, 2)).astype(np.int8), REGIME_LABELS, pa.int8()),
-    }
-    for axis in entry.axes:
-        columns[axis.name] = np.array([cell.value(axis.name) for cell in cells], dtype=axis.dtype)[which]
-    for name, _ in entry.result_columns:
-        columns[name] = getattr(results, name)
-    return pa.Table.from_pydict(columns, schema=trajectory_schema(entry.name))
-
-
-def _family_table(
-    cells: Sequence[Cell],
-    ids: pa.Array,
-    trajectories: int,
-    rows: np.ndarray,
-    which: np.ndarray,
-    initial: Any,
-    results: Any,
-    first: int,
-) -> pa.Table:
-    """A model family's rows (:data:`FAMILY_SCHEMA`, then its axes and result columns);
-    ``initial`` is a :class:`lin2net.dynamics.family_cells.FamilyStart`."""
     entry = registry.get(cells[0].algorithm)
 
     def parameter(name: str, dtype: Any = np.float64) -> np.ndarray:
@@ -238,7 +176,7 @@ def _family_table(
     )[which]
     inits = pa.array(sorted({cell.init for cell in cells}), type=pa.string())
     init_index = {label: i for i, label in enumerate(inits.to_pylist())}
-    columns = {
+    columns: dict[str, Any] = {
         "cell_id": _dictionary(which.astype(np.int32), ids, pa.int32()),
         "trajectory": rows - which * trajectories + first,
         "eta": parameter("eta"),
@@ -248,10 +186,7 @@ def _family_table(
         "init": _dictionary(np.array([init_index[c.init] for c in cells], dtype=np.int8)[which], inits, pa.int8()),
         "eta_lambda0": eta_lambda0,
         "eps0": initial.eps0,
-        "lambda_init": initial.lambda_init,
-        "loss0": initial.loss0,
         "q0": initial.q0,
-        "sharpness0": initial.sharpness0,
         "status": _dictionary(results.status, STATUS_LABELS, pa.int8()),
         "steps": results.steps,
         "eps_T": results.eps_T,
@@ -259,17 +194,47 @@ def _family_table(
         "sharpness_T": results.sharpness_T,
         "q_ratio": results.q_ratio,
         "log_q_ratio": results.log_q_ratio,
-        "lambda_gf": initial.lambda_gf,
         "sum_eps2": results.sum_eps2,
         "max_eta_sharpness": results.max_eta_sharpness,
         "eos_steps": results.eos_steps,
         "max_abs_eps": results.max_abs_eps,
     }
+    if registry.is_family(entry.name):
+        columns.update(_family_columns(initial))
+    else:
+        columns.update(_shallow_columns(columns["eta"], columns["phi"], initial, results))
     for axis in entry.axes:
         columns[axis.name] = np.array([cell.value(axis.name) for cell in cells], dtype=axis.dtype)[which]
     for name, _ in entry.result_columns:
         columns[name] = getattr(results, name)
     return pa.Table.from_pydict(columns, schema=trajectory_schema(entry.name))
+
+
+def _shallow_columns(
+    eta: np.ndarray, phi: np.ndarray, initial: InitialConditions, results: TrajectoryResults
+) -> dict[str, Any]:
+    """The shallow model's own columns: its closed forms at the start, Theorem 1–2's."""
+    linear = theorems.thm1_regime(eta, initial.eps0, initial.lam0, phi)
+    slow = theorems.slow_regime(eta, initial.eps0, initial.lam0, phi)
+    return {
+        "lambda_init": initial.lam0,
+        "sharpness0": sharpness(initial.eps0, initial.lam0, phi),
+        "lambda_gf": gradient_flow_sharpness(initial.eps0, initial.lam0, phi, initial.s0, initial.p0),
+        "thm1_regime": linear,
+        "thm1_lower": theorems.thm1_lower(eta, initial.eps0, phi),
+        "thm1_upper": theorems.thm1_upper(eta, results.sum_eps2),
+        "regime": _dictionary(np.where(linear, 0, np.where(slow, 1, 2)).astype(np.int8), REGIME_LABELS, pa.int8()),
+    }
+
+
+def _family_columns(initial: Any) -> dict[str, Any]:
+    """A model family's own columns (:data:`FAMILY_SCHEMA`), all measured by its model at the start."""
+    return {
+        "lambda_init": initial.lambda_init,
+        "loss0": initial.loss0,
+        "sharpness0": initial.sharpness0,
+        "lambda_gf": initial.lambda_gf,
+    }
 
 
 def cell_table(cell: Cell, initial: Any, results: TrajectoryResults) -> pa.Table:
