@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,10 @@ def kernel_time(config: SweepConfig, repeats: int) -> tuple[float, float]:
     for shard in form_shards(expand_grid(config), n, SHARD_ROWS):
         initial = shard_initial_conditions(config, shard.cells)
         eta, phi = per_trajectory(shard.cells, n, "eta"), per_trajectory(shard.cells, n, "phi")
+        if shard.part is not None:  # a part of a cell larger than a shard: only its trajectories
+            rows = slice(*shard.part)
+            initial = replace(initial, **{f.name: getattr(initial, f.name)[rows] for f in fields(initial)})
+            eta, phi = eta[rows], phi[rows]
         prepared.append((initial, eta, phi))
     steps = 0.0
 

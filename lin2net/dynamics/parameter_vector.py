@@ -23,6 +23,10 @@ reorthogonalization, warm-started from the previous state's top Ritz vector
 (kept in the state), so it converges in few steps along a trajectory. The test
 (tests/families/test_parameter_vector_core.py) holds it to 1e-10 relative of
 eigvalsh on random and trajectory points.
+
+Stop rule: the driver's, with the tolerance loss_floor + loss_tol (:func:`loss_floor`:
+the vector family's least-squares floor, 0 for the others), so rows on noisy labels
+converge within loss_tol of the least loss they can reach.
 """
 
 from __future__ import annotations
@@ -165,6 +169,13 @@ def minibatch_rows(keys: UIntArray, t: int, batch: int, n_data: int) -> NDArray[
     return batch_rows
 
 
+def loss_floor(model: Model) -> float:
+    """The least loss the model can reach on its data, where it is known (the vector
+    family's ``loss_floor``, ½ mean of the least-squares residual: label noise, or
+    labels no linear map fits), else 0 (deep: L = ½(f − Φ)² reaches 0; relu: no known floor)."""
+    return float(getattr(model, "loss_floor", 0.0))
+
+
 class ParameterVectorDynamics:
     """GD (``batch_size`` 0 or n) or mini-batch SGD on θ over ``model`` (see module doc)."""
 
@@ -203,7 +214,10 @@ class ParameterVectorDynamics:
         return ThetaState(theta, state.q0, direction, sharpness), Step(u, {})
 
     def tolerance(self, params: ThetaParams, rule: StopRule) -> FloatArray:
-        return np.full(len(params.eta), rule.loss_tol)
+        """loss_floor(model) + loss_tol per trajectory: a model with a loss floor (the vector
+        family on noisy labels) converges when L is within loss_tol of the floor, which
+        L = ½ε² never goes below (without it such a row would always end at max_steps)."""
+        return np.full(len(params.eta), loss_floor(self.model) + rule.loss_tol)
 
     def measured_log_q(self, state: ThetaState, product: FloatArray | None = None) -> FloatArray | None:
         """log Q(θ_t)/Q(θ_0), measured; where Q(θ_0) = 0 (0/0) the driver's ``product`` (0)."""
@@ -233,6 +247,7 @@ __all__: list[Any] = [
     "ThetaParams",
     "ThetaState",
     "lanczos_top",
+    "loss_floor",
     "minibatch_rows",
     "run_parameters",
     "start_state",
