@@ -246,7 +246,7 @@ def summary_cpu_row(run: tuple[int, float]) -> Row:
     """CPU seconds per trajectory of the per-cell summaries (one thread) against
     the kernel's (all threads, summed): less sensitive to other load than walls."""
     from lin2net.analysis.cell_summary import summary_table
-    from lin2net.dynamics.gd.cell import simulate_cells
+    from lin2net.dynamics.cells import simulate_cells
 
     total, loss_tol = run
     config = parse_config(summary_mode_config(max(1, total // SUMMARY_TRAJECTORIES), loss_tol))
