@@ -253,13 +253,7 @@ def check_sweep(out: Path | OpenedOutput, *, verify: bool = False) -> CheckRepor
         cell_ids = unit[0].cell_ids
         return check_cells(table, cell_ids, [opened.grid[cell_id] for cell_id in cell_ids], n)
 
-    # A shard file of whole cells, or all the parts of one cell, in trajectory order.
-    whole = [[shard] for shard in opened.shards if shard.part is None]
-    in_parts: dict[str, list[Any]] = {}
-    for shard in opened.shards:
-        if shard.part is not None:
-            in_parts.setdefault(shard.cell_ids[0], []).append(shard)
-    units = whole + [sorted(group, key=lambda shard: shard.part) for group in in_parts.values()]
+    units = check_units(opened)
     parts = parallel(check_unit, units)  # NumPy releases the GIL on these long arrays
     columns = {name: _concatenate([part[name] for part in parts]) for name in parts[0]}
     return summarize_checks(columns)
@@ -305,12 +299,7 @@ def _check_family(opened: OpenedOutput) -> CheckReport:
 
     n = opened.config.trajectories
     keep = {cell_id for cell_id, cell in opened.grid.items() if cell.value("depth") == 2}
-    whole = [[shard] for shard in opened.shards if shard.part is None]
-    in_parts: dict[str, list[Any]] = {}
-    for shard in opened.shards:
-        if shard.part is not None:
-            in_parts.setdefault(shard.cell_ids[0], []).append(shard)
-    units = whole + [sorted(group, key=lambda shard: shard.part) for group in in_parts.values()]
+    units = check_units(opened)
     parts = []
     for unit in units:
         cell_ids = [cell_id for cell_id in unit[0].cell_ids if cell_id in keep]
@@ -327,6 +316,17 @@ def _check_family(opened: OpenedOutput) -> CheckReport:
     report = summarize_checks(columns)
     report.notes = [statement]
     return report
+
+
+def check_units(opened: Any) -> list[list[Any]]:
+    """The units ``check`` reads one at a time: a shard file of whole cells, or all
+    the parts of one cell, in trajectory order."""
+    whole = [[shard] for shard in opened.shards if shard.part is None]
+    in_parts: dict[str, list[Any]] = {}
+    for shard in opened.shards:
+        if shard.part is not None:
+            in_parts.setdefault(shard.cell_ids[0], []).append(shard)
+    return whole + [sorted(group, key=lambda shard: shard.part) for group in in_parts.values()]
 
 
 def _concatenate(parts: list[Any]) -> Any:

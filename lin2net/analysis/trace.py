@@ -145,12 +145,25 @@ def trace_table(columns: dict[str, Any], status: Status, start: Start, eta: floa
     steps = np.asarray(columns["t"])
     flow = GradientFlow.from_vectors(start.a, start.b, phi)
     gf_eps, gf_lam = flow.at(eta * steps)
+    gradient_flow = {
+        "gf_eps": gf_eps,
+        "gf_lambda": gf_lam,
+        "gf_loss": 0.5 * gf_eps * gf_eps,
+        "gf_sharpness": sharpness(gf_eps, gf_lam, phi),
+    }
+    return Trace(step_table(columns, gradient_flow), status, int(steps[-1]), eta, phi, flow)
+
+
+def step_table(columns: dict[str, Any], after: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The per-step table of the driver's per-state ``columns`` of one trajectory:
+    ``t``, ``eps``, ``lambda``, ``loss``, ``q_ratio``, ``log_q_ratio``, ``sharpness``,
+    ``eta_sharpness``, then the step extras, then the columns ``after``."""
     known = {"t", "eps", "lam", "loss", "log_q_ratio", "sharpness", "eta_sharpness"}
     extras = {name: values for name, values in columns.items() if name not in known}
     with np.errstate(over="ignore", invalid="ignore"):
-        table = pd.DataFrame(
+        return pd.DataFrame(
             {
-                "t": steps,
+                "t": np.asarray(columns["t"]),
                 "eps": columns["eps"],
                 "lambda": columns["lam"],
                 "loss": columns["loss"],
@@ -159,13 +172,9 @@ def trace_table(columns: dict[str, Any], status: Status, start: Start, eta: floa
                 "sharpness": columns["sharpness"],
                 "eta_sharpness": columns["eta_sharpness"],
                 **extras,
-                "gf_eps": gf_eps,
-                "gf_lambda": gf_lam,
-                "gf_loss": 0.5 * gf_eps * gf_eps,
-                "gf_sharpness": sharpness(gf_eps, gf_lam, phi),
+                **(after or {}),
             }
         )
-    return Trace(table, status, int(steps[-1]), eta, phi, flow)
 
 
 def trace_trajectory(start: Start, eta: float, rule: StopRule) -> Trace:
@@ -201,22 +210,7 @@ class FamilyTrace:
 
 def family_trace_table(columns: dict[str, Any], status: Status, eta: float, phi: float) -> FamilyTrace:
     """A :class:`FamilyTrace` from the driver's per-state columns of one trajectory."""
-    known = {"t", "eps", "lam", "loss", "log_q_ratio", "sharpness", "eta_sharpness"}
-    extras = {name: values for name, values in columns.items() if name not in known}
-    with np.errstate(over="ignore", invalid="ignore"):
-        table = pd.DataFrame(
-            {
-                "t": columns["t"],
-                "eps": columns["eps"],
-                "lambda": columns["lam"],
-                "loss": columns["loss"],
-                "q_ratio": np.exp(columns["log_q_ratio"]),
-                "log_q_ratio": columns["log_q_ratio"],
-                "sharpness": columns["sharpness"],
-                "eta_sharpness": columns["eta_sharpness"],
-                **extras,
-            }
-        )
+    table = step_table(columns)
     gf = table["lambda_gf"].to_numpy() if "lambda_gf" in table else np.array([np.nan])
     return FamilyTrace(table, status, int(table["t"].iloc[-1]), eta, phi, float(gf[0]))
 
