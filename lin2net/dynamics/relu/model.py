@@ -33,8 +33,6 @@ integrated as accurately as there.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from lin2net.dynamics.family import FloatArray, IntArray
@@ -48,28 +46,13 @@ and each of its steps costs O(n·d·m) per trajectory; a trajectory not at rest
 within them gets λ_GF = NaN (recorded, not an error)."""
 
 
-class ReluModel:
+class ReluModel(two_layer.TwoLayerModel):
     """f(x) = Σ_j b_j relu(a_jᵀx) of width d and m inputs on the data (X (n, m), y (n,)); see the module doc."""
 
     def __init__(
         self, width: int, inputs: int, x: FloatArray, y: FloatArray, tolerances: FlowTolerances = RELU_TOLERANCES
     ) -> None:
-        self.width, self.inputs = int(width), int(inputs)
-        self.x, self.y = two_layer.data_arrays(self.inputs, x, y)
-        self.n = int(self.x.shape[0])
-        self.label_scale = math.sqrt(float(np.mean(self.y * self.y)))
-        self.tolerances = tolerances
-
-    @property
-    def size(self) -> int:
-        return self.width * self.inputs + self.width
-
-    def split(self, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """(a (n, d, m): the neurons' rows, b (n, d)) as views of θ (n, D)."""
-        return two_layer.split(theta, self.width, self.inputs)
-
-    def _data(self, batch: IntArray | None) -> tuple[FloatArray, FloatArray]:
-        return two_layer.batch_rows(self.x, self.y, batch)
+        super().__init__(width, inputs, x, y, tolerances)
 
     def _forward(
         self, theta: FloatArray, batch: IntArray | None = None
@@ -92,11 +75,6 @@ class ReluModel:
     def loss(self, theta: FloatArray) -> FloatArray:
         _, _, _, r = self._forward(theta)
         return two_layer.square_loss(r)
-
-    def residual(self, theta: FloatArray) -> FloatArray:
-        """√(2L), the ε of the stop rule."""
-        eps: FloatArray = np.sqrt(2.0 * self.loss(theta))
-        return eps
 
     def gradient(self, theta: FloatArray, batch: IntArray | None = None) -> FloatArray:
         _, b = self.split(theta)
@@ -156,19 +134,11 @@ class ReluModel:
         hess[:, columns, rows] += paired
         return two_layer.symmetric(hess)
 
-    def sharpness(self, theta: FloatArray) -> FloatArray:
-        """The Hessian's top eigenvalue, shape (n,) (eigvalsh)."""
-        return two_layer.top_eigenvalue(self.hessian(theta))
-
     def conserved(self, theta: FloatArray) -> FloatArray:
         """‖a_j‖² − b_j², shape (n, d): what gradient flow conserves."""
         a, b = self.split(theta)
         c: FloatArray = np.sum(a * a, axis=2) - b * b
         return c
-
-    def imbalance(self, theta: FloatArray) -> FloatArray:
-        """Q = Σ_j |‖a_j‖² − b_j²| (no cancellation; see the module doc)."""
-        return two_layer.imbalance(*self.split(theta))
 
     def gradient_flow_sharpness(self, theta: FloatArray) -> FloatArray:
         theta = np.asarray(theta, dtype=np.float64)

@@ -33,8 +33,6 @@ b⁴ + Cb² = ‖w*‖² and a = w*/b, and H = JᵀΣJ's top eigenvalue is that 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from lin2net.dynamics.family import FloatArray, IntArray
@@ -44,38 +42,22 @@ from lin2net.dynamics.vector.flow import TOLERANCES, FlowTolerances, flow_to_res
 from lin2net.theory.closed_forms import gradient_flow_sharpness as shallow_gradient_flow_sharpness
 
 
-class VectorModel:
+class VectorModel(two_layer.TwoLayerModel):
     """f(x) = bᵀAx of width d and m inputs on the data (X (n, m), y (n,)); see the module doc."""
 
     def __init__(
         self, width: int, inputs: int, x: FloatArray, y: FloatArray, tolerances: FlowTolerances = TOLERANCES
     ) -> None:
-        self.width, self.inputs = int(width), int(inputs)
-        self.x, self.y = two_layer.data_arrays(self.inputs, x, y)
-        self.n = int(self.x.shape[0])
+        super().__init__(width, inputs, x, y, tolerances)
         self.gram: FloatArray = np.sum(self.x[:, :, None] * self.x[:, None, :], axis=0) / self.n
         self.moment: FloatArray = np.sum(self.x * self.y[:, None], axis=0) / self.n
         self.target, self.loss_floor = least_squares(self.x, self.y)
-        self.label_scale = math.sqrt(float(np.mean(self.y * self.y)))
-        self.tolerances = tolerances
-
-    @property
-    def size(self) -> int:
-        return self.width * self.inputs + self.width
-
-    def split(self, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """(A (n, d, m), b (n, d)) as views of θ (n, D)."""
-        return two_layer.split(theta, self.width, self.inputs)
 
     def end_to_end(self, theta: FloatArray) -> FloatArray:
         """w = Aᵀb, shape (n, m)."""
         a, b = self.split(theta)
         w: FloatArray = np.sum(a * b[:, :, None], axis=1)
         return w
-
-    def _data(self, batch: IntArray | None) -> tuple[FloatArray, FloatArray]:
-        """(X rows (1 or n, B, m), y rows (1 or n, B)) of the full set or of each trajectory's batch."""
-        return two_layer.batch_rows(self.x, self.y, batch)
 
     @staticmethod
     def _residuals(w: FloatArray, x: FloatArray, y: FloatArray) -> FloatArray:
@@ -90,11 +72,6 @@ class VectorModel:
     def loss(self, theta: FloatArray) -> FloatArray:
         r = self.residuals(theta)
         return two_layer.square_loss(r)
-
-    def residual(self, theta: FloatArray) -> FloatArray:
-        """√(2L), the ε of the stop rule (L includes the data's loss floor)."""
-        eps: FloatArray = np.sqrt(2.0 * self.loss(theta))
-        return eps
 
     def output_gradient(self, theta: FloatArray, batch: IntArray | None = None) -> FloatArray:
         """g = ∇_w L = mean_i r_i x_i over the data (or each trajectory's batch), shape (n, m)."""
@@ -147,19 +124,11 @@ class VectorModel:
         hess[:, columns, rows] += g[:, rows % m]
         return two_layer.symmetric(hess)
 
-    def sharpness(self, theta: FloatArray) -> FloatArray:
-        """The Hessian's top eigenvalue, shape (n,) (eigvalsh)."""
-        return two_layer.top_eigenvalue(self.hessian(theta))
-
     def conserved(self, theta: FloatArray) -> FloatArray:
         """C = AAᵀ − bbᵀ, shape (n, d, d): what gradient flow conserves."""
         a, b = self.split(theta)
         c: FloatArray = np.einsum("njk,nlk->njl", a, a) - b[:, :, None] * b[:, None, :]
         return c
-
-    def imbalance(self, theta: FloatArray) -> FloatArray:
-        """Q = Σ_j |‖A_j‖² − b_j²| as Σ_j |(‖A_j‖ − |b_j|)(‖A_j‖ + |b_j|)| (no cancellation)."""
-        return two_layer.imbalance(*self.split(theta))
 
     def gradient_flow_sharpness(self, theta: FloatArray) -> FloatArray:
         theta = np.asarray(theta, dtype=np.float64)

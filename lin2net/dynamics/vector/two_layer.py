@@ -10,9 +10,12 @@ imbalance Q; and both report the top eigenvalue of their (symmetric) Hessian.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from lin2net.dynamics.family import FloatArray, IntArray
+from lin2net.dynamics.vector.flow import FlowTolerances
 
 
 def data_arrays(inputs: int, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -65,3 +68,47 @@ def neuron_imbalance(row_norms: FloatArray, out_abs: FloatArray) -> FloatArray:
     without cancellation (at m = 1 the same bits as closed_forms.imbalance)."""
     q: FloatArray = np.abs((row_norms - out_abs) * (row_norms + out_abs)).sum(axis=1)
     return q
+
+
+class TwoLayerModel:
+    """What ``VectorModel`` and ``ReluModel`` share as models: width d, m inputs, the
+    data (X (N, m), y (N,)), the layout of θ, ε = √(2L), the sharpness and Q. A
+    subclass gives the loss, its derivatives and the gradient-flow sharpness."""
+
+    def __init__(self, width: int, inputs: int, x: FloatArray, y: FloatArray, tolerances: FlowTolerances) -> None:
+        self.width, self.inputs = int(width), int(inputs)
+        self.x, self.y = data_arrays(self.inputs, x, y)
+        self.n = int(self.x.shape[0])
+        self.label_scale = math.sqrt(float(np.mean(self.y * self.y)))
+        self.tolerances = tolerances
+
+    @property
+    def size(self) -> int:
+        return self.width * self.inputs + self.width
+
+    def split(self, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """(first layer (n, d, m): the rows a_j, b (n, d)) as views of θ (n, D)."""
+        return split(theta, self.width, self.inputs)
+
+    def _data(self, batch: IntArray | None) -> tuple[FloatArray, FloatArray]:
+        """(X rows (1 or n, B, m), y rows (1 or n, B)) of the full set or of each trajectory's batch."""
+        return batch_rows(self.x, self.y, batch)
+
+    def loss(self, theta: FloatArray) -> FloatArray:
+        raise NotImplementedError
+
+    def hessian(self, theta: FloatArray) -> FloatArray:
+        raise NotImplementedError
+
+    def residual(self, theta: FloatArray) -> FloatArray:
+        """√(2L), the ε of the stop rule (L includes any loss floor of the data)."""
+        eps: FloatArray = np.sqrt(2.0 * self.loss(theta))
+        return eps
+
+    def sharpness(self, theta: FloatArray) -> FloatArray:
+        """The Hessian's top eigenvalue, shape (n,) (eigvalsh)."""
+        return top_eigenvalue(self.hessian(theta))
+
+    def imbalance(self, theta: FloatArray) -> FloatArray:
+        """Q = Σ_j |‖a_j‖² − b_j²| as Σ_j |(‖a_j‖ − |b_j|)(‖a_j‖ + |b_j|)| (no cancellation)."""
+        return imbalance(*self.split(theta))
