@@ -56,6 +56,7 @@ from lin2net.store.shard_file import (
     CorruptShard,
     ShardFooter,
     move_aside,
+    named_files,
     read_verified,
     settings_digest,
     verify_footer,
@@ -448,10 +449,7 @@ def shard_path(out: Path, shard: Shard) -> Path:
 
 def shard_files(out: Path) -> list[Path]:
     """Files named like shards (``part-*.parquet``), sorted; not yet verified."""
-    directory = shards_dir(out)
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.glob(f"{SHARD_PREFIX}*.parquet") if not p.name.startswith("."))
+    return named_files(shards_dir(out))
 
 
 def scan_shards(out: Path, config: SweepConfig, *, verify_data: bool = True) -> ShardScan:

@@ -72,6 +72,14 @@ class ShardFooter:
     part: tuple[int, int] | None = None  # (first, stop) trajectories of a part of one cell
 
 
+def named_files(directory: Path) -> list[Path]:
+    """The files of ``directory`` named like shard and summary files (``part-*.parquet``,
+    not hidden temporaries), sorted; none when it is not a folder. Not yet verified."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob(f"{SHARD_PREFIX}*.parquet") if not p.name.startswith("."))
+
+
 def settings_digest(resolved: Mapping[str, Any]) -> str:
     """A digest of a resolved config without ``name`` and ``grid``: two sweeps
     whose cells are computed alike (seed, trajectories, init, stop rule,

@@ -31,6 +31,7 @@ from lin2net.store.shard_file import (
     ShardFooter,
     _one_line,
     cell_from_parameters,
+    named_files,
     read_footer,
     read_verified,
 )
@@ -131,10 +132,8 @@ def verify_summary_footer(path: Path, settings: str, trajectories: int, grid: Ma
 
 
 def summary_files(out: Path) -> list[Path]:
-    directory = summaries_dir(out)
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.glob(f"{SHARD_PREFIX}*.parquet") if not p.name.startswith("."))
+    """Files named like summary files, sorted; not yet verified."""
+    return named_files(summaries_dir(out))
 
 
 def scan_summaries(out: Path, config: SweepConfig, *, verify_data: bool = True) -> ShardScan:
