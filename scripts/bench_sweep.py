@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -166,15 +167,17 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 
 
-def many_cells_rows(repeats: int) -> list[Row]:
-    """10⁵ cells × 100 trajectories: files, time against the kernel, peak RSS."""
+Measured = TypeVar("Measured")
+
+
+def probed_sweep(raw: dict[str, Any], measure: Callable[[Path], Measured]) -> tuple[float, float, Measured]:
+    """``lin2net sweep`` of the config ``raw`` in a fresh process and a temporary OUT:
+    its wall (start-up included), its peak RSS in MiB and ``measure(OUT)``."""
     import yaml
 
-    config = parse_config(MANY_CELLS)
-    kernel, _ = kernel_time(config, 1)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "many.yaml"
-        path.write_text(yaml.safe_dump(MANY_CELLS))
+        path = Path(tmp) / "config.yaml"
+        path.write_text(yaml.safe_dump(raw))
         out = Path(tmp) / "run"
         command = [sys.executable, "-m", "lin2net", "sweep", str(path), "-o", str(out), "--quiet"]
         started = time.perf_counter()
@@ -182,8 +185,21 @@ def many_cells_rows(repeats: int) -> list[Row]:
             [sys.executable, "-c", RSS_PROBE, *command], cwd=ROOT, check=True, capture_output=True, text=True
         )
         wall = time.perf_counter() - started
-        files = len(list((out / "shards").glob("*.parquet")))
-        rss = int(probe.stdout.split()[-1]) / 1024  # KiB on Linux
+        return wall, int(probe.stdout.split()[-1]) / 1024, measure(out)  # ru_maxrss: KiB on Linux
+
+
+def output_bytes(out: Path) -> tuple[int, int]:
+    """Bytes of every file in OUT, and of its summary files."""
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    return size, sum(f.stat().st_size for f in (out / "summaries").glob("*.parquet"))
+
+
+def many_cells_rows(repeats: int) -> list[Row]:
+    """10⁵ cells × 100 trajectories: files, time against the kernel, peak RSS."""
+
+    config = parse_config(MANY_CELLS)
+    kernel, _ = kernel_time(config, 1)
+    wall, rss, files = probed_sweep(MANY_CELLS, lambda out: len(list((out / "shards").glob("*.parquet"))))
     cells = len(expand_grid(config))
     return [
         (f"10⁵-cell grid ({cells} cells × 100): shard files", f"{files}{target(files, 100)}"),
@@ -270,7 +286,6 @@ def summary_mode_rows(runs: tuple[tuple[int, float], ...] = SUMMARY_RUNS) -> lis
     """``lin2net sweep --keep summary`` on N trajectories (10⁵ per grid point):
     CLI wall (start-up included) against the kernel alone on the same
     trajectories, bytes written to OUT (and per 10⁴ grid points), peak RSS."""
-    import yaml
 
     rows: list[Row] = []
     measured: list[tuple[float, float]] = []
@@ -279,19 +294,7 @@ def summary_mode_rows(runs: tuple[tuple[int, float], ...] = SUMMARY_RUNS) -> lis
         raw = summary_mode_config(cells, loss_tol)
         config = parse_config(raw)
         kernel, steps = kernel_time(config, 1)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "summary.yaml"
-            path.write_text(yaml.safe_dump(raw))
-            out = Path(tmp) / "run"
-            command = [sys.executable, "-m", "lin2net", "sweep", str(path), "-o", str(out), "--quiet"]
-            started = time.perf_counter()
-            probe = subprocess.run(
-                [sys.executable, "-c", RSS_PROBE, *command], cwd=ROOT, check=True, capture_output=True, text=True
-            )
-            wall = time.perf_counter() - started
-            size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-            summaries = sum(f.stat().st_size for f in (out / "summaries").glob("*.parquet"))
-            rss = int(probe.stdout.split()[-1]) / 1024  # KiB on Linux
+        wall, rss, (size, summaries) = probed_sweep(raw, output_bytes)
         n = cells * SUMMARY_TRAJECTORIES
         name = f"summary mode, {cells} grid points × 10⁵ = {n:.0e} trajectories ({steps / n:.0f} steps each)"
         name += f", loss_tol {loss_tol:g}"
