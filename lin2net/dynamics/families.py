@@ -22,8 +22,8 @@ the model of one grid cell (width ``cell.d``, ``cell.value("depth")`` or
 ``cell.value("inputs")``, target ``cell.phi``; data families build their data
 set with ``make_data(config.data, inputs, cell.phi, config.seed)``).
 
-Random starts draw θ ∈ R^D from the stream of :func:`theta_rng`, which is the
-shallow model's stream when D = 2d (deep at depth 2, vector and relu at m = 1):
+Random starts draw θ ∈ R^D with :func:`lin2net.dynamics.initialization.scaled_draws`,
+whose stream is the shallow model's when D = 2d (deep at depth 2, vector and relu at m = 1):
 there the same seed gives the same (a, b) as a shallow sweep.
 """
 
@@ -54,7 +54,6 @@ MODEL_KEYS = ("family", "depth", "inputs")
 MAX_DEPTH = 64
 MAX_INPUTS = 100_000
 MAX_SIZE = 10_000_000  # parameters per trajectory (D)
-BLOCK_FLOATS = 1 << 20  # numbers per block of random starts (as the shallow model's)
 
 HOOK_MODULES = {family: f"lin2net.dynamics.{family}.family" for family in FAMILIES[1:]}
 """Where each family's ``build_model`` lives."""
@@ -219,21 +218,6 @@ def _checked(explicit: ExplicitTheta) -> ExplicitTheta:
     return explicit
 
 
-def theta_rng(seed: int, init: str, d: int, size: int, block: int) -> np.random.Generator:
-    """The random stream of block ``block`` of starts in R^size of width d: the shallow
-    model's (:func:`lin2net.sweep.grid.initialization_rng`) when size = 2d, else one keyed
-    by (init, d, size) as well (common random numbers across η, λ0, Φ)."""
-    text = f"{init}|{d}" if size == 2 * d else f"{init}|{d}|D={size}"
-    key = hashlib.sha256(text.encode()).digest()
-    words = tuple(int.from_bytes(key[i : i + 4], "little") for i in range(0, 16, 4))
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(*words, block)))
-
-
-def block_size(size: int) -> int:
-    """Starts per block for θ ∈ R^size (the shallow model's blocks when size = 2d)."""
-    return max(1, BLOCK_FLOATS // size)
-
-
 def cell_size(config: SweepConfig, cell: Cell) -> int:
     """D of the cell's model."""
     family = config.family
@@ -255,18 +239,10 @@ def theta_blocks(
     if config.explicit_theta is not None:
         yield 0, np.asarray(config.explicit_theta.theta, dtype=np.float64)[None, :]
         return
+    from lin2net.dynamics.initialization import scaled_draws
+
     size = cell_size(config, cell)
-    per_block = block_size(size)
-    for block, start in enumerate(range(0, config.trajectories, per_block)):
-        n = min(per_block, config.trajectories - start)
-        if start + n <= first or start >= stop:
-            continue
-        z = theta_rng(config.seed, config.init, cell.d, size, block).standard_normal((n, size))
-        if config.init == "sphere":
-            z *= np.sqrt(cell.lambda0) / np.linalg.norm(z, axis=1, keepdims=True)
-        else:
-            z *= np.sqrt(cell.lambda0 / size)
-        yield start, z
+    yield from scaled_draws(config.seed, config.init, cell.d, size, cell.lambda0, config.trajectories, first, stop)
 
 
 def initial_theta(config: SweepConfig, cell: Cell, first: int = 0, stop: int | None = None) -> FloatArray:

@@ -61,17 +61,32 @@ def initial_blocks(config: SweepConfig, cell: Cell, first: int = 0, stop: int | 
         b = np.asarray(config.explicit.b, dtype=np.float64)[None, :]
         yield InitialBlock(0, a, b)
         return
-    d, per_block = cell.d, block_size(cell.d)
-    for block, start in enumerate(range(0, config.trajectories, per_block)):
-        n = min(per_block, config.trajectories - start)
+    d = cell.d
+    for start, z in scaled_draws(config.seed, config.init, d, 2 * d, cell.lambda0, config.trajectories, first, stop):
+        yield InitialBlock(start, z[:, :d], z[:, d:])
+
+
+def scaled_draws(
+    seed: int, init: str, d: int, size: int, lambda0: float, trajectories: int, first: int = 0, stop: int | None = None
+) -> Iterator[tuple[int, FloatArray]]:
+    """(start, z of shape (n, size)) block by block, in trajectory order: random starts
+    in R^size of width d, ``sphere`` uniform on ‖z‖² = λ0, ``gaussian`` i.i.d.
+    N(0, λ0/size) entries. Blocks hold BLOCK_FLOATS numbers (the shallow model's
+    :func:`block_size` at size = 2d), block k from stream k of
+    :func:`lin2net.sweep.grid.initialization_rng`; only the whole blocks that hold
+    some of trajectories ``first`` … ``stop − 1`` are drawn."""
+    stop = trajectories if stop is None else stop
+    per_block = max(1, BLOCK_FLOATS // size)
+    for block, start in enumerate(range(0, trajectories, per_block)):
+        n = min(per_block, trajectories - start)
         if start + n <= first or start >= stop:
             continue
-        z = initialization_rng(config.seed, config.init, d, block).standard_normal((n, 2 * d))
-        if config.init == "sphere":
-            z *= np.sqrt(cell.lambda0) / np.linalg.norm(z, axis=1, keepdims=True)
+        z = initialization_rng(seed, init, d, block, size).standard_normal((n, size))
+        if init == "sphere":
+            z *= np.sqrt(lambda0) / np.linalg.norm(z, axis=1, keepdims=True)
         else:
-            z *= np.sqrt(cell.lambda0 / (2 * d))
-        yield InitialBlock(start, z[:, :d], z[:, d:])
+            z *= np.sqrt(lambda0 / size)
+        yield start, z
 
 
 def block_rows(block: InitialBlock, first: int, stop: int) -> slice:

@@ -172,13 +172,16 @@ def _iter_cells(config: SweepConfig) -> Iterator[Cell]:
         yield Cell(eta, lambda0, float(phi), d, label, eta_lambda0, extra, config.algorithm)
 
 
-def initialization_rng(seed: int, init: str, d: int, block: int) -> np.random.Generator:
-    """Random stream for block ``block`` of the initializations of width ``d``.
+def initialization_rng(seed: int, init: str, d: int, block: int, size: int | None = None) -> np.random.Generator:
+    """Random stream for block ``block`` of the initializations of width ``d``
+    (starts in R^size: the shallow model's (a, b) when ``size`` is None or 2d,
+    a model family's θ otherwise, keyed by size as well).
 
-    It depends on the root seed, the init and d only: cells that differ in η, λ0
-    or Φ draw the same initial directions (common random numbers), so differences
-    between such cells come from the parameters, not from sampling noise.
+    It depends on the root seed, the init, d and size only: cells that differ in
+    η, λ0 or Φ draw the same initial directions (common random numbers), so
+    differences between such cells come from the parameters, not from sampling noise.
     """
-    key = hashlib.sha256(f"{init}|{d}".encode()).digest()
+    text = f"{init}|{d}" if size is None or size == 2 * d else f"{init}|{d}|D={size}"
+    key = hashlib.sha256(text.encode()).digest()
     words = tuple(int.from_bytes(key[i : i + 4], "little") for i in range(0, 16, 4))
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(*words, block)))
